@@ -1,0 +1,202 @@
+//! Who is signed in, signing in and out, and the guards every other server
+//! function starts with. The guards run on the server: hiding a link in the
+//! UI is never what keeps a `user` out of the admin panel.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// The signed-in person, as the UI needs them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub is_admin: bool,
+    pub tenant_id: String,
+}
+
+/// Where to go after signing in: `next` when it is a local path this user
+/// may open, else the user's home.
+pub fn landing_path(next: Option<&str>, is_admin: bool) -> String {
+    let home = if is_admin { "/admin" } else { "/app" };
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.starts_with("/login")
+                && (is_admin || !p.starts_with("/admin")) =>
+        {
+            p.to_string()
+        }
+        _ => home.to_string(),
+    }
+}
+
+#[server(prefix = "/sfn", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<SignedIn>, AppError> {
+    ssr::optional_user().await
+}
+
+#[server(prefix = "/sfn", endpoint = "login")]
+pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
+    use lockstep_core::{accounts, session_auth};
+
+    let services = ssr::services()?;
+    let session = ssr::session().await?;
+    let ip = ssr::client_ip().await;
+    if let Err(wait) = services.login_throttle.check(&email, ip) {
+        tracing::warn!(reason = "throttled", ?ip, "login refused");
+        ssr::count_rejection("login_throttled");
+        return Err(AppError::Throttled(wait.as_secs().max(1)));
+    }
+    match accounts::authenticate(&services.db, &email, &password).await? {
+        Some(user) => {
+            session_auth::log_in(&session, &user).await?;
+            tracing::info!(user_id = %user.id, "login");
+            let is_admin = user.role == accounts::Role::Admin;
+            leptos_axum::redirect(&landing_path(next.as_deref(), is_admin));
+            Ok(())
+        }
+        None => {
+            tracing::info!(reason = "bad_credentials", ?ip, "login refused");
+            ssr::count_rejection("login_bad_credentials");
+            Err(AppError::BadCredentials)
+        }
+    }
+}
+
+#[server(prefix = "/sfn", endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let session = ssr::session().await?;
+    lockstep_core::session_auth::log_out(&session).await?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! Server-side helpers for server functions: reaching `Services`, the
+    //! session and the client address, and the role guards.
+
+    use std::net::{IpAddr, SocketAddr};
+
+    use axum::extract::ConnectInfo;
+    use leptos::prelude::*;
+    use lockstep_core::{
+        accounts::{Role, User},
+        session_auth, Services,
+    };
+    use tower_sessions::Session;
+
+    use super::SignedIn;
+    use crate::error::AppError;
+
+    pub fn services() -> Result<Services, AppError> {
+        use_context::<Services>().ok_or_else(|| {
+            tracing::error!("Services missing from the Leptos context");
+            AppError::Internal
+        })
+    }
+
+    pub async fn session() -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>().await.map_err(|e| {
+            tracing::error!(error = %e, "no session layer on this request");
+            AppError::Internal
+        })
+    }
+
+    pub async fn client_ip() -> Option<IpAddr> {
+        leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+            .await
+            .ok()
+            .map(|ConnectInfo(addr)| addr.ip())
+    }
+
+    /// Counts a refused request in the metrics, by reason.
+    pub fn count_rejection(reason: &'static str) {
+        if let Some(counter) = use_context::<RejectionCounter>() {
+            (counter.0)(reason);
+        }
+    }
+
+    /// How the server lets the UI count rejections without the UI knowing
+    /// the metrics library.
+    #[derive(Clone)]
+    pub struct RejectionCounter(pub std::sync::Arc<dyn Fn(&'static str) + Send + Sync>);
+
+    pub fn to_current(user: &User) -> SignedIn {
+        SignedIn {
+            id: user.id.to_string(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            is_admin: user.role == Role::Admin,
+            tenant_id: user.tenant_id.to_string(),
+        }
+    }
+
+    pub async fn session_user() -> Result<Option<User>, AppError> {
+        let services = services()?;
+        let session = session().await?;
+        Ok(session_auth::session_user(&services.db, &session).await?)
+    }
+
+    pub async fn optional_user() -> Result<Option<SignedIn>, AppError> {
+        Ok(session_user().await?.as_ref().map(to_current))
+    }
+
+    /// Sets the HTTP status of the response being rendered (a page during
+    /// SSR, or a server function's own response).
+    pub fn set_status(status: u16) {
+        if let (Some(opts), Ok(code)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            axum::http::StatusCode::from_u16(status),
+        ) {
+            opts.set_status(code);
+        }
+    }
+
+    fn refuse(err: AppError) -> AppError {
+        set_status(err.status());
+        count_rejection(match err {
+            AppError::Unauthenticated => "unauthenticated",
+            _ => "forbidden",
+        });
+        err
+    }
+
+    pub async fn require_user() -> Result<User, AppError> {
+        session_user()
+            .await?
+            .ok_or_else(|| refuse(AppError::Unauthenticated))
+    }
+
+    pub async fn require_admin() -> Result<User, AppError> {
+        let user = require_user().await?;
+        if user.role == Role::Admin {
+            Ok(user)
+        } else {
+            tracing::info!(user_id = %user.id, reason = "not_admin", "admin page refused");
+            Err(refuse(AppError::Forbidden))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing_path;
+
+    #[test]
+    fn landing_path_only_follows_safe_local_paths() {
+        assert_eq!(landing_path(None, true), "/admin");
+        assert_eq!(landing_path(None, false), "/app");
+        assert_eq!(landing_path(Some("/app?x=1"), false), "/app?x=1");
+        assert_eq!(landing_path(Some("//evil.example"), false), "/app");
+        assert_eq!(landing_path(Some("https://evil.example"), true), "/admin");
+        assert_eq!(landing_path(Some("/admin"), false), "/app");
+        assert_eq!(landing_path(Some("/admin"), true), "/admin");
+        assert_eq!(landing_path(Some("/login"), true), "/admin");
+    }
+}

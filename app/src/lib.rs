@@ -1,0 +1,58 @@
+//! Lockstep's web UI: the HTML shell, the router, the pages, and the server
+//! functions they call. Compiled twice: with `ssr` into the server (where
+//! server functions run and reach `lockstep-core` through the `Services`
+//! the server provides as Leptos context), and with `hydrate` into the wasm
+//! bundle (where server functions become HTTP calls).
+//!
+//! Map:
+//! - [`error`]: the error type every server function returns.
+//! - [`auth`]: who is signed in; login, logout; the server-side guards.
+//! - [`pages`]: one module per page.
+#![recursion_limit = "256"]
+
+pub mod auth;
+pub mod error;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The whole HTML document; the server renders it for every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/lockstep.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Title text="Lockstep"/>
+        <Router>
+            <Routes fallback=pages::not_found::NotFound>
+                <Route path=path!("/login") view=pages::login::LoginPage/>
+                <Route path=path!("/admin") view=pages::admin::AdminDashboard/>
+                <Route path=path!("/app") view=pages::user_home::UserHome/>
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,69 @@
+//! Pieces several pages use: the top bar, the sign-out button, and the
+//! panels shown for refusals and errors.
+
+use leptos::prelude::*;
+
+use crate::auth::{Logout, SignedIn};
+
+#[component]
+pub fn SignOut() -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    view! {
+        <ActionForm action=logout>
+            <button
+                type="submit"
+                data-testid="sign-out"
+                class="rounded-md border border-slate-300 px-3 py-1.5 text-sm font-medium hover:bg-slate-100"
+            >
+                "Sign out"
+            </button>
+        </ActionForm>
+    }
+}
+
+#[component]
+pub fn TopBar(user: SignedIn, #[prop(into)] area: String) -> impl IntoView {
+    view! {
+        <header class="flex items-center justify-between border-b border-slate-200 bg-white px-4 py-3">
+            <div class="flex items-center gap-2">
+                <span class="text-lg font-semibold tracking-tight">"Lockstep"</span>
+                <span class="rounded bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-600">
+                    {area}
+                </span>
+            </div>
+            <div class="flex items-center gap-3">
+                <span class="hidden text-sm text-slate-600 sm:inline" data-testid="whoami">
+                    {user.email}
+                </span>
+                <SignOut/>
+            </div>
+        </header>
+    }
+}
+
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    view! {
+        <div class="mx-auto mt-24 max-w-md rounded-lg border border-amber-300 bg-amber-50 p-6" data-testid="forbidden">
+            <h1 class="text-lg font-semibold text-amber-900">"Administrators only"</h1>
+            <p class="mt-2 text-sm text-amber-800">
+                "Your account cannot open the admin panel."
+            </p>
+            <a href="/app" class="mt-4 inline-block text-sm font-medium text-amber-900 underline">
+                "Go to my compartments"
+            </a>
+        </div>
+    }
+}
+
+#[component]
+pub fn ErrorPanel(#[prop(into)] message: String) -> impl IntoView {
+    view! {
+        <div class="mx-auto mt-24 max-w-md rounded-lg border border-red-300 bg-red-50 p-6" role="alert">
+            <p class="text-sm text-red-800">{message}</p>
+            <a href="/login" class="mt-4 inline-block text-sm font-medium text-red-900 underline">
+                "Sign in again"
+            </a>
+        </div>
+    }
+}

@@ -1,0 +1,198 @@
+//! Connecting to the database and migrating it. One `sqlx::AnyPool` serves
+//! both backends: queries use `$N` placeholders (which SQLite accepts too),
+//! timestamps are integer milliseconds and ids are text, so every repository
+//! runs unchanged on SQLite (the embedded default) and PostgreSQL.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, Executor,
+};
+use thiserror::Error;
+
+/// Which database `DATABASE_URL` points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("DATABASE_URL must start with sqlite: or postgres:, got {0:?}")]
+    UnknownScheme(String),
+    #[error("DATABASE_URL {url:?} is not a valid database address: {source}")]
+    BadUrl { url: String, source: sqlx::Error },
+    #[error("the data directory {dir} cannot be created or written: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error("cannot connect to the database at {url}: {source}")]
+    Unreachable { url: String, source: sqlx::Error },
+    #[error("migrations failed on {url}: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// A pool and the backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, ConnectError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(ConnectError::UnknownScheme(redact(url)))
+        }
+    }
+}
+
+/// The password part of a URL replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The default database: a SQLite file in the data directory.
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("lockstep.db").display()
+    )
+}
+
+/// Makes sure the data directory exists and is writable.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), ConnectError> {
+    let err = |source| ConnectError::DataDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)?;
+    Ok(())
+}
+
+impl Db {
+    /// Opens a pool (creating the SQLite file if needed) and checks that the
+    /// database answers.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyConnectOptions::from_str(url).map_err(|source| ConnectError::BadUrl {
+            url: redact(url),
+            source,
+        })?;
+        let pool_options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            });
+        let pool_options = match backend {
+            Backend::Sqlite => pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool_options,
+        };
+        let pool = pool_options.connect_with(options).await.map_err(|source| {
+            ConnectError::Unreachable {
+                url: redact(url),
+                source,
+            }
+        })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies the backend's migrations from `migrations/`.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await,
+        }
+    }
+
+    /// Connects and migrates, with the URL in any error.
+    pub async fn open(url: &str) -> Result<Self, ConnectError> {
+        let db = Self::connect(url).await?;
+        db.migrate().await.map_err(|source| ConnectError::Migrate {
+            url: redact(url),
+            source,
+        })?;
+        Ok(db)
+    }
+
+    /// True when the database answers a trivial query within two seconds.
+    pub async fn ping(&self) -> bool {
+        if self.pool.is_closed() {
+            return false;
+        }
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://bob:secret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(
+            redact("postgres://bob@db:5432/x"),
+            "postgres://bob@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn backend_from_scheme() {
+        assert_eq!(
+            Backend::of_url("sqlite::memory:").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://x").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(Backend::of_url("mysql://x").is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! The error type of the core: every failure an adapter may have to turn
+//! into an HTTP status or a UI message.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl CoreError {
+    /// True when a unique constraint rejected the write.
+    pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+        matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

@@ -1,0 +1,35 @@
+//! lockstep-core: Lockstep's domain and its storage, free of HTTP, Leptos and
+//! MQTT. Adapters (the axum routes, Leptos server functions, later the MQTT
+//! bridge and the realtime hub) hold a [`Services`] and call into it.
+//!
+//! Map:
+//! - [`db`]: connecting to SQLite or PostgreSQL and running migrations.
+//! - [`accounts`]: tenants, users and roles.
+//! - [`password`]: argon2id hashing.
+//! - [`tokens`]: API tokens and the abilities they carry.
+//! - [`session_store`]: the database-backed store behind cookie sessions.
+//! - [`session_auth`]: which user a session belongs to; logging in and out.
+//! - [`throttle`]: login throttling per account and per client address.
+//! - [`services`]: the handle that bundles the above for the adapters.
+//! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
+
+pub mod accounts;
+pub mod db;
+pub mod error;
+pub mod password;
+pub mod services;
+pub mod session_auth;
+pub mod session_store;
+pub mod testing;
+pub mod throttle;
+pub mod tokens;
+
+pub use error::CoreError;
+pub use services::Services;
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored, so the
+/// same column type works on SQLite and PostgreSQL.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}

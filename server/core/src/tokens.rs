@@ -1,0 +1,295 @@
+//! API tokens for scripts and devices, and the abilities they carry.
+//!
+//! A token is `lst_` followed by 40 random base62 characters. Only its
+//! SHA-256 is stored (a token has 238 bits of entropy, so a slow hash adds
+//! nothing), together with the abilities it was created with. A request
+//! made with a token may do what *both* the token's abilities and its
+//! user's role allow: an `*` token of a `user` is still no admin.
+
+use std::{collections::BTreeSet, fmt, str::FromStr};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{
+    accounts::{find_user, find_user_by_email, parse_uuid, Role, User},
+    db::Db,
+    error::{CoreError, CoreResult},
+    now_ms,
+};
+
+const TOKEN_PREFIX: &str = "lst_";
+const TOKEN_RANDOM_LEN: usize = 40;
+
+/// What a request may do. `All` (`*`) stands for every ability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Ability {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "profile.read")]
+    ProfileRead,
+    #[serde(rename = "user.read")]
+    UserRead,
+    #[serde(rename = "user.write")]
+    UserWrite,
+    #[serde(rename = "locker.read")]
+    LockerRead,
+    #[serde(rename = "locker.write")]
+    LockerWrite,
+    #[serde(rename = "grant.write")]
+    GrantWrite,
+    #[serde(rename = "compartment.read")]
+    CompartmentRead,
+    #[serde(rename = "compartment.open")]
+    CompartmentOpen,
+    #[serde(rename = "events.read")]
+    EventsRead,
+}
+
+impl Ability {
+    pub const ALL: [Ability; 10] = [
+        Ability::All,
+        Ability::ProfileRead,
+        Ability::UserRead,
+        Ability::UserWrite,
+        Ability::LockerRead,
+        Ability::LockerWrite,
+        Ability::GrantWrite,
+        Ability::CompartmentRead,
+        Ability::CompartmentOpen,
+        Ability::EventsRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ability::All => "*",
+            Ability::ProfileRead => "profile.read",
+            Ability::UserRead => "user.read",
+            Ability::UserWrite => "user.write",
+            Ability::LockerRead => "locker.read",
+            Ability::LockerWrite => "locker.write",
+            Ability::GrantWrite => "grant.write",
+            Ability::CompartmentRead => "compartment.read",
+            Ability::CompartmentOpen => "compartment.open",
+            Ability::EventsRead => "events.read",
+        }
+    }
+
+    /// Whether a role may ever hold this ability.
+    pub fn allowed_for(self, role: Role) -> bool {
+        match role {
+            Role::Admin => true,
+            Role::User => matches!(
+                self,
+                Ability::ProfileRead
+                    | Ability::CompartmentRead
+                    | Ability::CompartmentOpen
+                    | Ability::EventsRead
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Ability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Ability {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ability::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s.trim())
+            .ok_or_else(|| {
+                let known: Vec<_> = Ability::ALL.iter().map(|a| a.as_str()).collect();
+                CoreError::Invalid(format!(
+                    "unknown ability {s:?}; known abilities: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// A set of abilities, written as a comma-separated list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abilities(pub BTreeSet<Ability>);
+
+impl Abilities {
+    pub fn parse_list(list: &str) -> CoreResult<Self> {
+        let set = list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect::<CoreResult<BTreeSet<_>>>()?;
+        if set.is_empty() {
+            return Err(CoreError::Invalid(
+                "a token needs at least one ability".into(),
+            ));
+        }
+        Ok(Abilities(set))
+    }
+
+    pub fn contains(&self, ability: Ability) -> bool {
+        self.0.contains(&Ability::All) || self.0.contains(&ability)
+    }
+
+    pub fn to_list(&self) -> String {
+        self.0
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A token as the API sees it after authenticating one.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    pub token_id: Uuid,
+    pub user: User,
+    pub abilities: Abilities,
+}
+
+/// A newly created token: `secret` is shown once and never stored.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub secret: String,
+}
+
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn generate_secret() -> String {
+    const BASE62: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::rngs::OsRng;
+    let random: String = (0..TOKEN_RANDOM_LEN)
+        .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
+        .collect();
+    format!("{TOKEN_PREFIX}{random}")
+}
+
+/// Creates a token for the user with this email. Abilities the user's role
+/// can never hold are refused here rather than silently ignored later.
+pub async fn create_token(
+    db: &Db,
+    email: &str,
+    name: &str,
+    abilities: &Abilities,
+) -> CoreResult<NewToken> {
+    let user = find_user_by_email(db, email)
+        .await?
+        .ok_or_else(|| CoreError::Invalid(format!("no user with email {email:?}")))?;
+    if let Some(bad) = abilities
+        .0
+        .iter()
+        .find(|a| **a != Ability::All && !a.allowed_for(user.role))
+    {
+        return Err(CoreError::Invalid(format!(
+            "a {} cannot hold the ability {bad}",
+            user.role
+        )));
+    }
+    let token = NewToken {
+        id: Uuid::now_v7(),
+        secret: generate_secret(),
+    };
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, name, token_hash, abilities, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token.id.to_string())
+    .bind(user.id.to_string())
+    .bind(name)
+    .bind(hash_token(&token.secret))
+    .bind(abilities.to_list())
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await?;
+    Ok(token)
+}
+
+/// The grant behind a bearer secret, or `None` when it is unknown, revoked
+/// or malformed.
+pub async fn authenticate_token(db: &Db, secret: &str) -> CoreResult<Option<TokenGrant>> {
+    if !secret.starts_with(TOKEN_PREFIX) || secret.len() != TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT id, user_id, abilities FROM api_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_token(secret))
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let token_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+    let user_id = parse_uuid(&row.try_get::<String, _>("user_id")?)?;
+    let abilities = Abilities::parse_list(&row.try_get::<String, _>("abilities")?)?;
+    let Some(user) = find_user(db, user_id).await? else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(token_id.to_string())
+        .execute(&db.pool)
+        .await?;
+    Ok(Some(TokenGrant {
+        token_id,
+        user,
+        abilities,
+    }))
+}
+
+pub async fn revoke_token(db: &Db, token_id: Uuid) -> CoreResult<()> {
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(token_id.to_string())
+            .execute(&db.pool)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::NotFound);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ability_lists_parse_and_reject_unknowns() {
+        let a = Abilities::parse_list("compartment.open, locker.read").expect("valid");
+        assert!(a.contains(Ability::LockerRead));
+        assert!(!a.contains(Ability::UserRead));
+        assert_eq!(a.to_list(), "locker.read,compartment.open");
+        assert!(Abilities::parse_list("locker.read,launch.missiles").is_err());
+        assert!(Abilities::parse_list(" , ").is_err());
+        assert!(Abilities::parse_list("*")
+            .expect("star")
+            .contains(Ability::UserWrite));
+    }
+
+    #[test]
+    fn secrets_are_distinct_and_well_formed() {
+        let a = generate_secret();
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN);
+        assert_ne!(a, generate_secret());
+        assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn users_never_hold_admin_abilities() {
+        assert!(!Ability::UserRead.allowed_for(Role::User));
+        assert!(Ability::CompartmentOpen.allowed_for(Role::User));
+        assert!(Ability::UserWrite.allowed_for(Role::Admin));
+    }
+}

@@ -1,0 +1,137 @@
+//! The API's one error shape, `{"error": {"code", "message"}}`, with the
+//! matching status. Every refusal is logged with its reason and counted;
+//! internal causes are logged in full and never sent to the client.
+
+use axum::{
+    extract::{rejection::JsonRejection, FromRequest, Request},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use lockstep_core::CoreError;
+use serde::Serialize;
+
+use crate::metrics::count_rejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("sign in or send an API token")]
+    Unauthenticated,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("this action needs the ability {0}")]
+    MissingAbility(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("state-changing requests must come from this site's own pages")]
+    CrossOrigin,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MissingAbility(_) | ApiError::Forbidden(_) | ApiError::CrossOrigin => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::MissingAbility(_) => "missing_ability",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::CrossOrigin => "cross_origin",
+            ApiError::NotFound => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, source = ?cause.source(), "internal error");
+            }
+            other => {
+                tracing::info!(code, reason = %other, "request refused");
+                count_rejection(code);
+            }
+        }
+        let body = Body {
+            error: Detail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(err: CoreError) -> Self {
+        match err {
+            CoreError::NotFound => ApiError::NotFound,
+            CoreError::Invalid(msg) => ApiError::Unprocessable(msg),
+            CoreError::Conflict(msg) => ApiError::Conflict(msg),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+pub async fn api_not_found() -> ApiError {
+    ApiError::NotFound
+}

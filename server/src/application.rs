@@ -1,0 +1,247 @@
+//! Building and running the server: open the database, create the first
+//! admin, assemble the router (health, metrics, `/api/v1`, Leptos pages and
+//! server functions) with its layers, bind, and serve until shut down.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use app::{auth::ssr::RejectionCounter, shell, App};
+use axum::{
+    extract::{FromRef, Request},
+    middleware,
+    routing::get,
+    Router,
+};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use lockstep_core::{
+    db::{ensure_data_dir, ConnectError, Db},
+    session_store::DbSessionStore,
+    CoreError, Services,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use tower_sessions::{
+    cookie::SameSite, session_store::ExpiredDeletion, Expiry, SessionManagerLayer,
+};
+
+use crate::{
+    bootstrap::{ensure_admin, AdminBootstrap},
+    config::ServeConfig,
+    guards,
+    metrics::{self, count_rejection},
+    routes::{api, health},
+};
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
+    pub metrics: PrometheusHandle,
+    /// `scheme://host[:port]` that state-changing requests must come from,
+    /// when configured.
+    pub public_origin: Option<String>,
+}
+
+/// Why the server could not start, in words for the person starting it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] ConnectError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("cannot create the first admin account: {0}")]
+    Bootstrap(CoreError),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    services: Services,
+    pub admin: AdminBootstrap,
+}
+
+const SESSION_COOKIE: &str = "lockstep_session";
+
+fn leptos_options(addr: SocketAddr) -> LeptosOptions {
+    // `LEPTOS_OUTPUT_NAME` is baked in at build time (by cargo-leptos, or by
+    // `.cargo/config.toml` for plain cargo builds); the rest has defaults
+    // that `LEPTOS_*` environment variables override.
+    let mut options = get_configuration(None)
+        .map(|conf| conf.leptos_options)
+        .unwrap_or_else(|_| LeptosOptions::builder().output_name("lockstep").build());
+    options.site_addr = addr;
+    options
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
+        let (url, is_default) = config.storage.resolved_url();
+        if is_default {
+            ensure_data_dir(&config.storage.data_dir)?;
+        }
+        let db = Db::open(&url).await?;
+        let admin = ensure_admin(&db, &config.admin_email, config.admin_password.as_deref())
+            .await
+            .map_err(StartError::Bootstrap)?;
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr: config.addr,
+                reason: match e.kind() {
+                    std::io::ErrorKind::AddrInUse => "the address is already in use; \
+                        stop what holds it or choose another with --addr / LOCKSTEP_ADDR"
+                        .to_string(),
+                    std::io::ErrorKind::PermissionDenied => {
+                        "permission denied (ports below 1024 need privileges)".to_string()
+                    }
+                    _ => e.to_string(),
+                },
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| StartError::Bind {
+            addr: config.addr,
+            reason: e.to_string(),
+        })?;
+
+        let services = Services::new(db.clone(), config.throttle());
+        let state = AppState {
+            leptos_options: leptos_options(local_addr),
+            services: services.clone(),
+            metrics: metrics::handle(),
+            public_origin: guards::public_origin(config.public_url.as_deref()),
+        };
+        let store = DbSessionStore::new(db);
+        spawn_session_cleanup(store.clone());
+        let sessions = SessionManagerLayer::new(store)
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(config.cookie_secure)
+            .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
+                config.session_hours.max(1),
+            ))));
+        let router = router(state, sessions);
+        Ok(Self {
+            listener,
+            router,
+            services,
+            admin,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then lets open requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+fn spawn_session_cleanup(store: DbSessionStore) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "deleting expired sessions failed");
+            }
+        }
+    });
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
+    let routes = generate_route_list(App);
+    let context = {
+        let services = state.services.clone();
+        let counter = RejectionCounter(Arc::new(count_rejection));
+        move || {
+            provide_context(services.clone());
+            provide_context(counter.clone());
+        }
+    };
+    let pages = Router::new()
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell));
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .nest("/api/v1", api::router())
+        .merge(pages)
+        .layer(middleware::from_fn_with_state(state.clone(), guards::pages))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guards::same_origin,
+        ))
+        .layer(sessions)
+        .layer(middleware::from_fn(metrics::track_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %request_id,
+            )
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing open requests");
+}

@@ -1,0 +1,104 @@
+//! Every setting of `lockstep serve`, read from flags or environment
+//! variables (flags win), with defaults that run the embedded setup.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+use lockstep_core::throttle::ThrottleConfig;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Where the data lives; shared by every subcommand.
+#[derive(Clone, Debug, Args)]
+pub struct StorageArgs {
+    /// Directory for the default SQLite database and other local state.
+    #[arg(long, env = "LOCKSTEP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to `<data dir>/lockstep.db`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StorageArgs {
+    /// The database URL in force, and whether it is the default file in the
+    /// data directory (which then has to exist and be writable).
+    pub fn resolved_url(&self) -> (String, bool) {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => (url.clone(), false),
+            _ => (lockstep_core::db::default_sqlite_url(&self.data_dir), true),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "LOCKSTEP_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Public origin (scheme://host[:port]) browsers use; state-changing
+    /// requests must come from it. Defaults to the request's own Host.
+    #[arg(long, env = "LOCKSTEP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    #[arg(long, env = "LOCKSTEP_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+    /// Idle time after which a session expires, in hours.
+    #[arg(long, env = "LOCKSTEP_SESSION_HOURS", default_value_t = 24 * 7)]
+    pub session_hours: u32,
+    /// Email of the admin created on first start.
+    #[arg(
+        long,
+        env = "LOCKSTEP_ADMIN_EMAIL",
+        default_value = "admin@lockstep.local"
+    )]
+    pub admin_email: String,
+    /// Password of the admin created on first start; generated and printed
+    /// once when unset.
+    #[arg(long, env = "LOCKSTEP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Sign-in attempts allowed per account before throttling.
+    #[arg(long, env = "LOCKSTEP_LOGIN_BURST_ACCOUNT", default_value_t = 5)]
+    pub login_burst_account: u32,
+    /// Sign-in attempts allowed per client address before throttling.
+    #[arg(long, env = "LOCKSTEP_LOGIN_BURST_IP", default_value_t = 20)]
+    pub login_burst_ip: u32,
+    /// Seconds after which one more sign-in attempt is allowed.
+    #[arg(long, env = "LOCKSTEP_LOGIN_REFILL_SECS", default_value_t = 12)]
+    pub login_refill_secs: u64,
+}
+
+impl ServeConfig {
+    pub fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            per_account_burst: self.login_burst_account,
+            per_ip_burst: self.login_burst_ip,
+            refill: Duration::from_secs(self.login_refill_secs.max(1)),
+        }
+    }
+
+    /// The settings tests start from: port 0, a database URL, small limits.
+    pub fn for_tests(database_url: &str, data_dir: PathBuf) -> Self {
+        Self {
+            storage: StorageArgs {
+                data_dir,
+                database_url: Some(database_url.to_string()),
+            },
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            cookie_secure: false,
+            session_hours: 1,
+            admin_email: "admin@lockstep.test".into(),
+            admin_password: Some("admin-password-123".into()),
+            login_burst_account: 5,
+            login_burst_ip: 50,
+            login_refill_secs: 60,
+        }
+    }
+}

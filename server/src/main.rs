@@ -1,0 +1,189 @@
+//! `lockstep`: the command line. Parses flags, sets up logging, and calls
+//! the library; every failure ends in one sentence and a non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lockstep_core::{
+    accounts::{self, NewUser, Role},
+    db::{ensure_data_dir, Db},
+    password::generate_password,
+    tokens::{create_token, Abilities},
+};
+use lockstep_server::{
+    application::shutdown_signal,
+    bootstrap::AdminBootstrap,
+    config::{LogFormat, ServeConfig, StorageArgs},
+    telemetry, Application,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "lockstep",
+    version,
+    about = "Lockstep: a realtime control plane for smart lockers"
+)]
+struct Cli {
+    /// Log output: human or json.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (web UI, API) on the configured database.
+    Serve(Box<ServeConfig>),
+    /// Apply database migrations and exit.
+    Migrate(StorageArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; prints a generated password when none is given.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "user"])]
+        role: String,
+        /// Tenant (operator) name; created when new.
+        #[arg(long, default_value = "Default")]
+        tenant: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token; the token is printed alone on the last line.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Comma-separated, e.g. compartment.open,locker.read (`*`: all the
+        /// user's role allows).
+        #[arg(long)]
+        abilities: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_db(storage: &StorageArgs) -> Result<Db, String> {
+    let (url, is_default) = storage.resolved_url();
+    if is_default {
+        ensure_data_dir(&storage.data_dir).map_err(|e| e.to_string())?;
+    }
+    Db::open(&url).await.map_err(|e| e.to_string())
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Migrate(storage) => {
+            open_db(&storage).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            email,
+            role,
+            tenant,
+            password,
+            name,
+            storage,
+        }) => {
+            let db = open_db(&storage).await?;
+            let role: Role = role
+                .parse()
+                .map_err(|e: lockstep_core::CoreError| e.to_string())?;
+            let generated = password.is_none().then(generate_password);
+            let password = password.or_else(|| generated.clone()).unwrap_or_default();
+            let user = accounts::add_user(
+                &db,
+                NewUser {
+                    email,
+                    name,
+                    role,
+                    tenant_name: tenant,
+                    password,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("created {} {} ({})", user.role, user.email, user.id);
+            if let Some(p) = generated {
+                println!("password: {p}");
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            email,
+            abilities,
+            name,
+            storage,
+        }) => {
+            let abilities = Abilities::parse_list(&abilities).map_err(|e| e.to_string())?;
+            let db = open_db(&storage).await?;
+            let token = create_token(&db, &email, &name, &abilities)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "token {} for {email} with {}",
+                token.id,
+                abilities.to_list()
+            );
+            println!("{}", token.secret);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), String> {
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let AdminBootstrap::Created {
+        email,
+        generated_password,
+    } = &app.admin
+    {
+        match generated_password {
+            Some(p) => println!(
+                "\n  First start: created admin {email} with password {p}\n  (shown once; set LOCKSTEP_ADMIN_PASSWORD to choose it)\n"
+            ),
+            None => println!("\n  First start: created admin {email}\n"),
+        }
+    }
+    let addr = app.local_addr();
+    tracing::info!(%addr, "Lockstep listening on http://{addr}");
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| format!("the server stopped with an error: {e}"))
+}

@@ -1,0 +1,241 @@
+//! Sessions, login, logout, throttling, page guards and the origin check.
+
+use std::sync::Arc;
+
+use lockstep_core::accounts::Role;
+use reqwest::cookie::Jar;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn login_sets_a_session_that_the_api_honours() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    assert_eq!(me_status(&app, &client).await, 401);
+
+    let res = login(&app, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(
+        res.status().is_redirection() || res.status().is_success(),
+        "{}",
+        res.status()
+    );
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("lockstep_session="))
+        .expect("a session cookie")
+        .to_lowercase();
+    assert!(cookie.contains("httponly"), "{cookie}");
+    assert!(cookie.contains("samesite=lax"), "{cookie}");
+    assert!(
+        cookie.contains("max-age") || cookie.contains("expires"),
+        "{cookie}"
+    );
+
+    let me: Value = client
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    assert_eq!(me["role"], "admin");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_survive_a_server_restart() {
+    let db = lockstep_core::testing::fresh_database().await;
+    let jar = Arc::new(Jar::default());
+    let first = spawn_on(&db).await;
+    let client = browser(jar.clone());
+    login(&first, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(me_status(&first, &client).await, 200);
+    let old_url = first.url("/");
+    first.stop().await;
+
+    let second = spawn_on(&db).await;
+    // The cookie was set for the first server's address; hand it over.
+    let old: reqwest::Url = old_url.parse().expect("url");
+    let new: reqwest::Url = second.url("/").parse().expect("url");
+    use reqwest::cookie::CookieStore;
+    let cookies = jar.cookies(&old).expect("cookie kept");
+    let cookie = cookies.to_str().expect("ascii");
+    let client = reqwest::Client::new();
+    let res = client
+        .get(new.join("/api/v1/me").expect("url"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(res.status(), 200, "the session outlived the restart");
+    let me: Value = res.json().await.expect("json");
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn session_id_rotates_on_login_and_logout_ends_it() {
+    let (app, _db) = spawn_app().await;
+    let jar = Arc::new(Jar::default());
+    let client = browser(jar.clone());
+    add_user(&app, "ursula@lockstep.test", Role::User, "Default").await;
+    // An existing session (here: signed in as someone else) ...
+    login(&app, &client, "ursula@lockstep.test", USER_PASSWORD).await;
+    let url: reqwest::Url = app.url("/").parse().expect("url");
+    use reqwest::cookie::CookieStore;
+    let before = jar
+        .cookies(&url)
+        .map(|c| c.to_str().unwrap_or_default().to_string());
+    assert!(before.is_some(), "the first login set a cookie");
+    login(&app, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let after = jar
+        .cookies(&url)
+        .map(|c| c.to_str().unwrap_or_default().to_string());
+    assert!(after.is_some());
+    assert_ne!(before, after, "login must not keep a pre-login session id");
+    assert_eq!(me_status(&app, &client).await, 200);
+    let old = reqwest::Client::new()
+        .get(app.url("/api/v1/me"))
+        .header("Cookie", before.unwrap_or_default())
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(old.status(), 401, "the pre-login id is dead");
+
+    let res = client
+        .post(app.url("/sfn/logout"))
+        .header("Origin", app.origin())
+        .send()
+        .await
+        .expect("logout");
+    assert!(
+        res.status().is_redirection() || res.status().is_success(),
+        "{}",
+        res.status()
+    );
+    // Replaying the old cookie must not work either.
+    let replay = reqwest::Client::new()
+        .get(app.url("/api/v1/me"))
+        .header("Cookie", after.unwrap_or_default())
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(replay.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_with_a_clear_message() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    let res = client
+        .post(app.url("/sfn/login"))
+        .header("Origin", app.origin())
+        .header("Accept", "application/json")
+        .form(&[("email", ADMIN_EMAIL), ("password", "not-the-password")])
+        .send()
+        .await
+        .expect("login");
+    let body = res.text().await.expect("body");
+    assert!(body.contains("BadCredentials"), "{body}");
+    assert_eq!(me_status(&app, &client).await, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_is_throttled_per_account() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    // The test config allows 5 attempts per account.
+    for _ in 0..5 {
+        login(&app, &client, ADMIN_EMAIL, "wrong-password!").await;
+    }
+    let res = login(&app, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let body = res.text().await.expect("body");
+    assert!(
+        body.contains("Throttled"),
+        "even the right password waits: {body}"
+    );
+    assert_eq!(me_status(&app, &client).await, 401);
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lockstep_rejections_total{reason=\"login_throttled\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn state_changes_need_a_same_origin_request() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    for origin in [None, Some("http://evil.example")] {
+        let mut req = client
+            .post(app.url("/sfn/login"))
+            .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]);
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        let res = req.send().await.expect("post");
+        assert_eq!(res.status(), 403, "origin {origin:?}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "cross_origin");
+    }
+    assert_eq!(me_status(&app, &client).await, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_are_guarded_on_the_server() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "ursula@lockstep.test", Role::User, "Default").await;
+
+    let anon = browser(Arc::new(Jar::default()));
+    let res = anon.get(app.url("/admin")).send().await.expect("get");
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login?next=/admin");
+
+    let user = browser(Arc::new(Jar::default()));
+    login(&app, &user, "ursula@lockstep.test", USER_PASSWORD).await;
+    let res = user.get(app.url("/admin")).send().await.expect("get");
+    assert_eq!(res.status(), 403);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("Administrators only"));
+    assert!(!html.contains("admin-dashboard"));
+    let res = user.get(app.url("/app")).send().await.expect("get");
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.expect("html").contains("My compartments"));
+    // The admin-only server function refuses too, not just the page.
+    let res = user
+        .post(app.url("/sfn/admin_overview"))
+        .header("Origin", app.origin())
+        .send()
+        .await
+        .expect("post");
+    assert!(res.text().await.expect("body").contains("Forbidden"));
+
+    let admin = browser(Arc::new(Jar::default()));
+    login(&app, &admin, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = admin.get(app.url("/admin")).send().await.expect("get");
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("admin-dashboard"));
+    assert!(
+        html.contains("ursula@lockstep.test"),
+        "lists the tenant's users"
+    );
+    let res = admin.get(app.url("/")).send().await.expect("get");
+    assert_eq!(res.headers()["location"], "/admin");
+    app.stop().await;
+}

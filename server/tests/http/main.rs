@@ -1,0 +1,9 @@
+//! HTTP integration tests: the real server on port 0, on a fresh database
+//! (SQLite, or PostgreSQL when `LOCKSTEP_TEST_DATABASE_URL` is set), driven
+//! with reqwest. One test binary, one module per area.
+
+mod auth;
+mod cli;
+mod helpers;
+mod operations;
+mod tokens;
