@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Starts the release server for the browser tests on a fresh SQLite file,
+# with a known admin and one `user` account.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${LOCKSTEP_BIN:-$root/target/release/lockstep}"
+data="$(mktemp -d /tmp/lockstep-e2e.XXXXXX)"
+unset DATABASE_URL
+export LOCKSTEP_DATA_DIR="$data"
+export LOCKSTEP_ADDR="127.0.0.1:${E2E_PORT:-3100}"
+export LOCKSTEP_ADMIN_EMAIL="admin@e2e.test"
+export LOCKSTEP_ADMIN_PASSWORD="admin-e2e-password"
+export LEPTOS_ENV=PROD
+export LEPTOS_SITE_ROOT="$root/target/site"
+"$bin" migrate
+"$bin" user add --email user@e2e.test --role user --password user-e2e-password --name "Uma User"
+exec "$bin" serve

@@ -1,0 +1,81 @@
+import { expect, test, type Page } from "@playwright/test";
+
+const ADMIN = { email: "admin@e2e.test", password: "admin-e2e-password" };
+const USER = { email: "user@e2e.test", password: "user-e2e-password" };
+
+// Collects browser errors so a broken hydration (e.g. a bad wasm-opt)
+// fails the test even when the server-rendered page looks right.
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  return errors;
+}
+
+async function signIn(page: Page, who: { email: string; password: string }) {
+  await page.goto("/login");
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
+  await page.getByTestId("sign-in").click();
+}
+
+test("admin signs in and gets a working, hydrated admin dashboard", async ({ page }) => {
+  const errors = watchErrors(page);
+  await signIn(page, ADMIN);
+  await expect(page).toHaveURL(/\/admin$/);
+  await expect(page.getByTestId("admin-dashboard")).toBeVisible();
+  await page.locator("body[data-hydrated]").waitFor();
+
+  // Typing filters the user table: only possible once hydrated.
+  const rows = page.getByTestId("user-rows").locator("tr");
+  await expect(rows).toHaveCount(2);
+  await page.getByTestId("user-filter").fill("uma");
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first()).toContainText(USER.email);
+  await page.getByTestId("user-filter").fill("");
+  await expect(rows).toHaveCount(2);
+
+  // On a phone-sized screen the menu button opens the navigation.
+  await page.setViewportSize({ width: 390, height: 800 });
+  const toggle = page.getByTestId("nav-toggle");
+  await expect(toggle).toHaveAttribute("aria-expanded", "false");
+  await expect(page.locator("#admin-nav")).toBeHidden();
+  await toggle.click();
+  await expect(toggle).toHaveAttribute("aria-expanded", "true");
+  await expect(page.locator("#admin-nav")).toBeVisible();
+
+  // Signing out ends the session: the admin URL now asks for sign-in.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.getByTestId("sign-out").click();
+  await expect(page).toHaveURL(/\/login/);
+  await page.goto("/admin");
+  await expect(page).toHaveURL(/\/login\?next=\/admin$/);
+  expect(errors).toEqual([]);
+});
+
+test("a user gets the user app and is refused the admin panel", async ({ page }) => {
+  const errors = watchErrors(page);
+  await signIn(page, USER);
+  await expect(page).toHaveURL(/\/app$/);
+  await expect(page.getByTestId("user-app")).toBeVisible();
+  await expect(page.getByText("My compartments")).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Hello, Uma User" })).toBeVisible();
+
+  const response = await page.goto("/admin");
+  expect(response?.status()).toBe(403);
+  await expect(page.getByTestId("forbidden")).toBeVisible();
+  await expect(page.getByTestId("admin-dashboard")).toHaveCount(0);
+  // The 403 page load logs a console error for the failed document request.
+  expect(errors.filter((e) => !e.includes("403"))).toEqual([]);
+});
+
+test("a wrong password shows the error and signs nobody in", async ({ page }) => {
+  await signIn(page, { email: ADMIN.email, password: "not-the-password" });
+  await expect(page.getByTestId("login-error")).toHaveText("Wrong email or password.");
+  await expect(page).toHaveURL(/\/login/);
+  const me = await page.request.get("/api/v1/me");
+  expect(me.status()).toBe(401);
+});
