@@ -49,8 +49,10 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
     let ip = ssr::client_ip().await;
     if let Err(wait) = services.login_throttle.check(&email, ip) {
         tracing::warn!(reason = "throttled", ?ip, "login refused");
-        ssr::count_rejection("login_throttled");
-        return Err(AppError::Throttled(wait.as_secs().max(1)));
+        return Err(ssr::refuse(
+            AppError::Throttled(wait.as_secs().max(1)),
+            "login_throttled",
+        ));
     }
     match accounts::authenticate(&services.db, &email, &password).await? {
         Some(user) => {
@@ -62,8 +64,10 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
         }
         None => {
             tracing::info!(reason = "bad_credentials", ?ip, "login refused");
-            ssr::count_rejection("login_bad_credentials");
-            Err(AppError::BadCredentials)
+            Err(ssr::refuse(
+                AppError::BadCredentials,
+                "login_bad_credentials",
+            ))
         }
     }
 }
@@ -158,19 +162,17 @@ pub mod ssr {
         }
     }
 
-    fn refuse(err: AppError) -> AppError {
+    /// Answers with `err`'s status and counts the refusal under `reason`.
+    pub fn refuse(err: AppError, reason: &'static str) -> AppError {
         set_status(err.status());
-        count_rejection(match err {
-            AppError::Unauthenticated => "unauthenticated",
-            _ => "forbidden",
-        });
+        count_rejection(reason);
         err
     }
 
     pub async fn require_user() -> Result<User, AppError> {
         session_user()
             .await?
-            .ok_or_else(|| refuse(AppError::Unauthenticated))
+            .ok_or_else(|| refuse(AppError::Unauthenticated, "unauthenticated"))
     }
 
     pub async fn require_admin() -> Result<User, AppError> {
@@ -179,7 +181,7 @@ pub mod ssr {
             Ok(user)
         } else {
             tracing::info!(user_id = %user.id, reason = "not_admin", "admin page refused");
-            Err(refuse(AppError::Forbidden))
+            Err(refuse(AppError::Forbidden, "forbidden"))
         }
     }
 }

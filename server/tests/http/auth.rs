@@ -142,6 +142,7 @@ async fn wrong_password_is_refused_with_a_clear_message() {
         .send()
         .await
         .expect("login");
+    assert_eq!(res.status(), 401, "a refusal, not a server error");
     let body = res.text().await.expect("body");
     assert!(body.contains("BadCredentials"), "{body}");
     assert_eq!(me_status(&app, &client).await, 401);
