@@ -29,6 +29,33 @@ async fn readyz_follows_the_database() {
     app.stop().await;
 }
 
+/// On PostgreSQL, the real thing: the database is dropped (its connections
+/// terminated) under the running server.
+#[tokio::test]
+async fn readyz_fails_when_postgres_loses_the_database() {
+    let (app, db) = spawn_app().await;
+    if !db.is_postgres() {
+        eprintln!("SQLite run: covered by readyz_follows_the_database");
+        app.stop().await;
+        return;
+    }
+    assert_eq!(
+        reqwest::get(app.url("/readyz")).await.expect("r").status(),
+        200
+    );
+    let (base, name) = db.url.rsplit_once('/').expect("a database name");
+    let admin = lockstep_core::db::Db::connect(&format!("{base}/postgres"))
+        .await
+        .expect("admin connection");
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&admin.pool)
+        .await
+        .expect("drop");
+    let res = reqwest::get(app.url("/readyz")).await.expect("r");
+    assert_eq!(res.status(), 503);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_is_counted() {
     let (app, _db) = spawn_app().await;
