@@ -9,12 +9,19 @@ pub enum CoreError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("already exists: {0}")]
     Conflict(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("aggregate {aggregate} changed since version {expected}; retry")]
+    VersionConflict {
+        aggregate: uuid::Uuid,
+        expected: i64,
+    },
     #[error("password hashing failed: {0}")]
     Hashing(String),
 }

@@ -10,18 +10,36 @@
 //! - [`session_store`]: the database-backed store behind cookie sessions.
 //! - [`session_auth`]: which user a session belongs to; logging in and out.
 //! - [`throttle`]: login throttling per account and per client address.
+//! - [`events`]: the event store (typed events, versions, upcasting).
+//! - [`store`]: the write path (append + project in one transaction).
+//! - [`projections`]: projectors keeping the read models.
+//! - [`channels`]: the sequenced channel log, envelopes, who may read.
+//! - [`outbox`], [`timers`], [`reactors`]: side effects after commit.
+//! - [`caller`], [`lockers`], [`opens`]: the domain commands and queries.
+//! - [`replay`]: rebuilding read models from the stream.
 //! - [`services`]: the handle that bundles the above for the adapters.
 //! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
 
 pub mod accounts;
+pub mod caller;
+pub mod channels;
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod lockers;
+pub mod opens;
+pub mod outbox;
 pub mod password;
+pub mod projections;
+pub mod reactors;
+pub mod replay;
 pub mod services;
 pub mod session_auth;
 pub mod session_store;
+pub mod store;
 pub mod testing;
 pub mod throttle;
+pub mod timers;
 pub mod tokens;
 
 pub use error::CoreError;

@@ -1,22 +1,98 @@
 //! `Services`: the one handle the adapters (HTTP routes, server functions,
-//! CLI) hold to reach the core. Cheap to clone.
+//! CLI, later the MQTT bridge and the hub) hold to reach the core. Cheap to
+//! clone.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{broadcast, Notify};
 
 use crate::{
+    channels::Appended,
     db::Db,
+    projections::Mode,
+    reactors::{LockerGateway, RecordingGateway},
+    store::Written,
     throttle::{LoginThrottle, ThrottleConfig},
 };
 
-#[derive(Clone, Debug)]
+/// Settings of the event core.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreSettings {
+    /// How long an open command waits for the locker before `failed/timeout`.
+    pub open_timeout: Duration,
+    /// How long the channel log keeps envelopes.
+    pub channel_retention: Duration,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        Self {
+            open_timeout: Duration::from_secs(20),
+            channel_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Services {
     pub db: Db,
     pub login_throttle: LoginThrottle,
+    pub settings: CoreSettings,
+    /// Every channel-log entry, after its transaction committed.
+    pub log_tail: broadcast::Sender<Appended>,
+    /// Wakes the outbox and timer workers after a commit.
+    pub wake: Arc<Notify>,
+    pub gateway: Arc<dyn LockerGateway>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("db", &self.db)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Services {
+    /// Services with default settings and the recording gateway (which
+    /// sends nothing: it records what would be sent).
     pub fn new(db: Db, throttle: ThrottleConfig) -> Self {
         Self {
             db,
             login_throttle: LoginThrottle::new(throttle),
+            settings: CoreSettings::default(),
+            log_tail: broadcast::channel(4096).0,
+            wake: Arc::new(Notify::new()),
+            gateway: Arc::new(RecordingGateway::default()),
+        }
+    }
+
+    pub fn with_settings(mut self, settings: CoreSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn with_gateway(mut self, gateway: Arc<dyn LockerGateway>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    pub fn mode(&self) -> Mode {
+        Mode::Live {
+            open_timeout_ms: self.settings.open_timeout.as_millis() as i64,
+        }
+    }
+
+    /// Tells followers of the log about what a committed write appended,
+    /// and wakes the workers.
+    pub fn published(&self, written: &Written) {
+        for entry in &written.appended {
+            // No receiver is fine: nobody is following right now.
+            let _ = self.log_tail.send(entry.clone());
+        }
+        if !written.events.is_empty() {
+            self.wake.notify_one();
         }
     }
 }

@@ -1,0 +1,39 @@
+//! `Caller`: who is issuing a command (the user, through a session or a
+//! token) and the correlation id that follows the command everywhere.
+
+use uuid::Uuid;
+
+use crate::{
+    accounts::{Role, User},
+    events::{Actor, Metadata},
+};
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: User,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+}
+
+impl Caller {
+    pub fn new(user: User, actor: Actor) -> Self {
+        Self {
+            user,
+            actor,
+            correlation_id: Uuid::now_v7(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            correlation_id: self.correlation_id,
+            causation_id: None,
+            actor: self.actor.clone(),
+            tenant_id: self.user.tenant_id,
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The event store: every domain event, appended to `stored_events` with
+//! its aggregate's next version (a stale expected version is a typed
+//! conflict), and read back upcast to the current schema.
+//!
+//! An event's `event_type` is its variant name and its `payload` the
+//! variant's fields; `event_version` is the payload's schema version.
+//! Old versions are upcast on read (see [`upcast`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::{
+    accounts::parse_uuid,
+    error::{CoreError, CoreResult},
+};
+
+/// Who caused an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Actor {
+    User { id: Uuid },
+    Token { id: Uuid, user_id: Uuid },
+    System,
+}
+
+impl Actor {
+    /// The user behind the actor, if any.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Actor::User { id } | Actor::Token { user_id: id, .. } => Some(*id),
+            Actor::System => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub actor: Actor,
+    pub tenant_id: Uuid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompartmentSpec {
+    pub id: Uuid,
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+}
+
+/// Every domain event, at its current schema version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum DomainEvent {
+    LockerBankRegistered {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        serial: String,
+        name: String,
+        location: Option<String>,
+        compartments: Vec<CompartmentSpec>,
+    },
+    AccessGranted {
+        grant_id: Uuid,
+        compartment_id: Uuid,
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        valid_from: Option<i64>,
+        valid_until: Option<i64>,
+    },
+    AccessRevoked {
+        grant_id: Uuid,
+        compartment_id: Uuid,
+        user_id: Uuid,
+    },
+    CompartmentOpenRequested {
+        command_id: Uuid,
+        compartment_id: Uuid,
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        #[serde(rename = "override")]
+        override_: bool,
+        reason: Option<String>,
+    },
+    CompartmentOpenAuthorized {
+        command_id: Uuid,
+    },
+    CompartmentOpenDenied {
+        command_id: Uuid,
+        reason: String,
+    },
+    CompartmentOpenSent {
+        command_id: Uuid,
+    },
+    CompartmentOpened {
+        command_id: Uuid,
+    },
+    /// v2: `reason` is a code (`device_error`, `timeout`, `send_failed`,
+    /// …) and `detail` free text; v1 had only free text in `error`.
+    CompartmentOpenFailed {
+        command_id: Uuid,
+        reason: String,
+        detail: Option<String>,
+    },
+    /// A device result that arrived after the command had already ended.
+    CompartmentOpenLateResult {
+        command_id: Uuid,
+        result: String,
+        error: Option<String>,
+    },
+}
+
+impl DomainEvent {
+    /// The variant name, stored as `event_type`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
+            DomainEvent::AccessGranted { .. } => "AccessGranted",
+            DomainEvent::AccessRevoked { .. } => "AccessRevoked",
+            DomainEvent::CompartmentOpenRequested { .. } => "CompartmentOpenRequested",
+            DomainEvent::CompartmentOpenAuthorized { .. } => "CompartmentOpenAuthorized",
+            DomainEvent::CompartmentOpenDenied { .. } => "CompartmentOpenDenied",
+            DomainEvent::CompartmentOpenSent { .. } => "CompartmentOpenSent",
+            DomainEvent::CompartmentOpened { .. } => "CompartmentOpened",
+            DomainEvent::CompartmentOpenFailed { .. } => "CompartmentOpenFailed",
+            DomainEvent::CompartmentOpenLateResult { .. } => "CompartmentOpenLateResult",
+        }
+    }
+
+    /// The current schema version of this event's payload.
+    pub fn schema_version(&self) -> i64 {
+        match self {
+            DomainEvent::CompartmentOpenFailed { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    fn to_payload(&self) -> CoreResult<Value> {
+        let mut value = serde_json::to_value(self)
+            .map_err(|e| CoreError::Invalid(format!("event does not serialize: {e}")))?;
+        if let Value::Object(map) = &mut value {
+            map.remove("type");
+        }
+        Ok(value)
+    }
+
+    fn from_stored(event_type: &str, version: i64, payload: Value) -> CoreResult<Self> {
+        let mut payload = upcast(event_type, version, payload)?;
+        match &mut payload {
+            Value::Object(map) => {
+                map.insert("type".into(), Value::String(event_type.to_string()));
+            }
+            _ => {
+                return Err(CoreError::Invalid(format!(
+                    "stored {event_type} payload is not an object"
+                )))
+            }
+        }
+        serde_json::from_value(payload)
+            .map_err(|e| CoreError::Invalid(format!("stored {event_type} v{version}: {e}")))
+    }
+}
+
+/// Brings a stored payload up to its event's current schema version.
+pub fn upcast(event_type: &str, version: i64, payload: Value) -> CoreResult<Value> {
+    match (event_type, version) {
+        ("CompartmentOpenFailed", 1) => {
+            // v1: {command_id, error}; v2: {command_id, reason, detail}.
+            let mut map = match payload {
+                Value::Object(map) => map,
+                _ => {
+                    return Err(CoreError::Invalid(
+                        "CompartmentOpenFailed v1 is not an object".into(),
+                    ))
+                }
+            };
+            let error = map.remove("error");
+            let reason = match error.as_ref().and_then(Value::as_str) {
+                Some(text) if text.to_lowercase().contains("timeout") => "timeout",
+                _ => "device_error",
+            };
+            map.insert("reason".into(), Value::String(reason.into()));
+            map.insert("detail".into(), error.unwrap_or(Value::Null));
+            Ok(Value::Object(map))
+        }
+        _ => Ok(payload),
+    }
+}
+
+/// An event as stored, with its position and metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_uuid: Uuid,
+    pub aggregate_version: i64,
+    pub event: DomainEvent,
+    pub metadata: Metadata,
+    pub occurred_at: i64,
+}
+
+/// Appends `events` to an aggregate whose current version the caller saw
+/// as `expected_version`. Another writer having appended first makes this
+/// a [`CoreError::VersionConflict`]; the caller's transaction must then be
+/// rolled back (and the command retried from a fresh read).
+pub async fn append(
+    conn: &mut AnyConnection,
+    aggregate_type: &str,
+    aggregate_uuid: Uuid,
+    expected_version: i64,
+    events: Vec<DomainEvent>,
+    metadata: &Metadata,
+    occurred_at: i64,
+) -> CoreResult<Vec<StoredEvent>> {
+    let meta_json = serde_json::to_string(metadata)
+        .map_err(|e| CoreError::Invalid(format!("metadata does not serialize: {e}")))?;
+    let mut stored = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        let version = expected_version + 1 + i as i64;
+        let event_id = Uuid::now_v7();
+        let payload = event.to_payload()?.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
+             aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(event_id.to_string())
+        .bind(aggregate_type)
+        .bind(aggregate_uuid.to_string())
+        .bind(version)
+        .bind(event.event_type())
+        .bind(event.schema_version())
+        .bind(payload)
+        .bind(&meta_json)
+        .bind(occurred_at)
+        .fetch_one(&mut *conn)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if CoreError::is_unique_violation(&e) => {
+                return Err(CoreError::VersionConflict {
+                    aggregate: aggregate_uuid,
+                    expected: expected_version,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        stored.push(StoredEvent {
+            position: row.try_get("id")?,
+            event_id,
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_uuid,
+            aggregate_version: version,
+            event,
+            metadata: metadata.clone(),
+            occurred_at,
+        });
+    }
+    Ok(stored)
+}
+
+fn stored_from_row(row: &sqlx::any::AnyRow) -> CoreResult<StoredEvent> {
+    let event_type: String = row.try_get("event_type")?;
+    let version: i64 = row.try_get("event_version")?;
+    let payload: String = row.try_get("payload")?;
+    let payload: Value = serde_json::from_str(&payload)
+        .map_err(|e| CoreError::Invalid(format!("stored payload is not JSON: {e}")))?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(StoredEvent {
+        position: row.try_get("id")?,
+        event_id: parse_uuid(&row.try_get::<String, _>("event_id")?)?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_uuid: parse_uuid(&row.try_get::<String, _>("aggregate_uuid")?)?,
+        aggregate_version: row.try_get("aggregate_version")?,
+        event: DomainEvent::from_stored(&event_type, version, payload)?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| CoreError::Invalid(format!("stored metadata: {e}")))?,
+        occurred_at: row.try_get("occurred_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, event_id, aggregate_type, aggregate_uuid, aggregate_version, \
+                       event_type, event_version, payload, metadata, occurred_at";
+
+/// One aggregate's events, oldest first.
+pub async fn load_stream(
+    conn: &mut AnyConnection,
+    aggregate_uuid: Uuid,
+) -> CoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM stored_events WHERE aggregate_uuid = $1 ORDER BY aggregate_version"
+    ))
+    .bind(aggregate_uuid.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(stored_from_row).collect()
+}
+
+/// Up to `limit` events after global position `after`, in order.
+pub async fn read_all(
+    conn: &mut AnyConnection,
+    after: i64,
+    limit: i64,
+) -> CoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM stored_events WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(stored_from_row).collect()
+}
+
+pub async fn count(conn: &mut AnyConnection) -> CoreResult<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM stored_events")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_round_trip_through_type_and_payload() {
+        let e = DomainEvent::CompartmentOpenRequested {
+            command_id: Uuid::now_v7(),
+            compartment_id: Uuid::now_v7(),
+            bank_id: Uuid::now_v7(),
+            tenant_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            override_: true,
+            reason: Some("stuck door".into()),
+        };
+        let payload = e.to_payload().expect("payload");
+        assert!(payload.get("type").is_none());
+        assert_eq!(payload["override"], true);
+        let back = DomainEvent::from_stored(e.event_type(), 1, payload).expect("back");
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn open_failed_v1_is_upcast_to_v2() {
+        let id = Uuid::now_v7();
+        let v1 = json!({"command_id": id, "error": "motor jammed"});
+        let e = DomainEvent::from_stored("CompartmentOpenFailed", 1, v1).expect("upcast");
+        assert_eq!(
+            e,
+            DomainEvent::CompartmentOpenFailed {
+                command_id: id,
+                reason: "device_error".into(),
+                detail: Some("motor jammed".into()),
+            }
+        );
+        let v1_timeout = json!({"command_id": id, "error": "Timeout waiting for locker"});
+        match DomainEvent::from_stored("CompartmentOpenFailed", 1, v1_timeout).expect("upcast") {
+            DomainEvent::CompartmentOpenFailed { reason, .. } => assert_eq!(reason, "timeout"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // The current version is read as it is.
+        let v2 = json!({"command_id": id, "reason": "timeout", "detail": null});
+        assert!(DomainEvent::from_stored("CompartmentOpenFailed", 2, v2).is_ok());
+    }
+
+    #[test]
+    fn unknown_or_malformed_stored_events_are_errors_not_panics() {
+        assert!(DomainEvent::from_stored("NoSuchEvent", 1, json!({})).is_err());
+        assert!(DomainEvent::from_stored("CompartmentOpened", 1, json!([1, 2])).is_err());
+        assert!(
+            DomainEvent::from_stored("CompartmentOpened", 1, json!({"command_id": 5})).is_err()
+        );
+    }
+}

@@ -1,0 +1,478 @@
+//! Locker banks, their compartments, and access grants: the commands that
+//! change them and the read-model queries behind the API.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{
+    accounts::{find_user_by_email, parse_uuid},
+    caller::Caller,
+    error::{CoreError, CoreResult},
+    events::{CompartmentSpec, DomainEvent},
+    now_ms,
+    services::Services,
+    store::{self, begin_write, stream_version},
+};
+
+pub const SIZES: [&str; 4] = ["small", "medium", "large", "xlarge"];
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct NewCompartment {
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct NewBank {
+    pub serial: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub compartments: Vec<NewCompartment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompartmentView {
+    pub id: Uuid,
+    pub locker_bank_id: Uuid,
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+    pub latest_status: Option<String>,
+    pub latest_command_id: Option<Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankView {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub serial: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub state: String,
+    /// `None` until the locker has been heard from.
+    pub online: Option<bool>,
+    pub last_seen_at: Option<i64>,
+    pub compartments: Vec<CompartmentView>,
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max {
+        return Err(CoreError::Invalid(format!(
+            "{field} must have 1 to {max} characters"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
+    if new.compartments.is_empty() || new.compartments.len() > 500 {
+        return Err(CoreError::Invalid(
+            "a locker bank has 1 to 500 compartments".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    new.compartments
+        .iter()
+        .map(|c| {
+            if !(1..=10_000).contains(&c.number) {
+                return Err(CoreError::Invalid(format!(
+                    "compartment number {} must be 1 to 10000",
+                    c.number
+                )));
+            }
+            if !seen.insert(c.number) {
+                return Err(CoreError::Invalid(format!(
+                    "compartment number {} appears twice",
+                    c.number
+                )));
+            }
+            if !SIZES.contains(&c.size.as_str()) {
+                return Err(CoreError::Invalid(format!(
+                    "compartment size {:?} must be one of {}",
+                    c.size,
+                    SIZES.join(", ")
+                )));
+            }
+            let label = c
+                .label
+                .as_deref()
+                .map(|l| check_text("label", l, 64))
+                .transpose()?;
+            Ok(CompartmentSpec {
+                id: Uuid::now_v7(),
+                number: c.number,
+                size: c.size.clone(),
+                label,
+            })
+        })
+        .collect()
+}
+
+/// Registers a locker bank (admin).
+pub async fn register_bank(s: &Services, caller: &Caller, new: NewBank) -> CoreResult<BankView> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins register locker banks".into(),
+        ));
+    }
+    let serial = check_text("serial", &new.serial, 64)?;
+    let name = check_text("name", &new.name, 120)?;
+    let location = new
+        .location
+        .as_deref()
+        .map(|l| check_text("location", l, 200))
+        .transpose()?;
+    let compartments = validate(&new)?;
+    let bank_id = Uuid::now_v7();
+    let mut tx = begin_write(&s.db).await?;
+    let taken = sqlx::query("SELECT 1 AS x FROM locker_banks WHERE serial = $1")
+        .bind(&serial)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if taken {
+        return Err(CoreError::Conflict(format!(
+            "a locker bank with serial {serial} exists"
+        )));
+    }
+    let event = DomainEvent::LockerBankRegistered {
+        bank_id,
+        tenant_id: caller.user.tenant_id,
+        serial,
+        name,
+        location,
+        compartments,
+    };
+    let written = store::append_live(
+        &mut tx,
+        s.mode(),
+        "locker_bank",
+        bank_id,
+        0,
+        vec![event],
+        &caller.metadata(),
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    s.published(&written);
+    get_bank(s, caller.user.tenant_id, bank_id)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+fn compartment_from_row(row: &sqlx::any::AnyRow) -> CoreResult<CompartmentView> {
+    Ok(CompartmentView {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        locker_bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+        number: row.try_get("number")?,
+        size: row.try_get("size")?,
+        label: row.try_get("label")?,
+        latest_status: row.try_get("latest_status")?,
+        latest_command_id: row
+            .try_get::<Option<String>, _>("latest_command_id")?
+            .map(|s| parse_uuid(&s))
+            .transpose()?,
+    })
+}
+
+const COMPARTMENT_COLUMNS: &str =
+    "c.id, c.bank_id, c.number, c.size, c.label, c.latest_status, c.latest_command_id";
+
+async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<BankView> {
+    let id: String = row.try_get("id")?;
+    let compartments = sqlx::query(&format!(
+        "SELECT {COMPARTMENT_COLUMNS} FROM compartments c WHERE c.bank_id = $1 ORDER BY c.number"
+    ))
+    .bind(&id)
+    .fetch_all(&s.db.pool)
+    .await?;
+    Ok(BankView {
+        id: parse_uuid(&id)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+        serial: row.try_get("serial")?,
+        name: row.try_get("name")?,
+        location: row.try_get("location")?,
+        state: row.try_get("state")?,
+        online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
+        last_seen_at: row.try_get("last_seen_at")?,
+        compartments: compartments
+            .iter()
+            .map(compartment_from_row)
+            .collect::<CoreResult<_>>()?,
+    })
+}
+
+const BANK_COLUMNS: &str = "id, tenant_id, serial, name, location, state, online, last_seen_at";
+
+pub async fn get_bank(s: &Services, tenant_id: Uuid, id: Uuid) -> CoreResult<Option<BankView>> {
+    let row = sqlx::query(&format!(
+        "SELECT {BANK_COLUMNS} FROM locker_banks WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Some(bank_from_row(s, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn list_banks(s: &Services, tenant_id: Uuid) -> CoreResult<Vec<BankView>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {BANK_COLUMNS} FROM locker_banks WHERE tenant_id = $1 ORDER BY name, serial"
+    ))
+    .bind(tenant_id.to_string())
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(bank_from_row(s, row).await?);
+    }
+    Ok(out)
+}
+
+/// A compartment with its bank, as commands need it.
+#[derive(Clone, Debug)]
+pub struct CompartmentRef {
+    pub id: Uuid,
+    pub bank_id: Uuid,
+    pub tenant_id: Uuid,
+    pub number: i64,
+    pub bank_online: Option<bool>,
+    pub bank_state: String,
+}
+
+pub async fn compartment_ref(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> CoreResult<Option<CompartmentRef>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state FROM compartments c \
+         JOIN locker_banks b ON b.id = c.bank_id WHERE c.id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(CompartmentRef {
+            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+            bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+            tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+            number: row.try_get("number")?,
+            bank_online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
+            bank_state: row.try_get("state")?,
+        })
+    })
+    .transpose()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub id: Uuid,
+    pub compartment_id: Uuid,
+    pub user_id: Uuid,
+    pub user_email: String,
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Grants `user_email` access to a compartment of the caller's tenant.
+pub async fn grant_access(
+    s: &Services,
+    caller: &Caller,
+    compartment_id: Uuid,
+    user_email: &str,
+    valid_from: Option<i64>,
+    valid_until: Option<i64>,
+) -> CoreResult<GrantView> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden("only admins grant access".into()));
+    }
+    if let (Some(from), Some(until)) = (valid_from, valid_until) {
+        if until <= from {
+            return Err(CoreError::Invalid(
+                "valid_until must be after valid_from".into(),
+            ));
+        }
+    }
+    let user = find_user_by_email(&s.db, user_email)
+        .await?
+        .filter(|u| u.tenant_id == caller.user.tenant_id)
+        .ok_or_else(|| {
+            CoreError::Invalid(format!("no user with email {user_email:?} in this tenant"))
+        })?;
+    let grant_id = Uuid::now_v7();
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let c = compartment_ref(&mut tx, compartment_id)
+            .await?
+            .filter(|c| c.tenant_id == caller.user.tenant_id)
+            .ok_or(CoreError::NotFound)?;
+        let version = stream_version(&mut tx, compartment_id).await?;
+        let event = DomainEvent::AccessGranted {
+            grant_id,
+            compartment_id,
+            bank_id: c.bank_id,
+            tenant_id: c.tenant_id,
+            user_id: user.id,
+            valid_from,
+            valid_until,
+        };
+        match store::append_live(
+            &mut tx,
+            s.mode(),
+            "compartment",
+            compartment_id,
+            version,
+            vec![event],
+            &caller.metadata(),
+            now_ms(),
+        )
+        .await
+        {
+            Ok(written) => {
+                tx.commit().await?;
+                s.published(&written);
+                return list_grants(s, caller.user.tenant_id, compartment_id)
+                    .await?
+                    .into_iter()
+                    .find(|g| g.id == grant_id)
+                    .ok_or(CoreError::NotFound);
+            }
+            Err(CoreError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CoreError::VersionConflict {
+        aggregate: compartment_id,
+        expected: -1,
+    })
+}
+
+pub async fn revoke_access(
+    s: &Services,
+    caller: &Caller,
+    compartment_id: Uuid,
+    grant_id: Uuid,
+) -> CoreResult<()> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden("only admins revoke access".into()));
+    }
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let row = sqlx::query(
+            "SELECT user_id FROM grants WHERE id = $1 AND compartment_id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(grant_id.to_string())
+        .bind(compartment_id.to_string())
+        .bind(caller.user.tenant_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+        let user_id = parse_uuid(&row.try_get::<String, _>("user_id")?)?;
+        let version = stream_version(&mut tx, compartment_id).await?;
+        let event = DomainEvent::AccessRevoked {
+            grant_id,
+            compartment_id,
+            user_id,
+        };
+        match store::append_live(
+            &mut tx,
+            s.mode(),
+            "compartment",
+            compartment_id,
+            version,
+            vec![event],
+            &caller.metadata(),
+            now_ms(),
+        )
+        .await
+        {
+            Ok(written) => {
+                tx.commit().await?;
+                s.published(&written);
+                return Ok(());
+            }
+            Err(CoreError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CoreError::VersionConflict {
+        aggregate: compartment_id,
+        expected: -1,
+    })
+}
+
+pub async fn list_grants(
+    s: &Services,
+    tenant_id: Uuid,
+    compartment_id: Uuid,
+) -> CoreResult<Vec<GrantView>> {
+    let rows = sqlx::query(
+        "SELECT g.id, g.compartment_id, g.user_id, u.email, g.valid_from, g.valid_until, g.revoked_at, g.created_at \
+         FROM grants g JOIN users u ON u.id = g.user_id \
+         WHERE g.compartment_id = $1 AND g.tenant_id = $2 ORDER BY g.created_at, g.id",
+    )
+    .bind(compartment_id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_all(&s.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(GrantView {
+                id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+                compartment_id: parse_uuid(&r.try_get::<String, _>("compartment_id")?)?,
+                user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
+                user_email: r.try_get("email")?,
+                valid_from: r.try_get("valid_from")?,
+                valid_until: r.try_get("valid_until")?,
+                revoked_at: r.try_get("revoked_at")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The compartments a user may open now or later (active grants), with
+/// their latest status.
+pub async fn my_compartments(
+    s: &Services,
+    user_id: Uuid,
+    now: i64,
+) -> CoreResult<Vec<(CompartmentView, GrantView, String)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COMPARTMENT_COLUMNS}, b.name AS bank_name, g.id AS grant_id, g.valid_from, g.valid_until, \
+         g.created_at AS granted_at, u.email \
+         FROM grants g JOIN compartments c ON c.id = g.compartment_id \
+         JOIN locker_banks b ON b.id = c.bank_id JOIN users u ON u.id = g.user_id \
+         WHERE g.user_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until > $2) \
+         ORDER BY b.name, c.number"
+    ))
+    .bind(user_id.to_string())
+    .bind(now)
+    .fetch_all(&s.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let c = compartment_from_row(r)?;
+            let g = GrantView {
+                id: parse_uuid(&r.try_get::<String, _>("grant_id")?)?,
+                compartment_id: c.id,
+                user_id,
+                user_email: r.try_get("email")?,
+                valid_from: r.try_get("valid_from")?,
+                valid_until: r.try_get("valid_until")?,
+                revoked_at: None,
+                created_at: r.try_get("granted_at")?,
+            };
+            Ok((c, g, r.try_get("bank_name")?))
+        })
+        .collect()
+}

@@ -1,0 +1,591 @@
+//! The compartment open flow, one `command_id` for every phase:
+//! requested → accepted (authorized) | denied → sent → opened | failed.
+//! An admin override is the same command with `override = true` and a
+//! reason. A locker result after the command ended is recorded as its own
+//! event and does not change the status.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::{
+    accounts::parse_uuid,
+    caller::Caller,
+    error::{CoreError, CoreResult},
+    events::{Actor, DomainEvent, Metadata},
+    lockers::compartment_ref,
+    services::Services,
+    store::{self, begin_write, stream_version, Written},
+    timers,
+};
+
+const AGGREGATE: &str = "open_request";
+
+#[derive(Clone, Debug, Default)]
+pub struct OpenCommandInput {
+    pub compartment_id: Uuid,
+    pub override_: bool,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The immediate answer to an open request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDecision {
+    pub command_id: Uuid,
+    /// `accepted` or `denied`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl OpenDecision {
+    pub fn accepted(&self) -> bool {
+        self.status == "accepted"
+    }
+}
+
+/// The read model of one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRequestView {
+    pub command_id: Uuid,
+    pub tenant_id: Uuid,
+    pub compartment_id: Uuid,
+    pub locker_bank_id: Uuid,
+    pub user_id: Uuid,
+    pub actor_id: Uuid,
+    #[serde(rename = "override")]
+    pub override_: bool,
+    pub override_reason: Option<String>,
+    pub status: String,
+    pub denial_reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub late_result: Option<String>,
+    pub requested_at: i64,
+    pub authorized_at: Option<i64>,
+    pub denied_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub opened_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub late_result_at: Option<i64>,
+}
+
+async fn decision_of(
+    conn: &mut AnyConnection,
+    command_id: Uuid,
+) -> CoreResult<Option<OpenDecision>> {
+    let row = sqlx::query("SELECT status, denial_reason FROM open_requests WHERE command_id = $1")
+        .bind(command_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row
+        .map(|r| -> CoreResult<OpenDecision> {
+            let status: String = r.try_get("status")?;
+            Ok(OpenDecision {
+                command_id,
+                status: if status == "denied" {
+                    "denied".into()
+                } else {
+                    "accepted".into()
+                },
+                reason: r.try_get("denial_reason")?,
+            })
+        })
+        .transpose()?)
+}
+
+async fn idempotent_command(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    key: &str,
+) -> CoreResult<Option<Uuid>> {
+    sqlx::query("SELECT command_id FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+        .bind(user_id.to_string())
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| parse_uuid(&r.try_get::<String, _>("command_id")?))
+        .transpose()
+}
+
+/// Decides and records an open request. Returns at once: `accepted` (the
+/// send reactor and the timeout are scheduled) or `denied` with a reason.
+pub async fn request_open(
+    s: &Services,
+    caller: &Caller,
+    input: OpenCommandInput,
+    now: i64,
+) -> CoreResult<OpenDecision> {
+    if let Some(key) = &input.idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(CoreError::Invalid(
+                "Idempotency-Key must have 1 to 200 characters".into(),
+            ));
+        }
+    }
+    let reason = input
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    if input.override_ {
+        if !caller.is_admin() {
+            return Err(CoreError::Forbidden("only admins may override".into()));
+        }
+        if reason.is_none() {
+            return Err(CoreError::Invalid("an override needs a reason".into()));
+        }
+    }
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        if let Some(key) = &input.idempotency_key {
+            if let Some(existing) = idempotent_command(&mut tx, caller.user.id, key).await? {
+                return decision_of(&mut tx, existing)
+                    .await?
+                    .ok_or(CoreError::NotFound);
+            }
+        }
+        let c = compartment_ref(&mut tx, input.compartment_id)
+            .await?
+            .filter(|c| c.tenant_id == caller.user.tenant_id)
+            .ok_or(CoreError::NotFound)?;
+        let denial = if c.bank_state == "decommissioned" {
+            Some("locker_decommissioned")
+        } else if c.bank_online == Some(false) {
+            Some("locker_offline")
+        } else if input.override_ {
+            None
+        } else {
+            access_denial(&mut tx, caller.user.id, c.id, now).await?
+        };
+        let command_id = Uuid::now_v7();
+        let requested = DomainEvent::CompartmentOpenRequested {
+            command_id,
+            compartment_id: c.id,
+            bank_id: c.bank_id,
+            tenant_id: c.tenant_id,
+            user_id: caller.user.id,
+            override_: input.override_,
+            reason: reason.clone(),
+        };
+        let outcome = match denial {
+            None => DomainEvent::CompartmentOpenAuthorized { command_id },
+            Some(r) => DomainEvent::CompartmentOpenDenied {
+                command_id,
+                reason: r.to_string(),
+            },
+        };
+        let mut meta = caller.metadata();
+        meta.correlation_id = command_id;
+        let written = match store::append_live(
+            &mut tx,
+            s.mode(),
+            AGGREGATE,
+            command_id,
+            0,
+            vec![requested, outcome],
+            &meta,
+            now,
+        )
+        .await
+        {
+            Ok(w) => w,
+            Err(CoreError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(key) = &input.idempotency_key {
+            let stored = sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, key, command_id, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(caller.user.id.to_string())
+            .bind(key)
+            .bind(command_id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = stored {
+                if CoreError::is_unique_violation(&e) {
+                    // A concurrent retry with the same key won: answer with its command.
+                    drop(tx);
+                    continue;
+                }
+                return Err(e.into());
+            }
+        }
+        tx.commit().await?;
+        s.published(&written);
+        tracing::info!(%command_id, compartment_id = %c.id, denied = ?denial, "open requested");
+        return Ok(OpenDecision {
+            command_id,
+            status: if denial.is_some() {
+                "denied".into()
+            } else {
+                "accepted".into()
+            },
+            reason: denial.map(str::to_string),
+        });
+    }
+    Err(CoreError::Conflict(
+        "the request collided with another; retry".into(),
+    ))
+}
+
+/// Why `user_id` may not open `compartment_id` now, if they may not.
+async fn access_denial(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    compartment_id: Uuid,
+    now: i64,
+) -> CoreResult<Option<&'static str>> {
+    let rows = sqlx::query(
+        "SELECT valid_from, valid_until FROM grants WHERE user_id = $1 AND compartment_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(user_id.to_string())
+    .bind(compartment_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Some("no_access"));
+    }
+    let mut not_yet = false;
+    for r in &rows {
+        let from: Option<i64> = r.try_get("valid_from")?;
+        let until: Option<i64> = r.try_get("valid_until")?;
+        let started = from.is_none_or(|f| f <= now);
+        let ended = until.is_some_and(|u| u <= now);
+        if started && !ended {
+            return Ok(None);
+        }
+        not_yet |= !started;
+    }
+    Ok(Some(if not_yet {
+        "access_not_yet_valid"
+    } else {
+        "access_expired"
+    }))
+}
+
+fn system_meta(tenant_id: Uuid, command_id: Uuid) -> Metadata {
+    Metadata {
+        correlation_id: command_id,
+        causation_id: None,
+        actor: Actor::System,
+        tenant_id,
+    }
+}
+
+/// Runs `decide` on the command's current status inside a write
+/// transaction, appends what it returns, commits, publishes.
+async fn transition<F>(
+    s: &Services,
+    command_id: Uuid,
+    now: i64,
+    decide: F,
+) -> CoreResult<Option<Vec<DomainEvent>>>
+where
+    F: Fn(&str, Option<&str>, Option<&str>) -> Option<Vec<DomainEvent>>,
+{
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let Some(row) = sqlx::query("SELECT status, tenant_id, failure_reason, late_result FROM open_requests WHERE command_id = $1")
+            .bind(command_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(CoreError::NotFound);
+        };
+        let status: String = row.try_get("status")?;
+        let failure: Option<String> = row.try_get("failure_reason")?;
+        let late: Option<String> = row.try_get("late_result")?;
+        let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
+        let Some(events) = decide(&status, failure.as_deref(), late.as_deref()) else {
+            return Ok(None);
+        };
+        let version = stream_version(&mut tx, command_id).await?;
+        let meta = system_meta(tenant_id, command_id);
+        match store::append_live(
+            &mut tx,
+            s.mode(),
+            AGGREGATE,
+            command_id,
+            version,
+            events.clone(),
+            &meta,
+            now,
+        )
+        .await
+        {
+            Ok(written) => {
+                tx.commit().await?;
+                s.published(&written);
+                return Ok(Some(events));
+            }
+            Err(CoreError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "command {command_id} kept changing; gave up"
+    )))
+}
+
+/// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
+pub async fn record_sent(s: &Services, command_id: Uuid, now: i64) -> CoreResult<bool> {
+    Ok(transition(s, command_id, now, |status, _, _| {
+        (status == "accepted").then(|| vec![DomainEvent::CompartmentOpenSent { command_id }])
+    })
+    .await?
+    .is_some())
+}
+
+/// What a locker result did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultOutcome {
+    /// The status moved to `opened` or `failed`.
+    Applied,
+    /// The same result again, or a result for a denied command: nothing changed.
+    Duplicate,
+    /// The command had already ended (e.g. timed out): recorded, status kept.
+    Late,
+}
+
+/// A locker's answer: `opened`, or `failed` with `device_error`.
+pub async fn record_result(
+    s: &Services,
+    command_id: Uuid,
+    success: bool,
+    error: Option<String>,
+    now: i64,
+) -> CoreResult<ResultOutcome> {
+    let result = if success {
+        "action_completed"
+    } else {
+        "action_failed"
+    };
+    let applied = transition(s, command_id, now, |status, failure, late| match status {
+        "accepted" | "sent" => Some(vec![if success {
+            DomainEvent::CompartmentOpened { command_id }
+        } else {
+            DomainEvent::CompartmentOpenFailed {
+                command_id,
+                reason: "device_error".into(),
+                detail: error.clone(),
+            }
+        }]),
+        "failed" if failure != Some("device_error") && late.is_none() => {
+            Some(vec![DomainEvent::CompartmentOpenLateResult {
+                command_id,
+                result: result.into(),
+                error: error.clone(),
+            }])
+        }
+        _ => None,
+    })
+    .await?;
+    Ok(match applied.as_deref() {
+        Some([DomainEvent::CompartmentOpenLateResult { .. }]) => ResultOutcome::Late,
+        Some(_) => ResultOutcome::Applied,
+        None => ResultOutcome::Duplicate,
+    })
+}
+
+/// The send reactor gave up: `failed` with `send_failed`.
+pub async fn record_send_failure(
+    s: &Services,
+    command_id: Uuid,
+    detail: &str,
+    now: i64,
+) -> CoreResult<bool> {
+    Ok(transition(s, command_id, now, |status, _, _| {
+        (status == "accepted").then(|| {
+            vec![DomainEvent::CompartmentOpenFailed {
+                command_id,
+                reason: "send_failed".into(),
+                detail: Some(detail.to_string()),
+            }]
+        })
+    })
+    .await?
+    .is_some())
+}
+
+/// Fires one due timeout: claims the timer and, if the command is still
+/// waiting, fails it with `timeout`, in one transaction.
+pub async fn fire_timeout(
+    s: &Services,
+    timer_id: &str,
+    command_id: Uuid,
+    now: i64,
+) -> CoreResult<bool> {
+    let mut tx = begin_write(&s.db).await?;
+    if !timers::claim(&mut tx, timer_id, now).await? {
+        return Ok(false);
+    }
+    let row = sqlx::query("SELECT status, tenant_id FROM open_requests WHERE command_id = $1")
+        .bind(command_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let mut written = Written::default();
+    if let Some(row) = row {
+        let status: String = row.try_get("status")?;
+        if status == "accepted" || status == "sent" {
+            let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
+            let version = stream_version(&mut tx, command_id).await?;
+            let event = DomainEvent::CompartmentOpenFailed {
+                command_id,
+                reason: "timeout".into(),
+                detail: None,
+            };
+            written = store::append_live(
+                &mut tx,
+                s.mode(),
+                AGGREGATE,
+                command_id,
+                version,
+                vec![event],
+                &system_meta(tenant_id, command_id),
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    let timed_out = !written.events.is_empty();
+    s.published(&written);
+    if timed_out {
+        tracing::info!(%command_id, "open command timed out");
+    }
+    Ok(timed_out)
+}
+
+const VIEW_COLUMNS: &str = "command_id, tenant_id, compartment_id, bank_id, user_id, actor_id, override, \
+    override_reason, status, denial_reason, failure_reason, late_result, requested_at, authorized_at, \
+    denied_at, sent_at, opened_at, failed_at, late_result_at";
+
+fn view_from_row(r: &sqlx::any::AnyRow) -> CoreResult<OpenRequestView> {
+    let id = |c: &str| -> CoreResult<Uuid> { parse_uuid(&r.try_get::<String, _>(c)?) };
+    Ok(OpenRequestView {
+        command_id: id("command_id")?,
+        tenant_id: id("tenant_id")?,
+        compartment_id: id("compartment_id")?,
+        locker_bank_id: id("bank_id")?,
+        user_id: id("user_id")?,
+        actor_id: id("actor_id")?,
+        override_: r.try_get::<i64, _>("override")? != 0,
+        override_reason: r.try_get("override_reason")?,
+        status: r.try_get("status")?,
+        denial_reason: r.try_get("denial_reason")?,
+        failure_reason: r.try_get("failure_reason")?,
+        late_result: r.try_get("late_result")?,
+        requested_at: r.try_get("requested_at")?,
+        authorized_at: r.try_get("authorized_at")?,
+        denied_at: r.try_get("denied_at")?,
+        sent_at: r.try_get("sent_at")?,
+        opened_at: r.try_get("opened_at")?,
+        failed_at: r.try_get("failed_at")?,
+        late_result_at: r.try_get("late_result_at")?,
+    })
+}
+
+/// One command, if `caller` may see it: its requester, or an admin of its
+/// tenant. Anyone else gets `None` (the API answers 404).
+pub async fn get_open_request(
+    s: &Services,
+    caller: &Caller,
+    command_id: Uuid,
+) -> CoreResult<Option<OpenRequestView>> {
+    let row = sqlx::query(&format!(
+        "SELECT {VIEW_COLUMNS} FROM open_requests WHERE command_id = $1"
+    ))
+    .bind(command_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?;
+    let Some(view) = row.as_ref().map(view_from_row).transpose()? else {
+        return Ok(None);
+    };
+    let visible = view.user_id == caller.user.id
+        || (caller.is_admin() && view.tenant_id == caller.user.tenant_id);
+    Ok(visible.then_some(view))
+}
+
+/// Filters for the admin history.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub status: Option<String>,
+    pub locker_bank: Option<Uuid>,
+    pub user: Option<Uuid>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+pub const STATUSES: [&str; 6] = [
+    "requested",
+    "accepted",
+    "denied",
+    "sent",
+    "opened",
+    "failed",
+];
+
+/// A page of the tenant's commands, newest first, and the total count.
+pub async fn history(
+    s: &Services,
+    tenant_id: Uuid,
+    f: &HistoryFilter,
+) -> CoreResult<(Vec<OpenRequestView>, i64)> {
+    if let Some(st) = &f.status {
+        if !STATUSES.contains(&st.as_str()) {
+            return Err(CoreError::Invalid(format!(
+                "status must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let mut clauses = vec!["tenant_id = $1".to_string()];
+    let mut binds: Vec<String> = vec![tenant_id.to_string()];
+    let mut ints: Vec<(usize, i64)> = Vec::new();
+    let mut next = 2;
+    for (col, val) in [
+        ("status", f.status.clone()),
+        ("bank_id", f.locker_bank.map(|u| u.to_string())),
+        ("user_id", f.user.map(|u| u.to_string())),
+    ] {
+        if let Some(v) = val {
+            clauses.push(format!("{col} = ${next}"));
+            binds.push(v);
+            next += 1;
+        }
+    }
+    for (op, val) in [(">=", f.from), ("<", f.to)] {
+        if let Some(v) = val {
+            clauses.push(format!("requested_at {op} ${next}"));
+            ints.push((next, v));
+            next += 1;
+        }
+    }
+    let filter = clauses.join(" AND ");
+    let per_page = f.per_page.clamp(1, 200);
+    let offset = (f.page.max(1) - 1) * per_page;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM open_requests WHERE {filter}");
+    let page_sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM open_requests WHERE {filter} ORDER BY requested_at DESC, command_id DESC LIMIT {per_page} OFFSET {offset}"
+    );
+    let mut count = sqlx::query(&count_sql);
+    let mut page = sqlx::query(&page_sql);
+    for b in &binds {
+        count = count.bind(b.clone());
+        page = page.bind(b.clone());
+    }
+    for (_, v) in &ints {
+        count = count.bind(*v);
+        page = page.bind(*v);
+    }
+    let total: i64 = count.fetch_one(&s.db.pool).await?.try_get("n")?;
+    let rows = page.fetch_all(&s.db.pool).await?;
+    Ok((
+        rows.iter().map(view_from_row).collect::<CoreResult<_>>()?,
+        total,
+    ))
+}

@@ -1,0 +1,160 @@
+//! The outbox: side effects recorded in the same transaction as the event
+//! that causes them, then run after commit, at least once. A row is
+//! claimed with a lease (so several processes can share the work), retried
+//! with exponential backoff, and after `MAX_ATTEMPTS` left `dead` with its
+//! last error: visible in the table, the metrics and the log.
+
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::{accounts::parse_uuid, db::Db, error::CoreResult};
+
+/// The reactor that sends an authorized open command to the locker.
+pub const SEND_OPEN: &str = "send_open";
+pub const MAX_ATTEMPTS: i64 = 5;
+const LEASE_MS: i64 = 30_000;
+
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    event_id: Uuid,
+    reactor: &str,
+    now: i64,
+) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (event_id, reactor) DO NOTHING",
+    )
+    .bind(event_id.to_string())
+    .bind(reactor)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A claimed outbox row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub reactor: String,
+    pub attempts: i64,
+}
+
+/// Claims up to `limit` due rows for this process (a lease: a crash
+/// releases them after `LEASE_MS`).
+pub async fn claim_due(db: &Db, now: i64, limit: i64) -> CoreResult<Vec<Job>> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, reactor, attempts, next_attempt_at FROM outbox \
+         WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let seen: i64 = row.try_get("next_attempt_at")?;
+        let claimed = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
+        )
+        .bind(now + LEASE_MS)
+        .bind(id)
+        .bind(seen)
+        .execute(&db.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            jobs.push(Job {
+                id,
+                event_id: parse_uuid(&row.try_get::<String, _>("event_id")?)?,
+                reactor: row.try_get("reactor")?,
+                attempts: row.try_get("attempts")?,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+pub async fn complete(db: &Db, id: i64, now: i64) -> CoreResult<()> {
+    sqlx::query("UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Delay before attempt `attempts + 1`: 0.5 s doubling, at most a minute.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let exp = attempts.clamp(0, 7) as u32;
+    (500_i64 * 2_i64.pow(exp)).min(60_000)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    RetryAt(i64),
+    Dead,
+}
+
+/// Records a failed attempt: a retry later, or the dead letter.
+pub async fn fail(db: &Db, job: &Job, error: &str, now: i64) -> CoreResult<Failure> {
+    let attempts = job.attempts + 1;
+    if attempts >= MAX_ATTEMPTS {
+        sqlx::query(
+            "UPDATE outbox SET status = 'dead', attempts = $1, last_error = $2, finished_at = $3 WHERE id = $4",
+        )
+        .bind(attempts)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .execute(&db.pool)
+        .await?;
+        Ok(Failure::Dead)
+    } else {
+        let at = now + backoff_ms(attempts - 1);
+        sqlx::query(
+            "UPDATE outbox SET attempts = $1, last_error = $2, next_attempt_at = $3 WHERE id = $4",
+        )
+        .bind(attempts)
+        .bind(error)
+        .bind(at)
+        .bind(job.id)
+        .execute(&db.pool)
+        .await?;
+        Ok(Failure::RetryAt(at))
+    }
+}
+
+/// Counts of outbox rows by status, for metrics and tests.
+pub async fn counts(db: &Db) -> CoreResult<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+           COALESCE(SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END), 0) AS done, \
+           COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) AS dead \
+         FROM outbox",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((
+        row.try_get("pending")?,
+        row.try_get("done")?,
+        row.try_get("dead")?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_ms(0), 500);
+        assert_eq!(backoff_ms(1), 1000);
+        assert_eq!(backoff_ms(3), 4000);
+        assert_eq!(backoff_ms(50), 60_000);
+    }
+}

@@ -1,0 +1,204 @@
+//! Reactors: the side effects that run after commit, from the outbox.
+//! `send_open` hands an authorized command to a [`LockerGateway`]; the MQTT
+//! bridge will be the real gateway. Until then [`RecordingGateway`] stands
+//! in: it sends nothing and records what it would have sent.
+//!
+//! The workers ([`spawn_workers`]) run the outbox and fire due timers, on
+//! every commit (woken through `Services::wake`) and every 250 ms.
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Mutex,
+};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{
+    accounts::parse_uuid, error::CoreResult, events::DomainEvent, now_ms, opens, outbox,
+    services::Services, timers,
+};
+
+/// What the locker receives (see docs/mqtt.md once the bridge exists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenCommand {
+    pub command_id: Uuid,
+    pub locker_bank_id: Uuid,
+    pub serial: String,
+    pub compartment: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GatewayError(pub String);
+
+/// Delivers open commands to lockers.
+#[async_trait]
+pub trait LockerGateway: Send + Sync {
+    async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError>;
+}
+
+/// Sends nothing; records every command it was given. The default until
+/// the MQTT bridge is plugged in, and the gateway tests inspect.
+#[derive(Debug, Default)]
+pub struct RecordingGateway {
+    sent: Mutex<Vec<OpenCommand>>,
+    failures_to_inject: AtomicUsize,
+}
+
+impl RecordingGateway {
+    pub fn sent(&self) -> Vec<OpenCommand> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Makes the next `n` sends fail (to exercise retries and dead letters).
+    pub fn fail_next(&self, n: usize) {
+        self.failures_to_inject.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl LockerGateway for RecordingGateway {
+    async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError> {
+        let inject = self
+            .failures_to_inject
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if inject {
+            return Err(GatewayError("injected failure".into()));
+        }
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(command.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The command behind an authorized event, if it still waits to be sent.
+async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<OpenCommand>> {
+    let row = sqlx::query(
+        "SELECT o.command_id, o.bank_id, b.serial, c.number, o.status, o.authorized_at \
+         FROM stored_events e JOIN open_requests o ON o.command_id = e.aggregate_uuid \
+         JOIN locker_banks b ON b.id = o.bank_id JOIN compartments c ON c.id = o.compartment_id \
+         WHERE e.event_id = $1",
+    )
+    .bind(event_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("status")?;
+    if status != "accepted" {
+        return Ok(None);
+    }
+    let issued_at: i64 = row
+        .try_get::<Option<i64>, _>("authorized_at")?
+        .unwrap_or_else(now_ms);
+    Ok(Some(OpenCommand {
+        command_id: parse_uuid(&row.try_get::<String, _>("command_id")?)?,
+        locker_bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+        serial: row.try_get("serial")?,
+        compartment: row.try_get("number")?,
+        issued_at,
+        expires_at: issued_at + s.settings.open_timeout.as_millis() as i64,
+    }))
+}
+
+/// Runs every due outbox job once; returns how many ran.
+pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
+    let jobs = outbox::claim_due(&s.db, now, 64).await?;
+    for job in &jobs {
+        let span = tracing::info_span!("reactor", reactor = %job.reactor, event_id = %job.event_id);
+        let _enter = span.enter();
+        match job.reactor.as_str() {
+            outbox::SEND_OPEN => {
+                let Some(command) = pending_command(s, job.event_id).await? else {
+                    // Already sent, failed or timed out: nothing left to do.
+                    outbox::complete(&s.db, job.id, now).await?;
+                    continue;
+                };
+                match s.gateway.send_open(&command).await {
+                    Ok(()) => {
+                        opens::record_sent(s, command.command_id, now_ms()).await?;
+                        outbox::complete(&s.db, job.id, now).await?;
+                    }
+                    Err(e) => match outbox::fail(&s.db, job, &e.0, now).await? {
+                        outbox::Failure::RetryAt(at) => {
+                            tracing::warn!(command_id = %command.command_id, error = %e, retry_at = at, "send failed; will retry");
+                        }
+                        outbox::Failure::Dead => {
+                            tracing::error!(command_id = %command.command_id, error = %e, "send failed for good; dead letter");
+                            opens::record_send_failure(s, command.command_id, &e.0, now).await?;
+                        }
+                    },
+                }
+            }
+            other => {
+                tracing::error!(reactor = other, "unknown reactor; dead letter");
+                let dead = outbox::Job {
+                    attempts: outbox::MAX_ATTEMPTS,
+                    ..job.clone()
+                };
+                outbox::fail(&s.db, &dead, "unknown reactor", now).await?;
+            }
+        }
+    }
+    Ok(jobs.len())
+}
+
+/// Fires every due timer once; returns how many fired.
+pub async fn fire_due_timers(s: &Services, now: i64) -> CoreResult<usize> {
+    let due = timers::due(&s.db, now, 256).await?;
+    let mut fired = 0;
+    for t in due {
+        if t.kind == timers::OPEN_TIMEOUT && opens::fire_timeout(s, &t.id, t.subject, now).await? {
+            fired += 1;
+        }
+    }
+    Ok(fired)
+}
+
+/// The background workers of one process, until `shutdown` resolves.
+pub fn spawn_workers(
+    s: Services,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shutdown = shutdown;
+        let mut last_prune = 0_i64;
+        loop {
+            let now = now_ms();
+            if let Err(e) = run_outbox_once(&s, now).await {
+                tracing::error!(error = %e, "outbox run failed");
+            }
+            if let Err(e) = fire_due_timers(&s, now).await {
+                tracing::error!(error = %e, "timer run failed");
+            }
+            if now - last_prune > 60_000 {
+                last_prune = now;
+                let cutoff = now - s.settings.channel_retention.as_millis() as i64;
+                match crate::channels::prune(&s.db, cutoff).await {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "channel log pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "channel log pruning failed"),
+                }
+            }
+            tokio::select! {
+                _ = s.wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+    })
+}
+
+/// Checks that an event is one the send reactor reacts to (for tests).
+pub fn triggers_send(event: &DomainEvent) -> bool {
+    matches!(event, DomainEvent::CompartmentOpenAuthorized { .. })
+}

@@ -1,0 +1,82 @@
+//! The write path every command takes: open a write transaction, append
+//! events, run the projectors (read models, channel log, outbox, timers) in
+//! that same transaction, commit, then wake whoever follows the log.
+
+use sqlx::{Any, AnyConnection, Row, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    channels::Appended,
+    db::{Backend, Db},
+    error::CoreResult,
+    events::{self, DomainEvent, Metadata, StoredEvent},
+    projections::{self, Mode},
+};
+
+/// How many times a command is retried after a version conflict.
+pub const MAX_RETRIES: usize = 5;
+
+/// A transaction that will write. On SQLite it takes the write lock at
+/// once (`BEGIN IMMEDIATE`), so concurrent writers queue instead of
+/// failing on a lock upgrade.
+pub async fn begin_write(db: &Db) -> CoreResult<Transaction<'static, Any>> {
+    Ok(match db.backend {
+        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => db.pool.begin().await?,
+    })
+}
+
+/// What one append wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub events: Vec<StoredEvent>,
+    pub appended: Vec<Appended>,
+}
+
+impl Written {
+    pub fn merge(&mut self, other: Written) {
+        self.events.extend(other.events);
+        self.appended.extend(other.appended);
+    }
+}
+
+/// The aggregate's current version (0 when it has no events).
+pub async fn stream_version(conn: &mut AnyConnection, aggregate_uuid: Uuid) -> CoreResult<i64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(aggregate_version), 0) AS v FROM stored_events WHERE aggregate_uuid = $1")
+        .bind(aggregate_uuid.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.try_get("v")?)
+}
+
+/// Appends and projects, inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn append_live(
+    conn: &mut AnyConnection,
+    mode: Mode,
+    aggregate_type: &str,
+    aggregate_uuid: Uuid,
+    expected_version: i64,
+    events: Vec<DomainEvent>,
+    metadata: &Metadata,
+    now: i64,
+) -> CoreResult<Written> {
+    let stored = events::append(
+        conn,
+        aggregate_type,
+        aggregate_uuid,
+        expected_version,
+        events,
+        metadata,
+        now,
+    )
+    .await?;
+    let mut appended = Vec::new();
+    for ev in &stored {
+        appended.extend(projections::project_live(conn, ev, mode).await?);
+    }
+    Ok(Written {
+        events: stored,
+        appended,
+    })
+}

@@ -1,0 +1,69 @@
+//! Durable timers: a row per pending deadline, so a restart does not forget
+//! one. A timer fires once: claiming it (`fired_at`) happens in the same
+//! transaction as the command it triggers.
+
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::{accounts::parse_uuid, db::Db, error::CoreResult};
+
+/// An open command's deadline for the locker's answer.
+pub const OPEN_TIMEOUT: &str = "open_timeout";
+
+pub async fn schedule(
+    conn: &mut AnyConnection,
+    kind: &str,
+    subject: Uuid,
+    due_at: i64,
+) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO timers (id, kind, subject, due_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(format!("{kind}:{subject}"))
+    .bind(kind)
+    .bind(subject.to_string())
+    .bind(due_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimer {
+    pub id: String,
+    pub kind: String,
+    pub subject: Uuid,
+}
+
+pub async fn due(db: &Db, now: i64, limit: i64) -> CoreResult<Vec<DueTimer>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, subject FROM timers WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueTimer {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                subject: parse_uuid(&r.try_get::<String, _>("subject")?)?,
+            })
+        })
+        .collect()
+}
+
+/// Claims the timer inside the caller's transaction; false if another
+/// process fired it first.
+pub async fn claim(conn: &mut AnyConnection, id: &str, now: i64) -> CoreResult<bool> {
+    Ok(
+        sqlx::query("UPDATE timers SET fired_at = $1 WHERE id = $2 AND fired_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}

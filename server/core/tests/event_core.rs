@@ -1,0 +1,777 @@
+//! The event core's guarantees, on SQLite and (with
+//! `LOCKSTEP_TEST_DATABASE_URL`) PostgreSQL.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use lockstep_core::{
+    accounts::{self, NewUser, Role, User},
+    caller::Caller,
+    channels::{self, Channel},
+    db::Db,
+    error::CoreError,
+    events::{self, Actor, DomainEvent},
+    lockers::{self, NewBank, NewCompartment},
+    now_ms,
+    opens::{self, OpenCommandInput, ResultOutcome},
+    outbox,
+    projections::Projector,
+    reactors::{self, RecordingGateway},
+    replay,
+    services::{CoreSettings, Services},
+    store,
+    testing::{fresh_database, TestDb},
+    throttle::ThrottleConfig,
+};
+use sqlx::Row;
+use uuid::Uuid;
+
+struct World {
+    _t: TestDb,
+    s: Services,
+    gateway: Arc<RecordingGateway>,
+    admin: Caller,
+    user: Caller,
+    bank: lockers::BankView,
+}
+
+fn services(db: Db, gateway: Arc<RecordingGateway>) -> Services {
+    Services::new(db, ThrottleConfig::default())
+        .with_settings(CoreSettings {
+            open_timeout: Duration::from_secs(20),
+            ..Default::default()
+        })
+        .with_gateway(gateway)
+}
+
+async fn user(db: &Db, email: &str, role: Role, tenant: &str) -> User {
+    accounts::add_user(
+        db,
+        NewUser {
+            email: email.into(),
+            name: None,
+            role,
+            tenant_name: tenant.into(),
+            password: "long-enough-password".into(),
+        },
+    )
+    .await
+    .expect("user")
+}
+
+fn caller(u: &User) -> Caller {
+    Caller::new(u.clone(), Actor::User { id: u.id })
+}
+
+async fn world() -> World {
+    let t = fresh_database().await;
+    let db = Db::open(&t.url).await.expect("db");
+    let gateway = Arc::new(RecordingGateway::default());
+    let s = services(db.clone(), gateway.clone());
+    let admin = caller(&user(&db, "admin@a.io", Role::Admin, "A").await);
+    let user = caller(&user(&db, "uma@a.io", Role::User, "A").await);
+    let bank = lockers::register_bank(
+        &s,
+        &admin,
+        NewBank {
+            serial: format!("SN-{}", Uuid::now_v7().simple()),
+            name: "Lobby".into(),
+            location: Some("Ground floor".into()),
+            compartments: (1..=4)
+                .map(|n| NewCompartment {
+                    number: n,
+                    size: "medium".into(),
+                    label: None,
+                })
+                .collect(),
+        },
+    )
+    .await
+    .expect("bank");
+    lockers::grant_access(&s, &admin, bank.compartments[0].id, "uma@a.io", None, None)
+        .await
+        .expect("grant");
+    World {
+        _t: t,
+        s,
+        gateway,
+        admin,
+        user,
+        bank,
+    }
+}
+
+fn open(c: Uuid) -> OpenCommandInput {
+    OpenCommandInput {
+        compartment_id: c,
+        ..Default::default()
+    }
+}
+
+async fn status(w: &World, id: Uuid) -> opens::OpenRequestView {
+    opens::get_open_request(&w.s, &w.admin, id)
+        .await
+        .expect("q")
+        .expect("visible")
+}
+
+#[tokio::test]
+async fn the_open_flow_walks_its_lifecycle() {
+    let w = world().await;
+    let c = w.bank.compartments[0].id;
+    let d = opens::request_open(&w.s, &w.user, open(c), now_ms())
+        .await
+        .expect("open");
+    assert_eq!(d.status, "accepted");
+    assert_eq!(status(&w, d.command_id).await.status, "accepted");
+    assert_eq!(
+        reactors::run_outbox_once(&w.s, now_ms())
+            .await
+            .expect("outbox"),
+        1
+    );
+    let sent = w.gateway.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].command_id, d.command_id);
+    assert_eq!(sent[0].compartment, 1);
+    assert_eq!(status(&w, d.command_id).await.status, "sent");
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, true, None, now_ms())
+            .await
+            .expect("r"),
+        ResultOutcome::Applied
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(v.status, "opened");
+    assert!(v.authorized_at.is_some() && v.sent_at.is_some() && v.opened_at.is_some());
+    // The compartment read model shows the latest command.
+    let bank = lockers::get_bank(&w.s, w.admin.user.tenant_id, w.bank.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(
+        bank.compartments[0].latest_status.as_deref(),
+        Some("opened")
+    );
+    assert_eq!(bank.compartments[0].latest_command_id, Some(d.command_id));
+    // A duplicate result changes nothing.
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, true, None, now_ms())
+            .await
+            .expect("r"),
+        ResultOutcome::Duplicate
+    );
+
+    // The user's channel shows accepted → sent → opened with seqs in order.
+    let since = channels::since(&w.s.db, &Channel::User(w.user.user.id), 0, 100)
+        .await
+        .expect("since");
+    let statuses: Vec<_> = since
+        .events
+        .iter()
+        .filter(|e| e.event == "CompartmentOpenStatusUpdated")
+        .map(|e| e.data["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(statuses, ["accepted", "sent", "opened"]);
+    let seqs: Vec<_> = since.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=since.seq).collect::<Vec<_>>());
+    assert!(since.events.iter().all(|e| e.meta.replay && e.v == 1));
+    assert!(since
+        .events
+        .iter()
+        .filter(|e| e.event == "CompartmentOpenStatusUpdated")
+        .all(|e| e.correlation_id == d.command_id));
+}
+
+#[tokio::test]
+async fn denials_carry_reasons_and_overrides_need_admin_and_reason() {
+    let w = world().await;
+    let no_grant = w.bank.compartments[1].id;
+    let d = opens::request_open(&w.s, &w.user, open(no_grant), now_ms())
+        .await
+        .expect("open");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_deref()),
+        ("denied", Some("no_access"))
+    );
+    assert_eq!(status(&w, d.command_id).await.status, "denied");
+    assert_eq!(
+        outbox::counts(&w.s.db).await.expect("c").0,
+        0,
+        "nothing to send for a denial"
+    );
+
+    let expired = w.bank.compartments[2].id;
+    let now = now_ms();
+    lockers::grant_access(
+        &w.s,
+        &w.admin,
+        expired,
+        "uma@a.io",
+        Some(now - 20_000),
+        Some(now - 10_000),
+    )
+    .await
+    .expect("grant");
+    let d = opens::request_open(&w.s, &w.user, open(expired), now)
+        .await
+        .expect("open");
+    assert_eq!(d.reason.as_deref(), Some("access_expired"));
+
+    let mut o = open(no_grant);
+    o.override_ = true;
+    assert!(matches!(
+        opens::request_open(&w.s, &w.user, o.clone(), now).await,
+        Err(CoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        opens::request_open(&w.s, &w.admin, o.clone(), now).await,
+        Err(CoreError::Invalid(_))
+    ));
+    o.reason = Some("courier locked out".into());
+    let d = opens::request_open(&w.s, &w.admin, o, now)
+        .await
+        .expect("override");
+    assert_eq!(d.status, "accepted");
+    let v = status(&w, d.command_id).await;
+    assert!(v.override_);
+    assert_eq!(v.actor_id, w.admin.user.id);
+    assert_eq!(v.override_reason.as_deref(), Some("courier locked out"));
+}
+
+#[tokio::test]
+async fn revoked_access_is_denied() {
+    let w = world().await;
+    let c = w.bank.compartments[0].id;
+    let grants = lockers::list_grants(&w.s, w.admin.user.tenant_id, c)
+        .await
+        .expect("grants");
+    lockers::revoke_access(&w.s, &w.admin, c, grants[0].id)
+        .await
+        .expect("revoke");
+    let d = opens::request_open(&w.s, &w.user, open(c), now_ms())
+        .await
+        .expect("open");
+    assert_eq!(d.reason.as_deref(), Some("no_access"));
+    assert!(matches!(
+        lockers::revoke_access(&w.s, &w.admin, c, grants[0].id).await,
+        Err(CoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn the_idempotency_key_returns_the_same_command() {
+    let w = world().await;
+    let mut o = open(w.bank.compartments[0].id);
+    o.idempotency_key = Some("tap-1".into());
+    let a = opens::request_open(&w.s, &w.user, o.clone(), now_ms())
+        .await
+        .expect("a");
+    let b = opens::request_open(&w.s, &w.user, o, now_ms())
+        .await
+        .expect("b");
+    assert_eq!(a, b);
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM open_requests")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("q")
+        .try_get("n")
+        .expect("n");
+    assert_eq!(n, 1, "never a second open");
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_aggregate_lose_nothing() {
+    let w = world().await;
+    let c = w.bank.compartments[3].id;
+    for i in 0..6 {
+        user(&w.s.db, &format!("u{i}@a.io"), Role::User, "A").await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (s, admin) = (w.s.clone(), w.admin.clone());
+        tasks.push(tokio::spawn(async move {
+            lockers::grant_access(&s, &admin, c, &format!("u{i}@a.io"), None, None).await
+        }));
+    }
+    for t in tasks {
+        t.await
+            .expect("join")
+            .expect("every grant lands after bounded retries");
+    }
+    let mut conn = w.s.db.pool.acquire().await.expect("conn");
+    let stream = events::load_stream(&mut conn, c).await.expect("stream");
+    let versions: Vec<_> = stream.iter().map(|e| e.aggregate_version).collect();
+    assert_eq!(
+        versions,
+        (1..=6).collect::<Vec<_>>(),
+        "no lost or duplicated events"
+    );
+    assert_eq!(
+        lockers::list_grants(&w.s, w.admin.user.tenant_id, c)
+            .await
+            .expect("g")
+            .len(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_typed_conflict() {
+    let w = world().await;
+    let id = Uuid::now_v7();
+    let meta = w.admin.metadata();
+    let mut tx = store::begin_write(&w.s.db).await.expect("tx");
+    events::append(
+        &mut tx,
+        "test",
+        id,
+        0,
+        vec![DomainEvent::CompartmentOpened { command_id: id }],
+        &meta,
+        now_ms(),
+    )
+    .await
+    .expect("first");
+    tx.commit().await.expect("commit");
+    let mut tx = store::begin_write(&w.s.db).await.expect("tx");
+    let err = events::append(
+        &mut tx,
+        "test",
+        id,
+        0,
+        vec![DomainEvent::CompartmentOpened { command_id: id }],
+        &meta,
+        now_ms(),
+    )
+    .await
+    .expect_err("stale");
+    assert!(
+        matches!(err, CoreError::VersionConflict { expected: 0, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_projector_stores_nothing() {
+    let w = world().await;
+    let count = |q: &'static str| {
+        let pool = w.s.db.pool.clone();
+        async move {
+            sqlx::query(q)
+                .fetch_one(&pool)
+                .await
+                .expect("q")
+                .try_get::<i64, _>("n")
+                .expect("n")
+        }
+    };
+    let before = (
+        count("SELECT COUNT(*) AS n FROM stored_events").await,
+        count("SELECT COUNT(*) AS n FROM channel_log").await,
+    );
+    // The same serial again: the locker_banks projector's unique index fails.
+    let bank_id = Uuid::now_v7();
+    let event = DomainEvent::LockerBankRegistered {
+        bank_id,
+        tenant_id: w.admin.user.tenant_id,
+        serial: w.bank.serial.clone(),
+        name: "Copy".into(),
+        location: None,
+        compartments: vec![],
+    };
+    let mut tx = store::begin_write(&w.s.db).await.expect("tx");
+    let err = store::append_live(
+        &mut tx,
+        w.s.mode(),
+        "locker_bank",
+        bank_id,
+        0,
+        vec![event],
+        &w.admin.metadata(),
+        now_ms(),
+    )
+    .await;
+    assert!(err.is_err());
+    drop(tx);
+    let after = (
+        count("SELECT COUNT(*) AS n FROM stored_events").await,
+        count("SELECT COUNT(*) AS n FROM channel_log").await,
+    );
+    assert_eq!(
+        before, after,
+        "neither the event nor its envelopes were kept"
+    );
+    // And through the command: a clear conflict.
+    let again = lockers::register_bank(
+        &w.s,
+        &w.admin,
+        NewBank {
+            serial: w.bank.serial.clone(),
+            name: "x".into(),
+            location: None,
+            compartments: vec![NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+        },
+    )
+    .await;
+    assert!(matches!(again, Err(CoreError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn the_outbox_survives_a_restart_and_runs_exactly_once() {
+    let w = world().await;
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    // "Crash" between commit and reactor: nothing ran, the job is pending.
+    assert_eq!(outbox::counts(&w.s.db).await.expect("c"), (1, 0, 0));
+    assert!(w.gateway.sent().is_empty());
+    // A new process on the same database.
+    let gateway = Arc::new(RecordingGateway::default());
+    let restarted = services(w.s.db.clone(), gateway.clone());
+    assert_eq!(
+        reactors::run_outbox_once(&restarted, now_ms())
+            .await
+            .expect("run"),
+        1
+    );
+    assert_eq!(
+        reactors::run_outbox_once(&restarted, now_ms() + 60_000)
+            .await
+            .expect("run"),
+        0
+    );
+    assert_eq!(gateway.sent().len(), 1, "sent exactly once");
+    assert_eq!(outbox::counts(&w.s.db).await.expect("c"), (0, 1, 0));
+    assert_eq!(status(&w, d.command_id).await.status, "sent");
+}
+
+#[tokio::test]
+async fn a_send_that_keeps_failing_ends_dead_and_failed() {
+    let w = world().await;
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    w.gateway.fail_next(100);
+    let mut now = now_ms();
+    for _ in 0..outbox::MAX_ATTEMPTS {
+        reactors::run_outbox_once(&w.s, now).await.expect("run");
+        now += 120_000;
+    }
+    assert_eq!(
+        outbox::counts(&w.s.db).await.expect("c").2,
+        1,
+        "one dead letter"
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(
+        (v.status.as_str(), v.failure_reason.as_deref()),
+        ("failed", Some("send_failed"))
+    );
+    let last_error: Option<String> = sqlx::query("SELECT last_error FROM outbox")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("q")
+        .try_get("last_error")
+        .expect("e");
+    assert_eq!(last_error.as_deref(), Some("injected failure"));
+}
+
+#[tokio::test]
+async fn the_timeout_fails_a_command_even_across_a_restart() {
+    let w = world().await;
+    let t0 = now_ms();
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), t0)
+        .await
+        .expect("open");
+    reactors::run_outbox_once(&w.s, t0).await.expect("send");
+    assert_eq!(
+        reactors::fire_due_timers(&w.s, t0 + 19_000)
+            .await
+            .expect("early"),
+        0
+    );
+    let restarted = services(w.s.db.clone(), Arc::new(RecordingGateway::default()));
+    assert_eq!(
+        reactors::fire_due_timers(&restarted, t0 + 20_001)
+            .await
+            .expect("due"),
+        1
+    );
+    assert_eq!(
+        reactors::fire_due_timers(&restarted, t0 + 30_000)
+            .await
+            .expect("again"),
+        0,
+        "fires once"
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(
+        (v.status.as_str(), v.failure_reason.as_deref()),
+        ("failed", Some("timeout"))
+    );
+    // A late result is recorded, shown, and does not flip the status.
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, true, None, t0 + 31_000)
+            .await
+            .expect("late"),
+        ResultOutcome::Late
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(
+        (v.status.as_str(), v.late_result.as_deref()),
+        ("failed", Some("action_completed"))
+    );
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, true, None, t0 + 32_000)
+            .await
+            .expect("dup"),
+        ResultOutcome::Duplicate
+    );
+    let unknown = opens::record_result(&w.s, Uuid::now_v7(), true, None, t0).await;
+    assert!(matches!(unknown, Err(CoreError::NotFound)));
+}
+
+async fn snapshot(db: &Db) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (table, cols, order) in [
+        ("locker_banks", "id, tenant_id, serial, name, location, state, online, created_at", "id"),
+        ("compartments", "id, bank_id, number, size, label, latest_status, latest_command_id", "id"),
+        ("grants", "id, compartment_id, user_id, valid_from, valid_until, revoked_at, created_by, created_at", "id"),
+        ("open_requests", "command_id, status, denial_reason, failure_reason, late_result, override, override_reason, actor_id, requested_at, authorized_at, denied_at, sent_at, opened_at, failed_at, late_result_at", "command_id"),
+    ] {
+        let rows = sqlx::query(&format!("SELECT {cols} FROM {table} ORDER BY {order}")).fetch_all(&db.pool).await.expect("q");
+        let mut lines = Vec::new();
+        for r in rows {
+            let mut line = Vec::new();
+            for (i, _) in cols.split(", ").enumerate() {
+                let v = r.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")).or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}"))).expect("text or int");
+                line.push(v);
+            }
+            lines.push(line.join("|"));
+        }
+        out.insert(table.to_string(), lines);
+    }
+    out
+}
+
+#[tokio::test]
+async fn replay_reproduces_the_read_models_exactly() {
+    let w = world().await;
+    let now = now_ms();
+    let a = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now)
+        .await
+        .expect("a");
+    reactors::run_outbox_once(&w.s, now).await.expect("send");
+    opens::record_result(&w.s, a.command_id, false, Some("jammed".into()), now)
+        .await
+        .expect("failed");
+    opens::request_open(&w.s, &w.user, open(w.bank.compartments[1].id), now)
+        .await
+        .expect("denied");
+    let b = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now)
+        .await
+        .expect("b");
+    reactors::fire_due_timers(&w.s, now + 60_000)
+        .await
+        .expect("timeout");
+    opens::record_result(&w.s, b.command_id, true, None, now + 61_000)
+        .await
+        .expect("late");
+    let g = lockers::list_grants(&w.s, w.admin.user.tenant_id, w.bank.compartments[0].id)
+        .await
+        .expect("g");
+    lockers::revoke_access(&w.s, &w.admin, w.bank.compartments[0].id, g[0].id)
+        .await
+        .expect("revoke");
+
+    let before = snapshot(&w.s.db).await;
+    let log_before: i64 = sqlx::query("SELECT COUNT(*) AS n FROM channel_log")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("q")
+        .try_get("n")
+        .expect("n");
+    let mut calls = 0;
+    let n = replay::replay(&w.s, &[], |done, total| {
+        calls += 1;
+        assert!(done <= total);
+    })
+    .await
+    .expect("replay");
+    assert!(n > 5 && calls >= 1);
+    assert_eq!(
+        snapshot(&w.s.db).await,
+        before,
+        "every read model identical"
+    );
+    let log_after: i64 = sqlx::query("SELECT COUNT(*) AS n FROM channel_log")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("q")
+        .try_get("n")
+        .expect("n");
+    assert_eq!(log_before, log_after, "replay publishes nothing");
+    // One projector alone.
+    sqlx::query("UPDATE open_requests SET status = 'garbage'")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("corrupt");
+    replay::replay(&w.s, &[Projector::OpenRequests], |_, _| {})
+        .await
+        .expect("replay one");
+    assert_eq!(snapshot(&w.s.db).await, before);
+}
+
+#[tokio::test]
+async fn channel_authorization_keeps_tenants_and_users_apart() {
+    let w = world().await;
+    let other_admin = user(&w.s.db, "boss@b.io", Role::Admin, "B").await;
+    let other_user = user(&w.s.db, "bob@a.io", Role::User, "A").await;
+    let t = w.admin.user.tenant_id;
+    let cases = [
+        (&w.user.user, Channel::User(w.user.user.id), true),
+        (&other_user, Channel::User(w.user.user.id), false),
+        (&w.admin.user, Channel::User(w.user.user.id), true),
+        (&other_admin, Channel::User(w.user.user.id), false),
+        (&w.admin.user, Channel::TenantOpenRequests(t), true),
+        (&w.user.user, Channel::TenantOpenRequests(t), false),
+        (&other_admin, Channel::TenantLockers(t), false),
+        (&w.admin.user, Channel::LockerBank(w.bank.id), true),
+        (&other_admin, Channel::LockerBank(w.bank.id), false),
+        (&w.user.user, Channel::LockerBank(w.bank.id), false),
+    ];
+    for (who, channel, expected) in cases {
+        assert_eq!(
+            channels::authorize(&w.s.db, who, &channel)
+                .await
+                .expect("auth"),
+            expected,
+            "{} on {channel}",
+            who.email
+        );
+    }
+    // Another tenant's admin cannot read this tenant's commands either.
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    assert!(
+        opens::get_open_request(&w.s, &caller(&other_admin), d.command_id)
+            .await
+            .expect("q")
+            .is_none()
+    );
+    assert!(
+        opens::get_open_request(&w.s, &caller(&other_user), d.command_id)
+            .await
+            .expect("q")
+            .is_none()
+    );
+    assert!(opens::get_open_request(&w.s, &w.user, d.command_id)
+        .await
+        .expect("q")
+        .is_some());
+}
+
+#[tokio::test]
+async fn channel_seq_stays_gap_free_under_eight_concurrent_writers() {
+    let w = world().await;
+    let per_writer = 6;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (s, admin, bank) = (w.s.clone(), w.admin.clone(), w.bank.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                let mut o = open(bank.compartments[i % 4].id);
+                o.override_ = true;
+                o.reason = Some("load".into());
+                opens::request_open(&s, &admin, o, now_ms())
+                    .await
+                    .expect("open");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    for channel in [
+        Channel::LockerBank(w.bank.id),
+        Channel::TenantOpenRequests(w.admin.user.tenant_id),
+    ] {
+        let since = channels::since(&w.s.db, &channel, 0, 1000)
+            .await
+            .expect("since");
+        let seqs: Vec<_> = since.events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=since.seq).collect::<Vec<_>>(),
+            "{channel}: gap-free, no duplicates"
+        );
+    }
+    let tenant = channels::since(
+        &w.s.db,
+        &Channel::TenantOpenRequests(w.admin.user.tenant_id),
+        0,
+        1000,
+    )
+    .await
+    .expect("since");
+    assert_eq!(
+        tenant.seq,
+        8 * per_writer as i64,
+        "one accepted envelope per open"
+    );
+}
+
+#[tokio::test]
+async fn since_says_reset_when_history_was_pruned() {
+    let w = world().await;
+    let ch = Channel::TenantLockers(w.admin.user.tenant_id);
+    let all = channels::since(&w.s.db, &ch, 0, 100).await.expect("since");
+    assert_eq!((all.seq, all.reset, all.events.len()), (1, false, 1));
+    let nothing_new = channels::since(&w.s.db, &ch, 1, 100).await.expect("since");
+    assert_eq!(
+        (nothing_new.seq, nothing_new.reset, nothing_new.events.len()),
+        (1, false, 0)
+    );
+    let future = channels::since(&w.s.db, &ch, 99, 100).await.expect("since");
+    assert!(future.reset, "a seq the server never issued");
+    channels::prune(&w.s.db, now_ms() + 1).await.expect("prune");
+    let gone = channels::since(&w.s.db, &ch, 0, 100).await.expect("since");
+    assert!(gone.reset && gone.events.is_empty() && gone.seq == 1);
+    let caught_up = channels::since(&w.s.db, &ch, 1, 100).await.expect("since");
+    assert!(
+        !caught_up.reset,
+        "a client already at the head lost nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_old_event_version_is_upcast_when_read_from_the_store() {
+    let w = world().await;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
+         VALUES ($1, 'open_request', $2, 1, 'CompartmentOpenFailed', 1, $3, $4, 1)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(id.to_string())
+    .bind(serde_json::json!({"command_id": id, "error": "jammed"}).to_string())
+    .bind(serde_json::to_string(&w.admin.metadata()).expect("meta"))
+    .execute(&w.s.db.pool)
+    .await
+    .expect("insert v1");
+    let mut conn = w.s.db.pool.acquire().await.expect("conn");
+    let stream = events::load_stream(&mut conn, id).await.expect("load");
+    assert_eq!(
+        stream[0].event,
+        DomainEvent::CompartmentOpenFailed {
+            command_id: id,
+            reason: "device_error".into(),
+            detail: Some("jammed".into())
+        }
+    );
+}
