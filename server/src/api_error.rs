@@ -23,6 +23,8 @@ pub enum ApiError {
     MissingAbility(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("{0}")]
+    Refused(String),
     #[error("state-changing requests must come from this site's own pages")]
     CrossOrigin,
     #[error("not found")]
@@ -37,24 +39,29 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every API error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `unauthenticated`, `invalid_token`,
+    /// `missing_ability`, `forbidden`, `not_found`, `bad_request`,
+    /// `unprocessable`, `conflict`, `cross_origin`, `internal`.
+    pub code: String,
+    pub message: String,
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::MissingAbility(_) | ApiError::Forbidden(_) | ApiError::CrossOrigin => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::MissingAbility(_)
+            | ApiError::Forbidden(_)
+            | ApiError::Refused(_)
+            | ApiError::CrossOrigin => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -68,7 +75,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::MissingAbility(_) => "missing_ability",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden(_) | ApiError::Refused(_) => "forbidden",
             ApiError::CrossOrigin => "cross_origin",
             ApiError::NotFound => "not_found",
             ApiError::BadRequest(_) => "bad_request",
@@ -92,9 +99,9 @@ impl IntoResponse for ApiError {
                 count_rejection(code);
             }
         }
-        let body = Body {
-            error: Detail {
-                code,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
                 message: self.to_string(),
             },
         };
@@ -108,6 +115,8 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound => ApiError::NotFound,
             CoreError::Invalid(msg) => ApiError::Unprocessable(msg),
             CoreError::Conflict(msg) => ApiError::Conflict(msg),
+            CoreError::Forbidden(msg) => ApiError::Refused(msg),
+            e @ CoreError::VersionConflict { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(Box::new(other)),
         }
     }
@@ -129,6 +138,49 @@ where
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
+    }
+}
+
+/// `Query<T>` whose rejections use the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// `Path<T>` whose rejections use the API's error shape (a malformed id
+/// is a 404: no such resource).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|_| ApiError::NotFound)
     }
 }
 

@@ -15,6 +15,7 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use lockstep_core::{
     db::{ensure_data_dir, ConnectError, Db},
+    reactors,
     session_store::DbSessionStore,
     CoreError, Services,
 };
@@ -108,7 +109,7 @@ impl Application {
             reason: e.to_string(),
         })?;
 
-        let services = Services::new(db.clone(), config.throttle());
+        let services = Services::new(db.clone(), config.throttle()).with_settings(config.core());
         let state = AppState {
             leptos_options: leptos_options(local_addr),
             services: services.clone(),
@@ -144,18 +145,26 @@ impl Application {
         &self.services
     }
 
-    /// Serves until `shutdown` completes, then lets open requests finish.
+    /// Serves (and runs the outbox and timer workers) until `shutdown`
+    /// completes, then lets open requests and the workers' round finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let workers = reactors::spawn_workers(self.services.clone(), workers_stopped);
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        let _ = stop_workers.send(true);
+        if let Err(e) = workers.await {
+            tracing::error!(error = %e, "the workers ended abnormally");
+        }
+        served
     }
 }
 

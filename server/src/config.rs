@@ -63,6 +63,12 @@ pub struct ServeConfig {
     /// once when unset.
     #[arg(long, env = "LOCKSTEP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Seconds an open command waits for the locker before `failed/timeout`.
+    #[arg(long, env = "LOCKSTEP_OPEN_TIMEOUT_SECS", default_value_t = 20)]
+    pub open_timeout_secs: u64,
+    /// Hours the channel log keeps envelopes for `events/since`.
+    #[arg(long, env = "LOCKSTEP_CHANNEL_RETENTION_HOURS", default_value_t = 24)]
+    pub channel_retention_hours: u64,
     /// Sign-in attempts allowed per account before throttling.
     #[arg(long, env = "LOCKSTEP_LOGIN_BURST_ACCOUNT", default_value_t = 5)]
     pub login_burst_account: u32,
@@ -83,6 +89,13 @@ impl ServeConfig {
         }
     }
 
+    pub fn core(&self) -> lockstep_core::services::CoreSettings {
+        lockstep_core::services::CoreSettings {
+            open_timeout: Duration::from_secs(self.open_timeout_secs.max(1)),
+            channel_retention: Duration::from_secs(self.channel_retention_hours.max(1) * 3600),
+        }
+    }
+
     /// The settings tests start from: port 0, a database URL, small limits.
     pub fn for_tests(database_url: &str, data_dir: PathBuf) -> Self {
         Self {
@@ -96,6 +109,8 @@ impl ServeConfig {
             session_hours: 1,
             admin_email: "admin@lockstep.test".into(),
             admin_password: Some("admin-password-123".into()),
+            open_timeout_secs: 20,
+            channel_retention_hours: 24,
             login_burst_account: 5,
             login_burst_ip: 50,
             login_refill_secs: 60,

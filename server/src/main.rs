@@ -4,10 +4,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use lockstep_core::{
     accounts::{self, NewUser, Role},
     db::{ensure_data_dir, Db},
     password::generate_password,
+    projections::Projector,
+    replay,
+    services::Services,
     tokens::{create_token, Abilities},
 };
 use lockstep_server::{
@@ -37,6 +41,14 @@ enum Command {
     Serve(Box<ServeConfig>),
     /// Apply database migrations and exit.
     Migrate(StorageArgs),
+    /// Rebuild read models from the event stream (no side effects run).
+    Replay {
+        /// locker_banks, grants or open_requests; all when absent. Repeatable.
+        #[arg(long = "projector")]
+        projectors: Vec<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -109,6 +121,31 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Migrate(storage) => {
             open_db(&storage).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Replay {
+            projectors,
+            storage,
+        } => {
+            let projectors = projectors
+                .iter()
+                .map(|p| Projector::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let db = open_db(&storage).await?;
+            let services = Services::new(db, Default::default());
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let done = replay::replay(&services, &projectors, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await
+            .map_err(|e| format!("replay failed (nothing was changed): {e}"))?;
+            bar.finish();
+            println!("replayed {done} events");
             Ok(())
         }
         Command::User(UserCommand::Add {

@@ -12,6 +12,8 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::application::AppState;
+
 /// The process-wide recorder (installed once, shared by every app in the
 /// process, as in the integration tests).
 pub fn handle() -> PrometheusHandle {
@@ -59,9 +61,18 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    // Outbox health as gauges: dead letters are what an operator must see.
+    match lockstep_core::outbox::counts(&state.services.db).await {
+        Ok((pending, done, dead)) => {
+            for (status, n) in [("pending", pending), ("done", done), ("dead", dead)] {
+                metrics::gauge!("lockstep_outbox_jobs", "status" => status).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "outbox counts unavailable for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
+        state.metrics.render(),
     )
 }

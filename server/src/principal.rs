@@ -5,6 +5,8 @@
 use axum::{extract::FromRequestParts, http::request::Parts};
 use lockstep_core::{
     accounts::User,
+    caller::Caller,
+    events::Actor,
     session_auth,
     tokens::{authenticate_token, Abilities, Ability},
 };
@@ -15,7 +17,11 @@ use crate::{api_error::ApiError, application::AppState};
 #[derive(Clone, Debug)]
 pub enum Principal {
     Session(User),
-    Token { user: User, abilities: Abilities },
+    Token {
+        token_id: uuid::Uuid,
+        user: User,
+        abilities: Abilities,
+    },
 }
 
 impl Principal {
@@ -23,6 +29,18 @@ impl Principal {
         match self {
             Principal::Session(user) | Principal::Token { user, .. } => user,
         }
+    }
+
+    /// The caller of a domain command, with a fresh correlation id.
+    pub fn caller(&self) -> Caller {
+        let actor = match self {
+            Principal::Session(user) => Actor::User { id: user.id },
+            Principal::Token { token_id, user, .. } => Actor::Token {
+                id: *token_id,
+                user_id: user.id,
+            },
+        };
+        Caller::new(self.user().clone(), actor)
     }
 
     /// Ok when both the role and (for tokens) the token allow `ability`.
@@ -57,6 +75,7 @@ impl FromRequestParts<AppState> for Principal {
                 ))?;
             return match authenticate_token(db, secret).await? {
                 Some(grant) => Ok(Principal::Token {
+                    token_id: grant.token_id,
                     user: grant.user,
                     abilities: grant.abilities,
                 }),

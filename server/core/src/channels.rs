@@ -93,6 +93,7 @@ pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bo
     })
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     #[serde(rename = "type")]
@@ -100,12 +101,14 @@ pub struct Subject {
     pub id: Uuid,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopeMeta {
     pub replay: bool,
 }
 
 /// What clients receive (seed 003's envelope, made real).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub v: u8,
@@ -201,6 +204,7 @@ pub async fn append(
 }
 
 /// The answer to "what happened on this channel after `seq`".
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Since {
     pub channel: String,

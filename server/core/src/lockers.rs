@@ -32,6 +32,7 @@ pub struct NewBank {
     pub compartments: Vec<NewCompartment>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompartmentView {
     pub id: Uuid,
@@ -43,6 +44,7 @@ pub struct CompartmentView {
     pub latest_command_id: Option<Uuid>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankView {
     pub id: Uuid,
@@ -271,6 +273,7 @@ pub async fn compartment_ref(
     .transpose()
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantView {
     pub id: Uuid,

@@ -30,6 +30,7 @@ pub struct OpenCommandInput {
 }
 
 /// The immediate answer to an open request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenDecision {
     pub command_id: Uuid,
@@ -45,6 +46,7 @@ impl OpenDecision {
 }
 
 /// The read model of one command.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenRequestView {
     pub command_id: Uuid,
@@ -77,20 +79,19 @@ async fn decision_of(
         .bind(command_id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row
-        .map(|r| -> CoreResult<OpenDecision> {
-            let status: String = r.try_get("status")?;
-            Ok(OpenDecision {
-                command_id,
-                status: if status == "denied" {
-                    "denied".into()
-                } else {
-                    "accepted".into()
-                },
-                reason: r.try_get("denial_reason")?,
-            })
+    row.map(|r| -> CoreResult<OpenDecision> {
+        let status: String = r.try_get("status")?;
+        Ok(OpenDecision {
+            command_id,
+            status: if status == "denied" {
+                "denied".into()
+            } else {
+                "accepted".into()
+            },
+            reason: r.try_get("denial_reason")?,
         })
-        .transpose()?)
+    })
+    .transpose()
 }
 
 async fn idempotent_command(

@@ -5,5 +5,6 @@
 mod auth;
 mod cli;
 mod helpers;
+mod open_flow;
 mod operations;
 mod tokens;

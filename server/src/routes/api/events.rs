@@ -1,0 +1,48 @@
+//! `GET /events/since`: the channel log after a seq, the polling fallback
+//! of the realtime hub (the same envelopes, with `meta.replay = true`).
+
+use axum::{extract::State, Json};
+use lockstep_core::{
+    channels::{self, Channel, Since},
+    tokens::Ability,
+};
+use serde::Deserialize;
+
+use crate::{
+    api_error::{ApiError, ApiQuery, ErrorBody},
+    application::AppState,
+    principal::Principal,
+};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SinceQuery {
+    /// e.g. `private-user.{id}`, `private-tenant.{id}.open-requests`.
+    pub channel: String,
+    /// The last seq the client has (0: from the start).
+    pub seq: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// Envelopes after `seq`, oldest first; `reset: true` when history no
+/// longer reaches back that far (refetch, then follow from `seq`).
+#[utoipa::path(get, path = "/api/v1/events/since", tag = "events", params(SinceQuery),
+    responses((status = 200, body = Since), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn since(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<SinceQuery>,
+) -> Result<Json<Since>, ApiError> {
+    let user = principal.require(Ability::EventsRead)?;
+    let channel: Channel = q.channel.parse()?;
+    if !channels::authorize(&state.services.db, user, &channel).await? {
+        tracing::info!(user_id = %user.id, %channel, "channel refused");
+        return Err(ApiError::Forbidden("you may not read this channel"));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        channels::since(&state.services.db, &channel, q.seq.unwrap_or(0), limit).await?,
+    ))
+}

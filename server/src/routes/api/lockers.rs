@@ -1,0 +1,167 @@
+//! `/locker-banks` and `/compartments/{id}/grants`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use lockstep_core::{
+    lockers::{self, BankView, GrantView, NewBank, NewCompartment},
+    tokens::Ability,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    api_error::{ApiError, ApiJson, ApiPath, ErrorBody},
+    application::AppState,
+    principal::Principal,
+};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CompartmentBody {
+    pub number: i64,
+    /// `small`, `medium`, `large` or `xlarge`.
+    pub size: String,
+    pub label: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateBankBody {
+    pub serial: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub compartments: Vec<CompartmentBody>,
+}
+
+/// Registers a locker bank (admin, `locker.write`).
+#[utoipa::path(post, path = "/api/v1/locker-banks", tag = "lockers", request_body = CreateBankBody,
+    responses((status = 201, body = BankView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_bank(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateBankBody>,
+) -> Result<(StatusCode, Json<BankView>), ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    let new = NewBank {
+        serial: body.serial,
+        name: body.name,
+        location: body.location,
+        compartments: body
+            .compartments
+            .into_iter()
+            .map(|c| NewCompartment {
+                number: c.number,
+                size: c.size,
+                label: c.label,
+            })
+            .collect(),
+    };
+    let bank = lockers::register_bank(&state.services, &principal.caller(), new).await?;
+    Ok((StatusCode::CREATED, Json(bank)))
+}
+
+/// The tenant's locker banks (`locker.read`).
+#[utoipa::path(get, path = "/api/v1/locker-banks", tag = "lockers",
+    responses((status = 200, body = Vec<BankView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_banks(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<BankView>>, ApiError> {
+    let user = principal.require(Ability::LockerRead)?;
+    Ok(Json(
+        lockers::list_banks(&state.services, user.tenant_id).await?,
+    ))
+}
+
+/// One locker bank with its compartments (`locker.read`).
+#[utoipa::path(get, path = "/api/v1/locker-banks/{id}", tag = "lockers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = BankView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_bank(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<BankView>, ApiError> {
+    let user = principal.require(Ability::LockerRead)?;
+    lockers::get_bank(&state.services, user.tenant_id, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateGrantBody {
+    pub user_email: String,
+    /// Milliseconds since the Unix epoch; open-ended when absent.
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+}
+
+/// Grants a user access to a compartment (admin, `grant.write`).
+#[utoipa::path(post, path = "/api/v1/compartments/{id}/grants", tag = "grants", params(("id" = Uuid, Path)), request_body = CreateGrantBody,
+    responses((status = 201, body = GrantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_grant(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateGrantBody>,
+) -> Result<(StatusCode, Json<GrantView>), ApiError> {
+    principal.require(Ability::GrantWrite)?;
+    let grant = lockers::grant_access(
+        &state.services,
+        &principal.caller(),
+        id,
+        &body.user_email,
+        body.valid_from,
+        body.valid_until,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(grant)))
+}
+
+/// The grants of a compartment, revoked ones included (admin, `grant.write`).
+#[utoipa::path(get, path = "/api/v1/compartments/{id}/grants", tag = "grants", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<GrantView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_grants(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let user = principal.require(Ability::GrantWrite)?;
+    let exists = sqlx_exists(&state, user.tenant_id, id).await?;
+    if !exists {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(
+        lockers::list_grants(&state.services, user.tenant_id, id).await?,
+    ))
+}
+
+async fn sqlx_exists(
+    state: &AppState,
+    tenant_id: Uuid,
+    compartment_id: Uuid,
+) -> Result<bool, ApiError> {
+    let mut conn = state
+        .services
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(lockers::compartment_ref(&mut conn, compartment_id)
+        .await?
+        .is_some_and(|c| c.tenant_id == tenant_id))
+}
+
+/// Revokes a grant (admin, `grant.write`).
+#[utoipa::path(delete, path = "/api/v1/compartments/{id}/grants/{grant_id}", tag = "grants",
+    params(("id" = Uuid, Path), ("grant_id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_grant(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((id, grant_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Ability::GrantWrite)?;
+    lockers::revoke_access(&state.services, &principal.caller(), id, grant_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

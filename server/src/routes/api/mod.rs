@@ -1,0 +1,86 @@
+//! `/api/v1`: the JSON API for scripts, devices and the browser. Every
+//! handler starts from a [`Principal`](crate::principal::Principal) and the
+//! ability it needs; `GET /api/v1/openapi.json` describes it all.
+
+pub mod events;
+pub mod lockers;
+pub mod me;
+pub mod opens;
+
+use axum::{
+    routing::{delete, get, post},
+    Json, Router,
+};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{api_error::api_not_found, application::AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me::me))
+        .route("/me/compartments", get(me::my_compartments))
+        .route("/users", get(me::list_users))
+        .route(
+            "/locker-banks",
+            post(lockers::create_bank).get(lockers::list_banks),
+        )
+        .route("/locker-banks/{id}", get(lockers::get_bank))
+        .route(
+            "/compartments/{id}/grants",
+            post(lockers::create_grant).get(lockers::list_grants),
+        )
+        .route(
+            "/compartments/{id}/grants/{grant_id}",
+            delete(lockers::delete_grant),
+        )
+        .route("/compartments/{id}/open", post(opens::open))
+        .route("/compartments/open-requests", get(opens::history))
+        .route(
+            "/compartments/open-requests/{command_id}",
+            get(opens::get_one),
+        )
+        .route("/events/since", get(events::since))
+        .route("/openapi.json", get(openapi))
+        .fallback(api_not_found)
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lockstep API",
+        version = "1",
+        description = "Locker banks, access grants and the compartment open flow. \
+            Authenticate with `Authorization: Bearer <token>` (`lockstep token create`) \
+            or the browser session. Timestamps are milliseconds since the Unix epoch."
+    ),
+    paths(
+        me::me, me::my_compartments, me::list_users,
+        lockers::create_bank, lockers::list_banks, lockers::get_bank,
+        lockers::create_grant, lockers::list_grants, lockers::delete_grant,
+        opens::open, opens::get_one, opens::history,
+        events::since,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+/// `GET /api/v1/openapi.json`: this API, as OpenAPI 3.1.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
