@@ -130,3 +130,58 @@ async fn cli_errors_are_sentences_with_a_failing_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an email address"));
 }
+
+#[tokio::test]
+async fn cli_replay_rebuilds_read_models_and_refuses_unknown_projectors() {
+    let db = fresh_database().await;
+    let app = spawn_on(&db).await;
+    let admin = lockstep_core::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("q")
+        .expect("admin");
+    let caller = lockstep_core::caller::Caller::new(
+        admin.clone(),
+        lockstep_core::events::Actor::User { id: admin.id },
+    );
+    lockstep_core::lockers::register_bank(
+        &app.services,
+        &caller,
+        lockstep_core::lockers::NewBank {
+            serial: "CLI-1".into(),
+            name: "Cli".into(),
+            location: None,
+            compartments: vec![lockstep_core::lockers::NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+        },
+    )
+    .await
+    .expect("bank");
+    sqlx::query("DELETE FROM compartments")
+        .execute(&app.services.db.pool)
+        .await
+        .expect("damage the read model");
+    app.stop().await;
+
+    let out = lockstep(&db.url, &["replay", "--projector", "locker_banks"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 events"));
+    let check = lockstep_core::db::Db::open(&db.url).await.expect("db");
+    let bank = lockstep_core::lockers::list_banks(
+        &lockstep_core::Services::new(check, Default::default()),
+        admin.tenant_id,
+    )
+    .await
+    .expect("banks");
+    assert_eq!(bank[0].compartments.len(), 1, "the compartment is back");
+
+    let out = lockstep(&db.url, &["replay", "--projector", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown projector"));
+}
