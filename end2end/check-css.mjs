@@ -25,6 +25,13 @@ for (const file of rustFiles(join(root, "app/src"))) {
       lit[1].split(/\s+/).filter(Boolean).forEach((c) => classes.add(c));
     }
   }
+  // Helpers that return class lists: `fn badge_class(..) -> &str { .. }`.
+  for (const m of src.matchAll(/\nfn \w*class\w*\([\s\S]*?\n\}/g)) {
+    // Only literals that are class lists (match arms name statuses).
+    for (const lit of [...m[0].matchAll(/"([^"]*)"/g)].filter((l) => /\s/.test(l[1]))) {
+      lit[1].split(/\s+/).filter(Boolean).forEach((c) => classes.add(c));
+    }
+  }
   for (const m of src.matchAll(/let class = if[\s\S]*?;\n/g)) {
     for (const lit of m[0].matchAll(/"([^"]*)"/g)) {
       lit[1].split(/\s+/).filter(Boolean).forEach((c) => classes.add(c));

@@ -1,26 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
-
-const ADMIN = { email: "admin@e2e.test", password: "admin-e2e-password" };
-const USER = { email: "user@e2e.test", password: "user-e2e-password" };
-
-// Collects browser errors so a broken hydration (e.g. a bad wasm-opt)
-// fails the test even when the server-rendered page looks right.
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-  return errors;
-}
-
-async function signIn(page: Page, who: { email: string; password: string }) {
-  await page.goto("/login");
-  await page.locator("body[data-hydrated]").waitFor();
-  await page.getByLabel("Email").fill(who.email);
-  await page.getByLabel("Password").fill(who.password);
-  await page.getByTestId("sign-in").click();
-}
+import { expect, test } from "@playwright/test";
+import { ADMIN, USER, signIn, watchErrors } from "./helpers";
 
 test("admin signs in and gets a working, hydrated admin dashboard", async ({ page }) => {
   const errors = watchErrors(page);

@@ -1,4 +1,10 @@
-//! The end-user app's home: "my compartments". Phone-sized first.
+//! The end-user app's home: "my compartments", each with an Open button
+//! that answers at once (`accepted` / `denied`) and then shows the locker's
+//! real result live. Live means following `private-user.{me}` in the
+//! channel log; until the WebSocket hub exists the page polls it (the same
+//! envelopes, the same seqs), which is also the fallback afterwards.
+
+use std::collections::HashMap;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -7,16 +13,129 @@ use super::common::{ErrorPanel, TopBar};
 use crate::{auth::SignedIn, error::AppError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MyCompartmentRow {
+    pub id: String,
+    pub bank_name: String,
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+    pub status: Option<String>,
+    pub command_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserHomeData {
     pub me: SignedIn,
+    pub compartments: Vec<MyCompartmentRow>,
+    /// The head of the user's channel when the page was rendered.
+    pub seq: i64,
+}
+
+/// The live state of one compartment's latest command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub compartment_id: String,
+    pub command_id: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follow {
+    pub seq: i64,
+    pub reset: bool,
+    pub updates: Vec<StatusUpdate>,
 }
 
 #[server(prefix = "/sfn", endpoint = "user_home")]
 pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     use crate::auth::ssr;
+    use lockstep_core::{channels, lockers, now_ms};
     let user = ssr::require_user().await?;
+    let services = ssr::services()?;
+    let seq = channels::head(&services.db, &channels::Channel::User(user.id)).await?;
+    let compartments = lockers::my_compartments(&services, user.id, now_ms())
+        .await?
+        .into_iter()
+        .map(|(c, _grant, bank_name)| MyCompartmentRow {
+            id: c.id.to_string(),
+            bank_name,
+            number: c.number,
+            size: c.size,
+            label: c.label,
+            status: c.latest_status,
+            command_id: c.latest_command_id.map(|id| id.to_string()),
+        })
+        .collect();
     Ok(UserHomeData {
         me: ssr::to_current(&user),
+        compartments,
+        seq,
+    })
+}
+
+#[server(prefix = "/sfn", endpoint = "open_compartment")]
+pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::{caller::Caller, events::Actor, now_ms, opens, CoreError};
+    let user = ssr::require_user().await?;
+    let services = ssr::services()?;
+    let id = uuid_of(&compartment_id)?;
+    let caller = Caller::new(user.clone(), Actor::User { id: user.id });
+    let input = opens::OpenCommandInput {
+        compartment_id: id,
+        ..Default::default()
+    };
+    match opens::request_open(&services, &caller, input, now_ms()).await {
+        Ok(d) => Ok(StatusUpdate {
+            compartment_id,
+            command_id: d.command_id.to_string(),
+            status: d.status,
+            reason: d.reason,
+        }),
+        Err(CoreError::NotFound) => {
+            Err(AppError::Invalid("That compartment does not exist.".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn uuid_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
+    s.parse()
+        .map_err(|_| AppError::Invalid("That compartment does not exist.".into()))
+}
+
+#[server(prefix = "/sfn", endpoint = "follow_my_channel")]
+pub async fn follow_my_channel(after: i64) -> Result<Follow, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::channels;
+    let user = ssr::require_user().await?;
+    let services = ssr::services()?;
+    let since =
+        channels::since(&services.db, &channels::Channel::User(user.id), after, 200).await?;
+    let updates = since
+        .events
+        .iter()
+        .filter(|e| e.event == "CompartmentOpenStatusUpdated")
+        .filter_map(|e| {
+            Some(StatusUpdate {
+                compartment_id: e.data.get("compartment_id")?.as_str()?.to_string(),
+                command_id: e.data.get("command_id")?.as_str()?.to_string(),
+                status: e.data.get("status")?.as_str()?.to_string(),
+                reason: e
+                    .data
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string),
+            })
+        })
+        .collect();
+    let seq = since.events.last().map(|e| e.seq).unwrap_or(since.seq);
+    Ok(Follow {
+        seq,
+        reset: since.reset,
+        updates,
     })
 }
 
@@ -27,28 +146,189 @@ pub fn UserHome() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="p-6 text-sm text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(d) => {
-                        view! {
-                            <div class="min-h-screen" data-testid="user-app">
-                                <TopBar user=d.me.clone() area="My lockers"/>
-                                <main class="mx-auto max-w-lg p-4">
-                                    <h1 class="text-xl font-semibold tracking-tight">
-                                        {format!("Hello, {}", d.me.name)}
-                                    </h1>
-                                    <h2 class="mt-6 text-sm font-semibold uppercase tracking-wide text-slate-500">
-                                        "My compartments"
-                                    </h2>
-                                    <p class="mt-2 rounded-lg border border-dashed border-slate-300 bg-white p-6 text-center text-sm text-slate-500">
-                                        "No compartments have been shared with you yet."
-                                    </p>
-                                </main>
-                            </div>
-                        }
-                            .into_any()
-                    }
+                    Ok(d) => view! { <MyCompartments data=d/> }.into_any(),
                     Err(e) => view! { <ErrorPanel message=e.to_string()/> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Words for a status, shown under the compartment.
+fn describe(status: &str, reason: Option<&str>) -> String {
+    let reason = reason.map(|r| r.replace('_', " "));
+    match (status, reason) {
+        ("accepted", _) => "Accepted: sending to the locker…".into(),
+        ("sent", _) => "Sent: waiting for the locker…".into(),
+        ("opened", _) => "Opened".into(),
+        ("failed", Some(r)) => format!("Failed: {r}"),
+        ("denied", Some(r)) => format!("Denied: {r}"),
+        (other, _) => other.to_string(),
+    }
+}
+
+fn badge_class(status: &str) -> &'static str {
+    match status {
+        "opened" => "rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800",
+        "failed" | "denied" => {
+            "rounded-full bg-red-100 px-2 py-0.5 text-xs font-medium text-red-800"
+        }
+        _ => "rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-800",
+    }
+}
+
+#[component]
+fn MyCompartments(data: UserHomeData) -> impl IntoView {
+    // compartment id → (status, reason, command id) of its latest command.
+    let initial: HashMap<String, StatusUpdate> = data
+        .compartments
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.id.clone(),
+                StatusUpdate {
+                    compartment_id: c.id.clone(),
+                    command_id: c.command_id.clone()?,
+                    status: c.status.clone()?,
+                    reason: None,
+                },
+            ))
+        })
+        .collect();
+    let latest = RwSignal::new(initial);
+    let apply = move |u: StatusUpdate| {
+        latest.update(|m| {
+            // Only the latest command of a compartment is shown; an older
+            // command's late envelope must not overwrite a newer one.
+            let newer = m
+                .get(&u.compartment_id)
+                .is_none_or(|cur| cur.command_id <= u.command_id);
+            if newer {
+                m.insert(u.compartment_id.clone(), u);
+            }
+        })
+    };
+    let open = Action::new(move |id: &String| {
+        let id = id.clone();
+        async move { open_compartment(id).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(u)) = open.value().get() {
+            apply(u);
+        }
+    });
+    let open_error = move || {
+        open.value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| e.to_string())
+    };
+
+    // Follow the user's channel from where the page was rendered.
+    let seq = StoredValue::new(data.seq);
+    let busy = StoredValue::new(false);
+    Effect::new(move |_| {
+        let tick = move || {
+            if busy.get_value() {
+                return;
+            }
+            busy.set_value(true);
+            leptos::task::spawn_local(async move {
+                if let Ok(f) = follow_my_channel(seq.get_value()).await {
+                    if f.reset {
+                        // History was pruned: the page's data is stale.
+                        let _ = window().location().reload();
+                    }
+                    seq.set_value(f.seq);
+                    for u in f.updates {
+                        apply(u);
+                    }
+                }
+                busy.set_value(false);
+            });
+        };
+        if let Ok(handle) = set_interval_with_handle(tick, std::time::Duration::from_millis(1000)) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+
+    let compartments = data.compartments.clone();
+    view! {
+        <div class="min-h-screen" data-testid="user-app">
+            <TopBar user=data.me.clone() area="My lockers"/>
+            <main class="mx-auto max-w-lg p-4">
+                <h1 class="text-xl font-semibold tracking-tight">{format!("Hello, {}", data.me.name)}</h1>
+                <h2 class="mt-6 text-sm font-semibold uppercase tracking-wide text-slate-500">
+                    "My compartments"
+                </h2>
+                <Show when=move || open_error().is_some()>
+                    <p role="alert" class="mt-2 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{open_error}</p>
+                </Show>
+                {if compartments.is_empty() {
+                    view! {
+                        <p class="mt-2 rounded-lg border border-dashed border-slate-300 bg-white p-6 text-center text-sm text-slate-500">
+                            "No compartments have been shared with you yet."
+                        </p>
+                    }
+                        .into_any()
+                } else {
+                    view! {
+                        <ul class="mt-2 space-y-3">
+                            {compartments
+                                .into_iter()
+                                .map(|c| {
+                                    let id = c.id.clone();
+                                    let id_for_state = c.id.clone();
+                                    let state = move || latest.with(|m| m.get(&id_for_state).cloned());
+                                    let pending = move || open.pending().get();
+                                    let title = match &c.label {
+                                        Some(l) => format!("{} · #{} {}", c.bank_name, c.number, l),
+                                        None => format!("{} · #{}", c.bank_name, c.number),
+                                    };
+                                    view! {
+                                        <li
+                                            class="flex items-center justify-between gap-3 rounded-xl border border-slate-200 bg-white p-4"
+                                            data-testid=format!("compartment-{}", c.number)
+                                        >
+                                            <div>
+                                                <p class="font-medium">{title}</p>
+                                                <p class="text-xs text-slate-500">{c.size.clone()}</p>
+                                                {move || {
+                                                    state()
+                                                        .map(|s| {
+                                                            view! {
+                                                                <span
+                                                                    class=badge_class(&s.status)
+                                                                    data-testid="open-status"
+                                                                    data-status=s.status.clone()
+                                                                    data-command-id=s.command_id.clone()
+                                                                >
+                                                                    {describe(&s.status, s.reason.as_deref())}
+                                                                </span>
+                                                            }
+                                                        })
+                                                }}
+                                            </div>
+                                            <button
+                                                type="button"
+                                                data-testid="open"
+                                                disabled=pending
+                                                on:click=move |_| {
+                                                    open.dispatch(id.clone());
+                                                }
+                                                class="rounded-lg bg-indigo-600 px-4 py-2 text-sm font-semibold text-white hover:bg-indigo-500 disabled:opacity-60"
+                                            >
+                                                "Open"
+                                            </button>
+                                        </li>
+                                    }
+                                })
+                                .collect_view()}
+                        </ul>
+                    }
+                        .into_any()
+                }}
+            </main>
+        </div>
     }
 }

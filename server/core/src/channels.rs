@@ -216,15 +216,22 @@ pub struct Since {
     pub events: Vec<Envelope>,
 }
 
+/// The channel's current seq (0 when nothing was ever written).
+pub async fn head(db: &Db, channel: &Channel) -> CoreResult<i64> {
+    Ok(
+        sqlx::query("SELECT seq FROM channel_heads WHERE channel = $1")
+            .bind(channel.to_string())
+            .fetch_optional(&db.pool)
+            .await?
+            .map(|r| r.try_get("seq"))
+            .transpose()?
+            .unwrap_or(0),
+    )
+}
+
 pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreResult<Since> {
     let name = channel.to_string();
-    let head: i64 = sqlx::query("SELECT seq FROM channel_heads WHERE channel = $1")
-        .bind(&name)
-        .fetch_optional(&db.pool)
-        .await?
-        .map(|r| r.try_get("seq"))
-        .transpose()?
-        .unwrap_or(0);
+    let head = head(db, channel).await?;
     let oldest: Option<i64> =
         sqlx::query("SELECT MIN(seq) AS s FROM channel_log WHERE channel = $1")
             .bind(&name)

@@ -43,6 +43,8 @@ pub mod timers;
 pub mod tokens;
 
 pub use error::CoreError;
+/// The id type of every entity, for adapters that don't depend on `uuid`.
+pub type UuidAlias = uuid::Uuid;
 pub use services::Services;
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored, so the
