@@ -12,7 +12,7 @@ use crate::{
     events::{CompartmentSpec, DomainEvent},
     now_ms,
     services::Services,
-    store::{self, begin_write, stream_version},
+    store::{self, begin_write},
 };
 
 pub const SIZES: [&str; 4] = ["small", "medium", "large", "xlarge"];
@@ -318,7 +318,6 @@ pub async fn grant_access(
             .await?
             .filter(|c| c.tenant_id == caller.user.tenant_id)
             .ok_or(CoreError::NotFound)?;
-        let version = stream_version(&mut tx, compartment_id).await?;
         let event = DomainEvent::AccessGranted {
             grant_id,
             compartment_id,
@@ -328,29 +327,22 @@ pub async fn grant_access(
             valid_from,
             valid_until,
         };
-        match store::append_live(
-            &mut tx,
-            s.mode(),
+        let written = store::commit_at_head(
+            s,
+            tx,
             "compartment",
             compartment_id,
-            version,
             vec![event],
             &caller.metadata(),
             now_ms(),
         )
-        .await
-        {
-            Ok(written) => {
-                tx.commit().await?;
-                s.published(&written);
-                return list_grants(s, caller.user.tenant_id, compartment_id)
-                    .await?
-                    .into_iter()
-                    .find(|g| g.id == grant_id)
-                    .ok_or(CoreError::NotFound);
-            }
-            Err(CoreError::VersionConflict { .. }) => continue,
-            Err(e) => return Err(e),
+        .await?;
+        if written.is_some() {
+            return list_grants(s, caller.user.tenant_id, compartment_id)
+                .await?
+                .into_iter()
+                .find(|g| g.id == grant_id)
+                .ok_or(CoreError::NotFound);
         }
     }
     Err(CoreError::VersionConflict {
@@ -380,31 +372,24 @@ pub async fn revoke_access(
         .await?
         .ok_or(CoreError::NotFound)?;
         let user_id = parse_uuid(&row.try_get::<String, _>("user_id")?)?;
-        let version = stream_version(&mut tx, compartment_id).await?;
         let event = DomainEvent::AccessRevoked {
             grant_id,
             compartment_id,
             user_id,
         };
-        match store::append_live(
-            &mut tx,
-            s.mode(),
+        if store::commit_at_head(
+            s,
+            tx,
             "compartment",
             compartment_id,
-            version,
             vec![event],
             &caller.metadata(),
             now_ms(),
         )
-        .await
+        .await?
+        .is_some()
         {
-            Ok(written) => {
-                tx.commit().await?;
-                s.published(&written);
-                return Ok(());
-            }
-            Err(CoreError::VersionConflict { .. }) => continue,
-            Err(e) => return Err(e),
+            return Ok(());
         }
     }
     Err(CoreError::VersionConflict {

@@ -302,27 +302,12 @@ where
         let Some(events) = decide(&status, failure.as_deref(), late.as_deref()) else {
             return Ok(None);
         };
-        let version = stream_version(&mut tx, command_id).await?;
         let meta = system_meta(tenant_id, command_id);
-        match store::append_live(
-            &mut tx,
-            s.mode(),
-            AGGREGATE,
-            command_id,
-            version,
-            events.clone(),
-            &meta,
-            now,
-        )
-        .await
+        if store::commit_at_head(s, tx, AGGREGATE, command_id, events.clone(), &meta, now)
+            .await?
+            .is_some()
         {
-            Ok(written) => {
-                tx.commit().await?;
-                s.published(&written);
-                return Ok(Some(events));
-            }
-            Err(CoreError::VersionConflict { .. }) => continue,
-            Err(e) => return Err(e),
+            return Ok(Some(events));
         }
     }
     Err(CoreError::Conflict(format!(

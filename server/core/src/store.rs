@@ -8,9 +8,11 @@ use uuid::Uuid;
 use crate::{
     channels::Appended,
     db::{Backend, Db},
+    error::CoreError,
     error::CoreResult,
     events::{self, DomainEvent, Metadata, StoredEvent},
     projections::{self, Mode},
+    services::Services,
 };
 
 /// How many times a command is retried after a version conflict.
@@ -79,4 +81,39 @@ pub async fn append_live(
         events: stored,
         appended,
     })
+}
+
+/// Appends `events` at the aggregate's current version, commits and
+/// publishes. `Ok(None)` means another writer got there first: the caller
+/// starts again from a fresh read (at most [`MAX_RETRIES`] times).
+pub async fn commit_at_head(
+    s: &Services,
+    mut tx: Transaction<'static, Any>,
+    aggregate_type: &str,
+    aggregate_uuid: Uuid,
+    events: Vec<DomainEvent>,
+    metadata: &Metadata,
+    now: i64,
+) -> CoreResult<Option<Written>> {
+    let version = stream_version(&mut tx, aggregate_uuid).await?;
+    match append_live(
+        &mut tx,
+        s.mode(),
+        aggregate_type,
+        aggregate_uuid,
+        version,
+        events,
+        metadata,
+        now,
+    )
+    .await
+    {
+        Ok(written) => {
+            tx.commit().await?;
+            s.published(&written);
+            Ok(Some(written))
+        }
+        Err(CoreError::VersionConflict { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
