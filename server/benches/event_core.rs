@@ -11,7 +11,7 @@
 //! 4. opens/s through the HTTP API (admin override opens, 16 clients),
 //!    against `GET /healthz` through the same clients as the baseline.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use lockstep_core::{
     accounts::{self, NewUser, Role},
@@ -275,5 +275,4 @@ async fn main() {
         }
         _ => println!("\n## PostgreSQL: not reachable at {pg}; skipped"),
     }
-    let _ = Arc::new(());
 }

@@ -17,8 +17,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::{
-    accounts::parse_uuid, error::CoreResult, events::DomainEvent, now_ms, opens, outbox,
-    services::Services, timers,
+    accounts::parse_uuid, error::CoreResult, now_ms, opens, outbox, services::Services, timers,
 };
 
 /// What the locker receives (see docs/mqtt.md once the bridge exists).
@@ -196,9 +195,4 @@ pub fn spawn_workers(
             }
         }
     })
-}
-
-/// Checks that an event is one the send reactor reacts to (for tests).
-pub fn triggers_send(event: &DomainEvent) -> bool {
-    matches!(event, DomainEvent::CompartmentOpenAuthorized { .. })
 }
