@@ -34,6 +34,7 @@ use crate::{
     config::ServeConfig,
     guards,
     metrics::{self, count_rejection},
+    mqtt,
     routes::{api, health},
 };
 
@@ -57,12 +58,15 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
     #[error("cannot create the first admin account: {0}")]
     Bootstrap(CoreError),
+    #[error("{0}")]
+    Mqtt(String),
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     services: Services,
+    mqtt: Option<tokio::task::JoinHandle<()>>,
     pub admin: AdminBootstrap,
 }
 
@@ -109,7 +113,21 @@ impl Application {
             reason: e.to_string(),
         })?;
 
-        let services = Services::new(db.clone(), config.throttle()).with_settings(config.core());
+        let mut services =
+            Services::new(db.clone(), config.throttle()).with_settings(config.core());
+        let mqtt = match config.mqtt_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let mqtt_config =
+                    mqtt::parse_url(url, &config.mqtt_client_id).map_err(StartError::Mqtt)?;
+                let (gateway, task) = mqtt::start(mqtt_config, services.clone());
+                services = services.with_gateway(gateway);
+                Some(task)
+            }
+            None => {
+                tracing::warn!("no MQTT_URL: open commands are recorded, not sent to lockers");
+                None
+            }
+        };
         let state = AppState {
             leptos_options: leptos_options(local_addr),
             services: services.clone(),
@@ -131,6 +149,7 @@ impl Application {
             listener,
             router,
             services,
+            mqtt,
             admin,
         })
     }
@@ -163,6 +182,9 @@ impl Application {
         let _ = stop_workers.send(true);
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "the workers ended abnormally");
+        }
+        if let Some(mqtt) = self.mqtt {
+            mqtt.abort();
         }
         served
     }

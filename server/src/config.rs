@@ -63,6 +63,13 @@ pub struct ServeConfig {
     /// once when unset.
     #[arg(long, env = "LOCKSTEP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// The MQTT broker (`mqtt://[user[:password]@]host[:port]`). Unset: no
+    /// broker; commands are recorded, not sent.
+    #[arg(long, env = "MQTT_URL", hide_env_values = true)]
+    pub mqtt_url: Option<String>,
+    /// The server's MQTT client id (its persistent session).
+    #[arg(long, env = "MQTT_CLIENT_ID", default_value = "lockstep-server")]
+    pub mqtt_client_id: String,
     /// Seconds an open command waits for the locker before `failed/timeout`.
     #[arg(long, env = "LOCKSTEP_OPEN_TIMEOUT_SECS", default_value_t = 20)]
     pub open_timeout_secs: u64,
@@ -109,6 +116,8 @@ impl ServeConfig {
             session_hours: 1,
             admin_email: "admin@lockstep.test".into(),
             admin_password: Some("admin-password-123".into()),
+            mqtt_url: None,
+            mqtt_client_id: format!("lockstep-test-{}", uuid::Uuid::now_v7().simple()),
             open_timeout_secs: 20,
             channel_retention_hours: 24,
             login_burst_account: 5,

@@ -8,6 +8,7 @@
 //! - [`bootstrap`]: the first admin account on a fresh database.
 //! - [`telemetry`]: tracing output, human or JSON.
 //! - [`metrics`]: the Prometheus recorder, request metrics, rejections.
+//! - [`mqtt`]: the MQTT bridge to the lockers (gateway, results).
 //! - [`api_error`]: the JSON error shape of the API.
 //! - [`principal`]: who is calling: a session cookie or a bearer token.
 //! - [`guards`]: page redirects for signed-out visitors, same-origin check.
@@ -20,6 +21,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod guards;
 pub mod metrics;
+pub mod mqtt;
 pub mod principal;
 pub mod routes;
 pub mod telemetry;

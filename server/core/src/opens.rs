@@ -315,6 +315,16 @@ where
     )))
 }
 
+/// The locker bank a command was sent to, if the command exists.
+pub async fn bank_of(s: &Services, command_id: Uuid) -> CoreResult<Option<Uuid>> {
+    sqlx::query("SELECT bank_id FROM open_requests WHERE command_id = $1")
+        .bind(command_id.to_string())
+        .fetch_optional(&s.db.pool)
+        .await?
+        .map(|r| parse_uuid(&r.try_get::<String, _>("bank_id")?))
+        .transpose()
+}
+
 /// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
 pub async fn record_sent(s: &Services, command_id: Uuid, now: i64) -> CoreResult<bool> {
     Ok(transition(s, command_id, now, |status, _, _| {

@@ -5,6 +5,7 @@
 mod auth;
 mod cli;
 mod helpers;
+mod mqtt;
 mod open_flow;
 mod operations;
 mod tokens;

@@ -1,0 +1,203 @@
+//! The JSON payloads on the locker topics (see docs/mqtt.md), parsed
+//! strictly: a size cap, a schema version, known fields only. Every parser
+//! returns a typed error for any input; none panics (a property test feeds
+//! them arbitrary bytes).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Largest payload accepted on any locker topic.
+pub const MAX_PAYLOAD: usize = 4096;
+/// The schema version this server speaks.
+pub const VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    #[error("payload of {0} bytes is over the {MAX_PAYLOAD}-byte limit")]
+    TooLarge(usize),
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("unknown schema version {0}")]
+    UnknownVersion(u64),
+    #[error("payload does not match its schema: {0}")]
+    Invalid(String),
+    #[error("topic {0:?} is not a locker topic")]
+    BadTopic(String),
+}
+
+impl PayloadError {
+    /// The metrics label for this rejection.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PayloadError::TooLarge(_) => "mqtt_oversize",
+            PayloadError::NotJson(_) => "mqtt_not_json",
+            PayloadError::UnknownVersion(_) => "mqtt_unknown_version",
+            PayloadError::Invalid(_) => "mqtt_invalid_payload",
+            PayloadError::BadTopic(_) => "mqtt_bad_topic",
+        }
+    }
+}
+
+/// `locker/{bank_id}/command`, QoS 1, from the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandPayload {
+    pub v: u8,
+    pub command_id: Uuid,
+    /// Always `open` for now.
+    pub action: String,
+    pub compartment: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandResult {
+    ActionCompleted,
+    ActionFailed,
+}
+
+/// `locker/{bank_id}/status`, from a locker: the result of a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPayload {
+    pub v: u8,
+    pub command_id: Uuid,
+    pub result: CommandResult,
+    pub error: Option<String>,
+}
+
+/// The locker bank id of a `locker/{bank_id}/{kind}` topic, and the kind.
+pub fn parse_topic(topic: &str) -> Result<(Uuid, &str), PayloadError> {
+    let bad = || PayloadError::BadTopic(topic.chars().take(200).collect());
+    let mut parts = topic.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("locker"), Some(id), Some(kind), None) => {
+            Ok((Uuid::parse_str(id).map_err(|_| bad())?, kind))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn check_envelope(bytes: &[u8]) -> Result<serde_json::Value, PayloadError> {
+    if bytes.len() > MAX_PAYLOAD {
+        return Err(PayloadError::TooLarge(bytes.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => Ok(value),
+        Some(v) => Err(PayloadError::UnknownVersion(v)),
+        None => Err(PayloadError::Invalid("missing schema version `v`".into())),
+    }
+}
+
+pub fn parse_status(bytes: &[u8]) -> Result<StatusPayload, PayloadError> {
+    let value = check_envelope(bytes)?;
+    let status: StatusPayload =
+        serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    if status.error.as_ref().is_some_and(|e| e.len() > 500) {
+        return Err(PayloadError::Invalid(
+            "`error` is over 500 characters".into(),
+        ));
+    }
+    Ok(status)
+}
+
+pub fn parse_command(bytes: &[u8]) -> Result<CommandPayload, PayloadError> {
+    let value = check_envelope(bytes)?;
+    serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_good_status_parses() {
+        let id = Uuid::now_v7();
+        let ok =
+            format!(r#"{{"v":1,"command_id":"{id}","result":"action_failed","error":"jammed"}}"#);
+        let s = parse_status(ok.as_bytes()).expect("valid");
+        assert_eq!(
+            (s.command_id, s.result, s.error.as_deref()),
+            (id, CommandResult::ActionFailed, Some("jammed"))
+        );
+    }
+
+    #[test]
+    fn bad_statuses_get_typed_errors() {
+        let id = Uuid::now_v7();
+        assert!(matches!(
+            parse_status(b"{nope"),
+            Err(PayloadError::NotJson(_))
+        ));
+        assert_eq!(
+            parse_status(
+                format!(r#"{{"v":2,"command_id":"{id}","result":"action_completed"}}"#).as_bytes()
+            ),
+            Err(PayloadError::UnknownVersion(2))
+        );
+        assert!(matches!(
+            parse_status(
+                format!(r#"{{"command_id":"{id}","result":"action_completed"}}"#).as_bytes()
+            ),
+            Err(PayloadError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_status(
+                format!(r#"{{"v":1,"command_id":"{id}","result":"exploded"}}"#).as_bytes()
+            ),
+            Err(PayloadError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_status(
+                format!(r#"{{"v":1,"command_id":"{id}","result":"action_completed","x":1}}"#)
+                    .as_bytes()
+            ),
+            Err(PayloadError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_status(&vec![b' '; MAX_PAYLOAD + 1]),
+            Err(PayloadError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn topics_name_a_bank_and_a_kind() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            parse_topic(&format!("locker/{id}/status")).ok(),
+            Some((id, "status"))
+        );
+        for bad in [
+            "locker/x/status",
+            "locker/status",
+            &format!("locker/{id}/status/extra"),
+            &format!("other/{id}/status"),
+        ] {
+            assert!(parse_topic(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..6000)) {
+            let _ = parse_status(&bytes);
+            let _ = parse_command(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_objects_never_panic(v in 0u64..4, id in "[0-9a-f-]{0,40}", result in "[a-z_]{0,20}", err in proptest::option::of(".{0,600}")) {
+            let doc = serde_json::json!({"v": v, "command_id": id, "result": result, "error": err});
+            let _ = parse_status(doc.to_string().as_bytes());
+        }
+
+        #[test]
+        fn arbitrary_topics_never_panic(topic in ".{0,300}") {
+            let _ = parse_topic(&topic);
+        }
+    }
+}
