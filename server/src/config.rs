@@ -73,6 +73,9 @@ pub struct ServeConfig {
     /// Seconds an open command waits for the locker before `failed/timeout`.
     #[arg(long, env = "LOCKSTEP_OPEN_TIMEOUT_SECS", default_value_t = 20)]
     pub open_timeout_secs: u64,
+    /// Seconds of silence after which an online locker bank is offline.
+    #[arg(long, env = "LOCKSTEP_OFFLINE_AFTER_SECS", default_value_t = 90)]
+    pub offline_after_secs: u64,
     /// Hours the channel log keeps envelopes for `events/since`.
     #[arg(long, env = "LOCKSTEP_CHANNEL_RETENTION_HOURS", default_value_t = 24)]
     pub channel_retention_hours: u64,
@@ -100,6 +103,7 @@ impl ServeConfig {
         lockstep_core::services::CoreSettings {
             open_timeout: Duration::from_secs(self.open_timeout_secs.max(1)),
             channel_retention: Duration::from_secs(self.channel_retention_hours.max(1) * 3600),
+            offline_after: Duration::from_secs(self.offline_after_secs.max(1)),
         }
     }
 
@@ -119,6 +123,7 @@ impl ServeConfig {
             mqtt_url: None,
             mqtt_client_id: format!("lockstep-test-{}", uuid::Uuid::now_v7().simple()),
             open_timeout_secs: 20,
+            offline_after_secs: 90,
             channel_retention_hours: 24,
             login_burst_account: 5,
             login_burst_ip: 50,

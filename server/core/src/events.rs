@@ -64,6 +64,13 @@ pub enum DomainEvent {
         location: Option<String>,
         compartments: Vec<CompartmentSpec>,
     },
+    /// A locker bank went online (first heartbeat after silence) or
+    /// offline (missed heartbeats). Heartbeats themselves are not events.
+    DeviceStatusChanged {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        online: bool,
+    },
     AccessGranted {
         grant_id: Uuid,
         compartment_id: Uuid,
@@ -121,6 +128,7 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
+            DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::AccessGranted { .. } => "AccessGranted",
             DomainEvent::AccessRevoked { .. } => "AccessRevoked",
             DomainEvent::CompartmentOpenRequested { .. } => "CompartmentOpenRequested",

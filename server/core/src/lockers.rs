@@ -464,3 +464,113 @@ pub async fn my_compartments(
         })
         .collect()
 }
+
+fn system_meta(tenant_id: Uuid) -> crate::events::Metadata {
+    crate::events::Metadata {
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        actor: crate::events::Actor::System,
+        tenant_id,
+    }
+}
+
+/// A heartbeat from a locker bank: `last_seen_at` moves (no event); the
+/// first one after silence records `DeviceStatusChanged { online: true }`.
+/// `None` when no such bank exists.
+pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Option<bool>> {
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let Some(row) = sqlx::query("SELECT tenant_id, online FROM locker_banks WHERE id = $1")
+            .bind(bank_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
+        let online: Option<i64> = row.try_get("online")?;
+        sqlx::query("UPDATE locker_banks SET last_seen_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(bank_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if online == Some(1) {
+            tx.commit().await?;
+            return Ok(Some(false));
+        }
+        let event = DomainEvent::DeviceStatusChanged {
+            bank_id,
+            tenant_id,
+            online: true,
+        };
+        if store::commit_at_head(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            vec![event],
+            &system_meta(tenant_id),
+            now,
+        )
+        .await?
+        .is_some()
+        {
+            tracing::info!(%bank_id, "locker bank online");
+            return Ok(Some(true));
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// Marks offline every online bank not heard from since `now - offline_after_ms`.
+pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> CoreResult<usize> {
+    let cutoff = now - offline_after_ms;
+    let rows = sqlx::query(
+        "SELECT id, tenant_id FROM locker_banks WHERE online = 1 AND last_seen_at < $1",
+    )
+    .bind(cutoff)
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut marked = 0;
+    for row in rows {
+        let bank_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+        let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
+        let tx = begin_write(&s.db).await?;
+        let mut tx = tx;
+        // Re-check inside the write lock: a heartbeat may have just arrived.
+        let still = sqlx::query(
+            "SELECT 1 AS x FROM locker_banks WHERE id = $1 AND online = 1 AND last_seen_at < $2",
+        )
+        .bind(bank_id.to_string())
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if !still {
+            continue;
+        }
+        let event = DomainEvent::DeviceStatusChanged {
+            bank_id,
+            tenant_id,
+            online: false,
+        };
+        if store::commit_at_head(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            vec![event],
+            &system_meta(tenant_id),
+            now,
+        )
+        .await?
+        .is_some()
+        {
+            tracing::warn!(%bank_id, "locker bank offline: missed heartbeats");
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}

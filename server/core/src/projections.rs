@@ -114,6 +114,23 @@ impl Projector {
                 }
             }
             (
+                Projector::LockerBanks,
+                DomainEvent::DeviceStatusChanged {
+                    bank_id, online, ..
+                },
+            ) => {
+                let sql = if *online {
+                    "UPDATE locker_banks SET online = 1, last_seen_at = $1, updated_at = $1 WHERE id = $2"
+                } else {
+                    "UPDATE locker_banks SET online = 0, updated_at = $1 WHERE id = $2"
+                };
+                sqlx::query(sql)
+                    .bind(ev.occurred_at)
+                    .bind(bank_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            (
                 Projector::Grants,
                 DomainEvent::AccessGranted {
                     grant_id,
@@ -343,6 +360,24 @@ async fn notification(
                     id: *bank_id,
                 },
                 data: json!({"bank_id": bank_id, "serial": serial, "name": name, "state": "registered", "compartments": compartments.len()}),
+            }))
+        }
+        DomainEvent::DeviceStatusChanged {
+            bank_id,
+            tenant_id,
+            online,
+        } => {
+            return Ok(Some(Notification {
+                channels: vec![
+                    Channel::TenantLockers(*tenant_id),
+                    Channel::LockerBank(*bank_id),
+                ],
+                event: "DeviceStatusChanged",
+                subject: Subject {
+                    kind: "LockerBank".into(),
+                    id: *bank_id,
+                },
+                data: json!({"bank_id": bank_id, "online": online}),
             }))
         }
         DomainEvent::AccessGranted {

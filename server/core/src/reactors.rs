@@ -168,6 +168,7 @@ pub fn spawn_workers(
     tokio::spawn(async move {
         let mut shutdown = shutdown;
         let mut last_prune = 0_i64;
+        let mut last_sweep = 0_i64;
         loop {
             let now = now_ms();
             if let Err(e) = run_outbox_once(&s, now).await {
@@ -175,6 +176,13 @@ pub fn spawn_workers(
             }
             if let Err(e) = fire_due_timers(&s, now).await {
                 tracing::error!(error = %e, "timer run failed");
+            }
+            if now - last_sweep > 5_000 {
+                last_sweep = now;
+                let after = s.settings.offline_after.as_millis() as i64;
+                if let Err(e) = crate::lockers::sweep_offline(&s, now, after).await {
+                    tracing::error!(error = %e, "offline sweep failed");
+                }
             }
             if now - last_prune > 60_000 {
                 last_prune = now;

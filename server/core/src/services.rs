@@ -22,6 +22,8 @@ pub struct CoreSettings {
     pub open_timeout: Duration,
     /// How long the channel log keeps envelopes.
     pub channel_retention: Duration,
+    /// Silence after which an online locker bank is marked offline.
+    pub offline_after: Duration,
 }
 
 impl Default for CoreSettings {
@@ -29,6 +31,7 @@ impl Default for CoreSettings {
         Self {
             open_timeout: Duration::from_secs(20),
             channel_retention: Duration::from_secs(24 * 3600),
+            offline_after: Duration::from_secs(90),
         }
     }
 }

@@ -775,3 +775,97 @@ async fn an_old_event_version_is_upcast_when_read_from_the_store() {
         }
     );
 }
+
+#[tokio::test]
+async fn heartbeats_bring_a_bank_online_and_silence_takes_it_offline() {
+    let w = world().await;
+    let t0 = now_ms();
+    let events = |s: Services, id: Uuid| async move {
+        let mut conn = s.db.pool.acquire().await.expect("conn");
+        events::load_stream(&mut conn, id)
+            .await
+            .expect("stream")
+            .len()
+    };
+    let before = events(w.s.clone(), w.bank.id).await;
+    assert_eq!(
+        lockers::heartbeat(&w.s, w.bank.id, t0).await.expect("hb"),
+        Some(true),
+        "first beat: a transition"
+    );
+    assert_eq!(
+        lockers::heartbeat(&w.s, w.bank.id, t0 + 30_000)
+            .await
+            .expect("hb"),
+        Some(false),
+        "later beats: no event"
+    );
+    assert_eq!(events(w.s.clone(), w.bank.id).await, before + 1);
+    let bank = lockers::get_bank(&w.s, w.admin.user.tenant_id, w.bank.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(
+        (bank.online, bank.last_seen_at),
+        (Some(true), Some(t0 + 30_000))
+    );
+    assert_eq!(
+        lockers::heartbeat(&w.s, Uuid::now_v7(), t0)
+            .await
+            .expect("hb"),
+        None,
+        "unknown bank"
+    );
+
+    assert_eq!(
+        lockers::sweep_offline(&w.s, t0 + 60_000, 90_000)
+            .await
+            .expect("sweep"),
+        0,
+        "not silent long enough"
+    );
+    assert_eq!(
+        lockers::sweep_offline(&w.s, t0 + 121_000, 90_000)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(
+        lockers::sweep_offline(&w.s, t0 + 200_000, 90_000)
+            .await
+            .expect("sweep"),
+        0,
+        "once"
+    );
+    let bank = lockers::get_bank(&w.s, w.admin.user.tenant_id, w.bank.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(bank.online, Some(false));
+
+    // Offline lockers are not sent commands: the open is denied at once.
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), t0 + 121_500)
+        .await
+        .expect("open");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_deref()),
+        ("denied", Some("locker_offline"))
+    );
+
+    // Both transitions reached the tenant's lockers channel.
+    let since = channels::since(
+        &w.s.db,
+        &Channel::TenantLockers(w.admin.user.tenant_id),
+        0,
+        100,
+    )
+    .await
+    .expect("since");
+    let changes: Vec<_> = since
+        .events
+        .iter()
+        .filter(|e| e.event == "DeviceStatusChanged")
+        .map(|e| e.data["online"].as_bool())
+        .collect();
+    assert_eq!(changes, [Some(true), Some(false)]);
+}

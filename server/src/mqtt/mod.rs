@@ -5,6 +5,8 @@
 //!   returns once the broker's PUBACK for that very publish arrived (the
 //!   reactor then records `sent`), or fails after `ack_timeout` (the outbox
 //!   retries; lockers deduplicate by `command_id`).
+//! - Heartbeats come from `$share/lockstep/locker/+/state`: they move the
+//!   bank's `last_seen`; only online/offline transitions are events.
 //! - Results come from `$share/lockstep/locker/+/status` (a shared
 //!   subscription, so several server processes split them) and go to
 //!   `opens::record_result`. Anything malformed, on a wrong topic, or for a
@@ -34,6 +36,7 @@ use crate::metrics::count_rejection;
 use payloads::{parse_status, parse_topic, CommandPayload, CommandResult, VERSION};
 
 pub const STATUS_FILTER: &str = "$share/lockstep/locker/+/status";
+pub const STATE_FILTER: &str = "$share/lockstep/locker/+/state";
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -184,8 +187,10 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
-                if let Err(e) = client.try_subscribe(STATUS_FILTER, QoS::AtLeastOnce) {
-                    tracing::error!(error = %e, "subscribing to locker results failed");
+                for filter in [STATUS_FILTER, STATE_FILTER] {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, filter, "subscribing failed");
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -230,7 +235,8 @@ fn refuse(topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
 pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
     let bank_id = match parse_topic(topic) {
         Ok((bank_id, "status")) => bank_id,
-        Ok((_, _)) => return refuse(topic, "mqtt_bad_topic", &"not a status topic"),
+        Ok((bank_id, "state")) => return handle_state(services, topic, bank_id, payload).await,
+        Ok((_, _)) => return refuse(topic, "mqtt_bad_topic", &"not a status or state topic"),
         Err(e) => return refuse(topic, e.reason(), &e),
     };
     let status = match parse_status(payload) {
@@ -258,6 +264,18 @@ pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
     match opens::record_result(services, status.command_id, success, status.error, now_ms()).await {
         Ok(outcome) => tracing::info!(?outcome, success, "locker result"),
         Err(e) => tracing::error!(error = %e, "recording the locker result failed"),
+    }
+}
+
+/// A heartbeat: the bank's `last_seen` moves; silence ends it offline.
+async fn handle_state(services: &Services, topic: &str, bank_id: uuid::Uuid, payload: &[u8]) {
+    if let Err(e) = payloads::parse_state(payload) {
+        return refuse(topic, e.reason(), &e);
+    }
+    match lockstep_core::lockers::heartbeat(services, bank_id, now_ms()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => refuse(topic, "mqtt_unknown_locker", &bank_id),
+        Err(e) => tracing::error!(error = %e, %bank_id, "recording a heartbeat failed"),
     }
 }
 

@@ -68,6 +68,19 @@ pub struct StatusPayload {
     pub error: Option<String>,
 }
 
+/// `locker/{bank_id}/state`, from a locker: its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatePayload {
+    pub v: u8,
+    pub firmware: Option<String>,
+}
+
+pub fn parse_state(bytes: &[u8]) -> Result<StatePayload, PayloadError> {
+    let value = check_envelope(bytes)?;
+    serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
+}
+
 /// The locker bank id of a `locker/{bank_id}/{kind}` topic, and the kind.
 pub fn parse_topic(topic: &str) -> Result<(Uuid, &str), PayloadError> {
     let bad = || PayloadError::BadTopic(topic.chars().take(200).collect());
@@ -187,6 +200,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..6000)) {
             let _ = parse_status(&bytes);
             let _ = parse_command(&bytes);
+            let _ = parse_state(&bytes);
         }
 
         #[test]

@@ -214,6 +214,31 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
     .expect("grant");
     let (locker_client, mut commands) = locker(broker.port, bank.id).await;
 
+    // A heartbeat brings the bank online (an event on the tenant's channel).
+    locker_client
+        .publish(
+            format!("locker/{}/state", bank.id),
+            QoS::AtLeastOnce,
+            false,
+            r#"{"v":1,"firmware":"1.2.3"}"#,
+        )
+        .await
+        .expect("heartbeat");
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let b = lockers::get_bank(&app.services, admin_user.tenant_id, bank.id)
+                .await
+                .expect("q")
+                .expect("bank");
+            if b.online == Some(true) {
+                return;
+            }
+            let _ = feed.recv().await;
+        }
+    })
+    .await
+    .expect("the bank came online");
+
     // Open → the locker gets the command at QoS 1 → PUBACK → `sent`.
     let d = opens::request_open(
         &app.services,
