@@ -1,6 +1,6 @@
 import { defineConfig, devices } from "@playwright/test";
 
-// Browser tests in Debian's Chromium (never `npx playwright install`).
+// Browser tests in Debian's Chromium; Playwright never downloads a browser of its own here.
 const port = Number(process.env.E2E_PORT ?? 3100);
 
 export default defineConfig({
