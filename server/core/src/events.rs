@@ -44,6 +44,19 @@ pub struct Metadata {
     pub tenant_id: Uuid,
 }
 
+impl Metadata {
+    /// Metadata of an event the system records on its own (timers,
+    /// reactors, device messages), correlated with `correlation_id`.
+    pub fn system(tenant_id: Uuid, correlation_id: Uuid) -> Self {
+        Metadata {
+            correlation_id,
+            causation_id: None,
+            actor: Actor::System,
+            tenant_id,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompartmentSpec {
     pub id: Uuid,

@@ -465,13 +465,27 @@ pub async fn my_compartments(
         .collect()
 }
 
-fn system_meta(tenant_id: Uuid) -> crate::events::Metadata {
-    crate::events::Metadata {
-        correlation_id: Uuid::now_v7(),
-        causation_id: None,
-        actor: crate::events::Actor::System,
+/// Records `DeviceStatusChanged` at the bank's head and commits; false when
+/// another writer got there first.
+async fn commit_device_status(
+    s: &Services,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    bank_id: Uuid,
+    tenant_id: Uuid,
+    online: bool,
+    now: i64,
+) -> CoreResult<bool> {
+    let event = DomainEvent::DeviceStatusChanged {
+        bank_id,
         tenant_id,
-    }
+        online,
+    };
+    let meta = crate::events::Metadata::system(tenant_id, Uuid::now_v7());
+    Ok(
+        store::commit_at_head(s, tx, "locker_bank", bank_id, vec![event], &meta, now)
+            .await?
+            .is_some(),
+    )
 }
 
 /// A heartbeat from a locker bank: `last_seen_at` moves (no event); the
@@ -498,23 +512,7 @@ pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Opti
             tx.commit().await?;
             return Ok(Some(false));
         }
-        let event = DomainEvent::DeviceStatusChanged {
-            bank_id,
-            tenant_id,
-            online: true,
-        };
-        if store::commit_at_head(
-            s,
-            tx,
-            "locker_bank",
-            bank_id,
-            vec![event],
-            &system_meta(tenant_id),
-            now,
-        )
-        .await?
-        .is_some()
-        {
+        if commit_device_status(s, tx, bank_id, tenant_id, true, now).await? {
             tracing::info!(%bank_id, "locker bank online");
             return Ok(Some(true));
         }
@@ -537,8 +535,7 @@ pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> Cor
     for row in rows {
         let bank_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
         let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-        let tx = begin_write(&s.db).await?;
-        let mut tx = tx;
+        let mut tx = begin_write(&s.db).await?;
         // Re-check inside the write lock: a heartbeat may have just arrived.
         let still = sqlx::query(
             "SELECT 1 AS x FROM locker_banks WHERE id = $1 AND online = 1 AND last_seen_at < $2",
@@ -551,23 +548,7 @@ pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> Cor
         if !still {
             continue;
         }
-        let event = DomainEvent::DeviceStatusChanged {
-            bank_id,
-            tenant_id,
-            online: false,
-        };
-        if store::commit_at_head(
-            s,
-            tx,
-            "locker_bank",
-            bank_id,
-            vec![event],
-            &system_meta(tenant_id),
-            now,
-        )
-        .await?
-        .is_some()
-        {
+        if commit_device_status(s, tx, bank_id, tenant_id, false, now).await? {
             tracing::warn!(%bank_id, "locker bank offline: missed heartbeats");
             marked += 1;
         }

@@ -12,7 +12,7 @@ use crate::{
     accounts::parse_uuid,
     caller::Caller,
     error::{CoreError, CoreResult},
-    events::{Actor, DomainEvent, Metadata},
+    events::{DomainEvent, Metadata},
     lockers::compartment_ref,
     services::Services,
     store::{self, begin_write, stream_version, Written},
@@ -266,15 +266,6 @@ async fn access_denial(
     }))
 }
 
-fn system_meta(tenant_id: Uuid, command_id: Uuid) -> Metadata {
-    Metadata {
-        correlation_id: command_id,
-        causation_id: None,
-        actor: Actor::System,
-        tenant_id,
-    }
-}
-
 /// Runs `decide` on the command's current status inside a write
 /// transaction, appends what it returns, commits, publishes.
 async fn transition<F>(
@@ -302,7 +293,7 @@ where
         let Some(events) = decide(&status, failure.as_deref(), late.as_deref()) else {
             return Ok(None);
         };
-        let meta = system_meta(tenant_id, command_id);
+        let meta = Metadata::system(tenant_id, command_id);
         if store::commit_at_head(s, tx, AGGREGATE, command_id, events.clone(), &meta, now)
             .await?
             .is_some()
@@ -439,7 +430,7 @@ pub async fn fire_timeout(
                 command_id,
                 version,
                 vec![event],
-                &system_meta(tenant_id, command_id),
+                &Metadata::system(tenant_id, command_id),
                 now,
             )
             .await?;
