@@ -84,6 +84,60 @@ pub enum DomainEvent {
         tenant_id: Uuid,
         online: bool,
     },
+    /// A locker announced itself on `provisioning/register`.
+    LockerProvisioningRequested {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        attempt_id: Uuid,
+        client_id: String,
+        model: Option<String>,
+        firmware: Option<String>,
+        /// Whether a provisioning key (rather than a pre-registration)
+        /// admitted it.
+        via_key: bool,
+    },
+    LockerProvisioningValidated {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        attempt_id: Uuid,
+    },
+    /// The locker's own broker account exists (its secret is never stored
+    /// in an event).
+    LockerCredentialsCreated {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        attempt_id: Uuid,
+        username: String,
+    },
+    /// The broker acknowledged the reply carrying the credentials.
+    LockerCredentialsDelivered {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        attempt_id: Uuid,
+    },
+    /// The first heartbeat on the locker's own credentials.
+    LockerWasProvisioned {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+    },
+    /// A provisioning attempt ended without credentials. `bank_id` and
+    /// `tenant_id` are absent when nothing identified them (unknown serial
+    /// without a valid key).
+    LockerProvisioningFailed {
+        bank_id: Option<Uuid>,
+        tenant_id: Option<Uuid>,
+        attempt_id: Uuid,
+        serial: String,
+        reason: String,
+        detail: Option<String>,
+    },
+    /// Taken out of service: its broker account is disabled (a connected
+    /// locker is kicked) and opens are refused.
+    LockerDecommissioned {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        reason: String,
+    },
     AccessGranted {
         grant_id: Uuid,
         compartment_id: Uuid,
@@ -142,6 +196,13 @@ impl DomainEvent {
         match self {
             DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
+            DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
+            DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",
+            DomainEvent::LockerCredentialsCreated { .. } => "LockerCredentialsCreated",
+            DomainEvent::LockerCredentialsDelivered { .. } => "LockerCredentialsDelivered",
+            DomainEvent::LockerWasProvisioned { .. } => "LockerWasProvisioned",
+            DomainEvent::LockerProvisioningFailed { .. } => "LockerProvisioningFailed",
+            DomainEvent::LockerDecommissioned { .. } => "LockerDecommissioned",
             DomainEvent::AccessGranted { .. } => "AccessGranted",
             DomainEvent::AccessRevoked { .. } => "AccessRevoked",
             DomainEvent::CompartmentOpenRequested { .. } => "CompartmentOpenRequested",

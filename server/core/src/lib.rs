@@ -16,6 +16,8 @@
 //! - [`channels`]: the sequenced channel log, envelopes, who may read.
 //! - [`outbox`], [`timers`], [`reactors`]: side effects after commit.
 //! - [`caller`], [`lockers`], [`opens`]: the domain commands and queries.
+//! - [`provisioning`]: lockers provisioning themselves, keys, broker
+//!   accounts, decommissioning.
 //! - [`replay`]: rebuilding read models from the stream.
 //! - [`services`]: the handle that bundles the above for the adapters.
 //! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
@@ -31,6 +33,7 @@ pub mod opens;
 pub mod outbox;
 pub mod password;
 pub mod projections;
+pub mod provisioning;
 pub mod reactors;
 pub mod replay;
 pub mod services;

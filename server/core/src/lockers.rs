@@ -59,7 +59,7 @@ pub struct BankView {
     pub compartments: Vec<CompartmentView>,
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max {
         return Err(CoreError::Invalid(format!(
@@ -69,7 +69,7 @@ fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
     Ok(v.to_string())
 }
 
-fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
+pub(crate) fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
     if new.compartments.is_empty() || new.compartments.len() > 500 {
         return Err(CoreError::Invalid(
             "a locker bank has 1 to 500 compartments".into(),
@@ -465,55 +465,70 @@ pub async fn my_compartments(
         .collect()
 }
 
-/// Records `DeviceStatusChanged` at the bank's head and commits; false when
-/// another writer got there first.
-async fn commit_device_status(
+/// Records `events` at the bank's head and commits; false when another
+/// writer got there first.
+async fn commit_bank_events(
     s: &Services,
     tx: sqlx::Transaction<'static, sqlx::Any>,
     bank_id: Uuid,
     tenant_id: Uuid,
-    online: bool,
+    events: Vec<DomainEvent>,
     now: i64,
 ) -> CoreResult<bool> {
-    let event = DomainEvent::DeviceStatusChanged {
-        bank_id,
-        tenant_id,
-        online,
-    };
     let meta = crate::events::Metadata::system(tenant_id, Uuid::now_v7());
     Ok(
-        store::commit_at_head(s, tx, "locker_bank", bank_id, vec![event], &meta, now)
+        store::commit_at_head(s, tx, "locker_bank", bank_id, events, &meta, now)
             .await?
             .is_some(),
     )
 }
 
 /// A heartbeat from a locker bank: `last_seen_at` moves (no event); the
-/// first one after silence records `DeviceStatusChanged { online: true }`.
-/// `None` when no such bank exists.
+/// first one after silence records `DeviceStatusChanged { online: true }`,
+/// and the first one on freshly delivered credentials `LockerWasProvisioned`.
+/// `None` when no such bank exists (or it was decommissioned).
 pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Option<bool>> {
     for _ in 0..store::MAX_RETRIES {
         let mut tx = begin_write(&s.db).await?;
-        let Some(row) = sqlx::query("SELECT tenant_id, online FROM locker_banks WHERE id = $1")
-            .bind(bank_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(row) =
+            sqlx::query("SELECT tenant_id, online, state FROM locker_banks WHERE id = $1")
+                .bind(bank_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(None);
         };
         let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
         let online: Option<i64> = row.try_get("online")?;
+        let state: String = row.try_get("state")?;
+        if state == "decommissioned" {
+            return Ok(None);
+        }
         sqlx::query("UPDATE locker_banks SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
             .bind(bank_id.to_string())
             .execute(&mut *tx)
             .await?;
-        if online == Some(1) {
+        let mut events = Vec::new();
+        if matches!(
+            state.as_str(),
+            "credentials_created" | "credentials_delivered"
+        ) {
+            events.push(DomainEvent::LockerWasProvisioned { bank_id, tenant_id });
+        }
+        if online != Some(1) {
+            events.push(DomainEvent::DeviceStatusChanged {
+                bank_id,
+                tenant_id,
+                online: true,
+            });
+        }
+        if events.is_empty() {
             tx.commit().await?;
             return Ok(Some(false));
         }
-        if commit_device_status(s, tx, bank_id, tenant_id, true, now).await? {
-            tracing::info!(%bank_id, "locker bank online");
+        if commit_bank_events(s, tx, bank_id, tenant_id, events, now).await? {
+            tracing::info!(%bank_id, %state, "locker bank online");
             return Ok(Some(true));
         }
     }
@@ -548,7 +563,12 @@ pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> Cor
         if !still {
             continue;
         }
-        if commit_device_status(s, tx, bank_id, tenant_id, false, now).await? {
+        let offline = DomainEvent::DeviceStatusChanged {
+            bank_id,
+            tenant_id,
+            online: false,
+        };
+        if commit_bank_events(s, tx, bank_id, tenant_id, vec![offline], now).await? {
             tracing::warn!(%bank_id, "locker bank offline: missed heartbeats");
             marked += 1;
         }

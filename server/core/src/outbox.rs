@@ -11,6 +11,8 @@ use crate::{accounts::parse_uuid, db::Db, error::CoreResult};
 
 /// The reactor that sends an authorized open command to the locker.
 pub const SEND_OPEN: &str = "send_open";
+/// Disables a decommissioned locker's broker account.
+pub const DISABLE_LOCKER: &str = "disable_locker";
 pub const MAX_ATTEMPTS: i64 = 5;
 const LEASE_MS: i64 = 30_000;
 

@@ -130,6 +130,9 @@ impl Projector {
                     .execute(&mut *conn)
                     .await?;
             }
+            (Projector::LockerBanks, event) if provisioning_step(event).is_some() => {
+                apply_provisioning(conn, ev, event).await?
+            }
             (
                 Projector::Grants,
                 DomainEvent::AccessGranted {
@@ -175,6 +178,119 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// A provisioning or decommissioning event's bank, tenant, and the bank
+/// state it moves to.
+fn provisioning_step(event: &DomainEvent) -> Option<(Uuid, Uuid, &'static str)> {
+    Some(match event {
+        DomainEvent::LockerProvisioningRequested {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "provisioning"),
+        DomainEvent::LockerProvisioningValidated {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "validated"),
+        DomainEvent::LockerCredentialsCreated {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "credentials_created"),
+        DomainEvent::LockerCredentialsDelivered {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "credentials_delivered"),
+        DomainEvent::LockerWasProvisioned { bank_id, tenant_id } => {
+            (*bank_id, *tenant_id, "provisioned")
+        }
+        DomainEvent::LockerProvisioningFailed {
+            bank_id: Some(bank_id),
+            tenant_id: Some(tenant_id),
+            ..
+        } => (*bank_id, *tenant_id, "provisioning_failed"),
+        DomainEvent::LockerDecommissioned {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "decommissioned"),
+        _ => return None,
+    })
+}
+
+/// Moves a bank along its provisioning states. A provisioned bank is not
+/// moved back by a later (refused) attempt, and a decommissioned one stays
+/// decommissioned.
+async fn apply_provisioning(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+    event: &DomainEvent,
+) -> CoreResult<()> {
+    let Some((bank_id, _, state)) = provisioning_step(event) else {
+        return Ok(());
+    };
+    let bank = bank_id.to_string();
+    let at = ev.occurred_at;
+    let guard = "id = $2 AND state NOT IN ('provisioned', 'decommissioned')";
+    match event {
+        DomainEvent::LockerProvisioningRequested {
+            model, firmware, ..
+        } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioning', updated_at = $1, provisioning_error = NULL, \
+                 model = COALESCE($3, model), firmware = COALESCE($4, firmware) WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(model.clone())
+            .bind(firmware.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerCredentialsCreated { username, .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'credentials_created', updated_at = $1, mqtt_username = $3 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(username)
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerWasProvisioned { .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioned', updated_at = $1, provisioned_at = $1 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerProvisioningFailed { reason, .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioning_failed', updated_at = $1, provisioning_error = $3 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(reason)
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerDecommissioned { .. } => {
+            sqlx::query(
+                "UPDATE locker_banks SET state = 'decommissioned', online = 0, updated_at = $1, \
+                 decommissioned_at = $1 WHERE id = $2",
+            )
+            .bind(at)
+            .bind(&bank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = $3, updated_at = $1 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(state)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn apply_open_request(
@@ -302,6 +418,9 @@ pub async fn project_live(
         )
         .await?;
     }
+    if let DomainEvent::LockerDecommissioned { .. } = &ev.event {
+        outbox::enqueue(conn, ev.event_id, outbox::DISABLE_LOCKER, ev.occurred_at).await?;
+    }
     let mut appended = Vec::new();
     if let Some(note) = notification(conn, ev).await? {
         appended.extend(channels::append(conn, ev, &note).await?);
@@ -340,6 +459,27 @@ async fn notification(
     let status = |command_id: &Uuid, status: &str, reason: Option<&str>| {
         (*command_id, status.to_string(), reason.map(str::to_string))
     };
+    if let Some((bank_id, tenant_id, state)) = provisioning_step(&ev.event) {
+        let mut data =
+            serde_json::to_value(&ev.event).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        if let Some(map) = data.as_object_mut() {
+            map.remove("type");
+            map.remove("tenant_id");
+            map.insert("state".into(), json!(state));
+        }
+        return Ok(Some(Notification {
+            channels: vec![
+                Channel::TenantLockers(tenant_id),
+                Channel::LockerBank(bank_id),
+            ],
+            event: ev.event.event_type(),
+            subject: Subject {
+                kind: "LockerBank".into(),
+                id: bank_id,
+            },
+            data,
+        }));
+    }
     let open = match &ev.event {
         DomainEvent::LockerBankRegistered {
             bank_id,
@@ -414,7 +554,16 @@ async fn notification(
                 data: json!({"grant_id": grant_id, "compartment_id": compartment_id, "user_id": user_id}),
             }))
         }
-        DomainEvent::CompartmentOpenRequested { .. } => return Ok(None),
+        // Provisioning events with a bank were handled above; one without
+        // a bank (an unknown serial) has nobody to tell.
+        DomainEvent::CompartmentOpenRequested { .. }
+        | DomainEvent::LockerProvisioningRequested { .. }
+        | DomainEvent::LockerProvisioningValidated { .. }
+        | DomainEvent::LockerCredentialsCreated { .. }
+        | DomainEvent::LockerCredentialsDelivered { .. }
+        | DomainEvent::LockerWasProvisioned { .. }
+        | DomainEvent::LockerProvisioningFailed { .. }
+        | DomainEvent::LockerDecommissioned { .. } => return Ok(None),
         DomainEvent::CompartmentOpenAuthorized { command_id } => {
             status(command_id, "accepted", None)
         }

@@ -35,10 +35,29 @@ pub struct OpenCommand {
 #[error("{0}")]
 pub struct GatewayError(pub String);
 
-/// Delivers open commands to lockers.
+/// A locker's own broker account, as created during provisioning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockerAccount {
+    pub bank_id: Uuid,
+    /// `locker-{bank_id}`; also the only client id it may connect with.
+    pub username: String,
+    pub password: String,
+}
+
+/// What the lockers' side of the world must do: deliver commands, manage
+/// per-locker broker accounts, answer provisioning requests.
 #[async_trait]
 pub trait LockerGateway: Send + Sync {
+    /// Returns once the broker has the command (PUBACK).
     async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError>;
+    /// Creates the locker's broker account, or resets its password and
+    /// enables it if it exists (a retried registration).
+    async fn create_account(&self, account: &LockerAccount) -> Result<(), GatewayError>;
+    /// Disables the account and disconnects a connected locker.
+    async fn disable_account(&self, username: &str) -> Result<(), GatewayError>;
+    /// Sends a provisioning reply to `provisioning/{client_id}/reply` and
+    /// returns once the broker has it.
+    async fn deliver_reply(&self, client_id: &str, reply: &[u8]) -> Result<(), GatewayError>;
 }
 
 /// Sends nothing; records every command it was given. The default until
@@ -46,12 +65,39 @@ pub trait LockerGateway: Send + Sync {
 #[derive(Debug, Default)]
 pub struct RecordingGateway {
     sent: Mutex<Vec<OpenCommand>>,
+    accounts: Mutex<Vec<LockerAccount>>,
+    disabled: Mutex<Vec<String>>,
+    replies: Mutex<Vec<(String, Vec<u8>)>>,
     failures_to_inject: AtomicUsize,
 }
 
 impl RecordingGateway {
     pub fn sent(&self) -> Vec<OpenCommand> {
         self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn accounts(&self) -> Vec<LockerAccount> {
+        self.accounts.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn disabled(&self) -> Vec<String> {
+        self.disabled.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Every provisioning reply, as (client id, payload).
+    pub fn replies(&self) -> Vec<(String, Vec<u8>)> {
+        self.replies.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn injected_failure(&self) -> Result<(), GatewayError> {
+        let inject = self
+            .failures_to_inject
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if inject {
+            return Err(GatewayError("injected failure".into()));
+        }
+        Ok(())
     }
 
     /// Makes the next `n` sends fail (to exercise retries and dead letters).
@@ -63,15 +109,33 @@ impl RecordingGateway {
 #[async_trait]
 impl LockerGateway for RecordingGateway {
     async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError> {
-        let inject = self
-            .failures_to_inject
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if inject {
-            return Err(GatewayError("injected failure".into()));
-        }
+        self.injected_failure()?;
         if let Ok(mut sent) = self.sent.lock() {
             sent.push(command.clone());
+        }
+        Ok(())
+    }
+
+    async fn create_account(&self, account: &LockerAccount) -> Result<(), GatewayError> {
+        self.injected_failure()?;
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.push(account.clone());
+        }
+        Ok(())
+    }
+
+    async fn disable_account(&self, username: &str) -> Result<(), GatewayError> {
+        self.injected_failure()?;
+        if let Ok(mut disabled) = self.disabled.lock() {
+            disabled.push(username.to_string());
+        }
+        Ok(())
+    }
+
+    async fn deliver_reply(&self, client_id: &str, reply: &[u8]) -> Result<(), GatewayError> {
+        self.injected_failure()?;
+        if let Ok(mut replies) = self.replies.lock() {
+            replies.push((client_id.to_string(), reply.to_vec()));
         }
         Ok(())
     }
@@ -133,6 +197,23 @@ pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
                             opens::record_send_failure(s, command.command_id, &e.0, now).await?;
                         }
                     },
+                }
+            }
+            outbox::DISABLE_LOCKER => {
+                let Some(username) = crate::provisioning::account_of_event(s, job.event_id).await?
+                else {
+                    outbox::complete(&s.db, job.id, now).await?;
+                    continue;
+                };
+                match s.gateway.disable_account(&username).await {
+                    Ok(()) => {
+                        tracing::info!(%username, "locker broker account disabled");
+                        outbox::complete(&s.db, job.id, now).await?;
+                    }
+                    Err(e) => {
+                        let outcome = outbox::fail(&s.db, job, &e.0, now).await?;
+                        tracing::error!(%username, error = %e, ?outcome, "disabling a locker account failed");
+                    }
                 }
             }
             other => {

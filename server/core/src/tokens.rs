@@ -167,12 +167,17 @@ pub fn hash_token(secret: &str) -> String {
 }
 
 fn generate_secret() -> String {
+    random_secret(TOKEN_PREFIX, TOKEN_RANDOM_LEN)
+}
+
+/// `prefix` and `len` random base62 characters from the OS generator.
+pub fn random_secret(prefix: &str, len: usize) -> String {
     const BASE62: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut rng = rand::rngs::OsRng;
-    let random: String = (0..TOKEN_RANDOM_LEN)
+    let random: String = (0..len)
         .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
         .collect();
-    format!("{TOKEN_PREFIX}{random}")
+    format!("{prefix}{random}")
 }
 
 /// Creates a token for the user with this email. Abilities the user's role

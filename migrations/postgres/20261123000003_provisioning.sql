@@ -1,0 +1,33 @@
+-- Locker provisioning: what a locker told us about itself, where its
+-- provisioning stands, the tenant's provisioning keys, and the broker
+-- accounts handed to lockers (only a hash of each secret is kept).
+
+ALTER TABLE locker_banks ADD COLUMN model TEXT;
+ALTER TABLE locker_banks ADD COLUMN firmware TEXT;
+ALTER TABLE locker_banks ADD COLUMN mqtt_username TEXT;
+ALTER TABLE locker_banks ADD COLUMN provisioning_error TEXT;
+ALTER TABLE locker_banks ADD COLUMN provisioned_at BIGINT;
+ALTER TABLE locker_banks ADD COLUMN decommissioned_at BIGINT;
+
+CREATE TABLE provisioning_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    created_by  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT,
+    revoked_at  BIGINT
+);
+CREATE INDEX provisioning_keys_tenant ON provisioning_keys(tenant_id);
+
+-- One broker account per locker bank (username locker-{bank_id}, client id
+-- bound to it). The embedded broker checks logins against this table; with
+-- Mosquitto the account lives in its dynamic-security store as well.
+CREATE TABLE broker_accounts (
+    username     TEXT PRIMARY KEY,
+    bank_id      TEXT NOT NULL UNIQUE,
+    secret_hash  TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    disabled_at  BIGINT
+);

@@ -1,0 +1,673 @@
+//! Lockers provisioning themselves (seed 001's flow, made safe), the
+//! tenant's provisioning keys, the per-locker broker accounts, and
+//! decommissioning.
+//!
+//! A locker announces itself (serial, model, firmware, compartments, maybe a
+//! provisioning key). [`provision`] records every step as an event on the
+//! bank's stream — requested, validated, credentials created, credentials
+//! delivered — or a `LockerProvisioningFailed` with a reason code, and
+//! returns the reply the locker gets. The first heartbeat on the new
+//! credentials records `LockerWasProvisioned` (see `lockers::heartbeat`).
+//!
+//! Who may provision: a bank pre-registered by serial, or, for an unknown
+//! serial, a locker presenting a valid provisioning key of a tenant (the
+//! bank is then registered with what the locker reported). A bank that is
+//! provisioned or decommissioned cannot be provisioned again; a retry
+//! before that (the locker lost the reply) gets fresh credentials for the
+//! same account.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{
+    accounts::parse_uuid,
+    caller::Caller,
+    error::{CoreError, CoreResult},
+    events::{DomainEvent, Metadata},
+    lockers::{self, NewBank, NewCompartment},
+    now_ms,
+    reactors::LockerAccount,
+    services::Services,
+    store::{self, begin_write},
+    tokens::{hash_token, random_secret},
+};
+
+/// Provisioning keys are `lpk_` and 40 base62 characters.
+pub const KEY_PREFIX: &str = "lpk_";
+/// The schema version of a provisioning reply.
+pub const REPLY_VERSION: u8 = 1;
+
+/// A locker's registration, as parsed off `provisioning/register`.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub client_id: String,
+    pub serial: String,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub compartments: Vec<NewCompartment>,
+    pub provisioning_key: Option<String>,
+}
+
+/// What the locker reads on `provisioning/{client_id}/reply`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub v: u8,
+    pub ok: bool,
+    pub attempt_id: Uuid,
+    pub locker_bank_id: Option<Uuid>,
+    /// Username and the client id the locker must connect with.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A reason code when `ok` is false (see docs/mqtt.md).
+    pub error: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl Reply {
+    fn refused(
+        attempt_id: Uuid,
+        bank_id: Option<Uuid>,
+        reason: &str,
+        detail: Option<String>,
+    ) -> Self {
+        Reply {
+            v: REPLY_VERSION,
+            ok: false,
+            attempt_id,
+            locker_bank_id: bank_id,
+            username: None,
+            password: None,
+            error: Some(reason.to_string()),
+            detail,
+        }
+    }
+}
+
+/// The broker username (and bound client id) of a bank.
+pub fn username_of(bank_id: Uuid) -> String {
+    format!("locker-{bank_id}")
+}
+
+/// Why an attempt was refused before any credentials existed.
+struct Refusal {
+    bank_id: Option<Uuid>,
+    reason: &'static str,
+    detail: Option<String>,
+}
+
+struct Admitted {
+    bank_id: Uuid,
+    tenant_id: Uuid,
+}
+
+/// Runs one provisioning attempt to its end and returns the reply that was
+/// (or could not be) delivered. Every path ends in an event: delivered, or
+/// `LockerProvisioningFailed` with a reason.
+pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
+    let attempt_id = Uuid::now_v7();
+    let span = tracing::info_span!("provisioning", %attempt_id, serial = %reg.serial, client_id = %reg.client_id);
+    let _enter = span.enter();
+    let admitted = match admit(s, &reg, attempt_id).await? {
+        Ok(a) => a,
+        Err(refusal) => {
+            tracing::warn!(reason = refusal.reason, detail = ?refusal.detail, "provisioning refused");
+            metrics::counter!("lockstep_provisioning_total", "outcome" => refusal.reason)
+                .increment(1);
+            let reply = Reply::refused(attempt_id, refusal.bank_id, refusal.reason, refusal.detail);
+            deliver(s, &reg.client_id, &reply).await;
+            return Ok(reply);
+        }
+    };
+    let Admitted { bank_id, tenant_id } = admitted;
+    let meta = Metadata::system(tenant_id, attempt_id);
+    let fail = |reason: &'static str, detail: String| DomainEvent::LockerProvisioningFailed {
+        bank_id: Some(bank_id),
+        tenant_id: Some(tenant_id),
+        attempt_id,
+        serial: reg.serial.clone(),
+        reason: reason.into(),
+        detail: Some(detail),
+    };
+
+    let account = LockerAccount {
+        bank_id,
+        username: username_of(bank_id),
+        password: random_secret("", 40),
+    };
+    if let Err(e) = s.gateway.create_account(&account).await {
+        tracing::error!(error = %e, "creating the locker's broker account failed");
+        record(s, bank_id, vec![fail("broker_error", e.0.clone())], &meta).await?;
+        metrics::counter!("lockstep_provisioning_total", "outcome" => "broker_error").increment(1);
+        let reply = Reply::refused(attempt_id, Some(bank_id), "broker_error", None);
+        deliver(s, &reg.client_id, &reply).await;
+        return Ok(reply);
+    }
+    store_account(s, &account).await?;
+    record(
+        s,
+        bank_id,
+        vec![DomainEvent::LockerCredentialsCreated {
+            bank_id,
+            tenant_id,
+            attempt_id,
+            username: account.username.clone(),
+        }],
+        &meta,
+    )
+    .await?;
+
+    let reply = Reply {
+        v: REPLY_VERSION,
+        ok: true,
+        attempt_id,
+        locker_bank_id: Some(bank_id),
+        username: Some(account.username.clone()),
+        password: Some(account.password.clone()),
+        error: None,
+        detail: None,
+    };
+    let bytes = serde_json::to_vec(&reply).map_err(|e| CoreError::Invalid(e.to_string()))?;
+    match s.gateway.deliver_reply(&reg.client_id, &bytes).await {
+        Ok(()) => {
+            record(
+                s,
+                bank_id,
+                vec![DomainEvent::LockerCredentialsDelivered {
+                    bank_id,
+                    tenant_id,
+                    attempt_id,
+                }],
+                &meta,
+            )
+            .await?;
+            metrics::counter!("lockstep_provisioning_total", "outcome" => "delivered").increment(1);
+            tracing::info!(%bank_id, "credentials delivered");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "delivering the credentials failed");
+            record(s, bank_id, vec![fail("delivery_failed", e.0)], &meta).await?;
+            metrics::counter!("lockstep_provisioning_total", "outcome" => "delivery_failed")
+                .increment(1);
+        }
+    }
+    Ok(reply)
+}
+
+async fn deliver(s: &Services, client_id: &str, reply: &Reply) {
+    match serde_json::to_vec(reply) {
+        Ok(bytes) => {
+            if let Err(e) = s.gateway.deliver_reply(client_id, &bytes).await {
+                tracing::warn!(error = %e, "the refusal could not be delivered");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "serialising a reply failed"),
+    }
+}
+
+/// Appends `events` at the bank's head, retrying on conflicts.
+async fn record(
+    s: &Services,
+    bank_id: Uuid,
+    events: Vec<DomainEvent>,
+    meta: &Metadata,
+) -> CoreResult<()> {
+    for _ in 0..store::MAX_RETRIES {
+        let tx = begin_write(&s.db).await?;
+        let written = store::commit_at_head(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            events.clone(),
+            meta,
+            now_ms(),
+        )
+        .await?;
+        if written.is_some() {
+            return Ok(());
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// Keeps a hash of the locker's secret (the embedded broker checks logins
+/// against it) and re-enables the account.
+async fn store_account(s: &Services, account: &LockerAccount) -> CoreResult<()> {
+    let hash = hash_token(&account.password);
+    sqlx::query(
+        "INSERT INTO broker_accounts (username, bank_id, secret_hash, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (username) DO UPDATE SET secret_hash = excluded.secret_hash, disabled_at = NULL",
+    )
+    .bind(&account.username)
+    .bind(account.bank_id.to_string())
+    .bind(hash)
+    .bind(now_ms())
+    .execute(&s.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether `username`/`password` is a live locker account and `client_id`
+/// the one bound to it (the embedded broker's login check).
+pub async fn check_locker_login(
+    s: &Services,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> CoreResult<bool> {
+    if client_id != username {
+        return Ok(false);
+    }
+    let row = sqlx::query(
+        "SELECT secret_hash FROM broker_accounts WHERE username = $1 AND disabled_at IS NULL",
+    )
+    .bind(username)
+    .fetch_optional(&s.db.pool)
+    .await?;
+    Ok(match row {
+        Some(row) => {
+            let stored: String = row.try_get("secret_hash")?;
+            let given = hash_token(password);
+            // Both are hex SHA-256 digests of equal length.
+            stored.len() == given.len()
+                && stored
+                    .bytes()
+                    .zip(given.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+        None => false,
+    })
+}
+
+/// Decides whether the attempt may go on, recording `...Requested` and
+/// `...Validated` (or `...Failed`) in one transaction.
+async fn admit(
+    s: &Services,
+    reg: &Registration,
+    attempt_id: Uuid,
+) -> CoreResult<Result<Admitted, Refusal>> {
+    let mut last_err = None;
+    for _ in 0..store::MAX_RETRIES {
+        match try_admit(s, reg, attempt_id).await {
+            Ok(outcome) => return Ok(outcome),
+            // Another attempt for the same serial won the race: look again.
+            Err(CoreError::VersionConflict { .. }) => last_err = None,
+            Err(CoreError::Database(e)) if CoreError::is_unique_violation(&e) => {
+                last_err = Some(CoreError::Database(e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| CoreError::Conflict("provisioning kept conflicting".into())))
+}
+
+async fn try_admit(
+    s: &Services,
+    reg: &Registration,
+    attempt_id: Uuid,
+) -> CoreResult<Result<Admitted, Refusal>> {
+    let now = now_ms();
+    let mut tx = begin_write(&s.db).await?;
+    let bank = sqlx::query("SELECT id, tenant_id, state FROM locker_banks WHERE serial = $1")
+        .bind(&reg.serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let key_tenant = match &reg.provisioning_key {
+        Some(key) => Some(key_tenant(&mut tx, key, now).await?),
+        None => None,
+    };
+    let requested = |bank_id, tenant_id, via_key| DomainEvent::LockerProvisioningRequested {
+        bank_id,
+        tenant_id,
+        attempt_id,
+        client_id: reg.client_id.clone(),
+        model: reg.model.clone(),
+        firmware: reg.firmware.clone(),
+        via_key,
+    };
+    let refuse = |bank_id, tenant_id, reason: &'static str, detail: Option<String>| {
+        (
+            DomainEvent::LockerProvisioningFailed {
+                bank_id,
+                tenant_id,
+                attempt_id,
+                serial: reg.serial.clone(),
+                reason: reason.into(),
+                detail: detail.clone(),
+            },
+            Refusal {
+                bank_id,
+                reason,
+                detail,
+            },
+        )
+    };
+
+    let (bank_id, tenant_id, mut events, refusal) = match (bank, key_tenant) {
+        (Some(row), key) => {
+            let bank_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
+            let state: String = row.try_get("state")?;
+            let via_key = matches!(key, Some(Some(_)));
+            let mut events = vec![requested(bank_id, tenant_id, via_key)];
+            let refusal = match (state.as_str(), key) {
+                ("provisioned", _) => Some(refuse(
+                    Some(bank_id),
+                    Some(tenant_id),
+                    "already_provisioned",
+                    Some("this locker bank is provisioned; an admin must reset it first".into()),
+                )),
+                ("decommissioned", _) => Some(refuse(
+                    Some(bank_id),
+                    Some(tenant_id),
+                    "decommissioned",
+                    None,
+                )),
+                (_, Some(None)) => {
+                    Some(refuse(Some(bank_id), Some(tenant_id), "invalid_key", None))
+                }
+                (_, Some(Some(t))) if t != tenant_id => Some(refuse(
+                    Some(bank_id),
+                    Some(tenant_id),
+                    "invalid_key",
+                    Some("the key belongs to another tenant".into()),
+                )),
+                _ => None,
+            };
+            match refusal {
+                Some((failed, refusal)) => {
+                    events.push(failed);
+                    (Some(bank_id), Some(tenant_id), events, Some(refusal))
+                }
+                None => (Some(bank_id), Some(tenant_id), events, None),
+            }
+        }
+        (None, Some(Some(tenant_id))) => {
+            // A new bank, admitted by the tenant's key.
+            let new = NewBank {
+                serial: reg.serial.clone(),
+                name: reg.name.clone().unwrap_or_else(|| reg.serial.clone()),
+                location: None,
+                compartments: reg.compartments.clone(),
+            };
+            let bank_id = Uuid::now_v7();
+            let checked = lockers::check_text("serial", &new.serial, 64)
+                .and_then(|serial| Ok((serial, lockers::check_text("name", &new.name, 120)?)))
+                .and_then(|(serial, name)| Ok((serial, name, lockers::validate(&new)?)));
+            match checked {
+                Ok((serial, name, compartments)) => (
+                    Some(bank_id),
+                    Some(tenant_id),
+                    vec![
+                        DomainEvent::LockerBankRegistered {
+                            bank_id,
+                            tenant_id,
+                            serial,
+                            name,
+                            location: None,
+                            compartments,
+                        },
+                        requested(bank_id, tenant_id, true),
+                    ],
+                    None,
+                ),
+                Err(e) => {
+                    let (failed, refusal) = refuse(
+                        None,
+                        Some(tenant_id),
+                        "invalid_registration",
+                        Some(e.to_string()),
+                    );
+                    (None, Some(tenant_id), vec![failed], Some(refusal))
+                }
+            }
+        }
+        (None, Some(None)) => {
+            let (failed, refusal) = refuse(None, None, "invalid_key", None);
+            (None, None, vec![failed], Some(refusal))
+        }
+        (None, None) => {
+            let (failed, refusal) = refuse(
+                None,
+                None,
+                "unknown_serial",
+                Some("no locker bank has this serial and no provisioning key was given".into()),
+            );
+            (None, None, vec![failed], Some(refusal))
+        }
+    };
+    if refusal.is_none() {
+        if let (Some(bank_id), Some(tenant_id)) = (bank_id, tenant_id) {
+            events.push(DomainEvent::LockerProvisioningValidated {
+                bank_id,
+                tenant_id,
+                attempt_id,
+            });
+        }
+    }
+    // An attempt that names no bank is its own stream.
+    let (aggregate_type, aggregate) = match bank_id {
+        Some(id) => ("locker_bank", id),
+        None => ("provisioning_attempt", attempt_id),
+    };
+    let meta = Metadata::system(tenant_id.unwrap_or(Uuid::nil()), attempt_id);
+    let version = store::stream_version(&mut tx, aggregate).await?;
+    let written = store::append_live(
+        &mut tx,
+        s.mode(),
+        aggregate_type,
+        aggregate,
+        version,
+        events,
+        &meta,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    s.published(&written);
+    Ok(match (refusal, bank_id, tenant_id) {
+        (None, Some(bank_id), Some(tenant_id)) => Ok(Admitted { bank_id, tenant_id }),
+        (Some(r), _, _) => Err(r),
+        _ => Err(Refusal {
+            bank_id,
+            reason: "internal",
+            detail: None,
+        }),
+    })
+}
+
+/// `Some(tenant)` for a live key, `None` for an unknown, revoked or expired one.
+async fn key_tenant(
+    conn: &mut sqlx::AnyConnection,
+    key: &str,
+    now: i64,
+) -> CoreResult<Option<Uuid>> {
+    if !key.starts_with(KEY_PREFIX) || key.len() > 100 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT tenant_id FROM provisioning_keys WHERE key_hash = $1 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(hash_token(key))
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| parse_uuid(&r.try_get::<String, _>("tenant_id")?))
+        .transpose()
+}
+
+/// A provisioning key as listed (never with its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Creates a provisioning key for the caller's tenant (admin); the secret
+/// is returned once.
+pub async fn create_key(
+    s: &Services,
+    caller: &Caller,
+    name: &str,
+    expires_at: Option<i64>,
+) -> CoreResult<(KeyView, String)> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins create provisioning keys".into(),
+        ));
+    }
+    let name = lockers::check_text("name", name, 120)?;
+    let now = now_ms();
+    if expires_at.is_some_and(|e| e <= now) {
+        return Err(CoreError::Invalid(
+            "expires_at must be in the future".into(),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let secret = random_secret(KEY_PREFIX, 40);
+    sqlx::query(
+        "INSERT INTO provisioning_keys (id, tenant_id, name, key_hash, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.to_string())
+    .bind(caller.user.tenant_id.to_string())
+    .bind(&name)
+    .bind(hash_token(&secret))
+    .bind(caller.user.id.to_string())
+    .bind(now)
+    .bind(expires_at)
+    .execute(&s.db.pool)
+    .await?;
+    Ok((
+        KeyView {
+            id,
+            name,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        },
+        secret,
+    ))
+}
+
+pub async fn list_keys(s: &Services, caller: &Caller) -> CoreResult<Vec<KeyView>> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins see provisioning keys".into(),
+        ));
+    }
+    let rows = sqlx::query(
+        "SELECT id, name, created_at, expires_at, revoked_at FROM provisioning_keys \
+         WHERE tenant_id = $1 ORDER BY created_at",
+    )
+    .bind(caller.user.tenant_id.to_string())
+    .fetch_all(&s.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyView {
+                id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn revoke_key(s: &Services, caller: &Caller, id: Uuid) -> CoreResult<()> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins revoke provisioning keys".into(),
+        ));
+    }
+    let done = sqlx::query(
+        "UPDATE provisioning_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id.to_string())
+    .bind(caller.user.tenant_id.to_string())
+    .execute(&s.db.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Takes a bank out of service (admin): records `LockerDecommissioned`,
+/// whose reactor disables the broker account (kicking a connected locker).
+pub async fn decommission(
+    s: &Services,
+    caller: &Caller,
+    bank_id: Uuid,
+    reason: &str,
+) -> CoreResult<()> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins decommission locker banks".into(),
+        ));
+    }
+    let reason = lockers::check_text("reason", reason, 500)?;
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let row = sqlx::query("SELECT state FROM locker_banks WHERE id = $1 AND tenant_id = $2")
+            .bind(bank_id.to_string())
+            .bind(caller.user.tenant_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(CoreError::NotFound)?;
+        if row.try_get::<String, _>("state")? == "decommissioned" {
+            return Err(CoreError::Conflict(
+                "this locker bank is decommissioned".into(),
+            ));
+        }
+        let event = DomainEvent::LockerDecommissioned {
+            bank_id,
+            tenant_id: caller.user.tenant_id,
+            reason: reason.clone(),
+        };
+        let meta = caller.metadata();
+        if store::commit_at_head(s, tx, "locker_bank", bank_id, vec![event], &meta, now_ms())
+            .await?
+            .is_some()
+        {
+            tracing::info!(%bank_id, "locker bank decommissioned");
+            return Ok(());
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// The broker username to disable for a `LockerDecommissioned` event (also
+/// marks the stored account disabled, so the embedded broker refuses it).
+pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option<String>> {
+    let row = sqlx::query("SELECT aggregate_uuid FROM stored_events WHERE event_id = $1")
+        .bind(event_id.to_string())
+        .fetch_optional(&s.db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let bank_id = parse_uuid(&row.try_get::<String, _>("aggregate_uuid")?)?;
+    let username = username_of(bank_id);
+    sqlx::query(
+        "UPDATE broker_accounts SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&username)
+    .execute(&s.db.pool)
+    .await?;
+    Ok(Some(username))
+}

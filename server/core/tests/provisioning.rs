@@ -1,0 +1,342 @@
+//! Provisioning, keys, broker accounts and decommissioning, against the
+//! recording gateway, on SQLite and (with `LOCKSTEP_TEST_DATABASE_URL`)
+//! PostgreSQL. The same flow over a real Mosquitto is in the server's
+//! integration tests.
+
+use std::sync::Arc;
+
+use lockstep_core::{
+    accounts::{self, NewUser, Role, User},
+    caller::Caller,
+    channels::{self, Channel},
+    db::Db,
+    events::Actor,
+    lockers::{self, NewBank, NewCompartment},
+    now_ms,
+    provisioning::{self, Registration, Reply},
+    reactors::{self, RecordingGateway},
+    services::Services,
+    testing::{fresh_database, TestDb},
+    throttle::ThrottleConfig,
+};
+use uuid::Uuid;
+
+struct World {
+    _t: TestDb,
+    s: Services,
+    gateway: Arc<RecordingGateway>,
+    admin: Caller,
+}
+
+async fn user(db: &Db, email: &str, role: Role, tenant: &str) -> User {
+    accounts::add_user(
+        db,
+        NewUser {
+            email: email.into(),
+            name: None,
+            role,
+            tenant_name: tenant.into(),
+            password: "long-enough-password".into(),
+        },
+    )
+    .await
+    .expect("user")
+}
+
+async fn world() -> World {
+    let t = fresh_database().await;
+    let db = Db::open(&t.url).await.expect("db");
+    let gateway = Arc::new(RecordingGateway::default());
+    let s = Services::new(db.clone(), ThrottleConfig::default()).with_gateway(gateway.clone());
+    let u = user(&db, "admin@a.io", Role::Admin, "A").await;
+    let admin = Caller::new(u.clone(), Actor::User { id: u.id });
+    World {
+        _t: t,
+        s,
+        gateway,
+        admin,
+    }
+}
+
+fn compartments(n: i64) -> Vec<NewCompartment> {
+    (1..=n)
+        .map(|number| NewCompartment {
+            number,
+            size: "small".into(),
+            label: None,
+        })
+        .collect()
+}
+
+fn registration(serial: &str, key: Option<&str>) -> Registration {
+    Registration {
+        client_id: format!("prov-{}", Uuid::now_v7().simple()),
+        serial: serial.into(),
+        name: None,
+        model: Some("LX-4".into()),
+        firmware: Some("1.2.3".into()),
+        compartments: compartments(3),
+        provisioning_key: key.map(str::to_string),
+    }
+}
+
+async fn preregistered(w: &World) -> lockers::BankView {
+    lockers::register_bank(
+        &w.s,
+        &w.admin,
+        NewBank {
+            serial: format!("SN-{}", Uuid::now_v7().simple()),
+            name: "Lobby".into(),
+            location: None,
+            compartments: compartments(2),
+        },
+    )
+    .await
+    .expect("bank")
+}
+
+async fn bank_events(w: &World, bank_id: Uuid) -> Vec<String> {
+    let since = channels::since(&w.s.db, &Channel::LockerBank(bank_id), 0, 100)
+        .await
+        .expect("since");
+    since.events.iter().map(|e| e.event.clone()).collect()
+}
+
+async fn state(w: &World, bank_id: Uuid) -> String {
+    lockers::get_bank(&w.s, w.admin.user.tenant_id, bank_id)
+        .await
+        .expect("get")
+        .expect("bank")
+        .state
+}
+
+#[tokio::test]
+async fn a_preregistered_locker_provisions_step_by_step_and_its_first_heartbeat_completes_it() {
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    let reg = registration(&bank.serial, None);
+    let reply = provisioning::provision(&w.s, reg.clone())
+        .await
+        .expect("provision");
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.locker_bank_id, Some(bank.id));
+    let username = reply.username.clone().expect("username");
+    let password = reply.password.clone().expect("password");
+    assert_eq!(username, format!("locker-{}", bank.id));
+
+    // The reply went to the locker's own reply topic, and says the same.
+    let replies = w.gateway.replies();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, reg.client_id);
+    let sent: Reply = serde_json::from_slice(&replies[0].1).expect("reply json");
+    assert_eq!(sent, reply);
+    assert_eq!(w.gateway.accounts()[0].username, username);
+
+    // Every step is on the bank's channel, in order.
+    assert_eq!(
+        bank_events(&w, bank.id).await,
+        [
+            "LockerBankRegistered",
+            "LockerProvisioningRequested",
+            "LockerProvisioningValidated",
+            "LockerCredentialsCreated",
+            "LockerCredentialsDelivered"
+        ]
+    );
+    assert_eq!(state(&w, bank.id).await, "credentials_delivered");
+
+    // The stored account admits exactly this client id and secret.
+    assert!(
+        provisioning::check_locker_login(&w.s, &username, &username, &password)
+            .await
+            .expect("login")
+    );
+    assert!(
+        !provisioning::check_locker_login(&w.s, "other-id", &username, &password)
+            .await
+            .expect("login")
+    );
+    assert!(
+        !provisioning::check_locker_login(&w.s, &username, &username, "guess")
+            .await
+            .expect("login")
+    );
+
+    lockers::heartbeat(&w.s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+    assert_eq!(state(&w, bank.id).await, "provisioned");
+    let events = bank_events(&w, bank.id).await;
+    assert_eq!(
+        &events[5..],
+        ["LockerWasProvisioned", "DeviceStatusChanged"]
+    );
+
+    // Provisioned: a second registration for the serial is refused, and the
+    // bank stays provisioned.
+    let again = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert_eq!(again.error.as_deref(), Some("already_provisioned"));
+    assert!(again.password.is_none());
+    assert_eq!(state(&w, bank.id).await, "provisioned");
+    assert_eq!(w.gateway.accounts().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_registration_reuses_the_bank_and_account_with_a_fresh_secret() {
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    let first = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("first");
+    let second = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("second");
+    assert!(first.ok && second.ok);
+    assert_eq!(first.locker_bank_id, second.locker_bank_id);
+    assert_eq!(first.username, second.username);
+    let user = second.username.clone().expect("user");
+    assert!(provisioning::check_locker_login(
+        &w.s,
+        &user,
+        &user,
+        second.password.as_deref().expect("pw")
+    )
+    .await
+    .expect("login"));
+    assert!(
+        !provisioning::check_locker_login(
+            &w.s,
+            &user,
+            &user,
+            first.password.as_deref().expect("pw")
+        )
+        .await
+        .expect("login"),
+        "the first secret is replaced"
+    );
+    let banks = lockers::list_banks(&w.s, w.admin.user.tenant_id)
+        .await
+        .expect("banks");
+    assert_eq!(banks.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_serials_need_a_live_key_of_the_tenant() {
+    let w = world().await;
+    let refused = provisioning::provision(&w.s, registration("SN-NEW-1", None))
+        .await
+        .expect("provision");
+    assert_eq!(refused.error.as_deref(), Some("unknown_serial"));
+    assert_eq!(refused.locker_bank_id, None);
+    let forged = provisioning::provision(&w.s, registration("SN-NEW-1", Some("lpk_forged")))
+        .await
+        .expect("provision");
+    assert_eq!(forged.error.as_deref(), Some("invalid_key"));
+    assert!(w.gateway.accounts().is_empty());
+    // Refusals are delivered too, so the locker knows.
+    assert_eq!(w.gateway.replies().len(), 2);
+
+    let (key, secret) = provisioning::create_key(&w.s, &w.admin, "factory line 1", None)
+        .await
+        .expect("key");
+    let ok = provisioning::provision(&w.s, registration("SN-NEW-1", Some(&secret)))
+        .await
+        .expect("provision");
+    assert!(ok.ok, "{ok:?}");
+    let bank_id = ok.locker_bank_id.expect("bank");
+    let bank = lockers::get_bank(&w.s, w.admin.user.tenant_id, bank_id)
+        .await
+        .expect("get")
+        .expect("bank in the key's tenant");
+    assert_eq!(bank.serial, "SN-NEW-1");
+    assert_eq!(bank.compartments.len(), 3);
+
+    // Invalid compartments are refused with a reason, and nothing is created.
+    let mut bad = registration("SN-NEW-2", Some(&secret));
+    bad.compartments[1].number = 1;
+    let r = provisioning::provision(&w.s, bad).await.expect("provision");
+    assert_eq!(r.error.as_deref(), Some("invalid_registration"));
+    assert!(r.detail.unwrap_or_default().contains("appears twice"));
+
+    provisioning::revoke_key(&w.s, &w.admin, key.id)
+        .await
+        .expect("revoke");
+    let revoked = provisioning::provision(&w.s, registration("SN-NEW-3", Some(&secret)))
+        .await
+        .expect("provision");
+    assert_eq!(revoked.error.as_deref(), Some("invalid_key"));
+    assert_eq!(
+        lockers::list_banks(&w.s, w.admin.user.tenant_id)
+            .await
+            .expect("banks")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_broker_failure_ends_in_a_visible_failed_state() {
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    w.gateway.fail_next(1);
+    let reply = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert_eq!(reply.error.as_deref(), Some("broker_error"));
+    assert!(reply.password.is_none());
+    assert_eq!(state(&w, bank.id).await, "provisioning_failed");
+    assert_eq!(
+        bank_events(&w, bank.id).await.last().map(String::as_str),
+        Some("LockerProvisioningFailed")
+    );
+    // The locker retries and succeeds.
+    let retry = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert!(retry.ok);
+    assert_eq!(state(&w, bank.id).await, "credentials_delivered");
+}
+
+#[tokio::test]
+async fn decommissioning_disables_the_account_and_silences_the_locker() {
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    let reply = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    let user = reply.username.clone().expect("user");
+    let password = reply.password.clone().expect("password");
+    lockers::heartbeat(&w.s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+
+    provisioning::decommission(&w.s, &w.admin, bank.id, "end of lease")
+        .await
+        .expect("decommission");
+    reactors::run_outbox_once(&w.s, now_ms())
+        .await
+        .expect("outbox");
+    assert_eq!(w.gateway.disabled(), [user.clone()]);
+    assert!(
+        !provisioning::check_locker_login(&w.s, &user, &user, &password)
+            .await
+            .expect("login")
+    );
+    assert_eq!(state(&w, bank.id).await, "decommissioned");
+    assert_eq!(
+        lockers::heartbeat(&w.s, bank.id, now_ms())
+            .await
+            .expect("heartbeat"),
+        None,
+        "a decommissioned bank's heartbeats are refused"
+    );
+    let again = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert_eq!(again.error.as_deref(), Some("decommissioned"));
+    assert!(provisioning::decommission(&w.s, &w.admin, bank.id, "twice")
+        .await
+        .is_err());
+}
