@@ -11,6 +11,7 @@ export LOCKSTEP_ADDR="127.0.0.1:${E2E_PORT:-3100}"
 export LOCKSTEP_ADMIN_EMAIL="admin@e2e.test"
 export LOCKSTEP_ADMIN_PASSWORD="admin-e2e-password"
 export LOCKSTEP_OPEN_TIMEOUT_SECS=3
+export LOCKSTEP_MQTT=off
 export LEPTOS_ENV=PROD
 export LEPTOS_SITE_ROOT="$root/target/site"
 "$bin" migrate

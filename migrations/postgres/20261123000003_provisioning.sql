@@ -31,3 +31,10 @@ CREATE TABLE broker_accounts (
     created_at   BIGINT NOT NULL,
     disabled_at  BIGINT
 );
+
+-- Secrets the server generates for itself on first use (e.g. the key that
+-- derives locker passwords, so a retried registration gets the same one).
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);

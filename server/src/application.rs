@@ -31,7 +31,7 @@ use tower_sessions::{
 
 use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
-    config::ServeConfig,
+    config::{MqttMode, ServeConfig},
     guards,
     metrics::{self, count_rejection},
     mqtt,
@@ -67,6 +67,8 @@ pub struct Application {
     router: Router,
     services: Services,
     mqtt: Option<tokio::task::JoinHandle<()>>,
+    /// The in-process broker, when one was started.
+    pub embedded_broker: Option<mqtt::embedded::EmbeddedBroker>,
     pub admin: AdminBootstrap,
 }
 
@@ -115,16 +117,45 @@ impl Application {
 
         let mut services =
             Services::new(db.clone(), config.throttle()).with_settings(config.core());
-        let mqtt = match config.mqtt_url.as_deref().filter(|u| !u.trim().is_empty()) {
-            Some(url) => {
-                let mqtt_config =
+        let mut embedded = None;
+        let mqtt = match (
+            config.mqtt_url.as_deref().filter(|u| !u.trim().is_empty()),
+            config.mqtt,
+        ) {
+            (Some(url), _) => {
+                let mut mqtt_config =
                     mqtt::parse_url(url, &config.mqtt_client_id).map_err(StartError::Mqtt)?;
-                let (gateway, task) = mqtt::start(mqtt_config, services.clone());
+                mqtt_config.dynsec = config.mqtt_dynsec;
+                let (gateway, connection) = mqtt::start(mqtt_config);
                 services = services.with_gateway(gateway);
-                Some(task)
+                Some(connection.spawn(services.clone()))
             }
-            None => {
-                tracing::warn!("no MQTT_URL: open commands are recorded, not sent to lockers");
+            (None, MqttMode::Embedded) => {
+                // The broker's login check needs the services; the gateway
+                // is swapped in after, on the same shared state.
+                let broker = mqtt::embedded::start(
+                    config.mqtt_embedded_addr,
+                    config.provisioning_password.clone(),
+                    services.clone(),
+                )
+                .map_err(StartError::Mqtt)?;
+                let mqtt_config = mqtt::MqttConfig {
+                    host: broker.addr.ip().to_string(),
+                    port: broker.addr.port(),
+                    username: Some(mqtt::embedded::BRIDGE_USER.into()),
+                    password: Some(broker.bridge_password.clone()),
+                    client_id: config.mqtt_client_id.clone(),
+                    ack_timeout: Duration::from_secs(10),
+                    dynsec: false,
+                    shared: false,
+                };
+                let (gateway, connection) = mqtt::start(mqtt_config);
+                services = services.with_gateway(gateway);
+                embedded = Some(broker);
+                Some(connection.spawn(services.clone()))
+            }
+            (None, MqttMode::Off) => {
+                tracing::warn!("MQTT off: open commands are recorded, not sent to lockers");
                 None
             }
         };
@@ -150,6 +181,7 @@ impl Application {
             router,
             services,
             mqtt,
+            embedded_broker: embedded,
             admin,
         })
     }

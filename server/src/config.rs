@@ -13,6 +13,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the server reaches lockers when `MQTT_URL` is unset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum MqttMode {
+    /// Start an in-process broker (see docs/mqtt.md for what it enforces).
+    #[default]
+    Embedded,
+    /// No broker: open commands are recorded, not sent.
+    Off,
+}
+
 /// Where the data lives; shared by every subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct StorageArgs {
@@ -63,10 +73,35 @@ pub struct ServeConfig {
     /// once when unset.
     #[arg(long, env = "LOCKSTEP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
-    /// The MQTT broker (`mqtt://[user[:password]@]host[:port]`). Unset: no
-    /// broker; commands are recorded, not sent.
+    /// The MQTT broker (`mqtt://[user[:password]@]host[:port]`), normally
+    /// Mosquitto set up with deploy/mosquitto. Unset: see `--mqtt`.
     #[arg(long, env = "MQTT_URL", hide_env_values = true)]
     pub mqtt_url: Option<String>,
+    /// Without MQTT_URL: `embedded` starts an in-process broker, `off` runs
+    /// with no broker (commands are recorded, not sent).
+    #[arg(long, env = "LOCKSTEP_MQTT", value_enum, default_value_t = MqttMode::Embedded)]
+    pub mqtt: MqttMode,
+    /// Where the embedded broker listens (not 1883, which a system
+    /// Mosquitto may hold).
+    #[arg(long, env = "MQTT_EMBEDDED_ADDR", default_value = "127.0.0.1:11883")]
+    pub mqtt_embedded_addr: SocketAddr,
+    /// The shared password lockers provision with on the embedded broker
+    /// (with Mosquitto it lives in the provisioning listener's password file).
+    #[arg(
+        long,
+        env = "LOCKSTEP_PROVISIONING_PASSWORD",
+        default_value = "lockstep-provisioning",
+        hide_env_values = true
+    )]
+    pub provisioning_password: String,
+    /// Manage locker accounts through Mosquitto's dynamic-security plugin
+    /// (with MQTT_URL).
+    #[arg(long, env = "MQTT_DYNSEC", action = clap::ArgAction::Set, default_value_t = true)]
+    pub mqtt_dynsec: bool,
+    /// Start a few simulated locker banks in-process (with the embedded
+    /// broker), so there is something live to look at.
+    #[arg(long, env = "LOCKSTEP_DEMO", default_value_t = false)]
+    pub demo: bool,
     /// The server's MQTT client id (its persistent session).
     #[arg(long, env = "MQTT_CLIENT_ID", default_value = "lockstep-server")]
     pub mqtt_client_id: String,
@@ -121,6 +156,11 @@ impl ServeConfig {
             admin_email: "admin@lockstep.test".into(),
             admin_password: Some("admin-password-123".into()),
             mqtt_url: None,
+            mqtt: MqttMode::Off,
+            mqtt_embedded_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            provisioning_password: "provisioning-test-password".into(),
+            mqtt_dynsec: true,
+            demo: false,
             mqtt_client_id: format!("lockstep-test-{}", uuid::Uuid::now_v7().simple()),
             open_timeout_secs: 20,
             offline_after_secs: 90,

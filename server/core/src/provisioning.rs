@@ -12,9 +12,11 @@
 //! Who may provision: a bank pre-registered by serial, or, for an unknown
 //! serial, a locker presenting a valid provisioning key of a tenant (the
 //! bank is then registered with what the locker reported). A bank that is
-//! provisioned or decommissioned cannot be provisioned again; a retry
-//! before that (the locker lost the reply) gets fresh credentials for the
-//! same account.
+//! provisioned or decommissioned cannot be provisioned again. Before that,
+//! a retry from the same client id gets the same credentials again (the
+//! password is derived from the session, see [`locker_password`]); a
+//! registration from a new session rotates the password of the same
+//! account.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -134,7 +136,7 @@ pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
     let account = LockerAccount {
         bank_id,
         username: username_of(bank_id),
-        password: random_secret("", 40),
+        password: locker_password(s, bank_id, &reg.client_id).await?,
     };
     if let Err(e) = s.gateway.create_account(&account).await {
         tracing::error!(error = %e, "creating the locker's broker account failed");
@@ -232,6 +234,35 @@ async fn record(
     Err(CoreError::Conflict(format!(
         "locker bank {bank_id} kept changing"
     )))
+}
+
+/// The locker's password for this provisioning session: an HMAC of the
+/// bank and the locker's client id under a server secret. A registration
+/// retried by the same session (the locker missed the reply) gets the same
+/// password, so two replies never disagree; a new session rotates it.
+async fn locker_password(s: &Services, bank_id: Uuid, client_id: &str) -> CoreResult<String> {
+    use hmac::{Hmac, Mac};
+    let key = server_secret(s, "locker_password_key").await?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .map_err(|e| CoreError::Invalid(e.to_string()))?;
+    mac.update(format!("{bank_id}:{client_id}").as_bytes());
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A random secret the server made for itself, created on first use.
+async fn server_secret(s: &Services, name: &str) -> CoreResult<String> {
+    sqlx::query(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(random_secret("", 64))
+    .execute(&s.db.pool)
+    .await?;
+    let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+        .bind(name)
+        .fetch_one(&s.db.pool)
+        .await?;
+    Ok(row.try_get("value")?)
 }
 
 /// Keeps a hash of the locker's secret (the embedded broker checks logins

@@ -187,9 +187,18 @@ async fn a_preregistered_locker_provisions_step_by_step_and_its_first_heartbeat_
 async fn a_retried_registration_reuses_the_bank_and_account_with_a_fresh_secret() {
     let w = world().await;
     let bank = preregistered(&w).await;
-    let first = provisioning::provision(&w.s, registration(&bank.serial, None))
+    let reg = registration(&bank.serial, None);
+    let first = provisioning::provision(&w.s, reg.clone())
         .await
         .expect("first");
+    // The same session asking again (it missed the reply) gets the same
+    // credentials: two replies never disagree.
+    let retry = provisioning::provision(&w.s, reg).await.expect("retry");
+    assert_eq!(
+        (&retry.username, &retry.password),
+        (&first.username, &first.password)
+    );
+    // A new session rotates the secret of the same account.
     let second = provisioning::provision(&w.s, registration(&bank.serial, None))
         .await
         .expect("second");
@@ -318,7 +327,7 @@ async fn decommissioning_disables_the_account_and_silences_the_locker() {
     reactors::run_outbox_once(&w.s, now_ms())
         .await
         .expect("outbox");
-    assert_eq!(w.gateway.disabled(), [user.clone()]);
+    assert_eq!(w.gateway.disabled(), std::slice::from_ref(&user));
     assert!(
         !provisioning::check_locker_login(&w.s, &user, &user, &password)
             .await

@@ -12,9 +12,16 @@
 //!   `opens::record_result`. Anything malformed, on a wrong topic, or for a
 //!   command of another locker is refused, logged with its reason and
 //!   counted; nothing panics.
+//! - Registrations come from `$share/lockstep/provisioning/register` and
+//!   run `provisioning::provision` (bounded concurrency); the locker's
+//!   broker account is made through Mosquitto's dynamic-security plugin
+//!   (`$CONTROL/dynamic-security/v1`, answers matched by correlationData)
+//!   when `dynsec` is on, and the reply goes to
+//!   `provisioning/{client_id}/reply` at QoS 1.
 //! - The session is persistent (clean session off) and the connection is
 //!   retried with backoff; subscriptions are renewed on every CONNACK.
 
+pub mod embedded;
 pub mod payloads;
 
 use std::{
@@ -25,18 +32,27 @@ use std::{
 
 use async_trait::async_trait;
 use lockstep_core::{
+    lockers::NewCompartment,
     now_ms, opens,
-    reactors::{GatewayError, LockerGateway, OpenCommand},
+    provisioning::{self, Registration},
+    reactors::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
     Services,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::metrics::count_rejection;
-use payloads::{parse_status, parse_topic, CommandPayload, CommandResult, VERSION};
+use payloads::{parse_register, parse_status, parse_topic, CommandPayload, CommandResult, VERSION};
 
 pub const STATUS_FILTER: &str = "$share/lockstep/locker/+/status";
 pub const STATE_FILTER: &str = "$share/lockstep/locker/+/state";
+pub const REGISTER_FILTER: &str = "$share/lockstep/provisioning/register";
+pub const REGISTER_TOPIC: &str = "provisioning/register";
+pub const DYNSEC_TOPIC: &str = "$CONTROL/dynamic-security/v1";
+pub const DYNSEC_RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
+/// Registrations handled at once (each is a few short transactions).
+const PROVISIONING_CONCURRENCY: usize = 16;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -48,6 +64,12 @@ pub struct MqttConfig {
     pub client_id: String,
     /// How long `send_open` waits for the broker's PUBACK.
     pub ack_timeout: Duration,
+    /// Manage locker accounts through Mosquitto's dynamic-security plugin.
+    pub dynsec: bool,
+    /// Subscribe through `$share/lockstep/...` so several server processes
+    /// split the inbound messages (off for the embedded broker, which has
+    /// one server and does not match wildcards in shared filters).
+    pub shared: bool,
 }
 
 /// Parses `mqtt://[user[:password]@]host[:port]`.
@@ -89,6 +111,8 @@ pub fn parse_url(url: &str, client_id: &str) -> Result<MqttConfig, String> {
         password,
         client_id: client_id.to_string(),
         ack_timeout: Duration::from_secs(10),
+        dynsec: true,
+        shared: true,
     })
 }
 
@@ -99,26 +123,73 @@ struct Pending {
     by_pkid: HashMap<u16, oneshot::Sender<()>>,
 }
 
+/// Dynamic-security requests waiting for their response, by correlationData.
+type DynsecWaiters = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<Value>>>>>;
+
 pub struct MqttGateway {
     client: AsyncClient,
     pending: Arc<Mutex<Pending>>,
+    dynsec_waiters: DynsecWaiters,
     publish_order: tokio::sync::Mutex<()>,
     ack_timeout: Duration,
+    dynsec: bool,
 }
 
-#[async_trait]
-impl LockerGateway for MqttGateway {
-    async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError> {
-        let payload = CommandPayload {
-            v: VERSION,
-            command_id: command.command_id,
-            action: "open".into(),
-            compartment: command.compartment,
-            issued_at: command.issued_at,
-            expires_at: command.expires_at,
+/// The ACLs of a locker's own role: its state and status out, its
+/// commands in, nothing else.
+fn locker_acls(bank_id: uuid::Uuid) -> Value {
+    let t = |kind: &str, topic: String| json!({"acltype": kind, "topic": topic, "allow": true, "priority": 0});
+    json!([
+        t("publishClientSend", format!("locker/{bank_id}/state")),
+        t("publishClientSend", format!("locker/{bank_id}/status")),
+        t("subscribeLiteral", format!("locker/{bank_id}/command")),
+        t("publishClientReceive", format!("locker/{bank_id}/command")),
+        t("unsubscribeLiteral", format!("locker/{bank_id}/command")),
+    ])
+}
+
+impl MqttGateway {
+    /// Sends dynamic-security commands and returns their responses.
+    async fn dynsec(&self, mut commands: Vec<Value>) -> Result<Vec<Value>, GatewayError> {
+        let correlation = uuid::Uuid::now_v7().to_string();
+        for c in &mut commands {
+            c["correlationData"] = json!(correlation);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.dynsec_waiters
+            .lock()
+            .map_err(|_| GatewayError("poisoned".into()))?
+            .insert(correlation.clone(), tx);
+        let body = serde_json::to_vec(&json!({ "commands": commands }))
+            .map_err(|e| GatewayError(e.to_string()))?;
+        let sent = self.publish_acked(DYNSEC_TOPIC.to_string(), body).await;
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(self.ack_timeout, rx).await,
+            Err(e) => {
+                self.forget_waiter(&correlation);
+                return Err(e);
+            }
         };
-        let bytes = serde_json::to_vec(&payload).map_err(|e| GatewayError(e.to_string()))?;
-        let topic = format!("locker/{}/command", command.locker_bank_id);
+        match answer {
+            Ok(Ok(responses)) => Ok(responses),
+            _ => {
+                self.forget_waiter(&correlation);
+                Err(GatewayError(format!(
+                    "no answer from the broker's dynamic-security plugin within {:?}",
+                    self.ack_timeout
+                )))
+            }
+        }
+    }
+
+    fn forget_waiter(&self, correlation: &str) {
+        if let Ok(mut w) = self.dynsec_waiters.lock() {
+            w.remove(correlation);
+        }
+    }
+
+    /// Publishes at QoS 1 and returns once that very publish was PUBACKed.
+    async fn publish_acked(&self, topic: String, bytes: Vec<u8>) -> Result<(), GatewayError> {
         let (acked, ack) = oneshot::channel();
         {
             // The event loop reports publishes in the order they were
@@ -150,12 +221,106 @@ impl LockerGateway for MqttGateway {
     }
 }
 
-/// Connects (in the background) and returns the gateway and the task that
-/// drives the connection.
-pub fn start(
-    config: MqttConfig,
-    services: Services,
-) -> (Arc<MqttGateway>, tokio::task::JoinHandle<()>) {
+/// The error of a dynamic-security response, if any.
+fn dynsec_error(response: &Value) -> Option<&str> {
+    response.get("error").and_then(Value::as_str)
+}
+
+#[async_trait]
+impl LockerGateway for MqttGateway {
+    async fn send_open(&self, command: &OpenCommand) -> Result<(), GatewayError> {
+        let payload = CommandPayload {
+            v: VERSION,
+            command_id: command.command_id,
+            action: "open".into(),
+            compartment: command.compartment,
+            issued_at: command.issued_at,
+            expires_at: command.expires_at,
+        };
+        let bytes = serde_json::to_vec(&payload).map_err(|e| GatewayError(e.to_string()))?;
+        self.publish_acked(format!("locker/{}/command", command.locker_bank_id), bytes)
+            .await
+    }
+
+    async fn create_account(&self, account: &LockerAccount) -> Result<(), GatewayError> {
+        if !self.dynsec {
+            // The embedded broker checks logins against the stored hash.
+            return Ok(());
+        }
+        let name = &account.username;
+        let responses = self
+            .dynsec(vec![
+                json!({"command": "createRole", "rolename": name, "acls": locker_acls(account.bank_id)}),
+                json!({"command": "createClient", "username": name, "password": account.password,
+                       "clientid": name, "roles": [{"rolename": name}]}),
+            ])
+            .await?;
+        let errors: Vec<&str> = responses.iter().filter_map(dynsec_error).collect();
+        let client_exists = errors.contains(&"Client already exists");
+        if let Some(other) = errors
+            .iter()
+            .find(|e| **e != "Client already exists" && **e != "Role already exists")
+        {
+            return Err(GatewayError(format!("dynamic security refused: {other}")));
+        }
+        if client_exists {
+            // A retried registration: same account, fresh secret.
+            let responses = self
+                .dynsec(vec![
+                    json!({"command": "setClientPassword", "username": name, "password": account.password}),
+                    json!({"command": "enableClient", "username": name}),
+                ])
+                .await?;
+            if let Some(e) = responses.iter().find_map(dynsec_error) {
+                return Err(GatewayError(format!("dynamic security refused: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn disable_account(&self, username: &str) -> Result<(), GatewayError> {
+        if !self.dynsec {
+            return Ok(());
+        }
+        let responses = self
+            .dynsec(vec![
+                json!({"command": "disableClient", "username": username}),
+            ])
+            .await?;
+        match responses.iter().find_map(dynsec_error) {
+            None | Some("Client not found") => Ok(()),
+            Some(e) => Err(GatewayError(format!("dynamic security refused: {e}"))),
+        }
+    }
+
+    async fn deliver_reply(&self, client_id: &str, reply: &[u8]) -> Result<(), GatewayError> {
+        if !payloads::valid_client_id(client_id) {
+            return Err(GatewayError("not a usable client id".into()));
+        }
+        self.publish_acked(format!("provisioning/{client_id}/reply"), reply.to_vec())
+            .await
+    }
+}
+
+/// The connection, ready to be driven once the services (which must hold
+/// this bridge's gateway) exist.
+pub struct Connection {
+    bridge: Bridge,
+    eventloop: EventLoop,
+}
+
+impl Connection {
+    /// Drives the connection with `services` (whose gateway is this bridge).
+    pub fn spawn(self, services: Services) -> tokio::task::JoinHandle<()> {
+        let mut bridge = self.bridge;
+        bridge.services = Some(services);
+        tokio::spawn(drive(bridge, self.eventloop))
+    }
+}
+
+/// Creates the client and its gateway; nothing moves until
+/// [`Connection::spawn`].
+pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(false);
@@ -164,34 +329,93 @@ pub fn start(
     }
     let (client, eventloop) = AsyncClient::new(options, 256);
     let pending = Arc::new(Mutex::new(Pending::default()));
+    let dynsec_waiters = DynsecWaiters::default();
     let gateway = Arc::new(MqttGateway {
         client: client.clone(),
         pending: pending.clone(),
+        dynsec_waiters: dynsec_waiters.clone(),
         publish_order: tokio::sync::Mutex::new(()),
         ack_timeout: config.ack_timeout,
+        dynsec: config.dynsec,
     });
-    tracing::info!(host = %config.host, port = config.port, client_id = %config.client_id, "MQTT bridge starting");
-    let task = tokio::spawn(drive(client, eventloop, pending, services));
-    (gateway, task)
+    tracing::info!(host = %config.host, port = config.port, client_id = %config.client_id, dynsec = config.dynsec, "MQTT bridge starting");
+    let bridge = Bridge {
+        client,
+        pending,
+        dynsec_waiters,
+        dynsec: config.dynsec,
+        shared: config.shared,
+        services: None,
+        provisioning: Arc::new(tokio::sync::Semaphore::new(PROVISIONING_CONCURRENCY)),
+    };
+    (gateway, Connection { bridge, eventloop })
 }
 
-async fn drive(
+/// What the connection task holds.
+struct Bridge {
     client: AsyncClient,
-    mut eventloop: EventLoop,
     pending: Arc<Mutex<Pending>>,
-    services: Services,
-) {
+    dynsec_waiters: DynsecWaiters,
+    dynsec: bool,
+    shared: bool,
+    services: Option<Services>,
+    provisioning: Arc<tokio::sync::Semaphore>,
+}
+
+async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
+    let Bridge {
+        client,
+        pending,
+        dynsec_waiters,
+        dynsec,
+        shared,
+        services,
+        provisioning,
+    } = bridge;
+    let Some(services) = services else {
+        tracing::error!("the MQTT bridge was started without services");
+        return;
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
-                for filter in [STATUS_FILTER, STATE_FILTER] {
+                let mut filters = vec![STATUS_FILTER, STATE_FILTER, REGISTER_FILTER];
+                if !shared {
+                    filters = filters
+                        .into_iter()
+                        .map(|f| f.trim_start_matches("$share/lockstep/"))
+                        .collect();
+                }
+                if dynsec {
+                    filters.push(DYNSEC_RESPONSE_TOPIC);
+                }
+                for filter in filters {
                     if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, filter, "subscribing failed");
                     }
                 }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == DYNSEC_RESPONSE_TOPIC => {
+                route_dynsec_response(&dynsec_waiters, &p.payload)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == REGISTER_TOPIC => {
+                let Ok(permit) = provisioning.clone().try_acquire_owned() else {
+                    // Too many at once: the locker retries after its timeout.
+                    refuse(
+                        &p.topic,
+                        "mqtt_provisioning_busy",
+                        &"too many registrations at once",
+                    );
+                    continue;
+                };
+                let services = services.clone();
+                tokio::spawn(async move {
+                    handle_register(&services, &p.payload).await;
+                    drop(permit);
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 handle_publish(&services, &p.topic, &p.payload).await
@@ -223,6 +447,69 @@ async fn drive(
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+fn route_dynsec_response(waiters: &DynsecWaiters, payload: &[u8]) {
+    let responses = serde_json::from_slice::<Value>(payload)
+        .ok()
+        .and_then(|v| v.get("responses").and_then(Value::as_array).cloned());
+    let Some(responses) = responses else {
+        return refuse(
+            DYNSEC_RESPONSE_TOPIC,
+            "mqtt_invalid_payload",
+            &"not a dynsec response",
+        );
+    };
+    let correlation = responses
+        .first()
+        .and_then(|r| r.get("correlationData"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let waiter = correlation.and_then(|c| waiters.lock().ok().and_then(|mut w| w.remove(&c)));
+    match waiter {
+        Some(w) => {
+            let _ = w.send(responses);
+        }
+        // Another server process's request (they share the topic).
+        None => tracing::debug!("dynsec response for someone else"),
+    }
+}
+
+/// A registration on `provisioning/register`.
+pub async fn handle_register(services: &Services, payload: &[u8]) {
+    let reg = match parse_register(payload) {
+        Ok(r) => r,
+        Err(e) => return refuse(REGISTER_TOPIC, e.reason(), &e),
+    };
+    let registration = Registration {
+        client_id: reg.client_id,
+        serial: reg.serial,
+        name: reg.name,
+        model: reg.model,
+        firmware: reg.firmware,
+        compartments: reg
+            .compartments
+            .into_iter()
+            .map(|c| NewCompartment {
+                number: c.number,
+                size: c.size,
+                label: c.label,
+            })
+            .collect(),
+        provisioning_key: reg.provisioning_key,
+    };
+    match provisioning::provision(services, registration).await {
+        Ok(reply) if reply.ok => {}
+        Ok(reply) => count_rejection(match reply.error.as_deref() {
+            Some("unknown_serial") => "provisioning_unknown_serial",
+            Some("invalid_key") => "provisioning_invalid_key",
+            Some("already_provisioned") => "provisioning_already_provisioned",
+            Some("decommissioned") => "provisioning_decommissioned",
+            Some("invalid_registration") => "provisioning_invalid_registration",
+            _ => "provisioning_failed",
+        }),
+        Err(e) => tracing::error!(error = %e, "provisioning failed"),
     }
 }
 

@@ -76,6 +76,65 @@ pub struct StatePayload {
     pub firmware: Option<String>,
 }
 
+/// One compartment in a registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterCompartment {
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+}
+
+/// `provisioning/register`, from a locker on the provisioning listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPayload {
+    pub v: u8,
+    /// The locker's MQTT client id on the provisioning listener; the reply
+    /// goes to `provisioning/{client_id}/reply`, which only it may read.
+    pub client_id: String,
+    pub serial: String,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    #[serde(default)]
+    pub compartments: Vec<RegisterCompartment>,
+    pub provisioning_key: Option<String>,
+}
+
+/// Whether `id` can name a reply topic: 16 to 64 of `[A-Za-z0-9_-]`, so it
+/// is unguessable enough and holds no topic wildcard or separator.
+pub fn valid_client_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub fn parse_register(bytes: &[u8]) -> Result<RegisterPayload, PayloadError> {
+    let value = check_envelope(bytes)?;
+    let reg: RegisterPayload =
+        serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    if !valid_client_id(&reg.client_id) {
+        return Err(PayloadError::Invalid(
+            "`client_id` must be 16 to 64 letters, digits, `-` or `_`".into(),
+        ));
+    }
+    for (field, value, max) in [
+        ("model", reg.model.as_deref(), 64),
+        ("firmware", reg.firmware.as_deref(), 64),
+        ("name", reg.name.as_deref(), 120),
+        ("provisioning_key", reg.provisioning_key.as_deref(), 100),
+    ] {
+        if value.is_some_and(|v| v.chars().count() > max) {
+            return Err(PayloadError::Invalid(format!(
+                "`{field}` is over {max} characters"
+            )));
+        }
+    }
+    Ok(reg)
+}
+
 pub fn parse_state(bytes: &[u8]) -> Result<StatePayload, PayloadError> {
     let value = check_envelope(bytes)?;
     serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
@@ -179,6 +238,23 @@ mod tests {
     }
 
     #[test]
+    fn registrations_need_a_usable_client_id() {
+        let ok = br#"{"v":1,"client_id":"prov-0123456789abcdef","serial":"SN-1","compartments":[{"number":1,"size":"small"}]}"#;
+        let reg = parse_register(ok).expect("valid");
+        assert_eq!((reg.serial.as_str(), reg.compartments.len()), ("SN-1", 1));
+        for bad in ["short", "prov-0123456789abcdef/x", "prov-0123456789abc+#"] {
+            let doc = format!(r#"{{"v":1,"client_id":"{bad}","serial":"SN-1"}}"#);
+            assert!(
+                matches!(
+                    parse_register(doc.as_bytes()),
+                    Err(PayloadError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn topics_name_a_bank_and_a_kind() {
         let id = Uuid::now_v7();
         assert_eq!(
@@ -201,6 +277,17 @@ mod tests {
             let _ = parse_status(&bytes);
             let _ = parse_command(&bytes);
             let _ = parse_state(&bytes);
+            let _ = parse_register(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_registrations_never_panic(client_id in ".{0,80}", serial in ".{0,80}", n in proptest::collection::vec(any::<i64>(), 0..5), key in proptest::option::of(".{0,120}")) {
+            let doc = serde_json::json!({"v": 1, "client_id": client_id, "serial": serial,
+                "compartments": n.iter().map(|n| serde_json::json!({"number": n, "size": "small"})).collect::<Vec<_>>(),
+                "provisioning_key": key});
+            if let Ok(reg) = parse_register(doc.to_string().as_bytes()) {
+                prop_assert!(valid_client_id(&reg.client_id));
+            }
         }
 
         #[test]

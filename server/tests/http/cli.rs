@@ -10,6 +10,7 @@ fn lockstep(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(args)
         .env("DATABASE_URL", db_url)
+        .env("LOCKSTEP_MQTT", "off")
         .env("LOCKSTEP_DATA_DIR", std::env::temp_dir())
         .output()
         .expect("run lockstep")

@@ -8,4 +8,5 @@ mod helpers;
 mod mqtt;
 mod open_flow;
 mod operations;
+mod provisioning;
 mod tokens;

@@ -25,7 +25,7 @@ struct Broker {
     _dir: tempdir::Dir,
 }
 
-mod tempdir {
+pub(crate) mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {
         fn drop(&mut self) {
@@ -120,7 +120,7 @@ async fn locker(port: u16, bank: Uuid) -> (AsyncClient, mpsc::UnboundedReceiver<
 }
 
 /// Waits on the committed-log feed until the command has `status`.
-async fn await_status(
+pub(crate) async fn await_status(
     app: &TestApp,
     rx: &mut tokio::sync::broadcast::Receiver<lockstep_core::channels::Appended>,
     admin: &Caller,
@@ -143,7 +143,7 @@ async fn await_status(
     .unwrap_or_else(|_| panic!("command {command_id} never reached {status}"));
 }
 
-async fn rejections(app: &TestApp, reason: &str) -> u64 {
+pub(crate) async fn rejections(app: &TestApp, reason: &str) -> u64 {
     let text = reqwest::get(app.url("/metrics"))
         .await
         .expect("m")
@@ -157,7 +157,7 @@ async fn rejections(app: &TestApp, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn await_rejection(app: &TestApp, reason: &str, at_least: u64) {
+pub(crate) async fn await_rejection(app: &TestApp, reason: &str, at_least: u64) {
     tokio::time::timeout(Duration::from_secs(10), async {
         while rejections(app, reason).await < at_least {
             tokio::task::yield_now().await;

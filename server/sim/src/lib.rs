@@ -1,0 +1,446 @@
+//! Simulated locker banks, speaking to the broker exactly as docs/mqtt.md
+//! tells a locker to: provision on the provisioning listener, then connect
+//! with the delivered account, heartbeat on `locker/{id}/state`, take
+//! commands from `locker/{id}/command` (ignoring expired ones and
+//! deduplicating by `command_id`), and answer on `locker/{id}/status`.
+//!
+//! The payload types are written here again on purpose: the simulator is a
+//! device, not a part of the server.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("provisioning refused: {error}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        error: String,
+        detail: Option<String>,
+    },
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("bad reply: {0}")]
+    BadReply(String),
+    #[error("bad URL: {0}")]
+    BadUrl(String),
+}
+
+/// Host, port and (optional) login of a broker listener.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Endpoint {
+    /// `mqtt://[user[:password]@]host[:port]`
+    pub fn parse(url: &str) -> Result<Self, SimError> {
+        let bad = || SimError::BadUrl(url.to_string());
+        let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (username, password) = match auth {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(a.to_string()), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = match hostport.trim_end_matches('/').rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad())?),
+            None => (hostport.to_string(), 1883),
+        };
+        Ok(Endpoint {
+            host,
+            port,
+            username,
+            password,
+        })
+    }
+}
+
+/// What a locker says about itself when it registers.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub serial: String,
+    pub compartments: u32,
+    pub provisioning_key: Option<String>,
+    pub model: String,
+    pub firmware: String,
+}
+
+/// The account a locker got from provisioning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub bank_id: Uuid,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    ok: bool,
+    locker_bank_id: Option<Uuid>,
+    username: Option<String>,
+    password: Option<String>,
+    error: Option<String>,
+    detail: Option<String>,
+}
+
+/// How long a locker waits for a reply before asking again.
+pub const RETRY_REGISTRATION: Duration = Duration::from_secs(3);
+
+/// Registers on the provisioning listener and waits for the reply.
+pub async fn provision(
+    at: &Endpoint,
+    who: &Identity,
+    timeout: Duration,
+) -> Result<Credentials, SimError> {
+    let client_id = format!("prov-{}", Uuid::now_v7().simple());
+    let mut opts = MqttOptions::new(client_id.clone(), at.host.clone(), at.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    if let Some(u) = &at.username {
+        opts.set_credentials(u.clone(), at.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let reply_topic = format!("provisioning/{client_id}/reply");
+    let register = json!({
+        "v": 1,
+        "client_id": client_id,
+        "serial": who.serial,
+        "model": who.model,
+        "firmware": who.firmware,
+        "compartments": (1..=who.compartments).map(|n| json!({"number": n, "size": "medium"})).collect::<Vec<_>>(),
+        "provisioning_key": who.provisioning_key,
+    });
+    client
+        .subscribe(reply_topic.clone(), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| SimError::Mqtt(e.to_string()))?;
+    // Asks again every few seconds until answered (the server may not be
+    // listening yet); a retry from the same client id gets the same answer.
+    let ask = {
+        let client = client.clone();
+        let register = register.to_string();
+        move || {
+            client.try_publish(
+                "provisioning/register",
+                QoS::AtLeastOnce,
+                false,
+                register.clone(),
+            )
+        }
+    };
+    let outcome = tokio::time::timeout(timeout, async {
+        let mut subscribed = false;
+        let mut again = tokio::time::interval(RETRY_REGISTRATION);
+        again.tick().await;
+        loop {
+            let event = tokio::select! {
+                e = eventloop.poll() => e,
+                _ = again.tick(), if subscribed => {
+                    ask().map_err(|e| SimError::Mqtt(e.to_string()))?;
+                    continue;
+                }
+            };
+            match event {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    // Subscribed: now it is safe to ask.
+                    subscribed = true;
+                    ask().map_err(|e| SimError::Mqtt(e.to_string()))?;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == reply_topic => {
+                    let reply: Reply = serde_json::from_slice(&p.payload)
+                        .map_err(|e| SimError::BadReply(e.to_string()))?;
+                    return match (
+                        reply.ok,
+                        reply.locker_bank_id,
+                        reply.username,
+                        reply.password,
+                    ) {
+                        (true, Some(bank_id), Some(username), Some(password)) => Ok(Credentials {
+                            bank_id,
+                            username,
+                            password,
+                        }),
+                        _ => Err(SimError::Refused {
+                            error: reply.error.unwrap_or_else(|| "unknown".into()),
+                            detail: reply.detail,
+                        }),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return Err(SimError::Mqtt(e.to_string())),
+            }
+        }
+    })
+    .await
+    .unwrap_or(Err(SimError::Timeout(timeout)));
+    let _ = client.try_disconnect();
+    outcome
+}
+
+/// How a simulated locker behaves.
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    /// Time between a command and its result.
+    pub latency: Duration,
+    /// Share of commands answered `action_failed`.
+    pub failure_rate: f64,
+    /// Share of results sent twice.
+    pub duplicate_rate: f64,
+    pub heartbeat: Duration,
+    /// Chance per heartbeat to fall silent for `silence` (the server then
+    /// marks the locker offline, and online again when it is back).
+    pub silence_rate: f64,
+    pub silence: Duration,
+    pub firmware: String,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            latency: Duration::from_millis(0),
+            failure_rate: 0.0,
+            duplicate_rate: 0.0,
+            heartbeat: Duration::from_secs(30),
+            silence_rate: 0.0,
+            silence: Duration::from_secs(120),
+            firmware: "sim-1.0".into(),
+        }
+    }
+}
+
+/// Counters over every simulated locker of a process.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub online: AtomicU64,
+    pub commands: AtomicU64,
+    pub expired: AtomicU64,
+    pub duplicates_ignored: AtomicU64,
+    pub results: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub disconnects: AtomicU64,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Command {
+    v: u8,
+    command_id: Uuid,
+    action: String,
+    compartment: i64,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+/// A running simulated locker.
+pub struct Locker {
+    pub client: AsyncClient,
+    pub credentials: Credentials,
+    /// True while connected and subscribed.
+    pub ready: watch::Receiver<bool>,
+    pub connected: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+impl Locker {
+    /// Waits until the locker is connected and subscribed.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SimError> {
+        tokio::time::timeout(timeout, self.ready.wait_for(|r| *r))
+            .await
+            .map_err(|_| SimError::Timeout(timeout))?
+            .map_err(|e| SimError::Mqtt(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Waits until the broker has dropped the locker.
+    pub async fn wait_disconnected(&mut self, timeout: Duration) -> Result<(), SimError> {
+        tokio::time::timeout(timeout, self.ready.wait_for(|r| !*r))
+            .await
+            .map_err(|_| SimError::Timeout(timeout))?
+            .map_err(|e| SimError::Mqtt(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+        self.beat.abort();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Connects with the delivered account and runs the locker until stopped.
+pub fn run(
+    at: &Endpoint,
+    credentials: Credentials,
+    behaviour: Behaviour,
+    stats: Arc<Stats>,
+) -> Locker {
+    let bank = credentials.bank_id;
+    let mut opts = MqttOptions::new(credentials.username.clone(), at.host.clone(), at.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(false);
+    opts.set_credentials(credentials.username.clone(), credentials.password.clone());
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let (ready_tx, ready) = watch::channel(false);
+    let connected = Arc::new(AtomicBool::new(false));
+    let command_topic = format!("locker/{bank}/command");
+    let status_topic = format!("locker/{bank}/status");
+    let state_topic = format!("locker/{bank}/state");
+    let heartbeat = json!({"v": 1, "firmware": behaviour.firmware}).to_string();
+
+    let task = {
+        let client = client.clone();
+        let stats = stats.clone();
+        let connected = connected.clone();
+        let behaviour = behaviour.clone();
+        let heartbeat = heartbeat.clone();
+        let state_topic = state_topic.clone();
+        tokio::spawn(async move {
+            let mut seen: HashSet<Uuid> = HashSet::new();
+            let mut order: VecDeque<Uuid> = VecDeque::new();
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.try_subscribe(command_topic.clone(), QoS::AtLeastOnce);
+                        let _ = client.try_publish(
+                            state_topic.clone(),
+                            QoS::AtLeastOnce,
+                            false,
+                            heartbeat.clone(),
+                        );
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if !connected.swap(true, Ordering::SeqCst) {
+                            stats.online.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = ready_tx.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
+                        let Ok(cmd) = serde_json::from_slice::<Command>(&p.payload) else {
+                            continue;
+                        };
+                        stats.commands.fetch_add(1, Ordering::Relaxed);
+                        if cmd.expires_at < now_ms() {
+                            stats.expired.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        if !seen.insert(cmd.command_id) {
+                            stats.duplicates_ignored.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        order.push_back(cmd.command_id);
+                        if order.len() > 1024 {
+                            if let Some(old) = order.pop_front() {
+                                seen.remove(&old);
+                            }
+                        }
+                        let (fail, twice) = {
+                            let mut rng = rand::thread_rng();
+                            (
+                                rng.gen_bool(behaviour.failure_rate.clamp(0.0, 1.0)),
+                                rng.gen_bool(behaviour.duplicate_rate.clamp(0.0, 1.0)),
+                            )
+                        };
+                        let result = if fail {
+                            json!({"v": 1, "command_id": cmd.command_id, "result": "action_failed", "error": "jammed"})
+                        } else {
+                            json!({"v": 1, "command_id": cmd.command_id, "result": "action_completed"})
+                        }
+                        .to_string();
+                        let client = client.clone();
+                        let topic = status_topic.clone();
+                        let latency = behaviour.latency;
+                        let stats = stats.clone();
+                        tokio::spawn(async move {
+                            if !latency.is_zero() {
+                                tokio::time::sleep(latency).await;
+                            }
+                            for _ in 0..(1 + usize::from(twice)) {
+                                if client
+                                    .publish(topic.clone(), QoS::AtLeastOnce, false, result.clone())
+                                    .await
+                                    .is_ok()
+                                {
+                                    stats.results.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if connected.swap(false, Ordering::SeqCst) {
+                            stats.online.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                        let _ = ready_tx.send(false);
+                        tracing::debug!(%bank, error = %e, "locker disconnected");
+                        let pause = rand::thread_rng().gen_range(500..1500);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let beat = {
+        let client = client.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                let jitter = rand::thread_rng().gen_range(0.8..1.2);
+                tokio::time::sleep(behaviour.heartbeat.mul_f64(jitter)).await;
+                if rand::thread_rng().gen_bool(behaviour.silence_rate.clamp(0.0, 1.0)) {
+                    tokio::time::sleep(behaviour.silence).await;
+                }
+                if client
+                    .publish(
+                        state_topic.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        heartbeat.clone(),
+                    )
+                    .await
+                    .is_ok()
+                {
+                    stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    Locker {
+        client,
+        credentials,
+        ready,
+        connected,
+        task,
+        beat,
+    }
+}

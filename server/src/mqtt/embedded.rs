@@ -1,0 +1,128 @@
+//! The in-process MQTT broker of the default setup (rumqttd), so that
+//! `lockstep serve` works with no Mosquitto around.
+//!
+//! Logins are checked through the server: the bridge's own per-process
+//! secret, the shared `provisioning` account, and each locker's account
+//! (`locker-{bank_id}`, only with that same client id, against the stored
+//! hash). What rumqttd cannot do, and this broker therefore does not
+//! enforce: per-client ACLs (any logged-in client may subscribe to any
+//! topic, including other lockers' commands and provisioning replies) and
+//! kicking a connected client whose account was just disabled (it is
+//! refused at its next login). Production runs Mosquitto with
+//! `deploy/mosquitto`; see docs/mqtt.md.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use lockstep_core::{provisioning, Services};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::metrics::count_rejection;
+
+/// The shared account lockers provision with.
+pub const PROVISIONING_USER: &str = "provisioning";
+/// The bridge's account on the embedded broker.
+pub const BRIDGE_USER: &str = "lockstep";
+
+/// A running embedded broker and how the bridge logs in to it.
+#[derive(Clone, Debug)]
+pub struct EmbeddedBroker {
+    pub addr: SocketAddr,
+    pub bridge_password: String,
+}
+
+/// What the embedded broker does not enforce, said once at start.
+pub const LIMITS: &str = "embedded MQTT broker: logins are checked, but there are no per-client \
+ACLs (a logged-in client may read any topic) and a disabled locker stays connected until it \
+reconnects; run Mosquitto with deploy/mosquitto in production";
+
+/// Starts the broker on its own threads; fails at once when `addr` is taken.
+pub fn start(
+    addr: SocketAddr,
+    provisioning_password: String,
+    services: Services,
+) -> Result<EmbeddedBroker, String> {
+    // rumqttd binds inside its own thread; check first so a taken port is a
+    // clear start-up error rather than a log line.
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        format!("cannot start the embedded MQTT broker on {addr}: {e}; choose another with --mqtt-embedded-addr / MQTT_EMBEDDED_ADDR, or set MQTT_URL")
+    })?;
+    let bridge_password = lockstep_core::tokens::random_secret("", 40);
+    let runtime = tokio::runtime::Handle::current();
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 20 * 1024,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let bridge_secret = bridge_password.clone();
+    connections.set_auth_handler(
+        move |client_id: String, username: String, password: String| {
+            let services = services.clone();
+            let runtime = runtime.clone();
+            let bridge_secret = bridge_secret.clone();
+            let provisioning_password = provisioning_password.clone();
+            async move {
+                // The check runs on the server's runtime (where the pool lives).
+                let check = runtime.spawn(async move {
+                let ok = match username.as_str() {
+                    BRIDGE_USER => password == bridge_secret,
+                    PROVISIONING_USER => password == provisioning_password,
+                    u if u.starts_with("locker-") => {
+                        provisioning::check_locker_login(&services, &client_id, u, &password)
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "checking a locker login failed");
+                                false
+                            })
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    tracing::warn!(%client_id, %username, "embedded MQTT broker refused a login");
+                    count_rejection("mqtt_login_refused");
+                }
+                ok
+            });
+                check.await.unwrap_or(false)
+            }
+        },
+    );
+    let server = ServerSettings {
+        name: "lockstep".into(),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 19_000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1024 * 1024,
+            max_segment_count: 10,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Default::default()
+    };
+    let mut broker = Broker::new(config);
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "the embedded MQTT broker stopped");
+            }
+        })
+        .map_err(|e| format!("cannot start the embedded MQTT broker: {e}"))?;
+    tracing::warn!("{LIMITS}");
+    tracing::info!(%addr, "embedded MQTT broker listening");
+    Ok(EmbeddedBroker {
+        addr,
+        bridge_password,
+    })
+}
