@@ -19,6 +19,7 @@ pub mod api_error;
 pub mod application;
 pub mod bootstrap;
 pub mod config;
+pub mod demo;
 pub mod guards;
 pub mod metrics;
 pub mod mqtt;

@@ -55,6 +55,24 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage provisioning keys (what lockers with unknown serials present).
+    #[command(subcommand)]
+    ProvisioningKey(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a provisioning key for an admin's tenant; the key is printed
+    /// alone on the last line.
+    Create {
+        /// An admin of the tenant the lockers will join.
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,10 +217,29 @@ async fn run(command: Command) -> Result<(), String> {
             println!("{}", token.secret);
             Ok(())
         }
+        Command::ProvisioningKey(KeyCommand::Create {
+            email,
+            name,
+            storage,
+        }) => {
+            let db = open_db(&storage).await?;
+            let services = lockstep_core::Services::new(db, Default::default());
+            let (key, secret) = lockstep_server::demo::create_key_for(&services, &email, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "provisioning key {} ({}) for the tenant of {email}",
+                key.id, key.name
+            );
+            println!("{secret}");
+            Ok(())
+        }
     }
 }
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
+    let demo = config.demo;
+    let admin_email = config.admin_email.clone();
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -219,6 +256,16 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         }
     }
     let addr = app.local_addr();
+    if demo {
+        match &app.embedded_broker {
+            Some(broker) => {
+                lockstep_server::demo::spawn(app.services().clone(), broker.clone(), &admin_email)
+                    .await
+                    .map_err(|e| format!("cannot start the demo lockers: {e}"))?
+            }
+            None => tracing::warn!("--demo needs the embedded broker (no MQTT_URL, LOCKSTEP_MQTT=embedded); no simulated lockers"),
+        }
+    }
     tracing::info!(%addr, "Lockstep listening on http://{addr}");
     app.run_until(shutdown_signal())
         .await

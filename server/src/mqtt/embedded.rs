@@ -28,6 +28,7 @@ pub const BRIDGE_USER: &str = "lockstep";
 pub struct EmbeddedBroker {
     pub addr: SocketAddr,
     pub bridge_password: String,
+    pub provisioning_password: String,
 }
 
 /// What the embedded broker does not enforce, said once at start.
@@ -57,6 +58,7 @@ pub fn start(
         dynamic_filters: true,
     };
     let bridge_secret = bridge_password.clone();
+    let provisioning_secret = provisioning_password.clone();
     connections.set_auth_handler(
         move |client_id: String, username: String, password: String| {
             let services = services.clone();
@@ -124,5 +126,6 @@ pub fn start(
     Ok(EmbeddedBroker {
         addr,
         bridge_password,
+        provisioning_password: provisioning_secret,
     })
 }
