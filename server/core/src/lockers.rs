@@ -56,6 +56,12 @@ pub struct BankView {
     /// `None` until the locker has been heard from.
     pub online: Option<bool>,
     pub last_seen_at: Option<i64>,
+    /// What the locker reported when it provisioned itself.
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub provisioned_at: Option<i64>,
+    /// The reason code of the last failed provisioning attempt.
+    pub provisioning_error: Option<String>,
     pub compartments: Vec<CompartmentView>,
 }
 
@@ -201,6 +207,10 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
         state: row.try_get("state")?,
         online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
         last_seen_at: row.try_get("last_seen_at")?,
+        model: row.try_get("model")?,
+        firmware: row.try_get("firmware")?,
+        provisioned_at: row.try_get("provisioned_at")?,
+        provisioning_error: row.try_get("provisioning_error")?,
         compartments: compartments
             .iter()
             .map(compartment_from_row)
@@ -208,7 +218,8 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
     })
 }
 
-const BANK_COLUMNS: &str = "id, tenant_id, serial, name, location, state, online, last_seen_at";
+const BANK_COLUMNS: &str = "id, tenant_id, serial, name, location, state, online, last_seen_at, \
+     model, firmware, provisioned_at, provisioning_error";
 
 pub async fn get_bank(s: &Services, tenant_id: Uuid, id: Uuid) -> CoreResult<Option<BankView>> {
     let row = sqlx::query(&format!(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-async fn token(app: &TestApp, email: &str, abilities: &str) -> String {
+pub(crate) async fn token(app: &TestApp, email: &str, abilities: &str) -> String {
     create_token(
         &app.services.db,
         email,
@@ -25,7 +25,7 @@ async fn token(app: &TestApp, email: &str, abilities: &str) -> String {
     .secret
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: Method,
     path: &str,

@@ -734,3 +734,134 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
     assert_ne!(refused, Some(ConnectReturnCode::Success));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn provisioning_keys_and_decommissioning_over_http() {
+    use crate::open_flow::{call, token};
+    use reqwest::Method;
+    use serde_json::json;
+
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    let admin = token(&app, ADMIN_EMAIL, "*").await;
+    let user = token(&app, "uma@lockstep.test", "*").await;
+
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/provisioning-keys",
+        &admin,
+        Some(json!({"name": "line 1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["secret"].as_str().expect("secret").to_string();
+    assert!(secret.starts_with("lpk_"));
+    let key_id = body["key"]["id"].as_str().expect("id").to_string();
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/provisioning-keys",
+        &user,
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a user creates no keys");
+    let (status, list) = call(&app, Method::GET, "/api/v1/provisioning-keys", &admin, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert!(
+        !list.to_string().contains(&secret),
+        "listing never shows the secret"
+    );
+
+    // The key admits a locker with an unknown serial (recording gateway).
+    let reply = provisioning::provision(
+        &app.services,
+        provisioning::Registration {
+            client_id: "prov-http-0123456789abcdef".into(),
+            serial: "HTTP-1".into(),
+            name: None,
+            model: None,
+            firmware: None,
+            compartments: vec![NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+            provisioning_key: Some(secret.clone()),
+        },
+    )
+    .await
+    .expect("provision");
+    assert!(reply.ok, "{reply:?}");
+    let bank_id = reply.locker_bank_id.expect("bank");
+
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/provisioning-keys/{key_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/provisioning-keys/{key_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let path = format!("/api/v1/locker-banks/{bank_id}/decommission");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &path,
+        &admin,
+        Some(json!({"reason": ""})),
+    )
+    .await;
+    assert_eq!(status, 422, "a reason is required");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &path,
+        &user,
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, bank) = call(
+        &app,
+        Method::POST,
+        &path,
+        &admin,
+        Some(json!({"reason": "moved out"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{bank}");
+    assert_eq!(bank["state"], "decommissioned");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &path,
+        &admin,
+        Some(json!({"reason": "again"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/locker-banks/{}/decommission", Uuid::now_v7()),
+        &admin,
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

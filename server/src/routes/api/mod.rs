@@ -6,6 +6,7 @@ pub mod events;
 pub mod lockers;
 pub mod me;
 pub mod opens;
+pub mod provisioning;
 
 use axum::{
     routing::{delete, get, post},
@@ -28,6 +29,15 @@ pub fn router() -> Router<AppState> {
             post(lockers::create_bank).get(lockers::list_banks),
         )
         .route("/locker-banks/{id}", get(lockers::get_bank))
+        .route(
+            "/locker-banks/{id}/decommission",
+            post(provisioning::decommission),
+        )
+        .route(
+            "/provisioning-keys",
+            post(provisioning::create_key).get(provisioning::list_keys),
+        )
+        .route("/provisioning-keys/{id}", delete(provisioning::revoke_key))
         .route(
             "/compartments/{id}/grants",
             post(lockers::create_grant).get(lockers::list_grants),
@@ -74,6 +84,8 @@ impl Modify for BearerAuth {
         lockers::create_grant, lockers::list_grants, lockers::delete_grant,
         opens::open, opens::get_one, opens::history,
         events::since,
+        provisioning::create_key, provisioning::list_keys, provisioning::revoke_key,
+        provisioning::decommission,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -1,0 +1,101 @@
+//! `/provisioning-keys` and `/locker-banks/{id}/decommission`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use lockstep_core::{
+    lockers::{self, BankView},
+    provisioning::{self, KeyView},
+    tokens::Ability,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    api_error::{ApiError, ApiJson, ApiPath, ErrorBody},
+    application::AppState,
+    principal::Principal,
+};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateKeyBody {
+    pub name: String,
+    /// Milliseconds since the Unix epoch; never expires when absent.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    pub key: KeyView,
+    /// The key itself, shown only here.
+    pub secret: String,
+}
+
+/// Creates a provisioning key for the caller's tenant (admin, `locker.write`).
+#[utoipa::path(post, path = "/api/v1/provisioning-keys", tag = "provisioning", request_body = CreateKeyBody,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateKeyBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    let (key, secret) = provisioning::create_key(
+        &state.services,
+        &principal.caller(),
+        &body.name,
+        body.expires_at,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
+}
+
+/// The tenant's provisioning keys, without their secrets (admin, `locker.write`).
+#[utoipa::path(get, path = "/api/v1/provisioning-keys", tag = "provisioning",
+    responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    Ok(Json(
+        provisioning::list_keys(&state.services, &principal.caller()).await?,
+    ))
+}
+
+/// Revokes a provisioning key (admin, `locker.write`).
+#[utoipa::path(delete, path = "/api/v1/provisioning-keys/{id}", tag = "provisioning", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    provisioning::revoke_key(&state.services, &principal.caller(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct DecommissionBody {
+    pub reason: String,
+}
+
+/// Takes a locker bank out of service: its broker account is disabled (a
+/// connected locker is kicked) and opens are refused (admin, `locker.write`).
+#[utoipa::path(post, path = "/api/v1/locker-banks/{id}/decommission", tag = "lockers", params(("id" = Uuid, Path)),
+    request_body = DecommissionBody,
+    responses((status = 200, body = BankView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn decommission(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<DecommissionBody>,
+) -> Result<Json<BankView>, ApiError> {
+    let user = principal.require(Ability::LockerWrite)?;
+    provisioning::decommission(&state.services, &principal.caller(), id, &body.reason).await?;
+    lockers::get_bank(&state.services, user.tenant_id, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
