@@ -9,6 +9,10 @@ ALTER TABLE locker_banks ADD COLUMN provisioning_error TEXT;
 ALTER TABLE locker_banks ADD COLUMN provisioned_at INTEGER;
 ALTER TABLE locker_banks ADD COLUMN decommissioned_at INTEGER;
 
+-- Door and occupancy as the locker last reported them (NULL: never).
+ALTER TABLE compartments ADD COLUMN door_open INTEGER;
+ALTER TABLE compartments ADD COLUMN occupied INTEGER;
+
 CREATE TABLE provisioning_keys (
     id          TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL,

@@ -66,6 +66,7 @@ pub async fn spawn(
                         latency: Duration::from_millis(600),
                         failure_rate: 0.1,
                         heartbeat: Duration::from_secs(20),
+                        report_doors: true,
                         ..Behaviour::default()
                     };
                     let locker = locker_sim::run(&l, creds, behaviour, stats);

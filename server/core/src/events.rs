@@ -138,6 +138,23 @@ pub enum DomainEvent {
         tenant_id: Uuid,
         reason: String,
     },
+    /// A compartment's door, as its locker reported it (changes only).
+    CompartmentDoorChanged {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        compartment_id: Uuid,
+        number: i64,
+        open: bool,
+    },
+    /// Whether a compartment holds something, as its locker reported it
+    /// (changes only).
+    CompartmentOccupancyChanged {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        compartment_id: Uuid,
+        number: i64,
+        occupied: bool,
+    },
     AccessGranted {
         grant_id: Uuid,
         compartment_id: Uuid,
@@ -203,6 +220,8 @@ impl DomainEvent {
             DomainEvent::LockerWasProvisioned { .. } => "LockerWasProvisioned",
             DomainEvent::LockerProvisioningFailed { .. } => "LockerProvisioningFailed",
             DomainEvent::LockerDecommissioned { .. } => "LockerDecommissioned",
+            DomainEvent::CompartmentDoorChanged { .. } => "CompartmentDoorChanged",
+            DomainEvent::CompartmentOccupancyChanged { .. } => "CompartmentOccupancyChanged",
             DomainEvent::AccessGranted { .. } => "AccessGranted",
             DomainEvent::AccessRevoked { .. } => "AccessRevoked",
             DomainEvent::CompartmentOpenRequested { .. } => "CompartmentOpenRequested",

@@ -42,6 +42,9 @@ pub struct CompartmentView {
     pub label: Option<String>,
     pub latest_status: Option<String>,
     pub latest_command_id: Option<Uuid>,
+    /// As the locker last reported it; `None` until it did.
+    pub door_open: Option<bool>,
+    pub occupied: Option<bool>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -184,11 +187,13 @@ fn compartment_from_row(row: &sqlx::any::AnyRow) -> CoreResult<CompartmentView> 
             .try_get::<Option<String>, _>("latest_command_id")?
             .map(|s| parse_uuid(&s))
             .transpose()?,
+        door_open: row.try_get::<Option<i64>, _>("door_open")?.map(|v| v != 0),
+        occupied: row.try_get::<Option<i64>, _>("occupied")?.map(|v| v != 0),
     })
 }
 
-const COMPARTMENT_COLUMNS: &str =
-    "c.id, c.bank_id, c.number, c.size, c.label, c.latest_status, c.latest_command_id";
+const COMPARTMENT_COLUMNS: &str = "c.id, c.bank_id, c.number, c.size, c.label, c.latest_status, \
+     c.latest_command_id, c.door_open, c.occupied";
 
 async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<BankView> {
     let id: String = row.try_get("id")?;
@@ -541,6 +546,83 @@ pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Opti
         if commit_bank_events(s, tx, bank_id, tenant_id, events, now).await? {
             tracing::info!(%bank_id, %state, "locker bank online");
             return Ok(Some(true));
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// One compartment in a locker's state report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompartmentReport {
+    pub number: i64,
+    pub door_open: Option<bool>,
+    pub occupied: Option<bool>,
+}
+
+/// Records what changed in a locker's door and occupancy report (nothing
+/// when nothing changed). Returns the numbers the bank does not have.
+pub async fn compartment_report(
+    s: &Services,
+    bank_id: Uuid,
+    reports: &[CompartmentReport],
+    now: i64,
+) -> CoreResult<Vec<i64>> {
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = begin_write(&s.db).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, number, door_open, occupied FROM compartments WHERE bank_id = $1",
+        )
+        .bind(bank_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut known = std::collections::HashMap::new();
+        for r in &rows {
+            let number: i64 = r.try_get("number")?;
+            known.insert(
+                number,
+                (
+                    parse_uuid(&r.try_get::<String, _>("id")?)?,
+                    parse_uuid(&r.try_get::<String, _>("tenant_id")?)?,
+                    r.try_get::<Option<i64>, _>("door_open")?.map(|v| v != 0),
+                    r.try_get::<Option<i64>, _>("occupied")?.map(|v| v != 0),
+                ),
+            );
+        }
+        let mut unknown = Vec::new();
+        let mut events = Vec::new();
+        let mut tenant = None;
+        for rep in reports {
+            let Some(&(compartment_id, tenant_id, door, occupied)) = known.get(&rep.number) else {
+                unknown.push(rep.number);
+                continue;
+            };
+            tenant = Some(tenant_id);
+            if let Some(open) = rep.door_open.filter(|o| door != Some(*o)) {
+                events.push(DomainEvent::CompartmentDoorChanged {
+                    bank_id,
+                    tenant_id,
+                    compartment_id,
+                    number: rep.number,
+                    open,
+                });
+            }
+            if let Some(now_occupied) = rep.occupied.filter(|o| occupied != Some(*o)) {
+                events.push(DomainEvent::CompartmentOccupancyChanged {
+                    bank_id,
+                    tenant_id,
+                    compartment_id,
+                    number: rep.number,
+                    occupied: now_occupied,
+                });
+            }
+        }
+        let Some(tenant_id) = tenant.filter(|_| !events.is_empty()) else {
+            return Ok(unknown);
+        };
+        if commit_bank_events(s, tx, bank_id, tenant_id, events, now).await? {
+            return Ok(unknown);
         }
     }
     Err(CoreError::Conflict(format!(

@@ -130,6 +130,38 @@ impl Projector {
                     .execute(&mut *conn)
                     .await?;
             }
+            (
+                Projector::LockerBanks,
+                DomainEvent::CompartmentDoorChanged {
+                    compartment_id,
+                    open,
+                    ..
+                },
+            ) => {
+                sqlx::query(
+                    "UPDATE compartments SET door_open = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(i64::from(*open))
+                .bind(ev.occurred_at)
+                .bind(compartment_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            }
+            (
+                Projector::LockerBanks,
+                DomainEvent::CompartmentOccupancyChanged {
+                    compartment_id,
+                    occupied,
+                    ..
+                },
+            ) => {
+                sqlx::query("UPDATE compartments SET occupied = $1, updated_at = $2 WHERE id = $3")
+                    .bind(i64::from(*occupied))
+                    .bind(ev.occurred_at)
+                    .bind(compartment_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+            }
             (Projector::LockerBanks, event) if provisioning_step(event).is_some() => {
                 apply_provisioning(conn, ev, event).await?
             }
@@ -480,6 +512,48 @@ async fn notification(
             data,
         }));
     }
+    if let DomainEvent::CompartmentDoorChanged {
+        bank_id,
+        tenant_id,
+        compartment_id,
+        number,
+        open,
+    } = &ev.event
+    {
+        return Ok(Some(Notification {
+            channels: vec![
+                Channel::TenantLockers(*tenant_id),
+                Channel::LockerBank(*bank_id),
+            ],
+            event: "CompartmentDoorChanged",
+            subject: Subject {
+                kind: "Compartment".into(),
+                id: *compartment_id,
+            },
+            data: json!({"bank_id": bank_id, "compartment_id": compartment_id, "number": number, "open": open}),
+        }));
+    }
+    if let DomainEvent::CompartmentOccupancyChanged {
+        bank_id,
+        tenant_id,
+        compartment_id,
+        number,
+        occupied,
+    } = &ev.event
+    {
+        return Ok(Some(Notification {
+            channels: vec![
+                Channel::TenantLockers(*tenant_id),
+                Channel::LockerBank(*bank_id),
+            ],
+            event: "CompartmentOccupancyChanged",
+            subject: Subject {
+                kind: "Compartment".into(),
+                id: *compartment_id,
+            },
+            data: json!({"bank_id": bank_id, "compartment_id": compartment_id, "number": number, "occupied": occupied}),
+        }));
+    }
     let open = match &ev.event {
         DomainEvent::LockerBankRegistered {
             bank_id,
@@ -563,7 +637,9 @@ async fn notification(
         | DomainEvent::LockerCredentialsDelivered { .. }
         | DomainEvent::LockerWasProvisioned { .. }
         | DomainEvent::LockerProvisioningFailed { .. }
-        | DomainEvent::LockerDecommissioned { .. } => return Ok(None),
+        | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::CompartmentDoorChanged { .. }
+        | DomainEvent::CompartmentOccupancyChanged { .. } => return Ok(None),
         DomainEvent::CompartmentOpenAuthorized { command_id } => {
             status(command_id, "accepted", None)
         }

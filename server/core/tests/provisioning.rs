@@ -349,3 +349,65 @@ async fn decommissioning_disables_the_account_and_silences_the_locker() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn door_and_occupancy_reports_record_transitions_only() {
+    use lockstep_core::lockers::CompartmentReport;
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    let report = |door_open, occupied| CompartmentReport {
+        number: 1,
+        door_open,
+        occupied,
+    };
+    let count = |w: &World| {
+        let s = w.s.clone();
+        let id = bank.id;
+        async move {
+            channels::since(&s.db, &Channel::LockerBank(id), 0, 100)
+                .await
+                .expect("since")
+                .events
+                .iter()
+                .filter(|e| {
+                    e.event.starts_with("CompartmentDoor") || e.event.starts_with("CompartmentOcc")
+                })
+                .count()
+        }
+    };
+    let unknown =
+        lockers::compartment_report(&w.s, bank.id, &[report(Some(false), Some(true))], now_ms())
+            .await
+            .expect("report");
+    assert!(unknown.is_empty());
+    assert_eq!(count(&w).await, 2, "first report: both values become known");
+    lockers::compartment_report(&w.s, bank.id, &[report(Some(false), Some(true))], now_ms())
+        .await
+        .expect("report");
+    assert_eq!(count(&w).await, 2, "the same values again: no events");
+    lockers::compartment_report(&w.s, bank.id, &[report(Some(true), None)], now_ms())
+        .await
+        .expect("report");
+    assert_eq!(count(&w).await, 3, "the door opened: one event");
+    let b = lockers::get_bank(&w.s, w.admin.user.tenant_id, bank.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(
+        (b.compartments[0].door_open, b.compartments[0].occupied),
+        (Some(true), Some(true))
+    );
+    let unknown = lockers::compartment_report(
+        &w.s,
+        bank.id,
+        &[CompartmentReport {
+            number: 99,
+            door_open: Some(true),
+            occupied: None,
+        }],
+        now_ms(),
+    )
+    .await
+    .expect("report");
+    assert_eq!(unknown, [99]);
+}

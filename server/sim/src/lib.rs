@@ -214,6 +214,9 @@ pub struct Behaviour {
     pub silence_rate: f64,
     pub silence: Duration,
     pub firmware: String,
+    /// After a completed open, report the door open, then closed a second
+    /// later (on `locker/{id}/state`).
+    pub report_doors: bool,
 }
 
 impl Default for Behaviour {
@@ -226,6 +229,7 @@ impl Default for Behaviour {
             silence_rate: 0.0,
             silence: Duration::from_secs(120),
             firmware: "sim-1.0".into(),
+            report_doors: false,
         }
     }
 }
@@ -376,7 +380,9 @@ pub fn run(
                         .to_string();
                         let client = client.clone();
                         let topic = status_topic.clone();
+                        let state_topic = state_topic.clone();
                         let latency = behaviour.latency;
+                        let doors = behaviour.report_doors && !fail;
                         let stats = stats.clone();
                         tokio::spawn(async move {
                             if !latency.is_zero() {
@@ -389,6 +395,22 @@ pub fn run(
                                     .is_ok()
                                 {
                                     stats.results.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            if doors {
+                                for (door, wait) in [("open", 0), ("closed", 1000)] {
+                                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                                    let report = json!({"v": 1, "compartments": [
+                                        {"number": cmd.compartment, "door": door}
+                                    ]});
+                                    let _ = client
+                                        .publish(
+                                            state_topic.clone(),
+                                            QoS::AtLeastOnce,
+                                            false,
+                                            report.to_string(),
+                                        )
+                                        .await;
                                 }
                             }
                         });

@@ -56,6 +56,9 @@ struct Args {
     silence_rate: f64,
     #[arg(long, default_value_t = 120)]
     silence_secs: u64,
+    /// Report doors opening and closing after completed opens.
+    #[arg(long)]
+    doors: bool,
     /// Provisionings in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -111,6 +114,7 @@ async fn main() {
         silence_rate: args.silence_rate,
         silence: Duration::from_secs(args.silence_secs),
         firmware: "sim-1.0".into(),
+        report_doors: args.doors,
     };
     let stats = Arc::new(Stats::default());
     let started = Instant::now();

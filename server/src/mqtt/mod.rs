@@ -32,7 +32,7 @@ use std::{
 
 use async_trait::async_trait;
 use lockstep_core::{
-    lockers::NewCompartment,
+    lockers::{CompartmentReport, NewCompartment},
     now_ms, opens,
     provisioning::{self, Registration},
     reactors::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
@@ -556,13 +556,36 @@ pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
 
 /// A heartbeat: the bank's `last_seen` moves; silence ends it offline.
 async fn handle_state(services: &Services, topic: &str, bank_id: uuid::Uuid, payload: &[u8]) {
-    if let Err(e) = payloads::parse_state(payload) {
-        return refuse(topic, e.reason(), &e);
-    }
+    let state = match payloads::parse_state(payload) {
+        Ok(s) => s,
+        Err(e) => return refuse(topic, e.reason(), &e),
+    };
     match lockstep_core::lockers::heartbeat(services, bank_id, now_ms()).await {
         Ok(Some(_)) => {}
-        Ok(None) => refuse(topic, "mqtt_unknown_locker", &bank_id),
-        Err(e) => tracing::error!(error = %e, %bank_id, "recording a heartbeat failed"),
+        Ok(None) => return refuse(topic, "mqtt_unknown_locker", &bank_id),
+        Err(e) => {
+            return tracing::error!(error = %e, %bank_id, "recording a heartbeat failed");
+        }
+    }
+    let Some(compartments) = state.compartments.filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let reports: Vec<CompartmentReport> = compartments
+        .iter()
+        .map(|c| CompartmentReport {
+            number: c.number,
+            door_open: c.door.map(|d| d == payloads::Door::Open),
+            occupied: c.occupied,
+        })
+        .collect();
+    match lockstep_core::lockers::compartment_report(services, bank_id, &reports, now_ms()).await {
+        Ok(unknown) if unknown.is_empty() => {}
+        Ok(unknown) => refuse(
+            topic,
+            "mqtt_unknown_compartment",
+            &format!("no compartments {unknown:?} in this bank"),
+        ),
+        Err(e) => tracing::error!(error = %e, %bank_id, "recording a state report failed"),
     }
 }
 

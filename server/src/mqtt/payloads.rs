@@ -68,12 +68,30 @@ pub struct StatusPayload {
     pub error: Option<String>,
 }
 
-/// `locker/{bank_id}/state`, from a locker: its heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Door {
+    Open,
+    Closed,
+}
+
+/// One compartment's sensors in a state report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompartmentState {
+    pub number: i64,
+    pub door: Option<Door>,
+    pub occupied: Option<bool>,
+}
+
+/// `locker/{bank_id}/state`, from a locker: its heartbeat, with door and
+/// occupancy of any compartments it reports on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatePayload {
     pub v: u8,
     pub firmware: Option<String>,
+    pub compartments: Option<Vec<CompartmentState>>,
 }
 
 /// One compartment in a registration.
@@ -137,7 +155,21 @@ pub fn parse_register(bytes: &[u8]) -> Result<RegisterPayload, PayloadError> {
 
 pub fn parse_state(bytes: &[u8]) -> Result<StatePayload, PayloadError> {
     let value = check_envelope(bytes)?;
-    serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
+    let state: StatePayload =
+        serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    if state.compartments.as_ref().is_some_and(|c| c.len() > 500) {
+        return Err(PayloadError::Invalid("more than 500 compartments".into()));
+    }
+    if state
+        .firmware
+        .as_ref()
+        .is_some_and(|f| f.chars().count() > 64)
+    {
+        return Err(PayloadError::Invalid(
+            "`firmware` is over 64 characters".into(),
+        ));
+    }
+    Ok(state)
 }
 
 /// The locker bank id of a `locker/{bank_id}/{kind}` topic, and the kind.
@@ -234,6 +266,24 @@ mod tests {
         assert!(matches!(
             parse_status(&vec![b' '; MAX_PAYLOAD + 1]),
             Err(PayloadError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn state_reports_carry_doors_and_occupancy() {
+        let s = parse_state(
+            br#"{"v":1,"firmware":"1.0","compartments":[{"number":2,"door":"open","occupied":false}]}"#,
+        )
+        .expect("valid");
+        let c = &s.compartments.expect("compartments")[0];
+        assert_eq!(
+            (c.number, c.door, c.occupied),
+            (2, Some(Door::Open), Some(false))
+        );
+        assert!(parse_state(br#"{"v":1}"#).is_ok());
+        assert!(matches!(
+            parse_state(br#"{"v":1,"compartments":[{"number":1,"door":"ajar"}]}"#),
+            Err(PayloadError::Invalid(_))
         ));
     }
 

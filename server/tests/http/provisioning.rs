@@ -676,7 +676,11 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
         ..at.clone()
     };
     let stats = Arc::new(Stats::default());
-    let mut locker = run(&plain, creds.clone(), Behaviour::default(), stats.clone());
+    let doors = Behaviour {
+        report_doors: true,
+        ..Behaviour::default()
+    };
+    let mut locker = run(&plain, creds.clone(), doors, stats.clone());
     locker
         .wait_ready(Duration::from_secs(20))
         .await
@@ -698,6 +702,29 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
     .expect("open");
     let mut feed = app.services.log_tail.subscribe();
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
+
+    // The locker then reports the door open and closed again: two
+    // transitions, two events; the read model ends closed.
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let doors = channel_events(&app, b.id)
+                .await
+                .iter()
+                .filter(|e| *e == "CompartmentDoorChanged")
+                .count();
+            if doors == 2 {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), feed.recv()).await;
+        }
+    })
+    .await
+    .expect("door opened and closed");
+    let bank_now = lockers::get_bank(&app.services, admin.user.tenant_id, b.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(bank_now.compartments[1].door_open, Some(false));
 
     // The client id is bound to the account; a wrong secret is refused.
     assert!(
