@@ -173,7 +173,33 @@ async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<Open
 /// Runs every due outbox job once; returns how many ran.
 pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
     let jobs = outbox::claim_due(&s.db, now, 64).await?;
-    for job in &jobs {
+    let count = jobs.len();
+    // The claimed jobs run concurrently: each waits on the broker (PUBACK)
+    // and writes its own transaction, so one slow send holds up no other.
+    let mut running = tokio::task::JoinSet::new();
+    for job in jobs {
+        let s = s.clone();
+        running.spawn(async move { run_job(&s, &job, now).await });
+    }
+    let mut first_error = None;
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(error = %e, "an outbox job panicked"),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
+}
+
+/// Runs one claimed outbox job.
+async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
+    {
         let span = tracing::info_span!("reactor", reactor = %job.reactor, event_id = %job.event_id);
         let _enter = span.enter();
         match job.reactor.as_str() {
@@ -181,7 +207,7 @@ pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
                 let Some(command) = pending_command(s, job.event_id).await? else {
                     // Already sent, failed or timed out: nothing left to do.
                     outbox::complete(&s.db, job.id, now).await?;
-                    continue;
+                    return Ok(());
                 };
                 match s.gateway.send_open(&command).await {
                     Ok(()) => {
@@ -203,7 +229,7 @@ pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
                 let Some(username) = crate::provisioning::account_of_event(s, job.event_id).await?
                 else {
                     outbox::complete(&s.db, job.id, now).await?;
-                    continue;
+                    return Ok(());
                 };
                 match s.gateway.disable_account(&username).await {
                     Ok(()) => {
@@ -226,7 +252,7 @@ pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
             }
         }
     }
-    Ok(jobs.len())
+    Ok(())
 }
 
 /// Fires every due timer once; returns how many fired.

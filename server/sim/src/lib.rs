@@ -106,7 +106,8 @@ struct Reply {
     detail: Option<String>,
 }
 
-/// How long a locker waits for a reply before asking again.
+/// How long a locker first waits for a reply before asking again (then
+/// twice as long each time, up to 8×).
 pub const RETRY_REGISTRATION: Duration = Duration::from_secs(3);
 
 /// Registers on the provisioning listener and waits for the reply.
@@ -159,6 +160,9 @@ pub async fn provision(
                 e = eventloop.poll() => e,
                 _ = again.tick(), if subscribed => {
                     ask().map_err(|e| SimError::Mqtt(e.to_string()))?;
+                    // Back off: 3 s, 6 s, 12 s, then every 24 s.
+                    let next = (again.period() * 2).min(RETRY_REGISTRATION * 8);
+                    again = tokio::time::interval_at(tokio::time::Instant::now() + next, next);
                     continue;
                 }
             };
@@ -197,6 +201,36 @@ pub async fn provision(
     .unwrap_or(Err(SimError::Timeout(timeout)));
     let _ = client.try_disconnect();
     outcome
+}
+
+/// The broker's share of provisioning, for comparison: connect with the
+/// provisioning login, subscribe to the reply topic, wait for the SUBACK,
+/// and stay connected (no server involved). Returns the client to keep.
+pub async fn connect_only(at: &Endpoint, timeout: Duration) -> Result<AsyncClient, SimError> {
+    let client_id = format!("prov-{}", Uuid::now_v7().simple());
+    let mut opts = MqttOptions::new(client_id.clone(), at.host.clone(), at.port);
+    opts.set_keep_alive(Duration::from_secs(60));
+    if let Some(u) = &at.username {
+        opts.set_credentials(u.clone(), at.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 8);
+    client
+        .subscribe(format!("provisioning/{client_id}/reply"), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| SimError::Mqtt(e.to_string()))?;
+    tokio::time::timeout(timeout, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(SimError::Mqtt(e.to_string())),
+            }
+        }
+    })
+    .await
+    .map_err(|_| SimError::Timeout(timeout))??;
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    Ok(client)
 }
 
 /// How a simulated locker behaves.

@@ -65,6 +65,11 @@ struct Args {
     /// Exit once every locker is provisioned and online (for benchmarks).
     #[arg(long)]
     exit_when_online: bool,
+    /// Baseline for the provisioning benchmark: only connect N clients to
+    /// the provisioning listener and subscribe to their reply topics (the
+    /// broker's share of provisioning, no server involved), then exit.
+    #[arg(long)]
+    baseline_connect_only: bool,
 }
 
 /// This process's CPU seconds and resident memory, from /proc.
@@ -118,6 +123,39 @@ async fn main() {
     };
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
+    if args.baseline_connect_only {
+        let gate = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+        let mut tasks = Vec::new();
+        for _ in 0..args.lockers {
+            let (gate, at) = (gate.clone(), provisioning_at.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.ok()?;
+                locker_sim::connect_only(&at, Duration::from_secs(60))
+                    .await
+                    .ok()
+            }));
+        }
+        let mut clients = Vec::new();
+        for t in tasks {
+            if let Ok(Some(c)) = t.await {
+                clients.push(c);
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let (cpu, rss) = own_usage();
+        println!(
+            "baseline: {} of {} clients connected and subscribed in {elapsed:.1} s ({:.0}/s); simulator cpu {cpu:.1} s, rss {} MB",
+            clients.len(),
+            args.lockers,
+            clients.len() as f64 / elapsed.max(0.001),
+            rss / 1_000_000
+        );
+        std::process::exit(if clients.len() as u32 == args.lockers {
+            0
+        } else {
+            1
+        });
+    }
     let gate = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     for n in 0..args.lockers {

@@ -26,7 +26,10 @@ pub mod payloads;
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -51,8 +54,14 @@ pub const REGISTER_FILTER: &str = "$share/lockstep/provisioning/register";
 pub const REGISTER_TOPIC: &str = "provisioning/register";
 pub const DYNSEC_TOPIC: &str = "$CONTROL/dynamic-security/v1";
 pub const DYNSEC_RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
-/// Registrations handled at once (each is a few short transactions).
+/// Registrations handled at once (each is a few short transactions and
+/// one dynamic-security round trip).
 const PROVISIONING_CONCURRENCY: usize = 16;
+/// Inbound results and heartbeats handled at once.
+const INBOUND_CONCURRENCY: usize = 64;
+/// Registrations allowed to wait for a slot; beyond that they are refused
+/// (and the locker asks again later).
+const PROVISIONING_QUEUE: usize = 20_000;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -376,6 +385,9 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
         tracing::error!("the MQTT bridge was started without services");
         return;
     };
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let inbound = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONCURRENCY));
+    let in_flight: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let mut backoff = Duration::from_millis(200);
     loop {
         match eventloop.poll().await {
@@ -402,23 +414,57 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
                 route_dynsec_response(&dynsec_waiters, &p.payload)
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == REGISTER_TOPIC => {
-                let Ok(permit) = provisioning.clone().try_acquire_owned() else {
-                    // Too many at once: the locker retries after its timeout.
+                // Queued (bounded), run a few at a time.
+                if waiting.load(Ordering::Relaxed) >= PROVISIONING_QUEUE {
                     refuse(
                         &p.topic,
                         "mqtt_provisioning_busy",
-                        &"too many registrations at once",
+                        &"too many registrations waiting",
                     );
+                    continue;
+                }
+                // A locker asking again while its first request still
+                // waits gets that one's answer: drop the repeat.
+                let client_id = parse_register(&p.payload).ok().map(|r| r.client_id);
+                if let Some(id) = &client_id {
+                    let fresh = in_flight
+                        .lock()
+                        .map(|mut f| f.insert(id.clone()))
+                        .unwrap_or(true);
+                    if !fresh {
+                        metrics::counter!("lockstep_provisioning_repeats_total").increment(1);
+                        continue;
+                    }
+                }
+                waiting.fetch_add(1, Ordering::Relaxed);
+                let (services, provisioning, waiting, in_flight) = (
+                    services.clone(),
+                    provisioning.clone(),
+                    waiting.clone(),
+                    in_flight.clone(),
+                );
+                tokio::spawn(async move {
+                    let permit = provisioning.acquire_owned().await;
+                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    if permit.is_ok() {
+                        handle_register(&services, &p.payload).await;
+                    }
+                    if let (Some(id), Ok(mut f)) = (client_id, in_flight.lock()) {
+                        f.remove(&id);
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                // Off the event loop (which must keep reading PUBACKs), a
+                // bounded number at a time; at the bound the loop waits.
+                let Ok(permit) = inbound.clone().acquire_owned().await else {
                     continue;
                 };
                 let services = services.clone();
                 tokio::spawn(async move {
-                    handle_register(&services, &p.payload).await;
+                    handle_publish(&services, &p.topic, &p.payload).await;
                     drop(permit);
                 });
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                handle_publish(&services, &p.topic, &p.payload).await
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if let Ok(mut p) = pending.lock() {
