@@ -4,8 +4,9 @@
 //! in-process on a fresh database (SQLite; PostgreSQL with
 //! `LOCKSTEP_TEST_DATABASE_URL=postgres://…`), 1,000 simulated lockers
 //! (locker-sim, zero device latency) provisioned through the real flow.
-//! Then admin opens are POSTed at a fixed rate (200/s first, then higher
-//! steps) for `BENCH_SECS` (default 10) each. Latency is from sending the
+//! Then admin opens are POSTed at a fixed rate for `BENCH_SECS` (default
+//! 10) each: 200/s first, then higher steps while sustained, or lower
+//! steps until sustained. Latency is from sending the
 //! POST to the moment the committed channel log (and with it the read
 //! model) shows `opened`. The baseline it names: the same POSTs' own
 //! latency until `202 accepted`. A step is sustained when every command
@@ -32,7 +33,9 @@ use lockstep_server::{Application, ServeConfig};
 use uuid::Uuid;
 
 const LOCKERS: usize = 1000;
-const RATES: [u32; 6] = [200, 300, 400, 600, 800, 1000];
+/// 200/s first; then up while sustained, or down until sustained.
+const UP: [u32; 5] = [300, 400, 600, 800, 1000];
+const DOWN: [u32; 5] = [150, 100, 75, 50, 25];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -242,7 +245,10 @@ async fn main() {
         "{:>7} {:>7} {:>7} | {:>9} {:>9} {:>9} | {:>12} {:>6}",
         "rate/s", "issued", "opened", "p50 ms", "p99 ms", "max ms", "accept p50", "ratio"
     );
-    for rate in RATES {
+    let mut rates = vec![200u32];
+    let mut step = 0;
+    while let Some(&rate) = rates.get(step) {
+        step += 1;
         let sent: Arc<Mutex<Vec<(Uuid, Instant, f64)>>> = Arc::default();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
         let total = u64::from(rate) * secs;
@@ -316,17 +322,23 @@ async fn main() {
             p50 / acc50
         );
         let complete = lat.len() as u64 == total;
-        if complete && p99 < 100.0 {
-            best = Some(rate);
-        } else {
-            break;
+        let sustained = complete && p99 < 100.0;
+        if sustained {
+            best = Some(best.map_or(rate, |b: u32| b.max(rate)));
+        }
+        match (rate, sustained) {
+            (200, true) => rates.extend(UP),
+            (200, false) => rates.extend(DOWN),
+            (r, true) if r < 200 => break,
+            (r, false) if r > 200 => break,
+            _ => {}
         }
     }
     println!(
         "{backend}: highest sustained rate with p99 < 100 ms: {} (steps {:?}, {secs} s each; log lag drops: {})",
         best.map(|r| format!("{r} opens/s"))
             .unwrap_or_else(|| "none of the steps".into()),
-        RATES,
+        &rates[..step.min(rates.len())],
         lagged.load(std::sync::atomic::Ordering::Relaxed)
     );
     for l in lockers_running {

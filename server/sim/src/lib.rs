@@ -346,6 +346,9 @@ pub fn run(
     opts.set_clean_session(false);
     opts.set_credentials(credentials.username.clone(), credentials.password.clone());
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (ready_tx, ready) = watch::channel(false);
     let connected = Arc::new(AtomicBool::new(false));
     let command_topic = format!("locker/{bank}/command");

@@ -336,7 +336,11 @@ pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
-    let (client, eventloop) = AsyncClient::new(options, 256);
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    // Small packets both ways: no Nagle delay on commands and PUBACKs.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let pending = Arc::new(Mutex::new(Pending::default()));
     let dynsec_waiters = DynsecWaiters::default();
     let gateway = Arc::new(MqttGateway {
