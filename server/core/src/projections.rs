@@ -512,46 +512,47 @@ async fn notification(
             data,
         }));
     }
-    if let DomainEvent::CompartmentDoorChanged {
-        bank_id,
-        tenant_id,
-        compartment_id,
-        number,
-        open,
-    } = &ev.event
-    {
+    let sensors = match &ev.event {
+        DomainEvent::CompartmentDoorChanged {
+            bank_id,
+            tenant_id,
+            compartment_id,
+            number,
+            open,
+        } => Some((
+            bank_id,
+            tenant_id,
+            compartment_id,
+            json!({"number": number, "open": open}),
+        )),
+        DomainEvent::CompartmentOccupancyChanged {
+            bank_id,
+            tenant_id,
+            compartment_id,
+            number,
+            occupied,
+        } => Some((
+            bank_id,
+            tenant_id,
+            compartment_id,
+            json!({"number": number, "occupied": occupied}),
+        )),
+        _ => None,
+    };
+    if let Some((bank_id, tenant_id, compartment_id, mut data)) = sensors {
+        data["bank_id"] = json!(bank_id);
+        data["compartment_id"] = json!(compartment_id);
         return Ok(Some(Notification {
             channels: vec![
                 Channel::TenantLockers(*tenant_id),
                 Channel::LockerBank(*bank_id),
             ],
-            event: "CompartmentDoorChanged",
+            event: ev.event.event_type(),
             subject: Subject {
                 kind: "Compartment".into(),
                 id: *compartment_id,
             },
-            data: json!({"bank_id": bank_id, "compartment_id": compartment_id, "number": number, "open": open}),
-        }));
-    }
-    if let DomainEvent::CompartmentOccupancyChanged {
-        bank_id,
-        tenant_id,
-        compartment_id,
-        number,
-        occupied,
-    } = &ev.event
-    {
-        return Ok(Some(Notification {
-            channels: vec![
-                Channel::TenantLockers(*tenant_id),
-                Channel::LockerBank(*bank_id),
-            ],
-            event: "CompartmentOccupancyChanged",
-            subject: Subject {
-                kind: "Compartment".into(),
-                id: *compartment_id,
-            },
-            data: json!({"bank_id": bank_id, "compartment_id": compartment_id, "number": number, "occupied": occupied}),
+            data,
         }));
     }
     let open = match &ev.event {

@@ -57,3 +57,24 @@ pub async fn fresh_database() -> TestDb {
         },
     }
 }
+
+/// A user for tests (password `long-enough-password`), in `tenant`.
+pub async fn add_user(
+    db: &crate::db::Db,
+    email: &str,
+    role: crate::accounts::Role,
+    tenant: &str,
+) -> crate::accounts::User {
+    crate::accounts::add_user(
+        db,
+        crate::accounts::NewUser {
+            email: email.into(),
+            name: None,
+            role,
+            tenant_name: tenant.into(),
+            password: "long-enough-password".into(),
+        },
+    )
+    .await
+    .expect("test user")
+}

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role, User},
+    accounts::{Role, User},
     caller::Caller,
     channels::{self, Channel},
     db::Db,
@@ -44,18 +44,7 @@ fn services(db: Db, gateway: Arc<RecordingGateway>) -> Services {
 }
 
 async fn user(db: &Db, email: &str, role: Role, tenant: &str) -> User {
-    accounts::add_user(
-        db,
-        NewUser {
-            email: email.into(),
-            name: None,
-            role,
-            tenant_name: tenant.into(),
-            password: "long-enough-password".into(),
-        },
-    )
-    .await
-    .expect("user")
+    lockstep_core::testing::add_user(db, email, role, tenant).await
 }
 
 fn caller(u: &User) -> Caller {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role, User},
+    accounts::{Role, User},
     caller::Caller,
     channels::{self, Channel},
     db::Db,
@@ -29,18 +29,7 @@ struct World {
 }
 
 async fn user(db: &Db, email: &str, role: Role, tenant: &str) -> User {
-    accounts::add_user(
-        db,
-        NewUser {
-            email: email.into(),
-            name: None,
-            role,
-            tenant_name: tenant.into(),
-            password: "long-enough-password".into(),
-        },
-    )
-    .await
-    .expect("user")
+    lockstep_core::testing::add_user(db, email, role, tenant).await
 }
 
 async fn world() -> World {

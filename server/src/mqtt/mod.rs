@@ -427,18 +427,23 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
                     );
                     continue;
                 }
-                // A locker asking again while its first request still
-                // waits gets that one's answer: drop the repeat.
-                let client_id = parse_register(&p.payload).ok().map(|r| r.client_id);
-                if let Some(id) = &client_id {
-                    let fresh = in_flight
-                        .lock()
-                        .map(|mut f| f.insert(id.clone()))
-                        .unwrap_or(true);
-                    if !fresh {
-                        metrics::counter!("lockstep_provisioning_repeats_total").increment(1);
+                let reg = match parse_register(&p.payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        refuse(REGISTER_TOPIC, e.reason(), &e);
                         continue;
                     }
+                };
+                // A locker asking again while its first request still
+                // waits gets that one's answer: drop the repeat.
+                let client_id = reg.client_id.clone();
+                let fresh = in_flight
+                    .lock()
+                    .map(|mut f| f.insert(client_id.clone()))
+                    .unwrap_or(true);
+                if !fresh {
+                    metrics::counter!("lockstep_provisioning_repeats_total").increment(1);
+                    continue;
                 }
                 waiting.fetch_add(1, Ordering::Relaxed);
                 let (services, provisioning, waiting, in_flight) = (
@@ -451,10 +456,10 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
                     let permit = provisioning.acquire_owned().await;
                     waiting.fetch_sub(1, Ordering::Relaxed);
                     if permit.is_ok() {
-                        handle_register(&services, &p.payload).await;
+                        handle_register(&services, reg).await;
                     }
-                    if let (Some(id), Ok(mut f)) = (client_id, in_flight.lock()) {
-                        f.remove(&id);
+                    if let Ok(mut f) = in_flight.lock() {
+                        f.remove(&client_id);
                     }
                 });
             }
@@ -526,12 +531,8 @@ fn route_dynsec_response(waiters: &DynsecWaiters, payload: &[u8]) {
     }
 }
 
-/// A registration on `provisioning/register`.
-pub async fn handle_register(services: &Services, payload: &[u8]) {
-    let reg = match parse_register(payload) {
-        Ok(r) => r,
-        Err(e) => return refuse(REGISTER_TOPIC, e.reason(), &e),
-    };
+/// A parsed registration from `provisioning/register`.
+pub async fn handle_register(services: &Services, reg: payloads::RegisterPayload) {
     let registration = Registration {
         client_id: reg.client_id,
         serial: reg.serial,
