@@ -1,5 +1,6 @@
 //! Tenants (operators of lockers), users and their roles.
 
+use crate::db::ExecuteWrite;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,7 @@ pub async fn ensure_tenant(db: &Db, name: &str) -> CoreResult<Tenant> {
     .bind(id.to_string())
     .bind(name)
     .bind(now_ms())
-    .execute(&db.pool)
+    .execute_write(db)
     .await?;
     let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1")
         .bind(name)
@@ -160,7 +161,7 @@ pub async fn add_user(db: &Db, new: NewUser) -> CoreResult<User> {
     .bind(user.role.as_str())
     .bind(hash)
     .bind(now_ms())
-    .execute(&db.pool)
+    .execute_write(db)
     .await;
     match inserted {
         Ok(_) => Ok(user),

@@ -5,6 +5,7 @@
 //!
 //! [`authorize`] is the one place that decides who may read a channel.
 
+use crate::db::ExecuteWrite;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -283,7 +284,7 @@ pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
     Ok(
         sqlx::query("DELETE FROM channel_log WHERE occurred_at < $1")
             .bind(cutoff_ms)
-            .execute(&db.pool)
+            .execute_write(db)
             .await?
             .rows_affected(),
     )

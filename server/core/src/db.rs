@@ -2,12 +2,19 @@
 //! both backends: queries use `$N` placeholders (which SQLite accepts too),
 //! timestamps are integer milliseconds and ids are text, so every repository
 //! runs unchanged on SQLite (the embedded default) and PostgreSQL.
+//!
+//! SQLite has one writer at a time. Left to itself, a second writer spins
+//! in SQLite's busy handler, sleeping 1, 2, 5 … 100 ms between tries, which
+//! under load costs far more than the writes. So on SQLite every write in
+//! this process first takes [`Db::write_turn`], a fair async queue, and the
+//! database lock is then always free when a writer gets to it.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    any::{AnyConnectOptions, AnyPoolOptions},
-    AnyPool, Executor,
+    any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult},
+    query::Query,
+    Any, AnyPool, Executor,
 };
 use thiserror::Error;
 
@@ -35,12 +42,34 @@ pub enum ConnectError {
     },
 }
 
+/// `query.execute_write(&db)`: [`Db::write`] in method position.
+pub trait ExecuteWrite {
+    fn execute_write(
+        self,
+        db: &Db,
+    ) -> impl std::future::Future<Output = Result<AnyQueryResult, sqlx::Error>> + Send;
+}
+
+impl<'q> ExecuteWrite for Query<'q, Any, AnyArguments<'q>> {
+    fn execute_write(
+        self,
+        db: &Db,
+    ) -> impl std::future::Future<Output = Result<AnyQueryResult, sqlx::Error>> + Send {
+        db.write(self)
+    }
+}
+
 /// A pool and the backend it talks to.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite only: the queue writers take turns in (see the module doc).
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// A writer's turn: held until its transaction has committed or rolled back.
+pub type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -132,7 +161,36 @@ impl Db {
                 source,
             }
         })?;
-        Ok(Db { pool, backend })
+        Ok(Db::new(pool, backend))
+    }
+
+    /// Wraps an existing pool.
+    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+        let write_gate =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Db {
+            pool,
+            backend,
+            write_gate,
+        }
+    }
+
+    /// Waits for this process's turn to write (SQLite); free on PostgreSQL,
+    /// whose row locks order writers themselves.
+    pub async fn write_turn(&self) -> WriteTurn {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    /// Runs one writing statement on its own (autocommit), in turn.
+    pub async fn write<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<AnyQueryResult, sqlx::Error> {
+        let _turn = self.write_turn().await;
+        query.execute(&self.pool).await
     }
 
     /// Applies the backend's migrations from `migrations/`.

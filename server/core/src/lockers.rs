@@ -1,6 +1,7 @@
 //! Locker banks, their compartments, and access grants: the commands that
 //! change them and the read-model queries behind the API.
 
+use crate::db::ExecuteWrite;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -485,7 +486,7 @@ pub async fn my_compartments(
 /// writer got there first.
 async fn commit_bank_events(
     s: &Services,
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: store::WriteTx,
     bank_id: Uuid,
     tenant_id: Uuid,
     events: Vec<DomainEvent>,
@@ -504,6 +505,19 @@ async fn commit_bank_events(
 /// and the first one on freshly delivered credentials `LockerWasProvisioned`.
 /// `None` when no such bank exists (or it was decommissioned).
 pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Option<bool>> {
+    // The common case, a bank already provisioned and online, is one
+    // statement; only a transition takes the read-decide-append path.
+    let touched = sqlx::query(
+        "UPDATE locker_banks SET last_seen_at = $1 \
+         WHERE id = $2 AND online = 1 AND state = 'provisioned'",
+    )
+    .bind(now)
+    .bind(bank_id.to_string())
+    .execute_write(&s.db)
+    .await?;
+    if touched.rows_affected() == 1 {
+        return Ok(Some(false));
+    }
     for _ in 0..store::MAX_RETRIES {
         let mut tx = begin_write(&s.db).await?;
         let Some(row) =

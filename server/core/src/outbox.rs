@@ -4,6 +4,7 @@
 //! with exponential backoff, and after `MAX_ATTEMPTS` left `dead` with its
 //! last error: visible in the table, the metrics and the log.
 
+use crate::db::ExecuteWrite;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
@@ -44,39 +45,37 @@ pub struct Job {
 }
 
 /// Claims up to `limit` due rows for this process (a lease: a crash
-/// releases them after `LEASE_MS`).
+/// releases them after `LEASE_MS`), in one statement. Two processes
+/// claiming at once cannot both get a row: the second one's update finds
+/// its `next_attempt_at` already moved past `now`.
 pub async fn claim_due(db: &Db, now: i64, limit: i64) -> CoreResult<Vec<Job>> {
-    let rows = sqlx::query(
-        "SELECT id, event_id, reactor, attempts, next_attempt_at FROM outbox \
-         WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut jobs = Vec::new();
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let seen: i64 = row.try_get("next_attempt_at")?;
-        let claimed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
+    let rows = {
+        let _turn = db.write_turn().await;
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 \
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND id IN ( \
+               SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
+               ORDER BY id LIMIT $3) \
+             RETURNING id, event_id, reactor, attempts",
         )
         .bind(now + LEASE_MS)
-        .bind(id)
-        .bind(seen)
-        .execute(&db.pool)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&db.pool)
         .await?
-        .rows_affected()
-            == 1;
-        if claimed {
-            jobs.push(Job {
-                id,
+    };
+    let mut jobs = rows
+        .iter()
+        .map(|row| {
+            Ok(Job {
+                id: row.try_get("id")?,
                 event_id: parse_uuid(&row.try_get::<String, _>("event_id")?)?,
                 reactor: row.try_get("reactor")?,
                 attempts: row.try_get("attempts")?,
-            });
-        }
-    }
+            })
+        })
+        .collect::<CoreResult<Vec<_>>>()?;
+    jobs.sort_by_key(|j| j.id);
     Ok(jobs)
 }
 
@@ -84,7 +83,7 @@ pub async fn complete(db: &Db, id: i64, now: i64) -> CoreResult<()> {
     sqlx::query("UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = $1 WHERE id = $2")
         .bind(now)
         .bind(id)
-        .execute(&db.pool)
+        .execute_write(db)
         .await?;
     Ok(())
 }
@@ -112,7 +111,7 @@ pub async fn fail(db: &Db, job: &Job, error: &str, now: i64) -> CoreResult<Failu
         .bind(error)
         .bind(now)
         .bind(job.id)
-        .execute(&db.pool)
+        .execute_write(db)
         .await?;
         Ok(Failure::Dead)
     } else {
@@ -124,7 +123,7 @@ pub async fn fail(db: &Db, job: &Job, error: &str, now: i64) -> CoreResult<Failu
         .bind(error)
         .bind(at)
         .bind(job.id)
-        .execute(&db.pool)
+        .execute_write(db)
         .await?;
         Ok(Failure::RetryAt(at))
     }

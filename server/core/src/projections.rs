@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    channels::{self, Appended, Channel, Notification, Subject},
+    channels::{Channel, Notification, Subject},
     error::{CoreError, CoreResult},
     events::{DomainEvent, StoredEvent},
     outbox, timers,
@@ -426,19 +426,20 @@ async fn apply_open_request(
     Ok(())
 }
 
-/// Everything a live append does after the event row: every projector,
-/// then the event's notifications and side effects. Returns the channel
-/// entries written, for the after-commit notifier.
+/// Everything a live append does after the event row: every projector and
+/// the event's side effects (outbox, timers). Returns the notification the
+/// event asks for; the caller appends it to the channel log last, so the
+/// channel heads (hot rows on PostgreSQL) stay locked for the shortest time.
 pub async fn project_live(
     conn: &mut AnyConnection,
     ev: &StoredEvent,
     mode: Mode,
-) -> CoreResult<Vec<Appended>> {
+) -> CoreResult<Option<Notification>> {
     for p in Projector::ALL {
         p.apply(conn, ev).await?;
     }
     let Mode::Live { open_timeout_ms } = mode else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if let DomainEvent::CompartmentOpenAuthorized { command_id } = &ev.event {
         outbox::enqueue(conn, ev.event_id, outbox::SEND_OPEN, ev.occurred_at).await?;
@@ -453,11 +454,7 @@ pub async fn project_live(
     if let DomainEvent::LockerDecommissioned { .. } = &ev.event {
         outbox::enqueue(conn, ev.event_id, outbox::DISABLE_LOCKER, ev.occurred_at).await?;
     }
-    let mut appended = Vec::new();
-    if let Some(note) = notification(conn, ev).await? {
-        appended.extend(channels::append(conn, ev, &note).await?);
-    }
-    Ok(appended)
+    notification(conn, ev).await
 }
 
 /// The open request's requester, tenant, compartment and bank.

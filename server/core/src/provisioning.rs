@@ -18,6 +18,7 @@
 //! registration from a new session rotates the password of the same
 //! account.
 
+use crate::db::ExecuteWrite;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -256,7 +257,7 @@ async fn server_secret(s: &Services, name: &str) -> CoreResult<String> {
     )
     .bind(name)
     .bind(random_secret("", 64))
-    .execute(&s.db.pool)
+    .execute_write(&s.db)
     .await?;
     let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
         .bind(name)
@@ -277,7 +278,7 @@ async fn store_account(s: &Services, account: &LockerAccount) -> CoreResult<()> 
     .bind(account.bank_id.to_string())
     .bind(hash)
     .bind(now_ms())
-    .execute(&s.db.pool)
+    .execute_write(&s.db)
     .await?;
     Ok(())
 }
@@ -577,7 +578,7 @@ pub async fn create_key(
     .bind(caller.user.id.to_string())
     .bind(now)
     .bind(expires_at)
-    .execute(&s.db.pool)
+    .execute_write(&s.db)
     .await?;
     Ok((
         KeyView {
@@ -629,7 +630,7 @@ pub async fn revoke_key(s: &Services, caller: &Caller, id: Uuid) -> CoreResult<(
     .bind(now_ms())
     .bind(id.to_string())
     .bind(caller.user.tenant_id.to_string())
-    .execute(&s.db.pool)
+    .execute_write(&s.db)
     .await?;
     if done.rows_affected() == 0 {
         return Err(CoreError::NotFound);
@@ -698,7 +699,7 @@ pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option
     )
     .bind(now_ms())
     .bind(&username)
-    .execute(&s.db.pool)
+    .execute_write(&s.db)
     .await?;
     Ok(Some(username))
 }

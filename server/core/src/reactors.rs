@@ -267,6 +267,37 @@ pub async fn fire_due_timers(s: &Services, now: i64) -> CoreResult<usize> {
     Ok(fired)
 }
 
+/// How many outbox jobs one process runs at once.
+const OUTBOX_IN_FLIGHT: usize = 256;
+
+type Running = tokio::task::JoinSet<CoreResult<()>>;
+
+/// Claims due outbox jobs into `running` (as many as it has room for) and
+/// starts them without waiting: a job waiting on the broker holds up none
+/// claimed after it.
+async fn feed_outbox(s: &Services, now: i64, running: &mut Running) -> CoreResult<usize> {
+    let room = OUTBOX_IN_FLIGHT.saturating_sub(running.len());
+    if room == 0 {
+        return Ok(0);
+    }
+    let jobs = outbox::claim_due(&s.db, now, room as i64).await?;
+    let count = jobs.len();
+    for job in jobs {
+        let s = s.clone();
+        running.spawn(async move { run_job(&s, &job, now).await });
+    }
+    Ok(count)
+}
+
+fn report(done: Result<CoreResult<()>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "an outbox job failed"),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => tracing::error!(error = %e, "an outbox job panicked"),
+    }
+}
+
 /// The background workers of one process, until `shutdown` resolves.
 pub fn spawn_workers(
     s: Services,
@@ -276,9 +307,13 @@ pub fn spawn_workers(
         let mut shutdown = shutdown;
         let mut last_prune = 0_i64;
         let mut last_sweep = 0_i64;
+        let mut running = Running::new();
         loop {
+            while let Some(done) = running.try_join_next() {
+                report(done);
+            }
             let now = now_ms();
-            if let Err(e) = run_outbox_once(&s, now).await {
+            if let Err(e) = feed_outbox(&s, now, &mut running).await {
                 tracing::error!(error = %e, "outbox run failed");
             }
             if let Err(e) = fire_due_timers(&s, now).await {
@@ -302,6 +337,7 @@ pub fn spawn_workers(
             }
             tokio::select! {
                 _ = s.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => report(done),
                 _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
                 _ = shutdown.changed() => break,
             }
@@ -309,5 +345,14 @@ pub fn spawn_workers(
                 break;
             }
         }
+        // Jobs under way get a moment to finish; the rest are released by
+        // their lease and run again later (sends are idempotent by
+        // command_id).
+        let drain = async {
+            while let Some(done) = running.join_next().await {
+                report(done);
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
     })
 }

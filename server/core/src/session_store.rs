@@ -3,6 +3,7 @@
 //! `sessions` table of whichever database Lockstep runs on, so sessions
 //! survive restarts and are shared by every server process.
 
+use crate::db::ExecuteWrite;
 use async_trait::async_trait;
 use sqlx::Row;
 use tower_sessions::{
@@ -45,7 +46,7 @@ impl SessionStore for DbSessionStore {
             .bind(record.id.to_string())
             .bind(data)
             .bind(expiry_ms(record))
-            .execute(&self.db.pool)
+            .execute_write(&self.db)
             .await
             .map_err(backend)?;
             if inserted.rows_affected() == 1 {
@@ -64,7 +65,7 @@ impl SessionStore for DbSessionStore {
         .bind(record.id.to_string())
         .bind(data)
         .bind(expiry_ms(record))
-        .execute(&self.db.pool)
+        .execute_write(&self.db)
         .await
         .map_err(backend)?;
         Ok(())
@@ -95,7 +96,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.db.pool)
+            .execute_write(&self.db)
             .await
             .map_err(backend)?;
         Ok(())
@@ -107,7 +108,7 @@ impl ExpiredDeletion for DbSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE expiry_date <= $1")
             .bind(now_ms())
-            .execute(&self.db.pool)
+            .execute_write(&self.db)
             .await
             .map_err(backend)?;
         Ok(())

@@ -2,12 +2,14 @@
 //! events, run the projectors (read models, channel log, outbox, timers) in
 //! that same transaction, commit, then wake whoever follows the log.
 
+use std::ops::{Deref, DerefMut};
+
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    channels::Appended,
-    db::{Backend, Db},
+    channels::{self, Appended},
+    db::{Backend, Db, WriteTurn},
     error::CoreError,
     error::CoreResult,
     events::{self, DomainEvent, Metadata, StoredEvent},
@@ -18,14 +20,45 @@ use crate::{
 /// How many times a command is retried after a version conflict.
 pub const MAX_RETRIES: usize = 5;
 
-/// A transaction that will write. On SQLite it takes the write lock at
-/// once (`BEGIN IMMEDIATE`), so concurrent writers queue instead of
-/// failing on a lock upgrade.
-pub async fn begin_write(db: &Db) -> CoreResult<Transaction<'static, Any>> {
-    Ok(match db.backend {
+/// A transaction that will write, holding this process's write turn
+/// ([`Db::write_turn`]) until it commits or is dropped. It dereferences to
+/// the connection, so queries run on `&mut *tx`.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: WriteTurn,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let WriteTx { tx, _turn } = self;
+        tx.commit().await
+        // The turn passes on only now, with the lock released.
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// A transaction that will write. It waits for the write turn first (so a
+/// writer never holds a pooled connection while it queues); on SQLite it
+/// then takes the write lock at once (`BEGIN IMMEDIATE`).
+pub async fn begin_write(db: &Db) -> CoreResult<WriteTx> {
+    let turn = db.write_turn().await;
+    let tx = match db.backend {
         Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => db.pool.begin().await?,
-    })
+    };
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 /// What one append wrote.
@@ -73,9 +106,16 @@ pub async fn append_live(
         now,
     )
     .await?;
-    let mut appended = Vec::new();
+    let mut notes = Vec::new();
     for ev in &stored {
-        appended.extend(projections::project_live(conn, ev, mode).await?);
+        if let Some(note) = projections::project_live(conn, ev, mode).await? {
+            notes.push((ev, note));
+        }
+    }
+    // Last: the channel heads are the rows every writer of a channel waits on.
+    let mut appended = Vec::new();
+    for (ev, note) in notes {
+        appended.extend(channels::append(conn, ev, &note).await?);
     }
     Ok(Written {
         events: stored,
@@ -88,7 +128,7 @@ pub async fn append_live(
 /// starts again from a fresh read (at most [`MAX_RETRIES`] times).
 pub async fn commit_at_head(
     s: &Services,
-    mut tx: Transaction<'static, Any>,
+    mut tx: WriteTx,
     aggregate_type: &str,
     aggregate_uuid: Uuid,
     events: Vec<DomainEvent>,

@@ -6,6 +6,7 @@
 //! made with a token may do what *both* the token's abilities and its
 //! user's role allow: an `*` token of a `user` is still no admin.
 
+use crate::db::ExecuteWrite;
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
 use rand::Rng;
@@ -215,10 +216,13 @@ pub async fn create_token(
     .bind(hash_token(&token.secret))
     .bind(abilities.to_list())
     .bind(now_ms())
-    .execute(&db.pool)
+    .execute_write(db)
     .await?;
     Ok(token)
 }
+
+/// How stale `last_used_at` may get before a request refreshes it.
+pub const LAST_USED_PRECISION_MS: i64 = 60_000;
 
 /// The grant behind a bearer secret, or `None` when it is unknown, revoked
 /// or malformed.
@@ -227,7 +231,7 @@ pub async fn authenticate_token(db: &Db, secret: &str) -> CoreResult<Option<Toke
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT id, user_id, abilities FROM api_tokens \
+        "SELECT id, user_id, abilities, last_used_at FROM api_tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash_token(secret))
@@ -240,11 +244,17 @@ pub async fn authenticate_token(db: &Db, secret: &str) -> CoreResult<Option<Toke
     let Some(user) = find_user(db, user_id).await? else {
         return Ok(None);
     };
-    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(token_id.to_string())
-        .execute(&db.pool)
-        .await?;
+    // `last_used_at` is kept to the minute: a busy token does not write on
+    // every request.
+    let now = now_ms();
+    let last_used: Option<i64> = row.try_get("last_used_at")?;
+    if last_used.is_none_or(|t| now - t >= LAST_USED_PRECISION_MS) {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(token_id.to_string())
+            .execute_write(db)
+            .await?;
+    }
     Ok(Some(TokenGrant {
         token_id,
         user,
@@ -257,7 +267,7 @@ pub async fn revoke_token(db: &Db, token_id: Uuid) -> CoreResult<()> {
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(token_id.to_string())
-            .execute(&db.pool)
+            .execute_write(db)
             .await?;
     if done.rows_affected() == 0 {
         return Err(CoreError::NotFound);

@@ -439,6 +439,51 @@ async fn the_outbox_survives_a_restart_and_runs_exactly_once() {
 }
 
 #[tokio::test]
+async fn two_processes_claiming_the_outbox_never_share_a_job() {
+    let w = world().await;
+    let compartment = w.bank.compartments[0].id;
+    for _ in 0..40 {
+        let d = opens::request_open(&w.s, &w.user, open(compartment), now_ms())
+            .await
+            .expect("open");
+        assert_eq!(d.status, "accepted");
+    }
+    // Two pools on one database stand for two server processes.
+    let url = w._t.url.clone();
+    let other = Db::open(&url).await.expect("second process");
+    let now = now_ms();
+    let mut claims = Vec::new();
+    for round in 0..4 {
+        let (a, b) = tokio::join!(
+            outbox::claim_due(&w.s.db, now, 4),
+            outbox::claim_due(&other, now, 4)
+        );
+        let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+        assert!(
+            !a.is_empty() || !b.is_empty(),
+            "round {round} claimed nothing"
+        );
+        claims.extend(a.into_iter().chain(b).map(|j| j.id));
+    }
+    let rest = outbox::claim_due(&other, now, 100)
+        .await
+        .expect("claim rest");
+    claims.extend(rest.iter().map(|j| j.id));
+    let distinct: std::collections::BTreeSet<i64> = claims.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        claims.len(),
+        "a job was claimed twice: {claims:?}"
+    );
+    assert_eq!(claims.len(), 40, "every job claimed once");
+    // Leased: nothing is due again until the lease runs out.
+    assert!(outbox::claim_due(&w.s.db, now, 100)
+        .await
+        .expect("c")
+        .is_empty());
+}
+
+#[tokio::test]
 async fn a_send_that_keeps_failing_ends_dead_and_failed() {
     let w = world().await;
     let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
