@@ -153,31 +153,57 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// Appends one envelope per channel of `note`, inside the caller's
-/// transaction, each with its channel's next seq.
+/// transaction, each with its channel's next seq: two statements whatever
+/// the number of channels (the heads in one upsert, the envelopes in one
+/// insert).
 pub async fn append(
     conn: &mut AnyConnection,
     source: &StoredEvent,
     note: &Notification,
 ) -> CoreResult<Vec<Appended>> {
-    let mut out = Vec::with_capacity(note.channels.len());
-    for channel in &note.channels {
-        let name = channel.to_string();
-        // The row lock (PostgreSQL) or the write lock (SQLite) held until
-        // commit serialises writers per channel: no gaps, no duplicates.
-        let seq: i64 = sqlx::query(
-            "INSERT INTO channel_heads (channel, seq) VALUES ($1, 1) \
-             ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + 1 RETURNING seq",
-        )
-        .bind(&name)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("seq")?;
+    if note.channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = note.channels.iter().map(ToString::to_string).collect();
+    // The row locks (PostgreSQL) or the write lock (SQLite) held until
+    // commit serialise writers per channel: no gaps, no duplicates.
+    let heads_sql = format!(
+        "INSERT INTO channel_heads (channel, seq) VALUES {} \
+         ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + 1 RETURNING channel, seq",
+        (1..=names.len())
+            .map(|i| format!("(${i}, 1)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut heads = sqlx::query(&heads_sql);
+    for name in &names {
+        heads = heads.bind(name);
+    }
+    let rows = heads.fetch_all(&mut *conn).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let seq = rows
+            .iter()
+            .find(|r| r.try_get::<String, _>("channel").is_ok_and(|c| &c == name))
+            .map(|r| r.try_get::<i64, _>("seq"))
+            .transpose()?
+            .ok_or_else(|| CoreError::Invalid(format!("no head returned for {name}")))?;
+        out.push(Appended {
+            channel: name.clone(),
+            seq,
+        });
+    }
+    let mut log_sql = String::from(
+        "INSERT INTO channel_log (channel, seq, event_id, envelope, occurred_at) VALUES ",
+    );
+    let mut envelopes = Vec::with_capacity(out.len());
+    for (i, a) in out.iter().enumerate() {
         let envelope = Envelope {
             v: 1,
             event: note.event.to_string(),
             event_id: source.event_id,
-            channel: name.clone(),
-            seq,
+            channel: a.channel.clone(),
+            seq: a.seq,
             occurred_at: rfc3339_ms(source.occurred_at),
             tenant: source.metadata.tenant_id,
             subject: note.subject.clone(),
@@ -186,21 +212,33 @@ pub async fn append(
             data: note.data.clone(),
             meta: EnvelopeMeta { replay: false },
         };
-        let json = serde_json::to_string(&envelope)
-            .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?;
-        sqlx::query(
-            "INSERT INTO channel_log (channel, seq, event_id, envelope, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&name)
-        .bind(seq)
-        .bind(source.event_id.to_string())
-        .bind(json)
-        .bind(source.occurred_at)
-        .execute(&mut *conn)
-        .await?;
-        out.push(Appended { channel: name, seq });
+        envelopes.push(
+            serde_json::to_string(&envelope)
+                .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?,
+        );
+        let p = i * 5;
+        if i > 0 {
+            log_sql.push_str(", ");
+        }
+        log_sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
     }
+    let mut log = sqlx::query(&log_sql);
+    for (a, json) in out.iter().zip(envelopes) {
+        log = log
+            .bind(a.channel.clone())
+            .bind(a.seq)
+            .bind(source.event_id.to_string())
+            .bind(json)
+            .bind(source.occurred_at);
+    }
+    log.execute(&mut *conn).await?;
     Ok(out)
 }
 

@@ -451,6 +451,11 @@ pub async fn project_live(
         )
         .await?;
     }
+    if let DomainEvent::CompartmentOpened { command_id }
+    | DomainEvent::CompartmentOpenFailed { command_id, .. } = &ev.event
+    {
+        timers::cancel(conn, timers::OPEN_TIMEOUT, *command_id).await?;
+    }
     if let DomainEvent::LockerDecommissioned { .. } = &ev.event {
         outbox::enqueue(conn, ev.event_id, outbox::DISABLE_LOCKER, ev.occurred_at).await?;
     }

@@ -28,6 +28,16 @@ pub async fn schedule(
     Ok(())
 }
 
+/// Drops a deadline that no longer matters (its command ended), so it
+/// neither fires later nor stays in the table.
+pub async fn cancel(conn: &mut AnyConnection, kind: &str, subject: Uuid) -> CoreResult<()> {
+    sqlx::query("DELETE FROM timers WHERE id = $1")
+        .bind(format!("{kind}:{subject}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueTimer {
     pub id: String,

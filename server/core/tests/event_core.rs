@@ -149,6 +149,20 @@ async fn the_open_flow_walks_its_lifecycle() {
             .expect("r"),
         ResultOutcome::Duplicate
     );
+    // The ended command's deadline is gone: nothing left to fire.
+    let timers: i64 = sqlx::query("SELECT COUNT(*) AS n FROM timers")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("timers")
+        .try_get("n")
+        .expect("n");
+    assert_eq!(timers, 0);
+    assert_eq!(
+        reactors::fire_due_timers(&w.s, now_ms() + 600_000)
+            .await
+            .expect("timers"),
+        0
+    );
 
     // The user's channel shows accepted → sent → opened with seqs in order.
     let since = channels::since(&w.s.db, &Channel::User(w.user.user.id), 0, 100)
