@@ -262,6 +262,7 @@ async fn main() {
     while let Some(&rate) = rates.get(step) {
         step += 1;
         let sent: Arc<Mutex<Vec<(Uuid, Instant, f64)>>> = Arc::default();
+        let step_started_ms = lockstep_core::now_ms();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
         let total = u64::from(rate) * secs;
         let mut handles = Vec::with_capacity(total as usize);
@@ -332,6 +333,40 @@ async fn main() {
             "{rate:>7} {total:>7} {:>7} | {p50:>9.1} {p99:>9.1} {max:>9.1} | {acc50:>12.1} {:>6.1}",
             lat.len(),
             p50 / acc50
+        );
+        // Where the time goes, from the read model's own timestamps:
+        // request → sent (outbox, broker PUBACK, the `sent` write) and
+        // sent → opened (locker round trip, the result write).
+        let stages = sqlx::query(
+            "SELECT requested_at, sent_at, opened_at FROM open_requests \
+             WHERE requested_at >= $1 AND opened_at IS NOT NULL",
+        )
+        .bind(step_started_ms)
+        .fetch_all(&services.db.pool)
+        .await
+        .unwrap_or_default();
+        let mut to_sent = Vec::new();
+        let mut to_opened = Vec::new();
+        for r in &stages {
+            use sqlx::Row;
+            let (Ok(q), Ok(Some(st)), Ok(Some(op))) = (
+                r.try_get::<i64, _>("requested_at"),
+                r.try_get::<Option<i64>, _>("sent_at"),
+                r.try_get::<Option<i64>, _>("opened_at"),
+            ) else {
+                continue;
+            };
+            to_sent.push((st - q) as f64);
+            to_opened.push((op - st) as f64);
+        }
+        to_sent.sort_by(f64::total_cmp);
+        to_opened.sort_by(f64::total_cmp);
+        println!(
+            "        stages p50/p99 ms: request→sent {:.0}/{:.0}, sent→opened {:.0}/{:.0}",
+            percentile(&to_sent, 0.5),
+            percentile(&to_sent, 0.99),
+            percentile(&to_opened, 0.5),
+            percentile(&to_opened, 0.99)
         );
         let complete = lat.len() as u64 == total;
         let sustained = complete && p99 < 100.0;

@@ -42,6 +42,26 @@ pub enum ConnectError {
     },
 }
 
+fn sqlite_pool_options(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(max)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // Checkpoints run in the background (see
+                // `spawn_checkpointer`); a committing writer starts one
+                // itself only if the WAL has grown past ~40 MB.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                     PRAGMA wal_autocheckpoint = 10000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
+
 /// `query.execute_write(&db)`: [`Db::write`] in method position.
 pub trait ExecuteWrite {
     fn execute_write(
@@ -62,8 +82,11 @@ impl<'q> ExecuteWrite for Query<'q, Any, AnyArguments<'q>> {
 /// A pool and the backend it talks to.
 #[derive(Clone, Debug)]
 pub struct Db {
+    /// Reads (and, on PostgreSQL, everything).
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite: the writer's own small pool.
+    writer: AnyPool,
     /// SQLite only: the queue writers take turns in (see the module doc).
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
@@ -136,36 +159,37 @@ impl Db {
             url: redact(url),
             source,
         })?;
-        let pool_options = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(5))
-            .max_connections(match backend {
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            });
-        let pool_options = match backend {
-            Backend::Sqlite => pool_options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // Checkpoints run in the background (see
-                    // `spawn_checkpointer`); a committing writer starts one
-                    // itself only if the WAL has grown past ~40 MB.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                         PRAGMA wal_autocheckpoint = 10000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => pool_options,
+        let unreachable = |source| ConnectError::Unreachable {
+            url: redact(url),
+            source,
         };
-        let pool = pool_options.connect_with(options).await.map_err(|source| {
-            ConnectError::Unreachable {
-                url: redact(url),
-                source,
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                // Readers and the writer apart: the one whose turn it is to
+                // write never waits for a connection behind readers.
+                let pool = sqlite_pool_options(8)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(unreachable)?;
+                let writer = sqlite_pool_options(2)
+                    .min_connections(1)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                (pool, writer)
             }
-        })?;
-        let db = Db::new(pool, backend);
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(5))
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                (pool.clone(), pool)
+            }
+        };
+        let mut db = Db::new(pool, backend);
+        db.writer = writer;
         if backend == Backend::Sqlite {
             db.spawn_checkpointer();
         }
@@ -197,15 +221,21 @@ impl Db {
         });
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool (which then also serves the writes).
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Db {
+            writer: pool.clone(),
             pool,
             backend,
             write_gate,
         }
+    }
+
+    /// The pool writes run on (on PostgreSQL the same as `pool`).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Waits for this process's turn to write (SQLite); free on PostgreSQL,
@@ -223,7 +253,7 @@ impl Db {
         query: Query<'q, Any, AnyArguments<'q>>,
     ) -> Result<AnyQueryResult, sqlx::Error> {
         let _turn = self.write_turn().await;
-        query.execute(&self.pool).await
+        query.execute(&self.writer).await
     }
 
     /// Applies the backend's migrations from `migrations/`.

@@ -61,7 +61,7 @@ pub async fn claim_due(db: &Db, now: i64, limit: i64) -> CoreResult<Vec<Job>> {
         .bind(now + LEASE_MS)
         .bind(now)
         .bind(limit)
-        .fetch_all(&db.pool)
+        .fetch_all(db.writer())
         .await?
     };
     let mut jobs = rows

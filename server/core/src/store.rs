@@ -55,8 +55,8 @@ impl DerefMut for WriteTx {
 pub async fn begin_write(db: &Db) -> CoreResult<WriteTx> {
     let turn = db.write_turn().await;
     let tx = match db.backend {
-        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => db.pool.begin().await?,
+        Backend::Sqlite => db.writer().begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => db.writer().begin().await?,
     };
     Ok(WriteTx { tx, _turn: turn })
 }
