@@ -87,6 +87,8 @@ fn leptos_options(addr: SocketAddr) -> LeptosOptions {
 
 impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
+        // First, so that start-up's own writes are counted too.
+        let metrics_handle = metrics::handle();
         let (url, is_default) = config.storage.resolved_url();
         if is_default {
             ensure_data_dir(&config.storage.data_dir)?;
@@ -162,7 +164,7 @@ impl Application {
         let state = AppState {
             leptos_options: leptos_options(local_addr),
             services: services.clone(),
-            metrics: metrics::handle(),
+            metrics: metrics_handle,
             public_origin: guards::public_origin(config.public_url.as_deref()),
         };
         let store = DbSessionStore::new(db);

@@ -28,6 +28,12 @@ pub fn handle() -> PrometheusHandle {
                     Matcher::Full("http_request_duration_seconds".into()),
                     &buckets,
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("lockstep_db_write_wait_seconds".into()),
+                        &buckets,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

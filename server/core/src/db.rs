@@ -241,10 +241,12 @@ impl Db {
     /// Waits for this process's turn to write (SQLite); free on PostgreSQL,
     /// whose row locks order writers themselves.
     pub async fn write_turn(&self) -> WriteTurn {
-        match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        }
+        let gate = self.write_gate.as_ref()?;
+        let asked = std::time::Instant::now();
+        let turn = gate.clone().lock_owned().await;
+        // How long writers queue: the first sign that SQLite is the limit.
+        metrics::histogram!("lockstep_db_write_wait_seconds").record(asked.elapsed().as_secs_f64());
+        Some(turn)
     }
 
     /// Runs one writing statement on its own (autocommit), in turn.

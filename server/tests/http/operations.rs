@@ -78,6 +78,13 @@ async fn every_response_carries_a_request_id_and_is_counted() {
         "{metrics}"
     );
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
+    if std::env::var("LOCKSTEP_TEST_DATABASE_URL").is_err() {
+        // SQLite: start-up's writes queued for their turn and were timed.
+        assert!(
+            metrics.contains("lockstep_db_write_wait_seconds_bucket"),
+            "{metrics}"
+        );
+    }
     app.stop().await;
 }
 
