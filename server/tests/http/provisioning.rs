@@ -503,6 +503,30 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
         still.status, "sent",
         "A's forged result for B was dropped by the broker"
     );
+    // B's own answer, a failure, is the one that counts: → failed.
+    let mut opts = MqttOptions::new(creds_b.username.clone(), "127.0.0.1", broker.dynsec_port);
+    opts.set_credentials(creds_b.username.clone(), creds_b.password.clone());
+    let (b_client, mut b_loop) = AsyncClient::new(opts, 8);
+    b_client
+        .publish(
+            format!("locker/{}/status", b.id),
+            QoS::AtLeastOnce,
+            false,
+            format!(
+                r#"{{"v":1,"command_id":"{}","result":"action_failed","error":"jammed"}}"#,
+                d2.command_id
+            ),
+        )
+        .await
+        .expect("queue");
+    tokio::spawn(async move { while b_loop.poll().await.is_ok() {} });
+    await_status(&app, &mut feed, &admin, d2.command_id, "failed").await;
+    let failed = opens::get_open_request(&app.services, &admin, d2.command_id)
+        .await
+        .expect("q")
+        .expect("visible");
+    assert_eq!(failed.failure_reason.as_deref(), Some("device_error"));
+    let _ = b_client.try_disconnect();
 
     // Decommissioning A kicks a connected A and keeps it out.
     let _ = forger.try_disconnect();
