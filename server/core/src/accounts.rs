@@ -1,6 +1,5 @@
 //! Tenants (operators of lockers), users and their roles.
 
-use crate::db::ExecuteWrite;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     db::Db,
+    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     now_ms,
     password::{dummy_hash, hash_password, verify_password, MIN_PASSWORD_LEN},

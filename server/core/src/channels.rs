@@ -5,7 +5,6 @@
 //!
 //! [`authorize`] is the one place that decides who may read a channel.
 
-use crate::db::ExecuteWrite;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use uuid::Uuid;
 use crate::{
     accounts::{find_user, Role, User},
     db::Db,
+    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     events::{Actor, StoredEvent},
 };
@@ -152,6 +152,18 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `($1, $2), ($3, $4)` for `rows` = 2, `cols` = 2; `tail` is appended
+/// inside each row (a literal column).
+fn value_rows(rows: usize, cols: usize, tail: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({}{tail})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Appends one envelope per channel of `note`, inside the caller's
 /// transaction, each with its channel's next seq: two statements whatever
 /// the number of channels (the heads in one upsert, the envelopes in one
@@ -170,10 +182,7 @@ pub async fn append(
     let heads_sql = format!(
         "INSERT INTO channel_heads (channel, seq) VALUES {} \
          ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + 1 RETURNING channel, seq",
-        (1..=names.len())
-            .map(|i| format!("(${i}, 1)"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        value_rows(names.len(), 1, ", 1")
     );
     let mut heads = sqlx::query(&heads_sql);
     for name in &names {
@@ -193,11 +202,8 @@ pub async fn append(
             seq,
         });
     }
-    let mut log_sql = String::from(
-        "INSERT INTO channel_log (channel, seq, event_id, envelope, occurred_at) VALUES ",
-    );
     let mut envelopes = Vec::with_capacity(out.len());
-    for (i, a) in out.iter().enumerate() {
+    for a in &out {
         let envelope = Envelope {
             v: 1,
             event: note.event.to_string(),
@@ -216,19 +222,11 @@ pub async fn append(
             serde_json::to_string(&envelope)
                 .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?,
         );
-        let p = i * 5;
-        if i > 0 {
-            log_sql.push_str(", ");
-        }
-        log_sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
     }
+    let log_sql = format!(
+        "INSERT INTO channel_log (channel, seq, event_id, envelope, occurred_at) VALUES {}",
+        value_rows(out.len(), 5, "")
+    );
     let mut log = sqlx::query(&log_sql);
     for (a, json) in out.iter().zip(envelopes) {
         log = log
@@ -331,6 +329,12 @@ pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_rows_number_parameters_row_by_row() {
+        assert_eq!(value_rows(2, 1, ", 1"), "($1, 1), ($2, 1)");
+        assert_eq!(value_rows(2, 3, ""), "($1, $2, $3), ($4, $5, $6)");
+    }
 
     #[test]
     fn channel_names_round_trip_and_reject_strangers() {

@@ -188,8 +188,7 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
-        let mut db = Db::new(pool, backend);
-        db.writer = writer;
+        let db = Db::with_writer(pool, writer, backend);
         if backend == Backend::Sqlite {
             db.spawn_checkpointer();
         }
@@ -223,12 +222,16 @@ impl Db {
 
     /// Wraps an existing pool (which then also serves the writes).
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
+        Db::with_writer(pool.clone(), pool, backend)
+    }
+
+    fn with_writer(pool: AnyPool, writer: AnyPool, backend: Backend) -> Self {
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Db {
-            writer: pool.clone(),
             pool,
             backend,
+            writer,
             write_gate,
         }
     }

@@ -1,7 +1,6 @@
 //! Locker banks, their compartments, and access grants: the commands that
 //! change them and the read-model queries behind the API.
 
-use crate::db::ExecuteWrite;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -9,6 +8,7 @@ use uuid::Uuid;
 use crate::{
     accounts::{find_user_by_email, parse_uuid},
     caller::Caller,
+    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     events::{CompartmentSpec, DomainEvent},
     now_ms,

@@ -4,11 +4,14 @@
 //! with exponential backoff, and after `MAX_ATTEMPTS` left `dead` with its
 //! last error: visible in the table, the metrics and the log.
 
-use crate::db::ExecuteWrite;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::{accounts::parse_uuid, db::Db, error::CoreResult};
+use crate::{
+    accounts::parse_uuid,
+    db::{Db, ExecuteWrite},
+    error::CoreResult,
+};
 
 /// The reactor that sends an authorized open command to the locker.
 pub const SEND_OPEN: &str = "send_open";

@@ -18,7 +18,6 @@
 //! registration from a new session rotates the password of the same
 //! account.
 
-use crate::db::ExecuteWrite;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -26,6 +25,7 @@ use uuid::Uuid;
 use crate::{
     accounts::parse_uuid,
     caller::Caller,
+    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     events::{DomainEvent, Metadata},
     lockers::{self, NewBank, NewCompartment},

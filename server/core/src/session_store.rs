@@ -3,7 +3,6 @@
 //! `sessions` table of whichever database Lockstep runs on, so sessions
 //! survive restarts and are shared by every server process.
 
-use crate::db::ExecuteWrite;
 use async_trait::async_trait;
 use sqlx::Row;
 use tower_sessions::{
@@ -11,7 +10,10 @@ use tower_sessions::{
     session_store::{self, ExpiredDeletion, SessionStore},
 };
 
-use crate::{db::Db, now_ms};
+use crate::{
+    db::{Db, ExecuteWrite},
+    now_ms,
+};
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {

@@ -6,7 +6,6 @@
 //! made with a token may do what *both* the token's abilities and its
 //! user's role allow: an `*` token of a `user` is still no admin.
 
-use crate::db::ExecuteWrite;
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
 use rand::Rng;
@@ -18,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     accounts::{find_user, find_user_by_email, parse_uuid, Role, User},
     db::Db,
+    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     now_ms,
 };

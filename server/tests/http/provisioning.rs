@@ -234,6 +234,29 @@ async fn try_subscribe(
     out
 }
 
+/// A raw MQTT client logged in as a provisioned locker, its event loop
+/// running in the background.
+fn connect_as(creds: &Credentials, port: u16) -> AsyncClient {
+    let mut opts = MqttOptions::new(creds.username.clone(), "127.0.0.1", port);
+    opts.set_credentials(creds.username.clone(), creds.password.clone());
+    let (client, mut eventloop) = AsyncClient::new(opts, 8);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+}
+
+/// Publishes a status payload on `locker/{bank}/status` (QoS 1).
+async fn send_status(client: &AsyncClient, bank: Uuid, payload: String) {
+    client
+        .publish(
+            format!("locker/{bank}/status"),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .expect("queue");
+}
+
 async fn channel_events(app: &TestApp, bank_id: Uuid) -> Vec<String> {
     channels::since(&app.services.db, &Channel::LockerBank(bank_id), 0, 200)
         .await
@@ -464,36 +487,27 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
     .await
     .expect("open");
     await_status(&app, &mut feed, &admin, d2.command_id, "sent").await;
-    let mut opts = MqttOptions::new(creds_a.username.clone(), "127.0.0.1", broker.dynsec_port);
-    opts.set_credentials(creds_a.username.clone(), creds_a.password.clone());
-    let (forger, mut forger_loop) = AsyncClient::new(opts, 8);
-    forger
-        .publish(
-            format!("locker/{}/status", b.id),
-            QoS::AtLeastOnce,
-            false,
-            format!(
-                r#"{{"v":1,"command_id":"{}","result":"action_completed"}}"#,
-                d2.command_id
-            ),
-        )
-        .await
-        .expect("queue");
+    let forger = connect_as(&creds_a, broker.dynsec_port);
+    send_status(
+        &forger,
+        b.id,
+        format!(
+            r#"{{"v":1,"command_id":"{}","result":"action_completed"}}"#,
+            d2.command_id
+        ),
+    )
+    .await;
     // Then a result on A's own topic for an unknown command: once the server
     // counted that, the forged one (sent before it) would have arrived too.
-    forger
-        .publish(
-            format!("locker/{}/status", a.id),
-            QoS::AtLeastOnce,
-            false,
-            format!(
-                r#"{{"v":1,"command_id":"{}","result":"action_completed"}}"#,
-                Uuid::now_v7()
-            ),
-        )
-        .await
-        .expect("queue");
-    tokio::spawn(async move { while forger_loop.poll().await.is_ok() {} });
+    send_status(
+        &forger,
+        a.id,
+        format!(
+            r#"{{"v":1,"command_id":"{}","result":"action_completed"}}"#,
+            Uuid::now_v7()
+        ),
+    )
+    .await;
     crate::mqtt::await_rejection(&app, "mqtt_unknown_command", 1).await;
     let still = opens::get_open_request(&app.services, &admin, d2.command_id)
         .await
@@ -504,22 +518,16 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
         "A's forged result for B was dropped by the broker"
     );
     // B's own answer, a failure, is the one that counts: → failed.
-    let mut opts = MqttOptions::new(creds_b.username.clone(), "127.0.0.1", broker.dynsec_port);
-    opts.set_credentials(creds_b.username.clone(), creds_b.password.clone());
-    let (b_client, mut b_loop) = AsyncClient::new(opts, 8);
-    b_client
-        .publish(
-            format!("locker/{}/status", b.id),
-            QoS::AtLeastOnce,
-            false,
-            format!(
-                r#"{{"v":1,"command_id":"{}","result":"action_failed","error":"jammed"}}"#,
-                d2.command_id
-            ),
-        )
-        .await
-        .expect("queue");
-    tokio::spawn(async move { while b_loop.poll().await.is_ok() {} });
+    let b_client = connect_as(&creds_b, broker.dynsec_port);
+    send_status(
+        &b_client,
+        b.id,
+        format!(
+            r#"{{"v":1,"command_id":"{}","result":"action_failed","error":"jammed"}}"#,
+            d2.command_id
+        ),
+    )
+    .await;
     await_status(&app, &mut feed, &admin, d2.command_id, "failed").await;
     let failed = opens::get_open_request(&app.services, &admin, d2.command_id)
         .await
