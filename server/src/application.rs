@@ -15,9 +15,8 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use lockstep_core::{
     db::{ensure_data_dir, ConnectError, Db},
-    reactors,
     session_store::DbSessionStore,
-    CoreError, Services,
+    workers, CoreError, Services,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -205,7 +204,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-        let workers = reactors::spawn_workers(self.services.clone(), workers_stopped);
+        let workers = workers::spawn_workers(self.services.clone(), workers_stopped);
+        let upkeep = spawn_metrics_upkeep(crate::metrics::handle());
         let served = axum::serve(
             self.listener,
             self.router
@@ -217,11 +217,25 @@ impl Application {
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "the workers ended abnormally");
         }
+        upkeep.abort();
         if let Some(mqtt) = self.mqtt {
             mqtt.abort();
         }
         served
     }
+}
+
+/// Drains the histograms' pending samples every few seconds: the
+/// exporter otherwise keeps every sample until `/metrics` is scraped, so
+/// an unscraped process grows without bound.
+fn spawn_metrics_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
 }
 
 fn spawn_session_cleanup(store: DbSessionStore) {

@@ -114,6 +114,11 @@ pub struct ServeConfig {
     /// Hours the channel log keeps envelopes for `events/since`.
     #[arg(long, env = "LOCKSTEP_CHANNEL_RETENTION_HOURS", default_value_t = 24)]
     pub channel_retention_hours: u64,
+    /// Seconds of overdue work (an outbox job due and not run, a timer due
+    /// and not fired) or of a silent worker after which `/readyz` fails and
+    /// the watchdog logs an error.
+    #[arg(long, env = "LOCKSTEP_STALL_AFTER_SECS", default_value_t = 30)]
+    pub stall_after_secs: u64,
     /// Sign-in attempts allowed per account before throttling.
     #[arg(long, env = "LOCKSTEP_LOGIN_BURST_ACCOUNT", default_value_t = 5)]
     pub login_burst_account: u32,
@@ -139,6 +144,8 @@ impl ServeConfig {
             open_timeout: Duration::from_secs(self.open_timeout_secs.max(1)),
             channel_retention: Duration::from_secs(self.channel_retention_hours.max(1) * 3600),
             offline_after: Duration::from_secs(self.offline_after_secs.max(1)),
+            stall_after: Duration::from_secs(self.stall_after_secs.max(1)),
+            ..Default::default()
         }
     }
 
@@ -165,6 +172,7 @@ impl ServeConfig {
             open_timeout_secs: 20,
             offline_after_secs: 90,
             channel_retention_hours: 24,
+            stall_after_secs: 30,
             login_burst_account: 5,
             login_burst_ip: 50,
             login_refill_secs: 60,

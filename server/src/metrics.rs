@@ -77,6 +77,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "outbox counts unavailable for /metrics"),
     }
+    match lockstep_core::workers::health(&state.services, lockstep_core::now_ms()).await {
+        Ok(h) => lockstep_core::workers::record_gauges(&h),
+        Err(e) => tracing::warn!(error = %e, "the stall report is unavailable for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -202,42 +202,72 @@ pub async fn append(
             seq,
         });
     }
-    let mut envelopes = Vec::with_capacity(out.len());
-    for a in &out {
-        let envelope = Envelope {
-            v: 1,
-            event: note.event.to_string(),
-            event_id: source.event_id,
-            channel: a.channel.clone(),
-            seq: a.seq,
-            occurred_at: rfc3339_ms(source.occurred_at),
-            tenant: source.metadata.tenant_id,
-            subject: note.subject.clone(),
-            sender: source.metadata.actor.clone(),
-            correlation_id: source.metadata.correlation_id,
-            data: note.data.clone(),
-            meta: EnvelopeMeta { replay: false },
-        };
-        envelopes.push(
-            serde_json::to_string(&envelope)
-                .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?,
-        );
-    }
+    // The body once, whatever the number of channels; each log row
+    // points at it and adds its own channel and seq.
+    let body = Body {
+        v: 1,
+        event: note.event,
+        event_id: source.event_id,
+        occurred_at: rfc3339_ms(source.occurred_at),
+        tenant: source.metadata.tenant_id,
+        subject: &note.subject,
+        sender: &source.metadata.actor,
+        correlation_id: source.metadata.correlation_id,
+        data: &note.data,
+    };
+    let body = serde_json::to_string(&body)
+        .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?;
+    let body_id: i64 =
+        sqlx::query("INSERT INTO channel_bodies (body, occurred_at) VALUES ($1, $2) RETURNING id")
+            .bind(body)
+            .bind(source.occurred_at)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("id")?;
     let log_sql = format!(
-        "INSERT INTO channel_log (channel, seq, event_id, envelope, occurred_at) VALUES {}",
+        "INSERT INTO channel_log (channel, seq, event_id, body_id, occurred_at) VALUES {}",
         value_rows(out.len(), 5, "")
     );
     let mut log = sqlx::query(&log_sql);
-    for (a, json) in out.iter().zip(envelopes) {
+    for a in &out {
         log = log
             .bind(a.channel.clone())
             .bind(a.seq)
             .bind(source.event_id.to_string())
-            .bind(json)
+            .bind(body_id)
             .bind(source.occurred_at);
     }
     log.execute(&mut *conn).await?;
     Ok(out)
+}
+
+/// What `channel_bodies` stores: an envelope without its channel, seq and
+/// meta, which each log row supplies.
+#[derive(Serialize)]
+struct Body<'a> {
+    v: u8,
+    event: &'a str,
+    event_id: Uuid,
+    occurred_at: String,
+    tenant: Uuid,
+    subject: &'a Subject,
+    sender: &'a Actor,
+    correlation_id: Uuid,
+    data: &'a Value,
+}
+
+/// The envelope of one log row: its stored body with the row's channel and
+/// seq (older bodies, whole envelopes, read the same way).
+fn envelope_of(body: &str, channel: &str, seq: i64) -> CoreResult<Envelope> {
+    let mut value: Value = serde_json::from_str(body)
+        .map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))?;
+    let fields = value
+        .as_object_mut()
+        .ok_or_else(|| CoreError::Invalid("stored envelope is not an object".into()))?;
+    fields.insert("channel".into(), Value::from(channel));
+    fields.insert("seq".into(), Value::from(seq));
+    fields.insert("meta".into(), serde_json::json!({ "replay": true }));
+    serde_json::from_value(value).map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))
 }
 
 /// The answer to "what happened on this channel after `seq`".
@@ -292,7 +322,8 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
         });
     }
     let rows = sqlx::query(
-        "SELECT envelope FROM channel_log WHERE channel = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        "SELECT l.seq, b.body FROM channel_log l JOIN channel_bodies b ON b.id = l.body_id \
+         WHERE l.channel = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
     )
     .bind(&name)
     .bind(after)
@@ -301,11 +332,8 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
     .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let text: String = row.try_get("envelope")?;
-        let mut env: Envelope = serde_json::from_str(&text)
-            .map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))?;
-        env.meta.replay = true;
-        events.push(env);
+        let body: String = row.try_get("body")?;
+        events.push(envelope_of(&body, &name, row.try_get("seq")?)?);
     }
     Ok(Since {
         channel: name,
@@ -315,20 +343,54 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
     })
 }
 
-/// Deletes log entries older than `cutoff_ms`; returns how many.
+/// Deletes log entries older than `cutoff_ms`, then their bodies; returns
+/// how many entries.
 pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
-    Ok(
-        sqlx::query("DELETE FROM channel_log WHERE occurred_at < $1")
-            .bind(cutoff_ms)
-            .execute_write(db)
-            .await?
-            .rows_affected(),
-    )
+    let entries = sqlx::query("DELETE FROM channel_log WHERE occurred_at < $1")
+        .bind(cutoff_ms)
+        .execute_write(db)
+        .await?
+        .rows_affected();
+    // Bodies share their entries' occurred_at: none still referenced goes.
+    sqlx::query("DELETE FROM channel_bodies WHERE occurred_at < $1")
+        .bind(cutoff_ms)
+        .execute_write(db)
+        .await?;
+    Ok(entries)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bodies written before they were shared are whole envelopes: they
+    /// read back with the row's own channel and seq.
+    #[test]
+    fn an_older_whole_envelope_reads_with_its_rows_channel_and_seq() {
+        let id = Uuid::now_v7();
+        let old = Envelope {
+            v: 1,
+            event: "open_request.accepted".into(),
+            event_id: id,
+            channel: "private-user.old".into(),
+            seq: 7,
+            occurred_at: rfc3339_ms(0),
+            tenant: id,
+            subject: Subject {
+                kind: "open_request".into(),
+                id,
+            },
+            sender: Actor::System,
+            correlation_id: id,
+            data: serde_json::json!({"status": "accepted"}),
+            meta: EnvelopeMeta { replay: false },
+        };
+        let text = serde_json::to_string(&old).expect("json");
+        let read = envelope_of(&text, "private-user.new", 9).expect("read");
+        assert_eq!((read.channel.as_str(), read.seq), ("private-user.new", 9));
+        assert!(read.meta.replay);
+        assert_eq!((read.event, read.data), (old.event, old.data));
+    }
 
     #[test]
     fn value_rows_number_parameters_row_by_row() {

@@ -14,7 +14,8 @@
 //! - [`store`]: the write path (append + project in one transaction).
 //! - [`projections`]: projectors keeping the read models.
 //! - [`channels`]: the sequenced channel log, envelopes, who may read.
-//! - [`outbox`], [`timers`], [`reactors`]: side effects after commit.
+//! - [`outbox`], [`timers`], [`reactors`]: side effects after commit;
+//!   [`workers`]: the supervised loops that run them, and the stall report.
 //! - [`caller`], [`lockers`], [`opens`]: the domain commands and queries.
 //! - [`provisioning`]: lockers provisioning themselves, keys, broker
 //!   accounts, decommissioning.
@@ -44,6 +45,7 @@ pub mod testing;
 pub mod throttle;
 pub mod timers;
 pub mod tokens;
+pub mod workers;
 
 pub use error::CoreError;
 /// The id type of every entity, for adapters that don't depend on `uuid`.

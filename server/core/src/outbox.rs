@@ -18,7 +18,8 @@ pub const SEND_OPEN: &str = "send_open";
 /// Disables a decommissioned locker's broker account.
 pub const DISABLE_LOCKER: &str = "disable_locker";
 pub const MAX_ATTEMPTS: i64 = 5;
-const LEASE_MS: i64 = 30_000;
+/// How long a claim holds a job; `CoreSettings::job_deadline` stays under it.
+pub const LEASE_MS: i64 = 30_000;
 
 pub async fn enqueue(
     conn: &mut AnyConnection,

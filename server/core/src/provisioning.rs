@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -110,8 +111,13 @@ struct Admitted {
 /// `LockerProvisioningFailed` with a reason.
 pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
     let attempt_id = Uuid::now_v7();
+    // The span is attached to the future (never entered across an await),
+    // so each log line names its own attempt only.
     let span = tracing::info_span!("provisioning", %attempt_id, serial = %reg.serial, client_id = %reg.client_id);
-    let _enter = span.enter();
+    provision_attempt(s, reg, attempt_id).instrument(span).await
+}
+
+async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) -> CoreResult<Reply> {
     let admitted = match admit(s, &reg, attempt_id).await? {
         Ok(a) => a,
         Err(refusal) => {
@@ -139,7 +145,9 @@ pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
         username: username_of(bank_id),
         password: locker_password(s, bank_id, &reg.client_id).await?,
     };
-    if let Err(e) = s.gateway.create_account(&account).await {
+    if let Err(e) =
+        crate::reactors::call_gateway(s, "create_account", s.gateway.create_account(&account)).await
+    {
         tracing::error!(error = %e, "creating the locker's broker account failed");
         record(s, bank_id, vec![fail("broker_error", e.0.clone())], &meta).await?;
         metrics::counter!("lockstep_provisioning_total", "outcome" => "broker_error").increment(1);
@@ -172,7 +180,13 @@ pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
         detail: None,
     };
     let bytes = serde_json::to_vec(&reply).map_err(|e| CoreError::Invalid(e.to_string()))?;
-    match s.gateway.deliver_reply(&reg.client_id, &bytes).await {
+    match crate::reactors::call_gateway(
+        s,
+        "deliver_reply",
+        s.gateway.deliver_reply(&reg.client_id, &bytes),
+    )
+    .await
+    {
         Ok(()) => {
             record(
                 s,
@@ -201,7 +215,13 @@ pub async fn provision(s: &Services, reg: Registration) -> CoreResult<Reply> {
 async fn deliver(s: &Services, client_id: &str, reply: &Reply) {
     match serde_json::to_vec(reply) {
         Ok(bytes) => {
-            if let Err(e) = s.gateway.deliver_reply(client_id, &bytes).await {
+            if let Err(e) = crate::reactors::call_gateway(
+                s,
+                "deliver_reply",
+                s.gateway.deliver_reply(client_id, &bytes),
+            )
+            .await
+            {
                 tracing::warn!(error = %e, "the refusal could not be delivered");
             }
         }

@@ -3,8 +3,8 @@
 //! bridge will be the real gateway. Until then [`RecordingGateway`] stands
 //! in: it sends nothing and records what it would have sent.
 //!
-//! The workers ([`spawn_workers`]) run the outbox and fire due timers, on
-//! every commit (woken through `Services::wake`) and every 250 ms.
+//! [`crate::workers`] runs the jobs (each under a deadline, every gateway
+//! call under its own) and fires due timers.
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -14,6 +14,7 @@ use std::sync::{
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -170,7 +171,8 @@ async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<Open
     }))
 }
 
-/// Runs every due outbox job once; returns how many ran.
+/// Runs every due outbox job once, each as the workers do (in its own
+/// task, under the job deadline); returns how many ran.
 pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
     let jobs = outbox::claim_due(&s.db, now, 64).await?;
     let count = jobs.len();
@@ -178,81 +180,124 @@ pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
     // and writes its own transaction, so one slow send holds up no other.
     let mut running = tokio::task::JoinSet::new();
     for job in jobs {
-        let s = s.clone();
-        running.spawn(async move { run_job(&s, &job, now).await });
+        running.spawn(crate::workers::run_job_bounded(s.clone(), job, now));
     }
-    let mut first_error = None;
-    while let Some(done) = running.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => tracing::error!(error = %e, "an outbox job panicked"),
+    while running.join_next().await.is_some() {}
+    Ok(count)
+}
+
+/// Calls the gateway under `CoreSettings::gateway_deadline`: a broker that
+/// never answers is a failed call, not a stuck worker.
+pub async fn call_gateway<T>(
+    s: &Services,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    let deadline = s.settings.gateway_deadline;
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => {
+            metrics::counter!("lockstep_gateway_timeouts_total", "call" => what.to_string())
+                .increment(1);
+            Err(GatewayError(format!(
+                "{what}: no answer within {deadline:?}"
+            )))
         }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(count),
     }
 }
 
-/// Runs one claimed outbox job.
-async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
-    {
-        let span = tracing::info_span!("reactor", reactor = %job.reactor, event_id = %job.event_id);
-        let _enter = span.enter();
-        match job.reactor.as_str() {
-            outbox::SEND_OPEN => {
-                let Some(command) = pending_command(s, job.event_id).await? else {
-                    // Already sent, failed or timed out: nothing left to do.
+/// Runs one claimed outbox job (the workers bound it with a deadline).
+pub async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
+    match job.reactor.as_str() {
+        outbox::SEND_OPEN => {
+            let Some(command) = pending_command(s, job.event_id).await? else {
+                // Already sent, failed or timed out: nothing left to do.
+                outbox::complete(&s.db, job.id, now).await?;
+                return Ok(());
+            };
+            let span = tracing::info_span!("send_open", command_id = %command.command_id);
+            let sent = call_gateway(s, "send_open", s.gateway.send_open(&command))
+                .instrument(span.clone())
+                .await;
+            match sent {
+                Ok(()) => {
+                    opens::record_sent(s, command.command_id, now_ms()).await?;
                     outbox::complete(&s.db, job.id, now).await?;
-                    return Ok(());
-                };
-                match s.gateway.send_open(&command).await {
-                    Ok(()) => {
-                        opens::record_sent(s, command.command_id, now_ms()).await?;
-                        outbox::complete(&s.db, job.id, now).await?;
-                    }
-                    Err(e) => match outbox::fail(&s.db, job, &e.0, now).await? {
-                        outbox::Failure::RetryAt(at) => {
-                            tracing::warn!(command_id = %command.command_id, error = %e, retry_at = at, "send failed; will retry");
-                        }
-                        outbox::Failure::Dead => {
-                            tracing::error!(command_id = %command.command_id, error = %e, "send failed for good; dead letter");
-                            opens::record_send_failure(s, command.command_id, &e.0, now).await?;
-                        }
-                    },
+                }
+                Err(e) => {
+                    failed_send(s, job, &command, &e.0, now)
+                        .instrument(span)
+                        .await?
                 }
             }
-            outbox::DISABLE_LOCKER => {
-                let Some(username) = crate::provisioning::account_of_event(s, job.event_id).await?
-                else {
+        }
+        outbox::DISABLE_LOCKER => {
+            let Some(username) = crate::provisioning::account_of_event(s, job.event_id).await?
+            else {
+                outbox::complete(&s.db, job.id, now).await?;
+                return Ok(());
+            };
+            match call_gateway(s, "disable_account", s.gateway.disable_account(&username)).await {
+                Ok(()) => {
+                    tracing::info!(%username, "locker broker account disabled");
                     outbox::complete(&s.db, job.id, now).await?;
-                    return Ok(());
-                };
-                match s.gateway.disable_account(&username).await {
-                    Ok(()) => {
-                        tracing::info!(%username, "locker broker account disabled");
-                        outbox::complete(&s.db, job.id, now).await?;
-                    }
-                    Err(e) => {
-                        let outcome = outbox::fail(&s.db, job, &e.0, now).await?;
-                        tracing::error!(%username, error = %e, ?outcome, "disabling a locker account failed");
-                    }
+                }
+                Err(e) => {
+                    let outcome = outbox::fail(&s.db, job, &e.0, now).await?;
+                    tracing::error!(%username, error = %e, ?outcome, "disabling a locker account failed");
                 }
             }
-            other => {
-                tracing::error!(reactor = other, "unknown reactor; dead letter");
-                let dead = outbox::Job {
-                    attempts: outbox::MAX_ATTEMPTS,
-                    ..job.clone()
-                };
-                outbox::fail(&s.db, &dead, "unknown reactor", now).await?;
-            }
+        }
+        other => {
+            tracing::error!(reactor = other, "unknown reactor; dead letter");
+            let dead = outbox::Job {
+                attempts: outbox::MAX_ATTEMPTS,
+                ..job.clone()
+            };
+            outbox::fail(&s.db, &dead, "unknown reactor", now).await?;
         }
     }
     Ok(())
+}
+
+/// A send attempt failed: retry later, or dead-letter it and fail the
+/// command with `send_failed`.
+async fn failed_send(
+    s: &Services,
+    job: &outbox::Job,
+    command: &OpenCommand,
+    error: &str,
+    now: i64,
+) -> CoreResult<()> {
+    match outbox::fail(&s.db, job, error, now).await? {
+        outbox::Failure::RetryAt(at) => {
+            tracing::warn!(command_id = %command.command_id, error, retry_at = at, "send failed; will retry");
+        }
+        outbox::Failure::Dead => {
+            tracing::error!(command_id = %command.command_id, error, "send failed for good; dead letter");
+            opens::record_send_failure(s, command.command_id, error, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A job that panicked, errored or ran past its deadline: counted as a
+/// failed attempt (retried or dead-lettered); a dead send fails its command.
+pub async fn give_up(s: &Services, job: &outbox::Job, why: &str, now: i64) -> CoreResult<()> {
+    let now = now.max(now_ms());
+    tracing::error!(
+        why,
+        attempts = job.attempts + 1,
+        "an outbox job did not finish"
+    );
+    if job.reactor == outbox::SEND_OPEN {
+        if let Some(command) = pending_command(s, job.event_id).await? {
+            return failed_send(s, job, &command, why, now).await;
+        }
+        // Sent or ended meanwhile: nothing is left to retry.
+        return outbox::complete(&s.db, job.id, now).await;
+    }
+    outbox::fail(&s.db, job, why, now).await.map(|_| ())
 }
 
 /// Fires every due timer once; returns how many fired.
@@ -265,94 +310,4 @@ pub async fn fire_due_timers(s: &Services, now: i64) -> CoreResult<usize> {
         }
     }
     Ok(fired)
-}
-
-/// How many outbox jobs one process runs at once.
-const OUTBOX_IN_FLIGHT: usize = 256;
-
-type Running = tokio::task::JoinSet<CoreResult<()>>;
-
-/// Claims due outbox jobs into `running` (as many as it has room for) and
-/// starts them without waiting: a job waiting on the broker holds up none
-/// claimed after it.
-async fn feed_outbox(s: &Services, now: i64, running: &mut Running) -> CoreResult<usize> {
-    let room = OUTBOX_IN_FLIGHT.saturating_sub(running.len());
-    if room == 0 {
-        return Ok(0);
-    }
-    let jobs = outbox::claim_due(&s.db, now, room as i64).await?;
-    let count = jobs.len();
-    for job in jobs {
-        let s = s.clone();
-        running.spawn(async move { run_job(&s, &job, now).await });
-    }
-    Ok(count)
-}
-
-fn report(done: Result<CoreResult<()>, tokio::task::JoinError>) {
-    match done {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "an outbox job failed"),
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => tracing::error!(error = %e, "an outbox job panicked"),
-    }
-}
-
-/// The background workers of one process, until `shutdown` resolves.
-pub fn spawn_workers(
-    s: Services,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut shutdown = shutdown;
-        let mut last_prune = 0_i64;
-        let mut last_sweep = 0_i64;
-        let mut running = Running::new();
-        loop {
-            while let Some(done) = running.try_join_next() {
-                report(done);
-            }
-            let now = now_ms();
-            if let Err(e) = feed_outbox(&s, now, &mut running).await {
-                tracing::error!(error = %e, "outbox run failed");
-            }
-            if let Err(e) = fire_due_timers(&s, now).await {
-                tracing::error!(error = %e, "timer run failed");
-            }
-            if now - last_sweep > 5_000 {
-                last_sweep = now;
-                let after = s.settings.offline_after.as_millis() as i64;
-                if let Err(e) = crate::lockers::sweep_offline(&s, now, after).await {
-                    tracing::error!(error = %e, "offline sweep failed");
-                }
-            }
-            if now - last_prune > 60_000 {
-                last_prune = now;
-                let cutoff = now - s.settings.channel_retention.as_millis() as i64;
-                match crate::channels::prune(&s.db, cutoff).await {
-                    Ok(n) if n > 0 => tracing::info!(pruned = n, "channel log pruned"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "channel log pruning failed"),
-                }
-            }
-            tokio::select! {
-                _ = s.wake.notified() => {}
-                Some(done) = running.join_next(), if !running.is_empty() => report(done),
-                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-                _ = shutdown.changed() => break,
-            }
-            if *shutdown.borrow() {
-                break;
-            }
-        }
-        // Jobs under way get a moment to finish; the rest are released by
-        // their lease and run again later (sends are idempotent by
-        // command_id).
-        let drain = async {
-            while let Some(done) = running.join_next().await {
-                report(done);
-            }
-        };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-    })
 }

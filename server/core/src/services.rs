@@ -13,6 +13,7 @@ use crate::{
     reactors::{LockerGateway, RecordingGateway},
     store::Written,
     throttle::{LoginThrottle, ThrottleConfig},
+    workers::SharedHealth,
 };
 
 /// Settings of the event core.
@@ -24,6 +25,15 @@ pub struct CoreSettings {
     pub channel_retention: Duration,
     /// Silence after which an online locker bank is marked offline.
     pub offline_after: Duration,
+    /// The longest one gateway call (a send and its PUBACK, an account
+    /// change, a reply) may take before it counts as failed.
+    pub gateway_deadline: Duration,
+    /// The longest one outbox job or worker step may take before it is
+    /// aborted (kept under the outbox lease, `outbox::LEASE_MS`).
+    pub job_deadline: Duration,
+    /// Overdue work or a silent worker older than this makes `/readyz`
+    /// fail and the watchdog log an error.
+    pub stall_after: Duration,
 }
 
 impl Default for CoreSettings {
@@ -32,6 +42,9 @@ impl Default for CoreSettings {
             open_timeout: Duration::from_secs(20),
             channel_retention: Duration::from_secs(24 * 3600),
             offline_after: Duration::from_secs(90),
+            gateway_deadline: Duration::from_secs(15),
+            job_deadline: Duration::from_secs(20),
+            stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -46,6 +59,8 @@ pub struct Services {
     /// Wakes the outbox and timer workers after a commit.
     pub wake: Arc<Notify>,
     pub gateway: Arc<dyn LockerGateway>,
+    /// The workers' progress, for the stall report.
+    pub workers: SharedHealth,
 }
 
 impl std::fmt::Debug for Services {
@@ -68,6 +83,7 @@ impl Services {
             log_tail: broadcast::channel(4096).0,
             wake: Arc::new(Notify::new()),
             gateway: Arc::new(RecordingGateway::default()),
+            workers: SharedHealth::default(),
         }
     }
 

@@ -917,3 +917,61 @@ async fn heartbeats_bring_a_bank_online_and_silence_takes_it_offline() {
         .collect();
     assert_eq!(changes, [Some(true), Some(false)]);
 }
+
+/// An envelope on several channels stores its body once; `events/since`
+/// gives each channel the whole envelope with its own channel and seq.
+#[tokio::test]
+async fn an_envelope_on_several_channels_stores_its_body_once() {
+    let w = world().await;
+    let count = |q: &'static str| {
+        let pool = w.s.db.pool.clone();
+        async move {
+            sqlx::query(q)
+                .fetch_one(&pool)
+                .await
+                .expect("q")
+                .try_get::<i64, _>("n")
+                .expect("n")
+        }
+    };
+    let before = (
+        count("SELECT COUNT(*) AS n FROM channel_log").await,
+        count("SELECT COUNT(*) AS n FROM channel_bodies").await,
+    );
+    let user_head = channels::head(&w.s.db, &Channel::User(w.user.user.id))
+        .await
+        .expect("head");
+    let tenant = Channel::TenantOpenRequests(w.admin.user.tenant_id);
+    let tenant_head = channels::head(&w.s.db, &tenant).await.expect("head");
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    let after = (
+        count("SELECT COUNT(*) AS n FROM channel_log").await,
+        count("SELECT COUNT(*) AS n FROM channel_bodies").await,
+    );
+    let (entries, bodies) = (after.0 - before.0, after.1 - before.1);
+    assert!(
+        entries >= 2,
+        "the open is on the user's and the tenant's channel"
+    );
+    assert_eq!(bodies, 1, "one body for {entries} entries");
+    let mine = channels::since(&w.s.db, &Channel::User(w.user.user.id), user_head, 10)
+        .await
+        .expect("since");
+    let theirs = channels::since(&w.s.db, &tenant, tenant_head, 10)
+        .await
+        .expect("since");
+    let (a, b) = (&mine.events[0], &theirs.events[0]);
+    assert_eq!((a.event_id, b.event_id), (b.event_id, a.event_id));
+    assert_eq!(a.subject, b.subject);
+    assert_eq!(a.data["command_id"], d.command_id.to_string(), "{a:?}");
+    assert_eq!(a.channel, Channel::User(w.user.user.id).to_string());
+    assert_eq!(b.channel, tenant.to_string());
+    assert_eq!((a.seq, b.seq), (user_head + 1, tenant_head + 1));
+    assert_eq!((a.meta.replay, b.meta.replay), (true, true));
+    assert_eq!(
+        (&a.event, &a.data, &a.sender, a.correlation_id),
+        (&b.event, &b.data, &b.sender, b.correlation_id)
+    );
+}

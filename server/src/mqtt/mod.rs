@@ -44,6 +44,7 @@ use lockstep_core::{
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::metrics::count_rejection;
 use payloads::{parse_register, parse_status, parse_topic, CommandPayload, CommandResult, VERSION};
@@ -139,7 +140,6 @@ pub struct MqttGateway {
     client: AsyncClient,
     pending: Arc<Mutex<Pending>>,
     dynsec_waiters: DynsecWaiters,
-    publish_order: tokio::sync::Mutex<()>,
     ack_timeout: Duration,
     dynsec: bool,
 }
@@ -198,27 +198,28 @@ impl MqttGateway {
     }
 
     /// Publishes at QoS 1 and returns once that very publish was PUBACKed.
+    /// Never waits while holding a lock: the publish is queued with
+    /// `try_publish` (a full client queue is an error the outbox retries),
+    /// and the wait for the PUBACK is bounded by `ack_timeout`.
     async fn publish_acked(&self, topic: String, bytes: Vec<u8>) -> Result<(), GatewayError> {
         let (acked, ack) = oneshot::channel();
         {
             // The event loop reports publishes in the order they were
-            // queued; holding this lock keeps `queued` in that same order.
-            let _order = self.publish_order.lock().await;
-            self.pending
+            // queued; queueing under this lock keeps `queued` in that order.
+            let mut pending = self
+                .pending
                 .lock()
-                .map_err(|_| GatewayError("poisoned".into()))?
-                .queued
-                .push_back(acked);
+                .map_err(|_| GatewayError("poisoned".into()))?;
             if let Err(e) = self
                 .client
-                .publish(topic, QoS::AtLeastOnce, false, bytes)
-                .await
+                .try_publish(topic, QoS::AtLeastOnce, false, bytes)
             {
-                if let Ok(mut p) = self.pending.lock() {
-                    p.queued.pop_back();
-                }
-                return Err(GatewayError(format!("the MQTT client is gone: {e}")));
+                metrics::counter!("lockstep_mqtt_publish_refused_total").increment(1);
+                return Err(GatewayError(format!(
+                    "the MQTT client could not queue the publish: {e}"
+                )));
             }
+            pending.queued.push_back(acked);
         }
         match tokio::time::timeout(self.ack_timeout, ack).await {
             Ok(Ok(())) => Ok(()),
@@ -347,7 +348,6 @@ pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
         client: client.clone(),
         pending: pending.clone(),
         dynsec_waiters: dynsec_waiters.clone(),
-        publish_order: tokio::sync::Mutex::new(()),
         ack_timeout: config.ack_timeout,
         dynsec: config.dynsec,
     });
@@ -471,7 +471,17 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
                 };
                 let services = services.clone();
                 tokio::spawn(async move {
-                    handle_publish(&services, &p.topic, &p.payload).await;
+                    // Bounded, so a stuck handler cannot keep its slot (and
+                    // at the bound, the event loop) for good.
+                    let deadline = services.settings.job_deadline;
+                    let handled = handle_publish(&services, &p.topic, &p.payload);
+                    if tokio::time::timeout(deadline, handled).await.is_err() {
+                        refuse(
+                            &p.topic,
+                            "mqtt_handler_timeout",
+                            &"handling ran past its deadline",
+                        );
+                    }
                     drop(permit);
                 });
             }
@@ -582,7 +592,19 @@ pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
         Err(e) => return refuse(topic, e.reason(), &e),
     };
     let span = tracing::info_span!("locker_result", command_id = %status.command_id, %bank_id);
-    let _enter = span.enter();
+    record_status(services, topic, bank_id, status)
+        .instrument(span)
+        .await
+}
+
+/// A parsed result from a locker: checked against the command's owner,
+/// then recorded.
+async fn record_status(
+    services: &Services,
+    topic: &str,
+    bank_id: uuid::Uuid,
+    status: payloads::StatusPayload,
+) {
     match opens::bank_of(services, status.command_id).await {
         Ok(Some(owner)) if owner == bank_id => {}
         Ok(Some(_)) => {

@@ -124,3 +124,69 @@ async fn start_up_failures_are_one_clear_sentence() {
     assert!(err.to_string().contains("already in use"), "{err}");
     app.stop().await;
 }
+
+/// Polls `/readyz` until its status is `want`; returns the body.
+async fn readyz_until(app: &TestApp, want: u16, within: std::time::Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        let res = reqwest::get(app.url("/readyz")).await.expect("readyz");
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.expect("json");
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz still {status} after {within:?}: {body}"
+        );
+    }
+}
+
+/// Issue 10's stall, made visible: another connection holds the outbox
+/// locked, so the outbox worker can claim nothing. `/readyz` fails within
+/// `stall_after` with the reason in its JSON, and recovers once the lock
+/// is gone.
+#[tokio::test]
+async fn readyz_reports_a_stalled_worker_and_recovers() {
+    let db = lockstep_core::testing::fresh_database().await;
+    let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
+    config.stall_after_secs = 1;
+    let app = start(config).await;
+    let ready = readyz_until(&app, 200, std::time::Duration::from_secs(5)).await;
+    assert_eq!(ready["status"], "ready");
+    assert!(
+        ready["workers"]["worker_tick_age_secs"]["outbox"].is_number(),
+        "{ready}"
+    );
+
+    let other = lockstep_core::db::Db::connect(&db.url)
+        .await
+        .expect("second connection");
+    let mut lock = other.pool.acquire().await.expect("a connection");
+    let statements: &[&str] = if db.is_postgres() {
+        &["BEGIN", "LOCK TABLE outbox IN EXCLUSIVE MODE"]
+    } else {
+        &["BEGIN IMMEDIATE"]
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *lock).await.expect("lock");
+    }
+    let stalled = readyz_until(&app, 503, std::time::Duration::from_secs(15)).await;
+    assert_eq!(stalled["status"], "stalled");
+    let reasons = stalled["workers"]["stalls"].to_string();
+    assert!(
+        reasons.contains("the outbox worker has made no progress"),
+        "{stalled}"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *lock)
+        .await
+        .expect("unlock");
+    drop(lock);
+    let recovered = readyz_until(&app, 200, std::time::Duration::from_secs(30)).await;
+    assert_eq!(recovered["status"], "ready");
+    app.stop().await;
+}

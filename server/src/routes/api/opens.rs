@@ -84,9 +84,7 @@ pub async fn open(
     };
     let decision =
         opens::request_open(&state.services, &principal.caller(), input, now_ms()).await?;
-    let span = tracing::info_span!("open", command_id = %decision.command_id);
-    let _enter = span.enter();
-    tracing::info!(status = %decision.status, reason = ?decision.reason, "open answered");
+    tracing::info!(command_id = %decision.command_id, status = %decision.status, reason = ?decision.reason, "open answered");
     let status = if decision.accepted() {
         StatusCode::ACCEPTED
     } else {
