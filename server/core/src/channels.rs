@@ -225,15 +225,14 @@ pub async fn append(
             .await?
             .try_get("id")?;
     let log_sql = format!(
-        "INSERT INTO channel_log (channel, seq, event_id, body_id, occurred_at) VALUES {}",
-        value_rows(out.len(), 5, "")
+        "INSERT INTO channel_log (channel, seq, body_id, occurred_at) VALUES {}",
+        value_rows(out.len(), 4, "")
     );
     let mut log = sqlx::query(&log_sql);
     for a in &out {
         log = log
             .bind(a.channel.clone())
             .bind(a.seq)
-            .bind(source.event_id.to_string())
             .bind(body_id)
             .bind(source.occurred_at);
     }
