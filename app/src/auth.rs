@@ -17,15 +17,13 @@ pub struct SignedIn {
     pub tenant_id: String,
 }
 
-/// Where to go after signing in: `next` when it is a local path this user
-/// may open, else the user's home.
+/// Where to go after signing in: `next` when it is a plain path on this
+/// site that this user may open, else the user's home.
 pub fn landing_path(next: Option<&str>, is_admin: bool) -> String {
     let home = if is_admin { "/admin" } else { "/app" };
     match next {
         Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.contains('\\')
+            if is_plain_local_path(p)
                 && !p.starts_with("/login")
                 && (is_admin || !p.starts_with("/admin")) =>
         {
@@ -33,6 +31,17 @@ pub fn landing_path(next: Option<&str>, is_admin: bool) -> String {
         }
         _ => home.to_string(),
     }
+}
+
+/// A path on this site and nothing else: one leading `/` (not `//`), then
+/// printable ASCII only. Browsers strip tabs and newlines and read `\` as
+/// `/`, so `/\tevil.example` or `/\\evil.example` would leave the site; a
+/// control character would not even fit in a `Location` header.
+fn is_plain_local_path(p: &str) -> bool {
+    p.len() <= 2048
+        && p.starts_with('/')
+        && !p.starts_with("//")
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 #[server(prefix = "/sfn", endpoint = "current_user")]
@@ -200,5 +209,17 @@ mod tests {
         assert_eq!(landing_path(Some("/admin"), false), "/app");
         assert_eq!(landing_path(Some("/admin"), true), "/admin");
         assert_eq!(landing_path(Some("/login"), true), "/admin");
+        // Browsers strip tabs and newlines: these would leave the site.
+        assert_eq!(landing_path(Some("/\t/evil.example"), true), "/admin");
+        assert_eq!(landing_path(Some("/\n/evil.example"), false), "/app");
+        assert_eq!(landing_path(Some("/\\evil.example"), false), "/app");
+        // A control character would panic building the Location header.
+        assert_eq!(landing_path(Some("/\u{7f}"), false), "/app");
+        assert_eq!(landing_path(Some("/app\r\nSet-Cookie: x=1"), false), "/app");
+        assert_eq!(landing_path(Some("/caf\u{e9}"), false), "/app");
+        assert_eq!(
+            landing_path(Some(&format!("/{}", "a".repeat(3000))), false),
+            "/app"
+        );
     }
 }

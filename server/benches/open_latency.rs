@@ -101,7 +101,9 @@ async fn main() {
     // The server.
     let db = fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    config.mqtt_url = Some(format!("mqtt://lockstep:bench-bridge@127.0.0.1:{dport}"));
+    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
+        "mqtt://lockstep:bench-bridge@127.0.0.1:{dport}"
+    )));
     config.offline_after_secs = 600;
     let app = Application::build(config).await.expect("app");
     let addr = app.local_addr();

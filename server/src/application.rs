@@ -30,7 +30,7 @@ use tower_sessions::{
 
 use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
-    config::{MqttMode, ServeConfig},
+    config::{MqttMode, Secret, ServeConfig},
     guards,
     metrics::{self, count_rejection},
     mqtt,
@@ -93,9 +93,13 @@ impl Application {
             ensure_data_dir(&config.storage.data_dir)?;
         }
         let db = Db::open(&url).await?;
-        let admin = ensure_admin(&db, &config.admin_email, config.admin_password.as_deref())
-            .await
-            .map_err(StartError::Bootstrap)?;
+        let admin = ensure_admin(
+            &db,
+            &config.admin_email,
+            config.admin_password.as_ref().map(Secret::expose),
+        )
+        .await
+        .map_err(StartError::Bootstrap)?;
 
         let listener = TcpListener::bind(config.addr)
             .await
@@ -120,7 +124,11 @@ impl Application {
             Services::new(db.clone(), config.throttle()).with_settings(config.core());
         let mut embedded = None;
         let mqtt = match (
-            config.mqtt_url.as_deref().filter(|u| !u.trim().is_empty()),
+            config
+                .mqtt_url
+                .as_ref()
+                .map(Secret::expose)
+                .filter(|u| !u.trim().is_empty()),
             config.mqtt,
         ) {
             (Some(url), _) => {
@@ -136,7 +144,7 @@ impl Application {
                 // is swapped in after, on the same shared state.
                 let broker = mqtt::embedded::start(
                     config.mqtt_embedded_addr,
-                    config.provisioning_password.clone(),
+                    config.provisioning_password.expose().to_string(),
                     services.clone(),
                 )
                 .map_err(StartError::Mqtt)?;

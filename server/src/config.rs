@@ -1,10 +1,38 @@
 //! Every setting of `lockstep serve`, read from flags or environment
 //! variables (flags win), with defaults that run the embedded setup.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{convert::Infallible, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
 use lockstep_core::throttle::ThrottleConfig;
+
+/// A setting that must never reach a log or an error message: its
+/// `Debug` prints `[redacted]`; [`Secret::expose`] is the one way in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -72,11 +100,11 @@ pub struct ServeConfig {
     /// Password of the admin created on first start; generated and printed
     /// once when unset.
     #[arg(long, env = "LOCKSTEP_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     /// The MQTT broker (`mqtt://[user[:password]@]host[:port]`), normally
     /// Mosquitto set up with deploy/mosquitto. Unset: see `--mqtt`.
     #[arg(long, env = "MQTT_URL", hide_env_values = true)]
-    pub mqtt_url: Option<String>,
+    pub mqtt_url: Option<Secret>,
     /// Without MQTT_URL: `embedded` starts an in-process broker, `off` runs
     /// with no broker (commands are recorded, not sent).
     #[arg(long, env = "LOCKSTEP_MQTT", value_enum, default_value_t = MqttMode::Embedded)]
@@ -93,7 +121,7 @@ pub struct ServeConfig {
         default_value = "lockstep-provisioning",
         hide_env_values = true
     )]
-    pub provisioning_password: String,
+    pub provisioning_password: Secret,
     /// Manage locker accounts through Mosquitto's dynamic-security plugin
     /// (with MQTT_URL).
     #[arg(long, env = "MQTT_DYNSEC", action = clap::ArgAction::Set, default_value_t = true)]
@@ -161,11 +189,11 @@ impl ServeConfig {
             cookie_secure: false,
             session_hours: 1,
             admin_email: "admin@lockstep.test".into(),
-            admin_password: Some("admin-password-123".into()),
+            admin_password: Some(Secret::new("admin-password-123")),
             mqtt_url: None,
             mqtt: MqttMode::Off,
             mqtt_embedded_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            provisioning_password: "provisioning-test-password".into(),
+            provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,
             mqtt_client_id: format!("lockstep-test-{}", uuid::Uuid::now_v7().simple()),
@@ -177,5 +205,25 @@ impl ServeConfig {
             login_burst_ip: 50,
             login_refill_secs: 60,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = ServeConfig::for_tests("sqlite://x.db", PathBuf::from("/tmp"));
+        config.mqtt_url = Some(Secret::new("mqtt://lockstep:hunter2@broker:1883"));
+        let printed = format!("{config:?}");
+        for secret in [
+            "hunter2",
+            "admin-password-123",
+            "provisioning-test-password",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed in {printed}");
+        }
+        assert!(printed.contains("[redacted]"));
     }
 }

@@ -3,8 +3,11 @@
 //!   sign-in page (and `/` goes to the visitor's home);
 //! - `same_origin`: a state-changing request authenticated by the session
 //!   cookie must come from this site (its `Origin`, or failing that its
-//!   `Referer`, names this host). Bearer-token requests carry no ambient
-//!   credential and are exempt.
+//!   `Referer`, names this host). Only `/api/v1` requests with a bearer
+//!   token are exempt: the API then authenticates by that token alone, so
+//!   no ambient credential is used. Any other `Authorization` header (or
+//!   one on a server function, which authenticates by the cookie) is no
+//!   exemption.
 
 use axum::{
     extract::{Request, State},
@@ -84,7 +87,7 @@ fn origin_of(url: &str) -> Option<String> {
 
 pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe || req.headers().contains_key(header::AUTHORIZATION) {
+    if safe || bearer_api_call(&req) {
         return next.run(req).await;
     }
     let headers = req.headers();
@@ -110,6 +113,17 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
         tracing::info!(origin = ?claimed, path = %req.uri().path(), "cross-origin request refused");
         ApiError::CrossOrigin.into_response()
     }
+}
+
+/// An `/api/v1` request carrying `Authorization: Bearer …`, which
+/// `Principal` then authenticates by the token alone (never the cookie).
+fn bearer_api_call(req: &Request) -> bool {
+    req.uri().path().starts_with("/api/")
+        && req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "))
 }
 
 /// The origin part of `LOCKSTEP_PUBLIC_URL`, if set and well-formed.

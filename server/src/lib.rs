@@ -28,4 +28,4 @@ pub mod routes;
 pub mod telemetry;
 
 pub use application::{AppState, Application, StartError};
-pub use config::ServeConfig;
+pub use config::{Secret, ServeConfig};

@@ -110,6 +110,14 @@ enum TokenCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Revoke an API token by its id (printed by `token create`); it stops
+    /// working at once.
+    Revoke {
+        #[arg(long)]
+        id: uuid::Uuid,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[tokio::main]
@@ -215,6 +223,19 @@ async fn run(command: Command) -> Result<(), String> {
                 abilities.to_list()
             );
             println!("{}", token.secret);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id, storage }) => {
+            let db = open_db(&storage).await?;
+            lockstep_core::tokens::revoke_token(&db, id)
+                .await
+                .map_err(|e| match e {
+                    lockstep_core::CoreError::NotFound => {
+                        format!("no token {id} that is not revoked already")
+                    }
+                    other => other.to_string(),
+                })?;
+            println!("token {id} revoked");
             Ok(())
         }
         Command::ProvisioningKey(KeyCommand::Create {

@@ -105,10 +105,8 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> CoreResult<User> {
 
 /// The tenant with this name, created if it does not exist yet.
 pub async fn ensure_tenant(db: &Db, name: &str) -> CoreResult<Tenant> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(CoreError::Invalid("tenant name must not be empty".into()));
-    }
+    let name = crate::text::check_text("tenant name", name, crate::text::NAME_MAX)?;
+    let name = name.as_str();
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
@@ -138,10 +136,9 @@ pub async fn add_user(db: &Db, new: NewUser) -> CoreResult<User> {
         )));
     }
     let tenant = ensure_tenant(db, &new.tenant_name).await?;
-    let name = new
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+    let name =
+        crate::text::check_optional_text("name", new.name.as_deref(), crate::text::NAME_MAX)?
+            .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
     let hash = hash_password(&new.password)?;
     let user = User {
         id: Uuid::now_v7(),

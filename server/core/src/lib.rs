@@ -21,6 +21,7 @@
 //!   accounts, decommissioning.
 //! - [`replay`]: rebuilding read models from the stream.
 //! - [`services`]: the handle that bundles the above for the adapters.
+//! - [`text`]: bounds on every free-text field callers send.
 //! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
 
 pub mod accounts;
@@ -42,6 +43,7 @@ pub mod session_auth;
 pub mod session_store;
 pub mod store;
 pub mod testing;
+pub mod text;
 pub mod throttle;
 pub mod timers;
 pub mod tokens;

@@ -69,15 +69,7 @@ pub struct BankView {
     pub compartments: Vec<CompartmentView>,
 }
 
-pub(crate) fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(CoreError::Invalid(format!(
-            "{field} must have 1 to {max} characters"
-        )));
-    }
-    Ok(v.to_string())
-}
+pub(crate) use crate::text::check_text;
 
 pub(crate) fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
     if new.compartments.is_empty() || new.compartments.len() > 500 {

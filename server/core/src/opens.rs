@@ -123,12 +123,17 @@ pub async fn request_open(
             ));
         }
     }
-    let reason = input
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_string);
+    // A reason means something only for an override: otherwise it is
+    // neither checked nor kept.
+    let reason = if input.override_ {
+        crate::text::check_optional_text(
+            "reason",
+            input.reason.as_deref(),
+            crate::text::REASON_MAX,
+        )?
+    } else {
+        None
+    };
     if input.override_ {
         if !caller.is_admin() {
             return Err(CoreError::Forbidden("only admins may override".into()));

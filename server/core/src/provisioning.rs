@@ -323,14 +323,7 @@ pub async fn check_locker_login(
     Ok(match row {
         Some(row) => {
             let stored: String = row.try_get("secret_hash")?;
-            let given = hash_token(password);
-            // Both are hex SHA-256 digests of equal length.
-            stored.len() == given.len()
-                && stored
-                    .bytes()
-                    .zip(given.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
+            crate::tokens::same_digest(&stored, &hash_token(password))
         }
         None => false,
     })

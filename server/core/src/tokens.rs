@@ -167,6 +167,21 @@ pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ (both are hashed to equal-length digests first).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    same_digest(&hash_token(given), &hash_token(expected))
+}
+
+/// Constant-time equality of two hex digests.
+pub fn same_digest(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 fn generate_secret() -> String {
     random_secret(TOKEN_PREFIX, TOKEN_RANDOM_LEN)
 }
@@ -189,6 +204,7 @@ pub async fn create_token(
     name: &str,
     abilities: &Abilities,
 ) -> CoreResult<NewToken> {
+    let name = crate::text::check_text("token name", name, crate::text::NAME_MAX)?;
     let user = find_user_by_email(db, email)
         .await?
         .ok_or_else(|| CoreError::Invalid(format!("no user with email {email:?}")))?;
@@ -212,7 +228,7 @@ pub async fn create_token(
     )
     .bind(token.id.to_string())
     .bind(user.id.to_string())
-    .bind(name)
+    .bind(&name)
     .bind(hash_token(&token.secret))
     .bind(abilities.to_list())
     .bind(now_ms())
@@ -275,6 +291,65 @@ pub async fn revoke_token(db: &Db, token_id: Uuid) -> CoreResult<()> {
     Ok(())
 }
 
+/// A token as its owner and their admins see it (never the secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// Comma-separated, as given at creation (`*`: all the role allows).
+    pub abilities: String,
+    pub created_at: i64,
+    /// To the minute.
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// The caller's own tokens; an admin sees every token of their tenant.
+pub async fn list_tokens(db: &Db, caller: &crate::caller::Caller) -> CoreResult<Vec<TokenView>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.user_id, t.name, t.abilities, t.created_at, t.last_used_at, t.revoked_at \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE (t.user_id = $1 OR ($2 = 1 AND u.tenant_id = $3)) ORDER BY t.created_at, t.id",
+    )
+    .bind(caller.user.id.to_string())
+    .bind(i64::from(caller.is_admin()))
+    .bind(caller.user.tenant_id.to_string())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenView {
+                id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+                user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
+                name: r.try_get("name")?,
+                abilities: r.try_get("abilities")?,
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes one of the caller's own tokens, or (an admin) one of their
+/// tenant's; anyone else's is `NotFound`, as is one already revoked.
+pub async fn revoke_token_of(
+    db: &Db,
+    caller: &crate::caller::Caller,
+    token_id: Uuid,
+) -> CoreResult<()> {
+    let visible = list_tokens(db, caller)
+        .await?
+        .into_iter()
+        .any(|t| t.id == token_id && t.revoked_at.is_none());
+    if !visible {
+        return Err(CoreError::NotFound);
+    }
+    revoke_token(db, token_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +374,19 @@ mod tests {
         assert_eq!(a.len(), TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN);
         assert_ne!(a, generate_secret());
         assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(same_secret(
+            "lockstep-provisioning",
+            "lockstep-provisioning"
+        ));
+        assert!(!same_secret(
+            "lockstep-provisioning",
+            "lockstep-provisioninG"
+        ));
+        assert!(!same_secret("", "x"));
     }
 
     #[test]

@@ -197,6 +197,46 @@ async fn state_changes_need_a_same_origin_request() {
     app.stop().await;
 }
 
+/// An `Authorization` header is no exemption for a server function (which
+/// authenticates by the cookie) nor, unless it is a bearer token, for the
+/// API: signed in, a cross-site `Authorization: Basic` POST to
+/// `/sfn/logout` is refused and the session lives on.
+#[tokio::test]
+async fn an_authorization_header_does_not_skip_the_origin_check() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    let res = login(&app, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(
+        res.status().is_success() || res.status().is_redirection(),
+        "{}",
+        res.status()
+    );
+    for auth in ["Basic YWRtaW46YWRtaW4=", "Bearer lst_not-a-token"] {
+        let res = client
+            .post(app.url("/sfn/logout"))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), 403, "{auth}");
+        assert_eq!(
+            me_status(&app, &client).await,
+            200,
+            "still signed in after {auth}"
+        );
+    }
+    // The API with a non-bearer Authorization: refused too.
+    let res = client
+        .post(app.url("/api/v1/locker-banks"))
+        .header("Authorization", "Basic YWRtaW46YWRtaW4=")
+        .json(&serde_json::json!({"serial": "X", "name": "X", "compartments": [{"number": 1, "size": "small"}]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 403);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn pages_are_guarded_on_the_server() {
     let (app, _db) = spawn_app().await;
@@ -238,5 +278,46 @@ async fn pages_are_guarded_on_the_server() {
     );
     let res = admin.get(app.url("/")).send().await.expect("get");
     assert_eq!(res.headers()["location"], "/admin");
+    app.stop().await;
+}
+
+/// `next` after sign-in: a tab (which browsers strip) must not turn
+/// `/\t/evil.example` into a trip to another site, and a control
+/// character must not panic the handler and drop the sign-in.
+#[tokio::test]
+async fn sign_in_never_redirects_off_site_or_panics_on_next() {
+    let (app, _db) = spawn_app().await;
+    for next in [
+        "/\t/evil.example",
+        "/\n",
+        "/\r\nSet-Cookie: x=1",
+        "/\\evil.example",
+        "/app",
+    ] {
+        let client = browser(Arc::new(Jar::default()));
+        let res = client
+            .post(app.url("/sfn/login"))
+            .header("Origin", app.origin())
+            // As the login form posts it (no JavaScript): a real redirect.
+            .header("Accept", "text/html")
+            .form(&[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("next={next:?}: the connection dropped: {e}"));
+        assert!(
+            res.status().is_redirection(),
+            "next={next:?}: {}",
+            res.status()
+        );
+        let to = res.headers()["location"].to_str().expect("location");
+        let want = if next == "/app" { "/app" } else { "/admin" };
+        assert_eq!(to, want, "next={next:?}");
+        // Signed in all the same.
+        assert_eq!(me_status(&app, &client).await, 200, "next={next:?}");
+    }
     app.stop().await;
 }

@@ -84,6 +84,33 @@ async fn cli_creates_users_and_tokens_the_api_accepts() {
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.expect("json");
     assert_eq!(me["email"], "cli@lockstep.test");
+
+    // `token revoke` with the id `token create` printed: refused at once.
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("token <id> for …")
+        .to_string();
+    let out = lockstep(&db.url, &["token", "revoke", "--id", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = reqwest::Client::new()
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(res.status(), 401);
+    let again = lockstep(&db.url, &["token", "revoke", "--id", &id]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not revoked already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     app.stop().await;
 }
 

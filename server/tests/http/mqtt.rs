@@ -173,7 +173,10 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
     let broker = mosquitto().await;
     let db = lockstep_core::testing::fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    config.mqtt_url = Some(format!("mqtt://127.0.0.1:{}", broker.port));
+    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
+        "mqtt://127.0.0.1:{}",
+        broker.port
+    )));
     let app = start(config).await;
     let mut feed = app.services.log_tail.subscribe();
 

@@ -598,3 +598,79 @@ async fn the_openapi_document_covers_every_endpoint() {
     assert!(doc["paths"]["/api/v1/compartments/{id}/open"]["post"]["responses"]["403"].is_object());
     app.stop().await;
 }
+
+/// The open `reason` cannot fill the disk: a user's denied open keeps no
+/// reason at all, however long, and an override's reason is bounded.
+#[tokio::test]
+async fn the_open_reason_is_bounded_and_kept_only_for_overrides() {
+    let (app, _db) = spawn_app().await;
+    let (admin, user, bank) = setup(&app).await;
+    let c1 = bank["compartments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/api/v1/compartments/{c1}/open");
+    let huge = "x".repeat(1_900_000);
+    // No grant: denied, and the megabytes are not stored anywhere.
+    let (status, denied) = call(
+        &app,
+        Method::POST,
+        &path,
+        &user,
+        Some(json!({"reason": huge})),
+    )
+    .await;
+    assert_eq!(
+        (status, denied["reason"].as_str()),
+        (403, Some("no_access")),
+        "{denied}"
+    );
+    let command_id = denied["command_id"].as_str().expect("command id");
+    let (_, view) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/compartments/open-requests/{command_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert!(
+        view["override_reason"].is_null(),
+        "{}",
+        view.to_string().len()
+    );
+    let stored: i64 = sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COALESCE(MAX(LENGTH(payload)), 0) AS BIGINT) FROM stored_events",
+    )
+    .fetch_one(&app.services.db.pool)
+    .await
+    .expect("sizes");
+    assert!(stored < 10_000, "an event of {stored} bytes was stored");
+    // An override's reason: at most 500 characters, with a clear 4xx.
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        &path,
+        &admin,
+        Some(json!({"override": true, "reason": "y".repeat(501)})),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reason"),
+        "{err}"
+    );
+    let (status, ok) = call(
+        &app,
+        Method::POST,
+        &path,
+        &admin,
+        Some(json!({"override": true, "reason": "y".repeat(500)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{ok}");
+    app.stop().await;
+}

@@ -272,10 +272,10 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
     let broker = RepoBroker::start().await;
     let db = lockstep_core::testing::fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    config.mqtt_url = Some(format!(
+    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
         "mqtt://lockstep:{BRIDGE_PASSWORD}@127.0.0.1:{}",
         broker.dynsec_port
-    ));
+    )));
     let app = start(config).await;
     let admin = admin_of(&app).await;
     let a = bank(&app, &admin, "PROV-A").await;
@@ -623,10 +623,10 @@ async fn a_command_survives_a_broker_restart_or_times_out_never_stuck() {
     let mut broker = RepoBroker::start().await;
     let db = lockstep_core::testing::fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    config.mqtt_url = Some(format!(
+    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
         "mqtt://lockstep:{BRIDGE_PASSWORD}@127.0.0.1:{}",
         broker.dynsec_port
-    ));
+    )));
     config.open_timeout_secs = 15;
     let app = start(config).await;
     let admin = admin_of(&app).await;

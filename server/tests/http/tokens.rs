@@ -119,3 +119,79 @@ async fn unknown_api_paths_get_the_json_error_shape() {
     assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }
+
+async fn delete(app: &TestApp, path: &str, bearer: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(app.url(path))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// `GET /tokens` lists the caller's own tokens (an admin's: the tenant's),
+/// `DELETE /tokens/{id}` revokes one and it stops working at once; nobody
+/// reaches another user's token or another tenant's.
+#[tokio::test]
+async fn tokens_are_listed_and_revoked_by_their_owner_and_their_admin() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    add_user(&app, "ola@lockstep.test", Role::User, "Default").await;
+    add_user(&app, "eve@other.test", Role::Admin, "Other").await;
+    let (_, admin) = token(&app, ADMIN_EMAIL, "*").await;
+    let (uma_id, uma) = token(&app, "uma@lockstep.test", "profile.read").await;
+    let (uma2_id, uma2) = token(&app, "uma@lockstep.test", "profile.read").await;
+    let (ola_id, ola) = token(&app, "ola@lockstep.test", "profile.read").await;
+    let (_, eve) = token(&app, "eve@other.test", "*").await;
+
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|t| t["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let (status, mine) = get(&app, "/api/v1/tokens", &uma).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(ids(&mine), vec![uma_id.to_string(), uma2_id.to_string()]);
+    assert!(
+        mine[0].get("secret").is_none() && mine[0].get("token_hash").is_none(),
+        "{mine}"
+    );
+    let (_, all) = get(&app, "/api/v1/tokens", &admin).await;
+    assert!(ids(&all).contains(&ola_id.to_string()), "{all}");
+    let (_, others) = get(&app, "/api/v1/tokens", &eve).await;
+    assert!(!ids(&others).contains(&uma_id.to_string()), "{others}");
+
+    // Not Uma's to revoke, nor another tenant's admin's.
+    assert_eq!(
+        delete(&app, &format!("/api/v1/tokens/{ola_id}"), &uma).await,
+        404
+    );
+    assert_eq!(
+        delete(&app, &format!("/api/v1/tokens/{uma_id}"), &eve).await,
+        404
+    );
+    assert_eq!(get(&app, "/api/v1/me", &ola).await.0, 200);
+    // Her own: revoked, and refused from then on; a second revoke is a 404.
+    assert_eq!(
+        delete(&app, &format!("/api/v1/tokens/{uma2_id}"), &uma).await,
+        204
+    );
+    assert_eq!(get(&app, "/api/v1/me", &uma2).await.0, 401);
+    assert_eq!(
+        delete(&app, &format!("/api/v1/tokens/{uma2_id}"), &uma).await,
+        404
+    );
+    // Her admin revokes Ola's.
+    assert_eq!(
+        delete(&app, &format!("/api/v1/tokens/{ola_id}"), &admin).await,
+        204
+    );
+    assert_eq!(get(&app, "/api/v1/me", &ola).await.0, 401);
+    let (_, after) = get(&app, "/api/v1/tokens", &uma).await;
+    assert!(after[1]["revoked_at"].is_number(), "{after}");
+    app.stop().await;
+}

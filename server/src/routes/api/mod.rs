@@ -7,6 +7,7 @@ pub mod lockers;
 pub mod me;
 pub mod opens;
 pub mod provisioning;
+pub mod tokens;
 
 use axum::{
     routing::{delete, get, post},
@@ -52,6 +53,8 @@ pub fn router() -> Router<AppState> {
             "/compartments/open-requests/{command_id}",
             get(opens::get_one),
         )
+        .route("/tokens", get(tokens::list_tokens))
+        .route("/tokens/{id}", delete(tokens::revoke_token))
         .route("/events/since", get(events::since))
         .route("/openapi.json", get(openapi))
         .fallback(api_not_found)
@@ -86,6 +89,7 @@ impl Modify for BearerAuth {
         events::since,
         provisioning::create_key, provisioning::list_keys, provisioning::revoke_key,
         provisioning::decommission,
+        tokens::list_tokens, tokens::revoke_token,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
