@@ -19,6 +19,18 @@ pub enum AppError {
     Throttled(u64),
     #[error("{0}")]
     Invalid(String),
+    /// The call itself is malformed (a missing or undecodable argument).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The request is too large.")]
+    TooLarge,
+    #[error("Not found.")]
+    NotFound,
+    /// The caller may not do this (a reason from the core).
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
     #[error("Could not reach the server ({0}).")]
@@ -28,8 +40,24 @@ pub enum AppError {
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
+    /// On the server: the call could not be decoded (a client error, 4xx).
+    /// In the browser: the server could not be reached or understood.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::Transport(value.to_string())
+        let err = match value {
+            ServerFnErrorErr::Args(m) if m.to_lowercase().contains("length limit") => {
+                AppError::TooLarge
+            }
+            ServerFnErrorErr::Args(m) => {
+                AppError::BadRequest(format!("The request's arguments are not valid: {m}"))
+            }
+            ServerFnErrorErr::MissingArg(m) => {
+                AppError::BadRequest(format!("The request lacks the argument {m}."))
+            }
+            other => AppError::Transport(other.to_string()),
+        };
+        #[cfg(feature = "ssr")]
+        ssr::answer_with(&err);
+        err
     }
 }
 
@@ -41,6 +69,11 @@ impl AppError {
             AppError::Forbidden => 403,
             AppError::Throttled(_) => 429,
             AppError::Invalid(_) => 422,
+            AppError::BadRequest(_) => 400,
+            AppError::TooLarge => 413,
+            AppError::NotFound => 404,
+            AppError::NotAllowed(_) => 403,
+            AppError::Conflict(_) => 409,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -48,14 +81,41 @@ impl AppError {
 
 #[cfg(feature = "ssr")]
 impl From<lockstep_core::CoreError> for AppError {
+    /// The core's verdict as the server function's answer, with the
+    /// matching status (a client error is never a 500).
     fn from(err: lockstep_core::CoreError) -> Self {
         use lockstep_core::CoreError;
-        match err {
+        let err = match err {
             CoreError::Invalid(msg) => AppError::Invalid(msg),
+            CoreError::NotFound => AppError::NotFound,
+            CoreError::Forbidden(msg) => AppError::NotAllowed(msg),
+            CoreError::Conflict(msg) => AppError::Conflict(msg),
+            CoreError::VersionConflict { .. } => {
+                AppError::Conflict("Someone else changed this meanwhile; reload and retry.".into())
+            }
             other => {
                 tracing::error!(error = ?other, "internal error in a server function");
                 AppError::Internal
             }
+        };
+        ssr::answer_with(&err);
+        err
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::AppError;
+
+    /// Sets the status of the server function's response (or the page
+    /// being rendered) to `err`'s; outside a request it does nothing.
+    pub fn answer_with(err: &AppError) {
+        use leptos::prelude::use_context;
+        if let (Some(opts), Ok(code)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            axum::http::StatusCode::from_u16(err.status()),
+        ) {
+            opts.set_status(code);
         }
     }
 }

@@ -14,7 +14,8 @@ database, provisions the lockers with `locker-sim --doors`, sends
 the database. The baselines it names: RSS at the end of warm-up (the drift
 over the last ten minutes is measured against it) and the 15.0 KB per open
 that issue 10 measured on the main of that day. Exits non-zero when a
-command is stuck, a panic is logged, or the workers reported a stall.
+command is stuck, a panic is logged, the workers reported a stall, or the
+RSS drifted by 5 % or more over the last ten minutes.
 Standard library only.
 """
 
@@ -349,7 +350,9 @@ def run(args, env, db, backend, lockstep, work, http_port, mqtt_port, procs):
           f"{per_open / 1000:.2f} KB per open (baseline: issue 10's "
           f"{OLD_BYTES_PER_OPEN / 1000:.1f} KB; ratio {per_open / OLD_BYTES_PER_OPEN:.2f}x)")
     print("largest tables: " + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in tables[:8]))
-    ok = stuck == 0 and panics == 0 and stalls == 0 and answers["error"] == 0
+    flat = abs(drift) < 5
+    print(f"RSS flat (drift under 5 %): {'yes' if flat else 'no'}")
+    ok = stuck == 0 and panics == 0 and stalls == 0 and answers["error"] == 0 and flat
     print("SOAK PASSED" if ok else "SOAK FAILED")
     return 0 if ok else 1
 

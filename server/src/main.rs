@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: under steady load glibc's per-thread
+/// arenas kept growing the resident set (docs/benchmarks.md, the soak runs);
+/// mimalloc hands freed pages back to the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lockstep_core::{

@@ -321,3 +321,51 @@ async fn sign_in_never_redirects_off_site_or_panics_on_next() {
     }
     app.stop().await;
 }
+
+/// Server functions answer client errors with 4xx and a clear message,
+/// as `/api/v1` does: a missing or malformed argument, a body over the
+/// limit, a compartment that does not exist.
+#[tokio::test]
+async fn server_functions_answer_client_errors_with_4xx() {
+    let (app, _db) = spawn_app().await;
+    let client = browser(Arc::new(Jar::default()));
+    let res = login(&app, &client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(res.status().is_success() || res.status().is_redirection());
+    let post = |path: &'static str, body: String| {
+        let client = client.clone();
+        let url = app.url(path);
+        let origin = app.origin();
+        async move {
+            let res = client
+                .post(url)
+                .header("Origin", origin)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap_or_default())
+        }
+    };
+    // Missing arguments.
+    let (status, body) = post("/sfn/login", "email=a%40b.c".into()).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    let (status, body) = post("/sfn/open_compartment", String::new()).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    // A malformed one.
+    let (status, body) = post("/sfn/follow_my_channel", "after=soon".into()).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    // Too large.
+    let (status, body) = post("/sfn/login", format!("email={}&password=x", "a".repeat(3 << 20))).await;
+    assert!((400..500).contains(&status), "{status}");
+    drop(body);
+    // The core's own verdicts.
+    let (status, body) = post(
+        "/sfn/open_compartment",
+        format!("compartment_id={}", uuid::Uuid::now_v7()),
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    app.stop().await;
+}
