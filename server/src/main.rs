@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: under steady load glibc's per-thread
-/// arenas kept growing the resident set (docs/benchmarks.md, the soak runs);
-/// mimalloc hands freed pages back to the system.
+/// jemalloc instead of glibc malloc: under steady load glibc's per-thread
+/// arenas kept growing the resident set (docs/benchmarks.md, the soak
+/// runs); jemalloc purges freed pages back to the system on a timer.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};

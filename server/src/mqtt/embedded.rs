@@ -14,7 +14,7 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use lockstep_core::{provisioning, Services};
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 use crate::metrics::count_rejection;
 
@@ -105,15 +105,41 @@ pub fn start(
         router: RouterConfig {
             max_connections: 19_000,
             max_outgoing_packet_count: 200,
-            // Each subscription filter keeps its messages in a log of these
-            // segments until every subscriber has read them; the oldest is
-            // dropped when full. 3 x 1 MB bounds the broker's memory per
-            // filter (10 x 1 MB let the status and heartbeat filters grow
-            // the process by 40+ MB under load) and still holds minutes of
-            // results for the server at 1,000 lockers.
-            max_segment_size: 1024 * 1024,
-            max_segment_count: 3,
-            custom_segment: None,
+            // Each subscription filter keeps its messages in a log of
+            // segments, in memory, until the oldest is dropped when the log
+            // is full; nothing frees a segment earlier, and a subscriber
+            // further behind than the log skips ahead. The per-locker
+            // filters (its commands, its provisioning reply), a thousand of
+            // them, each read at once by its one locker, get 2 x 1 KB (a
+            // few commands; they expire in seconds anyway); the server's own filters, carrying every
+            // locker's results and heartbeats, get 2 x 256 KB: about a
+            // minute of results and three of heartbeats at 1,000 lockers,
+            // longer than an open waits for its result. A segment's size
+            // counts payload bytes only; in memory a message costs several
+            // times that (a stored message keeps its connection's read
+            // buffer alive), so 10 x 1 MB, and even 2 x 4 KB per locker,
+            // grew the process for the whole of a 15-minute soak
+            // (docs/benchmarks.md).
+            max_segment_size: 1024,
+            max_segment_count: 2,
+            custom_segment: Some(
+                [
+                    super::STATUS_FILTER,
+                    super::STATE_FILTER,
+                    super::REGISTER_FILTER,
+                ]
+                .iter()
+                .map(|f| {
+                    (
+                        f.trim_start_matches("$share/lockstep/").to_string(),
+                        SegmentConfig {
+                            max_segment_size: 256 * 1024,
+                            max_segment_count: 2,
+                        },
+                    )
+                })
+                .collect(),
+            ),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
