@@ -43,9 +43,15 @@ impl FromServerFnError for AppError {
     /// On the server: the call could not be decoded (a client error, 4xx).
     /// In the browser: the server could not be reached or understood.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        let err = match value {
-            ServerFnErrorErr::Args(m) if m.to_lowercase().contains("length limit") => {
+        match value {
+            // On the server, reading the request body fails this way.
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m)
+                if cfg!(feature = "ssr") && m.to_lowercase().contains("length limit") =>
+            {
                 AppError::TooLarge
+            }
+            ServerFnErrorErr::Deserialization(m) if cfg!(feature = "ssr") => {
+                AppError::BadRequest(format!("The request could not be read: {m}"))
             }
             ServerFnErrorErr::Args(m) => {
                 AppError::BadRequest(format!("The request's arguments are not valid: {m}"))
@@ -54,10 +60,17 @@ impl FromServerFnError for AppError {
                 AppError::BadRequest(format!("The request lacks the argument {m}."))
             }
             other => AppError::Transport(other.to_string()),
-        };
+        }
+    }
+
+    /// A server function answering with this error: its HTTP status is the
+    /// error's own (a client error is never a 500), set here, the one path
+    /// every error answer takes.
+    fn ser(&self) -> leptos::server_fn::Bytes {
         #[cfg(feature = "ssr")]
-        ssr::answer_with(&err);
-        err
+        ssr::answer_with(self);
+        <Self::Encoder as leptos::server_fn::Encodes<Self>>::encode(self)
+            .unwrap_or_else(|_| leptos::server_fn::Bytes::from_static(br#""Internal""#))
     }
 }
 
@@ -85,7 +98,7 @@ impl From<lockstep_core::CoreError> for AppError {
     /// matching status (a client error is never a 500).
     fn from(err: lockstep_core::CoreError) -> Self {
         use lockstep_core::CoreError;
-        let err = match err {
+        match err {
             CoreError::Invalid(msg) => AppError::Invalid(msg),
             CoreError::NotFound => AppError::NotFound,
             CoreError::Forbidden(msg) => AppError::NotAllowed(msg),
@@ -97,9 +110,7 @@ impl From<lockstep_core::CoreError> for AppError {
                 tracing::error!(error = ?other, "internal error in a server function");
                 AppError::Internal
             }
-        };
-        ssr::answer_with(&err);
-        err
+        }
     }
 }
 
