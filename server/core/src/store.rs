@@ -17,8 +17,10 @@ use crate::{
     services::Services,
 };
 
-/// How many times a command is retried after a version conflict.
-pub const MAX_RETRIES: usize = 5;
+/// How many times a command is retried after a version conflict: enough
+/// for a dozen writers racing on one aggregate (each conflict pauses a
+/// random few milliseconds, see [`commit_at_head`]).
+pub const MAX_RETRIES: usize = 12;
 
 /// A transaction that will write, holding this process's write turn
 /// ([`Db::write_turn`]) until it commits or is dropped. It dereferences to
@@ -153,7 +155,15 @@ pub async fn commit_at_head(
             s.published(&written);
             Ok(Some(written))
         }
-        Err(CoreError::VersionConflict { .. }) => Ok(None),
+        Err(CoreError::VersionConflict { .. }) => {
+            // Roll back first, so the winner is not held up, then pause a
+            // random few milliseconds: writers that collided must not all
+            // come back at the same instant and collide again.
+            drop(tx);
+            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=8u64);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
