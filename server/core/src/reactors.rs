@@ -300,13 +300,23 @@ pub async fn give_up(s: &Services, job: &outbox::Job, why: &str, now: i64) -> Co
     outbox::fail(&s.db, job, why, now).await.map(|_| ())
 }
 
-/// Fires every due timer once; returns how many fired.
+/// Fires every due timer once; returns how many fired. A timer that fails
+/// (a write conflict with the command's own result, a database hiccup) is
+/// logged and left for the next round: it never holds up the timers after it.
 pub async fn fire_due_timers(s: &Services, now: i64) -> CoreResult<usize> {
     let due = timers::due(&s.db, now, 256).await?;
     let mut fired = 0;
     for t in due {
-        if t.kind == timers::OPEN_TIMEOUT && opens::fire_timeout(s, &t.id, t.subject, now).await? {
-            fired += 1;
+        if t.kind != timers::OPEN_TIMEOUT {
+            continue;
+        }
+        match opens::fire_timeout(s, &t.id, t.subject, now).await {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(e) => {
+                metrics::counter!("lockstep_timer_errors_total").increment(1);
+                tracing::warn!(timer = %t.id, error = %e, "a timer could not fire; retried next round");
+            }
         }
     }
     Ok(fired)

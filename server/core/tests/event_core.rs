@@ -975,3 +975,45 @@ async fn an_envelope_on_several_channels_stores_its_body_once() {
         (&b.event, &b.data, &b.sender, b.correlation_id)
     );
 }
+
+/// A timer that cannot fire (here: its command's row is corrupt) is left
+/// for the next round and holds up none of the timers due after it.
+#[tokio::test]
+async fn a_timer_that_cannot_fire_holds_up_no_other() {
+    let w = world().await;
+    let t0 = now_ms();
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), t0)
+        .await
+        .expect("open");
+    let poison = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, actor_id, \
+         override, status, requested_at, updated_at) VALUES ($1, 'not-a-uuid', 'c', 'b', 'u', 'a', 0, 'sent', $2, $2)",
+    )
+    .bind(poison.to_string())
+    .bind(t0)
+    .execute(&w.s.db.pool)
+    .await
+    .expect("a corrupt row");
+    sqlx::query(
+        "INSERT INTO timers (id, kind, subject, due_at) VALUES ($1, 'open_timeout', $2, $3)",
+    )
+    .bind(format!("open_timeout:{poison}"))
+    .bind(poison.to_string())
+    .bind(t0 - 1_000)
+    .execute(&w.s.db.pool)
+    .await
+    .expect("a timer due first");
+    let fired = reactors::fire_due_timers(&w.s, t0 + 60_000)
+        .await
+        .expect("the round itself succeeds");
+    assert_eq!(
+        fired, 1,
+        "the good timer fired despite the bad one before it"
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(
+        (v.status.as_str(), v.failure_reason.as_deref()),
+        ("failed", Some("timeout"))
+    );
+}
