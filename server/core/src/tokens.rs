@@ -340,14 +340,22 @@ pub async fn revoke_token_of(
     caller: &crate::caller::Caller,
     token_id: Uuid,
 ) -> CoreResult<()> {
-    let visible = list_tokens(db, caller)
-        .await?
-        .into_iter()
-        .any(|t| t.id == token_id && t.revoked_at.is_none());
-    if !visible {
+    // One statement: the token is revoked only if this caller may see it.
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+         AND (user_id = $3 OR ($4 = 1 AND user_id IN (SELECT id FROM users WHERE tenant_id = $5)))",
+    )
+    .bind(now_ms())
+    .bind(token_id.to_string())
+    .bind(caller.user.id.to_string())
+    .bind(i64::from(caller.is_admin()))
+    .bind(caller.user.tenant_id.to_string())
+    .execute_write(db)
+    .await?;
+    if done.rows_affected() == 0 {
         return Err(CoreError::NotFound);
     }
-    revoke_token(db, token_id).await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -89,6 +89,16 @@ async fn world() -> World {
     }
 }
 
+/// The `n` of a `SELECT COUNT(*) AS n …`.
+async fn count(w: &World, q: &str) -> i64 {
+    sqlx::query(q)
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("q")
+        .try_get::<i64, _>("n")
+        .expect("n")
+}
+
 fn open(c: Uuid) -> OpenCommandInput {
     OpenCommandInput {
         compartment_id: c,
@@ -357,20 +367,9 @@ async fn a_stale_expected_version_is_a_typed_conflict() {
 #[tokio::test]
 async fn a_failing_projector_stores_nothing() {
     let w = world().await;
-    let count = |q: &'static str| {
-        let pool = w.s.db.pool.clone();
-        async move {
-            sqlx::query(q)
-                .fetch_one(&pool)
-                .await
-                .expect("q")
-                .try_get::<i64, _>("n")
-                .expect("n")
-        }
-    };
     let before = (
-        count("SELECT COUNT(*) AS n FROM stored_events").await,
-        count("SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM stored_events").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
     );
     // The same serial again: the locker_banks projector's unique index fails.
     let bank_id = Uuid::now_v7();
@@ -397,8 +396,8 @@ async fn a_failing_projector_stores_nothing() {
     assert!(err.is_err());
     drop(tx);
     let after = (
-        count("SELECT COUNT(*) AS n FROM stored_events").await,
-        count("SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM stored_events").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
     );
     assert_eq!(
         before, after,
@@ -923,20 +922,9 @@ async fn heartbeats_bring_a_bank_online_and_silence_takes_it_offline() {
 #[tokio::test]
 async fn an_envelope_on_several_channels_stores_its_body_once() {
     let w = world().await;
-    let count = |q: &'static str| {
-        let pool = w.s.db.pool.clone();
-        async move {
-            sqlx::query(q)
-                .fetch_one(&pool)
-                .await
-                .expect("q")
-                .try_get::<i64, _>("n")
-                .expect("n")
-        }
-    };
     let before = (
-        count("SELECT COUNT(*) AS n FROM channel_log").await,
-        count("SELECT COUNT(*) AS n FROM channel_bodies").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
     );
     let user_head = channels::head(&w.s.db, &Channel::User(w.user.user.id))
         .await
@@ -947,8 +935,8 @@ async fn an_envelope_on_several_channels_stores_its_body_once() {
         .await
         .expect("open");
     let after = (
-        count("SELECT COUNT(*) AS n FROM channel_log").await,
-        count("SELECT COUNT(*) AS n FROM channel_bodies").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
     );
     let (entries, bodies) = (after.0 - before.0, after.1 - before.1);
     assert!(
