@@ -51,12 +51,12 @@ pub async fn current_user() -> Result<Option<SignedIn>, AppError> {
 
 #[server(prefix = "/sfn", endpoint = "login")]
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
-    use lockstep_core::{accounts, session_auth};
+    use lockstep_core::{identity::accounts, identity::session_auth, now_ms};
 
     let services = ssr::services()?;
     let session = ssr::session().await?;
     let ip = ssr::client_ip().await;
-    if let Err(wait) = services.login_throttle.check(&email, ip) {
+    if let Err(wait) = services.login_throttle.check(&email, ip, now_ms()) {
         tracing::warn!(reason = "throttled", ?ip, "login refused");
         return Err(ssr::refuse(
             AppError::Throttled(wait.as_secs().max(1)),
@@ -66,6 +66,7 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
     match accounts::authenticate(&services.db, &email, &password).await? {
         Some(user) => {
             session_auth::log_in(&session, &user).await?;
+            services.login_throttle.succeeded(&email, ip, now_ms());
             tracing::info!(user_id = %user.id, "login");
             let is_admin = user.role == accounts::Role::Admin;
             leptos_axum::redirect(&landing_path(next.as_deref(), is_admin));
@@ -84,7 +85,7 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
 #[server(prefix = "/sfn", endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
     let session = ssr::session().await?;
-    lockstep_core::session_auth::log_out(&session).await?;
+    lockstep_core::identity::session_auth::log_out(&session).await?;
     leptos_axum::redirect("/login");
     Ok(())
 }
@@ -92,15 +93,18 @@ pub async fn logout() -> Result<(), AppError> {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! Server-side helpers for server functions: reaching `Services`, the
-    //! session and the client address, and the role guards.
+    //! session and the client address, and the ability guard.
 
     use std::net::{IpAddr, SocketAddr};
 
     use axum::extract::ConnectInfo;
     use leptos::prelude::*;
     use lockstep_core::{
-        accounts::{Role, User},
-        session_auth, Services,
+        identity::accounts::{Role, User},
+        identity::principal::Principal,
+        identity::session_auth,
+        identity::tokens::Ability,
+        Services,
     };
     use tower_sessions::Session;
 
@@ -184,13 +188,13 @@ pub mod ssr {
             .ok_or_else(|| refuse(AppError::Unauthenticated, "unauthenticated"))
     }
 
-    pub async fn require_admin() -> Result<User, AppError> {
-        let user = require_user().await?;
-        if user.role == Role::Admin {
-            Ok(user)
-        } else {
-            tracing::info!(user_id = %user.id, reason = "not_admin", "admin page refused");
-            Err(refuse(AppError::Forbidden, "forbidden"))
+    /// The signed-in caller, when they may `ability`: the same check (the
+    /// core's `Principal`) the JSON API makes, so a rule holds for both.
+    pub async fn require(ability: Ability) -> Result<Principal, AppError> {
+        let principal = Principal::Session(require_user().await?);
+        match principal.require(ability) {
+            Ok(_) => Ok(principal),
+            Err(_) => Err(refuse(AppError::Forbidden, "missing_ability")),
         }
     }
 }

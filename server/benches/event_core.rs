@@ -14,14 +14,15 @@
 use std::time::Instant;
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role},
-    caller::Caller,
     db::Db,
-    events::{Actor, DomainEvent},
+    eventstore::events::{Actor, DomainEvent},
+    eventstore::store,
+    identity::accounts::{self, NewUser, Role},
+    identity::caller::Caller,
+    identity::tokens::{create_token, Abilities},
     lockers::{self, NewBank, NewCompartment},
-    now_ms, store,
+    now_ms,
     testing::fresh_database,
-    tokens::{create_token, Abilities},
 };
 use lockstep_server::{Application, ServeConfig};
 use uuid::Uuid;

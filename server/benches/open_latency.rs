@@ -21,15 +21,19 @@ use std::{
 
 use locker_sim::{Behaviour, Endpoint, Identity, Stats};
 use lockstep_core::{
-    accounts::find_user_by_email,
-    caller::Caller,
-    channels::{self, Channel},
-    events::Actor,
+    eventstore::channels::{self, Channel},
+    eventstore::events::Actor,
+    identity::accounts::find_user_by_email,
+    identity::caller::Caller,
+    identity::tokens::{create_token, Abilities},
     lockers, provisioning,
     testing::fresh_database,
-    tokens::{create_token, Abilities},
 };
 use lockstep_server::{Application, ServeConfig};
+use lockstep_wire::{
+    envelope::{names, OpenStatusUpdated},
+    OpenStatus,
+};
 use uuid::Uuid;
 
 const LOCKERS: usize = 1000;
@@ -231,15 +235,16 @@ async fn main() {
                     let n = page.events.len();
                     for e in page.events {
                         read_to = read_to.max(e.seq);
-                        if e.data.get("status").and_then(|s| s.as_str()) != Some("opened") {
+                        let Some(update) =
+                            e.data_as::<OpenStatusUpdated>(names::OPEN_STATUS_UPDATED)
+                        else {
+                            continue;
+                        };
+                        if update.status != OpenStatus::Opened {
                             continue;
                         }
-                        if let Some(id) = e
-                            .data
-                            .get("command_id")
-                            .and_then(|c| c.as_str())
-                            .and_then(|c| Uuid::parse_str(c).ok())
                         {
+                            let id = update.command_id;
                             if let Ok(mut m) = opened.lock() {
                                 m.entry(id).or_insert(seen);
                             }

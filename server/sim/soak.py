@@ -20,6 +20,7 @@ Standard library only.
 """
 
 import argparse
+import collections
 import http.client
 import json
 import os
@@ -181,13 +182,13 @@ def main():
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        if pg_db:
+        if pg_db and not args.keep:
             subprocess.run(["psql", f"{args.postgres.rstrip('/')}/postgres", "-qc",
                             f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"], check=False)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"work directory kept: {work}")
+            print(f"work directory kept: {work}" + (f"; database kept: {pg_db}" if pg_db else ""))
 
     try:
         return run(args, env, db, backend, lockstep, work, http_port, mqtt_port, procs)
@@ -315,6 +316,24 @@ def run(args, env, db, backend, lockstep, work, http_port, mqtt_port, procs):
     stuck = int(db.scalar(
         "SELECT COUNT(*) FROM open_requests WHERE status IN ('accepted', 'sent') "
         f"AND requested_at < {now_ms - (OPEN_TIMEOUT_S + MARGIN_S) * 1000}"))
+    # What each stuck command went through: its events, its timer, its
+    # outbox job, so a failure can be read without rerunning.
+    stuck_detail = db.rows(
+        "SELECT o.command_id, o.status, o.requested_at, o.sent_at, "
+        "(SELECT string_agg(e.event_type || '@' || e.occurred_at, ' ' ORDER BY e.aggregate_version) "
+        " FROM stored_events e WHERE e.aggregate_uuid = o.command_id), "
+        "(SELECT t.due_at || '/' || coalesce(t.fired_at, -1) FROM timers t "
+        " WHERE t.subject = o.command_id) "
+        "FROM open_requests o WHERE o.status IN ('accepted', 'sent') "
+        f"AND o.requested_at < {now_ms - (OPEN_TIMEOUT_S + MARGIN_S) * 1000} LIMIT 20"
+        if not db.sqlite_path else
+        "SELECT o.command_id, o.status, o.requested_at, o.sent_at, "
+        "(SELECT group_concat(e.event_type || '@' || e.occurred_at, ' ') "
+        " FROM stored_events e WHERE e.aggregate_uuid = o.command_id), "
+        "(SELECT t.due_at || '/' || coalesce(t.fired_at, -1) FROM timers t "
+        " WHERE t.subject = o.command_id) "
+        "FROM open_requests o WHERE o.status IN ('accepted', 'sent') "
+        f"AND o.requested_at < {now_ms - (OPEN_TIMEOUT_S + MARGIN_S) * 1000} LIMIT 20")
     outbox = dict((s, int(n)) for s, n in db.rows("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
     opens = int(db.scalar("SELECT COUNT(*) FROM open_requests")) - opens_before
     size_after = db.size_bytes()
@@ -339,8 +358,15 @@ def run(args, env, db, backend, lockstep, work, http_port, mqtt_port, procs):
     print(f"answers: {answers}; answer latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms")
     print(f"final states: {states}; failure reasons: {reasons}")
     print(f"stuck (accepted or sent past timeout + {MARGIN_S} s): {stuck}")
+    for row in stuck_detail:
+        print("  stuck: command {} {} requested_at {} sent_at {} events [{}] timer due/fired {}".format(*row))
     print(f"outbox: {outbox}")
     print(f"log: {panics} panic lines, {stalls} stall reports")
+    warnings = collections.Counter(
+        re.sub(r"^.*?(WARN|ERROR)\s+", r"\1 ", re.sub(r"\x1b\[[0-9;]*m", "", line)).split(" error=")[0][:120]
+        for line in log.splitlines() if " WARN " in line or " ERROR " in line)
+    for msg, n in warnings.most_common(8):
+        print(f"  {n} x {msg}")
     print("server RSS (MB), every minute: " + " ".join(
         f"{s[1]:.0f}" for s in samples[::6]) + f" | end {end_rss:.0f}")
     print(f"RSS drift over the last 10 min (baseline: {base_rss:.0f} MB at the end of warm-up): "

@@ -5,23 +5,19 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use app::{auth::ssr::RejectionCounter, shell, App};
-use axum::{
-    extract::{FromRef, Request},
-    middleware,
-    routing::get,
-    Router,
-};
+use axum::{extract::Request, middleware, routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use lockstep_core::{
     db::{ensure_data_dir, ConnectError, Db},
-    session_store::DbSessionStore,
+    identity::session_store::DbSessionStore,
     workers, CoreError, Services,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::RequestBodyTimeoutLayer,
     trace::TraceLayer,
 };
 use tower_sessions::{
@@ -30,23 +26,15 @@ use tower_sessions::{
 
 use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
+    config::HttpLimits,
     config::{MqttMode, Secret, ServeConfig},
     guards,
     metrics::{self, count_rejection},
     mqtt,
     routes::{api, health},
+    security, serve,
+    state::AppState,
 };
-
-/// What every handler can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub leptos_options: LeptosOptions,
-    pub services: Services,
-    pub metrics: PrometheusHandle,
-    /// `scheme://host[:port]` that state-changing requests must come from,
-    /// when configured.
-    pub public_origin: Option<String>,
-}
 
 /// Why the server could not start, in words for the person starting it.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +53,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     services: Services,
-    mqtt: Option<tokio::task::JoinHandle<()>>,
+    mqtt: Option<mqtt::Connection>,
+    limits: serve::Limits,
     /// The in-process broker, when one was started.
     pub embedded_broker: Option<mqtt::embedded::EmbeddedBroker>,
     pub admin: AdminBootstrap,
@@ -137,7 +126,7 @@ impl Application {
                 mqtt_config.dynsec = config.mqtt_dynsec;
                 let (gateway, connection) = mqtt::start(mqtt_config);
                 services = services.with_gateway(gateway);
-                Some(connection.spawn(services.clone()))
+                Some(connection)
             }
             (None, MqttMode::Embedded) => {
                 // The broker's login check needs the services; the gateway
@@ -161,7 +150,7 @@ impl Application {
                 let (gateway, connection) = mqtt::start(mqtt_config);
                 services = services.with_gateway(gateway);
                 embedded = Some(broker);
-                Some(connection.spawn(services.clone()))
+                Some(connection)
             }
             (None, MqttMode::Off) => {
                 tracing::warn!("MQTT off: open commands are recorded, not sent to lockers");
@@ -173,6 +162,10 @@ impl Application {
             services: services.clone(),
             metrics: metrics_handle,
             public_origin: guards::public_origin(config.public_url.as_deref()),
+            metrics_token: config
+                .metrics_token
+                .clone()
+                .filter(|t| !t.expose().trim().is_empty()),
         };
         let store = DbSessionStore::new(db);
         spawn_session_cleanup(store.clone());
@@ -181,10 +174,8 @@ impl Application {
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(config.cookie_secure)
-            .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
-                config.session_hours.max(1),
-            ))));
-        let router = router(state, sessions);
+            .with_expiry(Expiry::OnInactivity(session_ttl(&config)));
+        let router = router(state, sessions, config.http_limits());
         Ok(Self {
             listener,
             router,
@@ -192,6 +183,7 @@ impl Application {
             mqtt,
             embedded_broker: embedded,
             admin,
+            limits: config.serve_limits(),
         })
     }
 
@@ -211,24 +203,23 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-        let workers = workers::spawn_workers(self.services.clone(), workers_stopped);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = workers::spawn_workers(self.services.clone(), stopped.clone());
+        let bridge = self
+            .mqtt
+            .map(|c| tokio::spawn(c.run(self.services.clone(), stopped.clone())));
         let upkeep = spawn_metrics_upkeep(crate::metrics::handle());
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        let _ = stop_workers.send(true);
+        let served = serve::run(self.listener, self.router, self.limits, shutdown).await;
+        let _ = stop.send(true);
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "the workers ended abnormally");
         }
-        upkeep.abort();
-        if let Some(mqtt) = self.mqtt {
-            mqtt.abort();
+        if let Some(bridge) = bridge {
+            if let Err(e) = bridge.await {
+                tracing::error!(error = %e, "the MQTT bridge ended abnormally");
+            }
         }
+        upkeep.abort();
         served
     }
 }
@@ -258,8 +249,17 @@ fn spawn_session_cleanup(store: DbSessionStore) {
     });
 }
 
+/// How long a session lives without being used.
+fn session_ttl(config: &ServeConfig) -> time::Duration {
+    time::Duration::hours(i64::from(config.session_hours.max(1)))
+}
+
 /// The whole HTTP surface.
-pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
+pub fn router(
+    state: AppState,
+    sessions: SessionManagerLayer<DbSessionStore>,
+    limits: HttpLimits,
+) -> Router {
     let routes = generate_route_list(App);
     let context = {
         let services = state.services.clone();
@@ -291,6 +291,8 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
             guards::same_origin,
         ))
         .layer(sessions)
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(middleware::from_fn(security::headers))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -3,9 +3,9 @@
 //! generated password printed once.
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role},
     db::Db,
-    password::generate_password,
+    identity::accounts::{self, NewUser, Role},
+    identity::password::generate_password,
     CoreError,
 };
 

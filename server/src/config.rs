@@ -4,7 +4,7 @@
 use std::{convert::Infallible, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
-use lockstep_core::throttle::ThrottleConfig;
+use lockstep_core::identity::throttle::ThrottleConfig;
 
 /// A setting that must never reach a log or an error message: its
 /// `Debug` prints `[redacted]`; [`Secret::expose`] is the one way in.
@@ -156,9 +156,44 @@ pub struct ServeConfig {
     /// Seconds after which one more sign-in attempt is allowed.
     #[arg(long, env = "LOCKSTEP_LOGIN_REFILL_SECS", default_value_t = 12)]
     pub login_refill_secs: u64,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (also how long an
+    /// idle keep-alive connection stays open).
+    #[arg(long, env = "LOCKSTEP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, env = "LOCKSTEP_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Bearer token `/metrics` requires; unset, `/metrics` answers loopback
+    /// clients only.
+    #[arg(long, env = "LOCKSTEP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+}
+
+/// The limits of the HTTP layer that the router applies.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// How long reading a request's body may take.
+    pub body_timeout: Duration,
 }
 
 impl ServeConfig {
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+        }
+    }
+
+    pub fn serve_limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            drain: Duration::from_secs(10),
+        }
+    }
+
     pub fn throttle(&self) -> ThrottleConfig {
         ThrottleConfig {
             per_account_burst: self.login_burst_account,
@@ -178,6 +213,7 @@ impl ServeConfig {
     }
 
     /// The settings tests start from: port 0, a database URL, small limits.
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests(database_url: &str, data_dir: PathBuf) -> Self {
         Self {
             storage: StorageArgs {
@@ -204,6 +240,10 @@ impl ServeConfig {
             login_burst_account: 5,
             login_burst_ip: 50,
             login_refill_secs: 60,
+            max_connections: 1_000,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            metrics_token: None,
         }
     }
 }

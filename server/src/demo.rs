@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use locker_sim::{Behaviour, Endpoint, Identity, Stats};
 use lockstep_core::{
-    accounts::find_user_by_email,
-    caller::Caller,
-    events::Actor,
+    eventstore::events::Actor,
+    identity::accounts::find_user_by_email,
+    identity::caller::Caller,
     provisioning::{self, KeyView},
     CoreError, Services,
 };

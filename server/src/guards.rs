@@ -15,10 +15,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
-use lockstep_core::{accounts::Role, session_auth};
+use lockstep_core::{identity::accounts::Role, identity::session_auth};
 use tower_sessions::Session;
 
-use crate::{api_error::ApiError, application::AppState};
+use crate::{api_error::ApiError, state::AppState};
 
 fn is_app_page(path: &str) -> bool {
     ["/admin", "/app"]

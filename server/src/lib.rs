@@ -5,10 +5,17 @@
 //! Map:
 //! - [`config`]: every setting, from flags and environment.
 //! - [`application`]: building the state, binding, serving, shutting down.
+//! - [`state`]: `AppState`, what every handler can reach.
+//! - [`serve`]: the HTTP accept loop: connection cap, header and body
+//!   read timeouts, graceful shutdown.
+//! - [`security`]: security headers (CSP with a per-response nonce) on
+//!   every response.
 //! - [`bootstrap`]: the first admin account on a fresh database.
 //! - [`telemetry`]: tracing output, human or JSON.
 //! - [`metrics`]: the Prometheus recorder, request metrics, rejections.
-//! - [`mqtt`]: the MQTT bridge to the lockers (gateway, results).
+//! - [`mqtt`]: the MQTT bridge to the lockers (gateway, results) and the
+//!   embedded broker.
+//! - [`demo`]: `--demo`'s three simulated locker banks.
 //! - [`api_error`]: the JSON error shape of the API.
 //! - [`principal`]: who is calling: a session cookie or a bearer token.
 //! - [`guards`]: page redirects for signed-out visitors, same-origin check.
@@ -25,7 +32,11 @@ pub mod metrics;
 pub mod mqtt;
 pub mod principal;
 pub mod routes;
+pub mod security;
+pub mod serve;
+pub mod state;
 pub mod telemetry;
 
-pub use application::{AppState, Application, StartError};
+pub use application::{Application, StartError};
 pub use config::{Secret, ServeConfig};
+pub use state::AppState;

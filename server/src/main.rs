@@ -13,13 +13,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lockstep_core::{
-    accounts::{self, NewUser, Role},
     db::{ensure_data_dir, Db},
-    password::generate_password,
-    projections::Projector,
-    replay,
+    eventstore::projections::Projector,
+    eventstore::replay,
+    identity::accounts::{self, NewUser, Role},
+    identity::password::generate_password,
+    identity::tokens::{create_token, Abilities},
     services::Services,
-    tokens::{create_token, Abilities},
 };
 use lockstep_server::{
     application::shutdown_signal,
@@ -234,7 +234,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Token(TokenCommand::Revoke { id, storage }) => {
             let db = open_db(&storage).await?;
-            lockstep_core::tokens::revoke_token(&db, id)
+            lockstep_core::identity::tokens::revoke_token(&db, id)
                 .await
                 .map_err(|e| match e {
                     lockstep_core::CoreError::NotFound => {

@@ -2,17 +2,19 @@
 //! latencies by route and status, and refused input by reason. Uses the
 //! `metrics` facade with `metrics-exporter-prometheus`.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{net::SocketAddr, sync::OnceLock, time::Instant};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::header,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{header, HeaderMap},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::application::AppState;
+use lockstep_core::identity::tokens::same_secret;
+
+use crate::{api_error::ApiError, state::AppState};
 
 /// The process-wide recorder (installed once, shared by every app in the
 /// process, as in the integration tests).
@@ -67,9 +69,32 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics`: with `LOCKSTEP_METRICS_TOKEN` set, for `Authorization:
+/// Bearer <token>` callers; without it, for loopback clients only.
+pub async fn render(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let allowed = match &state.metrics_token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| same_secret(given.trim(), token.expose())),
+        None => peer.ip().is_loopback(),
+    };
+    if !allowed {
+        count_rejection("metrics_refused");
+        tracing::info!(%peer, "/metrics refused");
+        return ApiError::Forbidden(
+            "/metrics needs `Authorization: Bearer <LOCKSTEP_METRICS_TOKEN>`, \
+             or a loopback client when no token is set",
+        )
+        .into_response();
+    }
     // Outbox health as gauges: dead letters are what an operator must see.
-    match lockstep_core::outbox::counts(&state.services.db).await {
+    match lockstep_core::eventstore::outbox::counts(&state.services.db).await {
         Ok((pending, done, dead)) => {
             for (status, n) in [("pending", pending), ("done", done), ("dead", dead)] {
                 metrics::gauge!("lockstep_outbox_jobs", "status" => status).set(n as f64);
@@ -85,4 +110,5 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }

@@ -1,61 +1,38 @@
-//! Who is calling the API: a bearer token (scripts, devices) or the session
-//! cookie (the browser). A request may do what the caller's role allows
-//! and, with a token, what the token's abilities allow too.
+//! The API's extractor for who is calling: a bearer token (scripts,
+//! devices) or the session cookie (the browser), turned into the core's
+//! `Principal`, whose ability check the server functions use as well.
+
+use std::ops::Deref;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use lockstep_core::{
-    accounts::User,
-    caller::Caller,
-    events::Actor,
-    session_auth,
-    tokens::{authenticate_token, Abilities, Ability},
+    identity::accounts::User,
+    identity::principal,
+    identity::session_auth,
+    identity::tokens::{authenticate_token, Ability},
 };
 use tower_sessions::Session;
 
-use crate::{api_error::ApiError, application::AppState};
+use crate::{api_error::ApiError, state::AppState};
 
+/// The caller of an API request.
 #[derive(Clone, Debug)]
-pub enum Principal {
-    Session(User),
-    Token {
-        token_id: uuid::Uuid,
-        user: User,
-        abilities: Abilities,
-    },
+pub struct Principal(pub principal::Principal);
+
+impl Deref for Principal {
+    type Target = principal::Principal;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Principal {
-    pub fn user(&self) -> &User {
-        match self {
-            Principal::Session(user) | Principal::Token { user, .. } => user,
-        }
-    }
-
-    /// The caller of a domain command, with a fresh correlation id.
-    pub fn caller(&self) -> Caller {
-        let actor = match self {
-            Principal::Session(user) => Actor::User { id: user.id },
-            Principal::Token { token_id, user, .. } => Actor::Token {
-                id: *token_id,
-                user_id: user.id,
-            },
-        };
-        Caller::new(self.user().clone(), actor)
-    }
-
-    /// Ok when both the role and (for tokens) the token allow `ability`.
+    /// The user, when the core's ability check passes; the API's
+    /// `missing_ability` error otherwise.
     pub fn require(&self, ability: Ability) -> Result<&User, ApiError> {
-        let user = self.user();
-        let by_token = match self {
-            Principal::Session(_) => true,
-            Principal::Token { abilities, .. } => abilities.contains(ability),
-        };
-        if by_token && ability.allowed_for(user.role) {
-            Ok(user)
-        } else {
-            tracing::info!(user_id = %user.id, ability = %ability, "ability refused");
-            Err(ApiError::MissingAbility(ability.as_str()))
-        }
+        self.0
+            .require(ability)
+            .map_err(|_| ApiError::MissingAbility(ability.as_str()))
     }
 }
 
@@ -74,11 +51,11 @@ impl FromRequestParts<AppState> for Principal {
                     "the Authorization header must be `Bearer <token>`",
                 ))?;
             return match authenticate_token(db, secret).await? {
-                Some(grant) => Ok(Principal::Token {
+                Some(grant) => Ok(Principal(principal::Principal::Token {
                     token_id: grant.token_id,
                     user: grant.user,
                     abilities: grant.abilities,
-                }),
+                })),
                 None => Err(ApiError::InvalidToken("unknown or revoked token")),
             };
         }
@@ -88,7 +65,7 @@ impl FromRequestParts<AppState> for Principal {
             .cloned()
             .ok_or(ApiError::Unauthenticated)?;
         match session_auth::session_user(db, &session).await? {
-            Some(user) => Ok(Principal::Session(user)),
+            Some(user) => Ok(Principal(principal::Principal::Session(user))),
             None => Err(ApiError::Unauthenticated),
         }
     }

@@ -24,9 +24,10 @@ pub struct AdminOverviewData {
 #[server(prefix = "/sfn", endpoint = "admin_overview")]
 pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
     use crate::auth::ssr;
-    use lockstep_core::accounts;
+    use lockstep_core::identity::{accounts, tokens::Ability};
 
-    let user = ssr::require_admin().await?;
+    let principal = ssr::require(Ability::UserRead).await?;
+    let user = principal.user();
     let services = ssr::services()?;
     let tenant = accounts::find_tenant(&services.db, user.tenant_id)
         .await?
@@ -42,7 +43,7 @@ pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
         })
         .collect();
     Ok(AdminOverviewData {
-        me: ssr::to_current(&user),
+        me: ssr::to_current(user),
         tenant_name: tenant,
         users,
     })

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use leptos::prelude::*;
+use lockstep_wire::{OpenReason, OpenStatus};
 use serde::{Deserialize, Serialize};
 
 use super::common::{ErrorPanel, TopBar};
@@ -19,7 +20,7 @@ pub struct MyCompartmentRow {
     pub number: i64,
     pub size: String,
     pub label: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<OpenStatus>,
     pub command_id: Option<String>,
 }
 
@@ -36,8 +37,8 @@ pub struct UserHomeData {
 pub struct StatusUpdate {
     pub compartment_id: String,
     pub command_id: String,
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: OpenStatus,
+    pub reason: Option<OpenReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +51,9 @@ pub struct Follow {
 #[server(prefix = "/sfn", endpoint = "user_home")]
 pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     use crate::auth::ssr;
-    use lockstep_core::{channels, lockers, now_ms};
-    let user = ssr::require_user().await?;
+    use lockstep_core::{eventstore::channels, identity::tokens::Ability, lockers, now_ms};
+    let principal = ssr::require(Ability::CompartmentRead).await?;
+    let user = principal.user();
     let services = ssr::services()?;
     let seq = channels::head(&services.db, &channels::Channel::User(user.id)).await?;
     let compartments = lockers::my_compartments(&services, user.id, now_ms())
@@ -68,7 +70,7 @@ pub async fn load_user_home() -> Result<UserHomeData, AppError> {
         })
         .collect();
     Ok(UserHomeData {
-        me: ssr::to_current(&user),
+        me: ssr::to_current(user),
         compartments,
         seq,
     })
@@ -77,11 +79,11 @@ pub async fn load_user_home() -> Result<UserHomeData, AppError> {
 #[server(prefix = "/sfn", endpoint = "open_compartment")]
 pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, AppError> {
     use crate::auth::ssr;
-    use lockstep_core::{caller::Caller, events::Actor, now_ms, opens, CoreError};
-    let user = ssr::require_user().await?;
+    use lockstep_core::{identity::tokens::Ability, now_ms, opens, CoreError};
+    let principal = ssr::require(Ability::CompartmentOpen).await?;
     let services = ssr::services()?;
     let id = uuid_of(&compartment_id)?;
-    let caller = Caller::new(user.clone(), Actor::User { id: user.id });
+    let caller = principal.caller();
     let input = opens::OpenCommandInput {
         compartment_id: id,
         ..Default::default()
@@ -91,7 +93,7 @@ pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, Ap
             compartment_id,
             command_id: d.command_id.to_string(),
             status: d.status,
-            reason: d.reason,
+            reason: d.reason.map(OpenReason::from),
         }),
         Err(CoreError::NotFound) => {
             Err(AppError::Invalid("That compartment does not exist.".into()))
@@ -109,26 +111,23 @@ fn uuid_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
 #[server(prefix = "/sfn", endpoint = "follow_my_channel")]
 pub async fn follow_my_channel(after: i64) -> Result<Follow, AppError> {
     use crate::auth::ssr;
-    use lockstep_core::channels;
-    let user = ssr::require_user().await?;
+    use lockstep_core::eventstore::channels;
+    use lockstep_core::identity::tokens::Ability;
+    use lockstep_wire::envelope::{names, OpenStatusUpdated};
+    let principal = ssr::require(Ability::EventsRead).await?;
+    let user = principal.user();
     let services = ssr::services()?;
     let since =
         channels::since(&services.db, &channels::Channel::User(user.id), after, 200).await?;
     let updates = since
         .events
         .iter()
-        .filter(|e| e.event == "CompartmentOpenStatusUpdated")
-        .filter_map(|e| {
-            Some(StatusUpdate {
-                compartment_id: e.data.get("compartment_id")?.as_str()?.to_string(),
-                command_id: e.data.get("command_id")?.as_str()?.to_string(),
-                status: e.data.get("status")?.as_str()?.to_string(),
-                reason: e
-                    .data
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .map(str::to_string),
-            })
+        .filter_map(|e| e.data_as::<OpenStatusUpdated>(names::OPEN_STATUS_UPDATED))
+        .map(|u| StatusUpdate {
+            compartment_id: u.compartment_id.to_string(),
+            command_id: u.command_id.to_string(),
+            status: u.status,
+            reason: u.reason,
         })
         .collect();
     let seq = since.events.last().map(|e| e.seq).unwrap_or(since.seq);
@@ -155,25 +154,29 @@ pub fn UserHome() -> impl IntoView {
 }
 
 /// Words for a status, shown under the compartment.
-fn describe(status: &str, reason: Option<&str>) -> String {
-    let reason = reason.map(|r| r.replace('_', " "));
+fn describe(status: OpenStatus, reason: Option<OpenReason>) -> String {
+    let reason = reason.map(|r| r.as_str().replace('_', " "));
     match (status, reason) {
-        ("accepted", _) => "Accepted: sending to the locker…".into(),
-        ("sent", _) => "Sent: waiting for the locker…".into(),
-        ("opened", _) => "Opened".into(),
-        ("failed", Some(r)) => format!("Failed: {r}"),
-        ("denied", Some(r)) => format!("Denied: {r}"),
+        (OpenStatus::Accepted, _) => "Accepted: sending to the locker…".into(),
+        (OpenStatus::Sent, _) => "Sent: waiting for the locker…".into(),
+        (OpenStatus::Opened, _) => "Opened".into(),
+        (OpenStatus::Failed, Some(r)) => format!("Failed: {r}"),
+        (OpenStatus::Denied, Some(r)) => format!("Denied: {r}"),
         (other, _) => other.to_string(),
     }
 }
 
-fn badge_class(status: &str) -> &'static str {
+fn badge_class(status: OpenStatus) -> &'static str {
     match status {
-        "opened" => "rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800",
-        "failed" | "denied" => {
+        OpenStatus::Opened => {
+            "rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800"
+        }
+        OpenStatus::Failed | OpenStatus::Denied => {
             "rounded-full bg-red-100 px-2 py-0.5 text-xs font-medium text-red-800"
         }
-        _ => "rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-800",
+        OpenStatus::Requested | OpenStatus::Accepted | OpenStatus::Sent => {
+            "rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-800"
+        }
     }
 }
 
@@ -189,7 +192,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                 StatusUpdate {
                     compartment_id: c.id.clone(),
                     command_id: c.command_id.clone()?,
-                    status: c.status.clone()?,
+                    status: c.status?,
                     reason: None,
                 },
             ))
@@ -298,12 +301,12 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                                         .map(|s| {
                                                             view! {
                                                                 <span
-                                                                    class=badge_class(&s.status)
+                                                                    class=badge_class(s.status)
                                                                     data-testid="open-status"
-                                                                    data-status=s.status.clone()
+                                                                    data-status=s.status.as_str()
                                                                     data-command-id=s.command_id.clone()
                                                                 >
-                                                                    {describe(&s.status, s.reason.as_deref())}
+                                                                    {describe(s.status, s.reason)}
                                                                 </span>
                                                             }
                                                         })

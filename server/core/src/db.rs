@@ -136,6 +136,40 @@ pub fn default_sqlite_url(data_dir: &Path) -> String {
     )
 }
 
+/// A SQLite URL that creates its file when missing (`mode=rwc`, unless
+/// the URL names a mode itself), after checking that the file's directory
+/// exists: a missing directory is its own clear error, not SQLite's
+/// "unable to open database file".
+pub fn sqlite_creating(url: &str) -> Result<String, ConnectError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let in_memory = path.is_empty() || path == ":memory:";
+    if !in_memory {
+        let dir = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(ConnectError::DataDir {
+                dir: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the directory of the SQLite file does not exist; create it first",
+                ),
+            });
+        }
+    }
+    let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
+    Ok(match (has_mode || in_memory, query) {
+        (true, _) => url.to_string(),
+        (false, Some(_)) => format!("{url}&mode=rwc"),
+        (false, None) => format!("{url}?mode=rwc"),
+    })
+}
+
 /// Makes sure the data directory exists and is writable.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), ConnectError> {
     let err = |source| ConnectError::DataDir {
@@ -155,6 +189,13 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
+        let creating;
+        let url = if backend == Backend::Sqlite {
+            creating = sqlite_creating(url)?;
+            creating.as_str()
+        } else {
+            url
+        };
         let options = AnyConnectOptions::from_str(url).map_err(|source| ConnectError::BadUrl {
             url: redact(url),
             source,
@@ -295,6 +336,32 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sqlite_url_without_mode_creates_its_file() {
+        let dir = std::env::temp_dir().join(format!("lockstep-db-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("new.db");
+        let db = Db::open(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("a missing file is created");
+        assert!(db.ping().await);
+        assert!(file.exists());
+        // A missing directory is said plainly.
+        let err = Db::open(&format!("sqlite://{}/nope/x.db", dir.display()))
+            .await
+            .expect_err("no directory");
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert_eq!(
+            sqlite_creating("sqlite://x.db?mode=ro").ok().as_deref(),
+            Some("sqlite://x.db?mode=ro")
+        );
+        assert_eq!(
+            sqlite_creating("sqlite::memory:").ok().as_deref(),
+            Some("sqlite::memory:")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn redacts_passwords_only() {

@@ -34,3 +34,26 @@ impl CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<lockstep_wire::UnknownName> for CoreError {
+    fn from(e: lockstep_wire::UnknownName) -> Self {
+        CoreError::Invalid(e.to_string())
+    }
+}
+
+/// A wire name read back from a column (a status, a reason): a value no
+/// variant knows is an error, never a silent default.
+pub fn parse_wire<T>(stored: &str) -> CoreResult<T>
+where
+    T: std::str::FromStr<Err = lockstep_wire::UnknownName>,
+{
+    Ok(stored.parse()?)
+}
+
+/// The same for a nullable column.
+pub fn parse_wire_opt<T>(stored: Option<String>) -> CoreResult<Option<T>>
+where
+    T: std::str::FromStr<Err = lockstep_wire::UnknownName>,
+{
+    stored.as_deref().map(parse_wire).transpose()
+}

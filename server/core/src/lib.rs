@@ -1,52 +1,48 @@
 //! lockstep-core: Lockstep's domain and its storage, free of HTTP, Leptos and
-//! MQTT. Adapters (the axum routes, Leptos server functions, later the MQTT
-//! bridge and the realtime hub) hold a [`Services`] and call into it.
+//! MQTT. Adapters (the axum routes, the Leptos server functions, the CLI,
+//! the MQTT bridge) hold a [`Services`] and call into it. Wire names
+//! (statuses, reasons, channels, envelopes, topics) come from
+//! `lockstep-wire`.
 //!
-//! Map:
-//! - [`db`]: connecting to SQLite or PostgreSQL and running migrations.
-//! - [`accounts`]: tenants, users and roles.
-//! - [`password`]: argon2id hashing.
-//! - [`tokens`]: API tokens and the abilities they carry.
-//! - [`session_store`]: the database-backed store behind cookie sessions.
-//! - [`session_auth`]: which user a session belongs to; logging in and out.
-//! - [`throttle`]: login throttling per account and per client address.
-//! - [`events`]: the event store (typed events, versions, upcasting).
-//! - [`store`]: the write path (append + project in one transaction).
-//! - [`projections`]: projectors keeping the read models.
-//! - [`channels`]: the sequenced channel log, envelopes, who may read.
-//! - [`outbox`], [`timers`], [`reactors`]: side effects after commit;
-//!   [`workers`]: the supervised loops that run them, and the stall report.
-//! - [`caller`], [`lockers`], [`opens`]: the domain commands and queries.
+//! Map (each folder or file owns one concern; docs/architecture.md has the
+//! data flow):
+//! - [`db`]: connecting to SQLite or PostgreSQL, migrations, the write turn.
+//! - [`eventstore`]: events, the write path, projectors, the channel log,
+//!   the outbox and the timers, replay.
+//! - [`identity`]: accounts, passwords, tokens, sessions, the sign-in
+//!   throttle, the caller.
+//! - [`lockers`]: locker banks, compartments, grants, heartbeats, the
+//!   offline sweep.
+//! - [`opens`]: the open command, from request to `opened`/`failed`.
 //! - [`provisioning`]: lockers provisioning themselves, keys, broker
 //!   accounts, decommissioning.
-//! - [`replay`]: rebuilding read models from the stream.
+//! - [`gateway`]: the locker port the MQTT bridge implements.
+//! - [`reactors`]: what each outbox job and timer does.
+//! - [`workers`]: the supervised loops that run them, and the stall report.
 //! - [`services`]: the handle that bundles the above for the adapters.
 //! - [`text`]: bounds on every free-text field callers send.
-//! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
+//! - [`error`]: the core's error type.
+//! - `testing` (feature `testing`): fresh databases and users for tests.
+//!
+//! The dependencies point one way (a test checks it,
+//! `.ci/module-cycles`): `eventstore` and `identity` know nothing of the
+//! domain modules; `services` knows only their handles; `lockers`,
+//! `opens` and `provisioning` use `services` and the store; `reactors`
+//! uses them; `workers` uses `reactors`.
 
-pub mod accounts;
-pub mod caller;
-pub mod channels;
 pub mod db;
 pub mod error;
-pub mod events;
+pub mod eventstore;
+pub mod gateway;
+pub mod identity;
 pub mod lockers;
 pub mod opens;
-pub mod outbox;
-pub mod password;
-pub mod projections;
 pub mod provisioning;
 pub mod reactors;
-pub mod replay;
 pub mod services;
-pub mod session_auth;
-pub mod session_store;
-pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
-pub mod throttle;
-pub mod timers;
-pub mod tokens;
 pub mod workers;
 
 pub use error::CoreError;

@@ -5,15 +5,17 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
 
+use lockstep_wire::OpenStatus;
+
 use crate::{
-    accounts::{find_user_by_email, parse_uuid},
-    caller::Caller,
     db::ExecuteWrite,
-    error::{CoreError, CoreResult},
-    events::{CompartmentSpec, DomainEvent},
+    error::{parse_wire_opt, CoreError, CoreResult},
+    eventstore::events::{CompartmentSpec, DomainEvent},
+    eventstore::store::{self, begin_write},
+    identity::accounts::{find_user_by_email, parse_uuid},
+    identity::caller::Caller,
     now_ms,
     services::Services,
-    store::{self, begin_write},
 };
 
 pub const SIZES: [&str; 4] = ["small", "medium", "large", "xlarge"];
@@ -41,7 +43,7 @@ pub struct CompartmentView {
     pub number: i64,
     pub size: String,
     pub label: Option<String>,
-    pub latest_status: Option<String>,
+    pub latest_status: Option<OpenStatus>,
     pub latest_command_id: Option<Uuid>,
     /// As the locker last reported it; `None` until it did.
     pub door_open: Option<bool>,
@@ -175,7 +177,7 @@ fn compartment_from_row(row: &sqlx::any::AnyRow) -> CoreResult<CompartmentView> 
         number: row.try_get("number")?,
         size: row.try_get("size")?,
         label: row.try_get("label")?,
-        latest_status: row.try_get("latest_status")?,
+        latest_status: parse_wire_opt(row.try_get("latest_status")?)?,
         latest_command_id: row
             .try_get::<Option<String>, _>("latest_command_id")?
             .map(|s| parse_uuid(&s))
@@ -484,7 +486,7 @@ async fn commit_bank_events(
     events: Vec<DomainEvent>,
     now: i64,
 ) -> CoreResult<bool> {
-    let meta = crate::events::Metadata::system(tenant_id, Uuid::now_v7());
+    let meta = crate::eventstore::events::Metadata::system(tenant_id, Uuid::now_v7());
     Ok(
         store::commit_at_head(s, tx, "locker_bank", bank_id, events, &meta, now)
             .await?

@@ -8,15 +8,17 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+pub use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
+
 use crate::{
-    accounts::parse_uuid,
-    caller::Caller,
-    error::{CoreError, CoreResult},
-    events::{DomainEvent, Metadata},
+    error::{parse_wire, parse_wire_opt, CoreError, CoreResult},
+    eventstore::events::{DomainEvent, Metadata},
+    eventstore::store::{self, begin_write, stream_version, Written},
+    eventstore::timers,
+    identity::accounts::parse_uuid,
+    identity::caller::Caller,
     lockers::compartment_ref,
     services::Services,
-    store::{self, begin_write, stream_version, Written},
-    timers,
 };
 
 const AGGREGATE: &str = "open_request";
@@ -35,13 +37,13 @@ pub struct OpenCommandInput {
 pub struct OpenDecision {
     pub command_id: Uuid,
     /// `accepted` or `denied`.
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: OpenStatus,
+    pub reason: Option<DenialReason>,
 }
 
 impl OpenDecision {
     pub fn accepted(&self) -> bool {
-        self.status == "accepted"
+        self.status == OpenStatus::Accepted
     }
 }
 
@@ -58,9 +60,9 @@ pub struct OpenRequestView {
     #[serde(rename = "override")]
     pub override_: bool,
     pub override_reason: Option<String>,
-    pub status: String,
-    pub denial_reason: Option<String>,
-    pub failure_reason: Option<String>,
+    pub status: OpenStatus,
+    pub denial_reason: Option<DenialReason>,
+    pub failure_reason: Option<FailureReason>,
     pub late_result: Option<String>,
     pub requested_at: i64,
     pub authorized_at: Option<i64>,
@@ -80,15 +82,15 @@ async fn decision_of(
         .fetch_optional(&mut *conn)
         .await?;
     row.map(|r| -> CoreResult<OpenDecision> {
-        let status: String = r.try_get("status")?;
+        let status: OpenStatus = parse_wire(&r.try_get::<String, _>("status")?)?;
         Ok(OpenDecision {
             command_id,
-            status: if status == "denied" {
-                "denied".into()
+            status: if status == OpenStatus::Denied {
+                OpenStatus::Denied
             } else {
-                "accepted".into()
+                OpenStatus::Accepted
             },
-            reason: r.try_get("denial_reason")?,
+            reason: parse_wire_opt(r.try_get("denial_reason")?)?,
         })
     })
     .transpose()
@@ -156,9 +158,9 @@ pub async fn request_open(
             .filter(|c| c.tenant_id == caller.user.tenant_id)
             .ok_or(CoreError::NotFound)?;
         let denial = if c.bank_state == "decommissioned" {
-            Some("locker_decommissioned")
+            Some(DenialReason::LockerDecommissioned)
         } else if c.bank_online == Some(false) {
-            Some("locker_offline")
+            Some(DenialReason::LockerOffline)
         } else if input.override_ {
             None
         } else {
@@ -176,10 +178,7 @@ pub async fn request_open(
         };
         let outcome = match denial {
             None => DomainEvent::CompartmentOpenAuthorized { command_id },
-            Some(r) => DomainEvent::CompartmentOpenDenied {
-                command_id,
-                reason: r.to_string(),
-            },
+            Some(reason) => DomainEvent::CompartmentOpenDenied { command_id, reason },
         };
         let mut meta = caller.metadata();
         meta.correlation_id = command_id;
@@ -224,11 +223,11 @@ pub async fn request_open(
         return Ok(OpenDecision {
             command_id,
             status: if denial.is_some() {
-                "denied".into()
+                OpenStatus::Denied
             } else {
-                "accepted".into()
+                OpenStatus::Accepted
             },
-            reason: denial.map(str::to_string),
+            reason: denial,
         });
     }
     Err(CoreError::Conflict(
@@ -242,7 +241,7 @@ async fn access_denial(
     user_id: Uuid,
     compartment_id: Uuid,
     now: i64,
-) -> CoreResult<Option<&'static str>> {
+) -> CoreResult<Option<DenialReason>> {
     let rows = sqlx::query(
         "SELECT valid_from, valid_until FROM grants WHERE user_id = $1 AND compartment_id = $2 AND revoked_at IS NULL",
     )
@@ -251,7 +250,7 @@ async fn access_denial(
     .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
-        return Ok(Some("no_access"));
+        return Ok(Some(DenialReason::NoAccess));
     }
     let mut not_yet = false;
     for r in &rows {
@@ -265,9 +264,9 @@ async fn access_denial(
         not_yet |= !started;
     }
     Ok(Some(if not_yet {
-        "access_not_yet_valid"
+        DenialReason::AccessNotYetValid
     } else {
-        "access_expired"
+        DenialReason::AccessExpired
     }))
 }
 
@@ -280,7 +279,7 @@ async fn transition<F>(
     decide: F,
 ) -> CoreResult<Option<Vec<DomainEvent>>>
 where
-    F: Fn(&str, Option<&str>, Option<&str>) -> Option<Vec<DomainEvent>>,
+    F: Fn(OpenStatus, Option<FailureReason>, Option<&str>) -> Option<Vec<DomainEvent>>,
 {
     for _ in 0..store::MAX_RETRIES {
         let mut tx = begin_write(&s.db).await?;
@@ -291,11 +290,11 @@ where
         else {
             return Err(CoreError::NotFound);
         };
-        let status: String = row.try_get("status")?;
-        let failure: Option<String> = row.try_get("failure_reason")?;
+        let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
+        let failure: Option<FailureReason> = parse_wire_opt(row.try_get("failure_reason")?)?;
         let late: Option<String> = row.try_get("late_result")?;
         let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-        let Some(events) = decide(&status, failure.as_deref(), late.as_deref()) else {
+        let Some(events) = decide(status, failure, late.as_deref()) else {
             return Ok(None);
         };
         let meta = Metadata::system(tenant_id, command_id);
@@ -324,7 +323,8 @@ pub async fn bank_of(s: &Services, command_id: Uuid) -> CoreResult<Option<Uuid>>
 /// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
 pub async fn record_sent(s: &Services, command_id: Uuid, now: i64) -> CoreResult<bool> {
     Ok(transition(s, command_id, now, |status, _, _| {
-        (status == "accepted").then(|| vec![DomainEvent::CompartmentOpenSent { command_id }])
+        (status == OpenStatus::Accepted)
+            .then(|| vec![DomainEvent::CompartmentOpenSent { command_id }])
     })
     .await?
     .is_some())
@@ -355,16 +355,16 @@ pub async fn record_result(
         "action_failed"
     };
     let applied = transition(s, command_id, now, |status, failure, late| match status {
-        "accepted" | "sent" => Some(vec![if success {
+        OpenStatus::Accepted | OpenStatus::Sent => Some(vec![if success {
             DomainEvent::CompartmentOpened { command_id }
         } else {
             DomainEvent::CompartmentOpenFailed {
                 command_id,
-                reason: "device_error".into(),
+                reason: FailureReason::DeviceError,
                 detail: error.clone(),
             }
         }]),
-        "failed" if failure != Some("device_error") && late.is_none() => {
+        OpenStatus::Failed if failure != Some(FailureReason::DeviceError) && late.is_none() => {
             Some(vec![DomainEvent::CompartmentOpenLateResult {
                 command_id,
                 result: result.into(),
@@ -389,10 +389,10 @@ pub async fn record_send_failure(
     now: i64,
 ) -> CoreResult<bool> {
     Ok(transition(s, command_id, now, |status, _, _| {
-        (status == "accepted").then(|| {
+        (status == OpenStatus::Accepted).then(|| {
             vec![DomainEvent::CompartmentOpenFailed {
                 command_id,
-                reason: "send_failed".into(),
+                reason: FailureReason::SendFailed,
                 detail: Some(detail.to_string()),
             }]
         })
@@ -419,13 +419,13 @@ pub async fn fire_timeout(
         .await?;
     let mut written = Written::default();
     if let Some(row) = row {
-        let status: String = row.try_get("status")?;
-        if status == "accepted" || status == "sent" {
+        let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
+        if matches!(status, OpenStatus::Accepted | OpenStatus::Sent) {
             let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
             let version = stream_version(&mut tx, command_id).await?;
             let event = DomainEvent::CompartmentOpenFailed {
                 command_id,
-                reason: "timeout".into(),
+                reason: FailureReason::Timeout,
                 detail: None,
             };
             written = store::append_live(
@@ -465,9 +465,9 @@ fn view_from_row(r: &sqlx::any::AnyRow) -> CoreResult<OpenRequestView> {
         actor_id: id("actor_id")?,
         override_: r.try_get::<i64, _>("override")? != 0,
         override_reason: r.try_get("override_reason")?,
-        status: r.try_get("status")?,
-        denial_reason: r.try_get("denial_reason")?,
-        failure_reason: r.try_get("failure_reason")?,
+        status: parse_wire(&r.try_get::<String, _>("status")?)?,
+        denial_reason: parse_wire_opt(r.try_get("denial_reason")?)?,
+        failure_reason: parse_wire_opt(r.try_get("failure_reason")?)?,
         late_result: r.try_get("late_result")?,
         requested_at: r.try_get("requested_at")?,
         authorized_at: r.try_get("authorized_at")?,
@@ -503,7 +503,7 @@ pub async fn get_open_request(
 /// Filters for the admin history.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryFilter {
-    pub status: Option<String>,
+    pub status: Option<OpenStatus>,
     pub locker_bank: Option<Uuid>,
     pub user: Option<Uuid>,
     pub from: Option<i64>,
@@ -512,35 +512,18 @@ pub struct HistoryFilter {
     pub per_page: i64,
 }
 
-pub const STATUSES: [&str; 6] = [
-    "requested",
-    "accepted",
-    "denied",
-    "sent",
-    "opened",
-    "failed",
-];
-
 /// A page of the tenant's commands, newest first, and the total count.
 pub async fn history(
     s: &Services,
     tenant_id: Uuid,
     f: &HistoryFilter,
 ) -> CoreResult<(Vec<OpenRequestView>, i64)> {
-    if let Some(st) = &f.status {
-        if !STATUSES.contains(&st.as_str()) {
-            return Err(CoreError::Invalid(format!(
-                "status must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
     let mut clauses = vec!["tenant_id = $1".to_string()];
     let mut binds: Vec<String> = vec![tenant_id.to_string()];
     let mut ints: Vec<(usize, i64)> = Vec::new();
     let mut next = 2;
     for (col, val) in [
-        ("status", f.status.clone()),
+        ("status", f.status.map(|s| s.as_str().to_string())),
         ("bank_id", f.locker_bank.map(|u| u.to_string())),
         ("user_id", f.user.map(|u| u.to_string())),
     ] {

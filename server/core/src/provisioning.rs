@@ -24,23 +24,22 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    accounts::parse_uuid,
-    caller::Caller,
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
-    events::{DomainEvent, Metadata},
+    eventstore::events::{DomainEvent, Metadata},
+    eventstore::store::{self, begin_write},
+    gateway::LockerAccount,
+    identity::accounts::parse_uuid,
+    identity::caller::Caller,
+    identity::tokens::{hash_token, random_secret},
     lockers::{self, NewBank, NewCompartment},
     now_ms,
-    reactors::LockerAccount,
     services::Services,
-    store::{self, begin_write},
-    tokens::{hash_token, random_secret},
 };
 
 /// Provisioning keys are `lpk_` and 40 base62 characters.
 pub const KEY_PREFIX: &str = "lpk_";
-/// The schema version of a provisioning reply.
-pub const REPLY_VERSION: u8 = 1;
+pub use lockstep_wire::mqtt::{ProvisioningFailure, ProvisioningReply as Reply, REPLY_VERSION};
 
 /// A locker's registration, as parsed off `provisioning/register`.
 #[derive(Clone, Debug)]
@@ -54,41 +53,6 @@ pub struct Registration {
     pub provisioning_key: Option<String>,
 }
 
-/// What the locker reads on `provisioning/{client_id}/reply`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reply {
-    pub v: u8,
-    pub ok: bool,
-    pub attempt_id: Uuid,
-    pub locker_bank_id: Option<Uuid>,
-    /// Username and the client id the locker must connect with.
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// A reason code when `ok` is false (see docs/mqtt.md).
-    pub error: Option<String>,
-    pub detail: Option<String>,
-}
-
-impl Reply {
-    fn refused(
-        attempt_id: Uuid,
-        bank_id: Option<Uuid>,
-        reason: &str,
-        detail: Option<String>,
-    ) -> Self {
-        Reply {
-            v: REPLY_VERSION,
-            ok: false,
-            attempt_id,
-            locker_bank_id: bank_id,
-            username: None,
-            password: None,
-            error: Some(reason.to_string()),
-            detail,
-        }
-    }
-}
-
 /// The broker username (and bound client id) of a bank.
 pub fn username_of(bank_id: Uuid) -> String {
     format!("locker-{bank_id}")
@@ -97,7 +61,7 @@ pub fn username_of(bank_id: Uuid) -> String {
 /// Why an attempt was refused before any credentials existed.
 struct Refusal {
     bank_id: Option<Uuid>,
-    reason: &'static str,
+    reason: ProvisioningFailure,
     detail: Option<String>,
 }
 
@@ -121,8 +85,8 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
     let admitted = match admit(s, &reg, attempt_id).await? {
         Ok(a) => a,
         Err(refusal) => {
-            tracing::warn!(reason = refusal.reason, detail = ?refusal.detail, "provisioning refused");
-            metrics::counter!("lockstep_provisioning_total", "outcome" => refusal.reason)
+            tracing::warn!(reason = %refusal.reason, detail = ?refusal.detail, "provisioning refused");
+            metrics::counter!("lockstep_provisioning_total", "outcome" => refusal.reason.as_str())
                 .increment(1);
             let reply = Reply::refused(attempt_id, refusal.bank_id, refusal.reason, refusal.detail);
             deliver(s, &reg.client_id, &reply).await;
@@ -131,27 +95,43 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
     };
     let Admitted { bank_id, tenant_id } = admitted;
     let meta = Metadata::system(tenant_id, attempt_id);
-    let fail = |reason: &'static str, detail: String| DomainEvent::LockerProvisioningFailed {
-        bank_id: Some(bank_id),
-        tenant_id: Some(tenant_id),
-        attempt_id,
-        serial: reg.serial.clone(),
-        reason: reason.into(),
-        detail: Some(detail),
-    };
+    let fail =
+        |reason: ProvisioningFailure, detail: String| DomainEvent::LockerProvisioningFailed {
+            bank_id: Some(bank_id),
+            tenant_id: Some(tenant_id),
+            attempt_id,
+            serial: reg.serial.clone(),
+            reason,
+            detail: Some(detail),
+        };
 
     let account = LockerAccount {
         bank_id,
         username: username_of(bank_id),
         password: locker_password(s, bank_id, &reg.client_id).await?,
     };
-    if let Err(e) =
-        crate::reactors::call_gateway(s, "create_account", s.gateway.create_account(&account)).await
+    if let Err(e) = crate::gateway::call_gateway(
+        s.settings.gateway_deadline,
+        "create_account",
+        s.gateway.create_account(&account),
+    )
+    .await
     {
         tracing::error!(error = %e, "creating the locker's broker account failed");
-        record(s, bank_id, vec![fail("broker_error", e.0.clone())], &meta).await?;
-        metrics::counter!("lockstep_provisioning_total", "outcome" => "broker_error").increment(1);
-        let reply = Reply::refused(attempt_id, Some(bank_id), "broker_error", None);
+        record(
+            s,
+            bank_id,
+            vec![fail(ProvisioningFailure::BrokerError, e.0.clone())],
+            &meta,
+        )
+        .await?;
+        metrics::counter!("lockstep_provisioning_total", "outcome" => ProvisioningFailure::BrokerError.as_str()).increment(1);
+        let reply = Reply::refused(
+            attempt_id,
+            Some(bank_id),
+            ProvisioningFailure::BrokerError,
+            None,
+        );
         deliver(s, &reg.client_id, &reply).await;
         return Ok(reply);
     }
@@ -180,8 +160,8 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
         detail: None,
     };
     let bytes = serde_json::to_vec(&reply).map_err(|e| CoreError::Invalid(e.to_string()))?;
-    match crate::reactors::call_gateway(
-        s,
+    match crate::gateway::call_gateway(
+        s.settings.gateway_deadline,
         "deliver_reply",
         s.gateway.deliver_reply(&reg.client_id, &bytes),
     )
@@ -204,8 +184,14 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
         }
         Err(e) => {
             tracing::error!(error = %e, "delivering the credentials failed");
-            record(s, bank_id, vec![fail("delivery_failed", e.0)], &meta).await?;
-            metrics::counter!("lockstep_provisioning_total", "outcome" => "delivery_failed")
+            record(
+                s,
+                bank_id,
+                vec![fail(ProvisioningFailure::DeliveryFailed, e.0)],
+                &meta,
+            )
+            .await?;
+            metrics::counter!("lockstep_provisioning_total", "outcome" => ProvisioningFailure::DeliveryFailed.as_str())
                 .increment(1);
         }
     }
@@ -215,8 +201,8 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
 async fn deliver(s: &Services, client_id: &str, reply: &Reply) {
     match serde_json::to_vec(reply) {
         Ok(bytes) => {
-            if let Err(e) = crate::reactors::call_gateway(
-                s,
+            if let Err(e) = crate::gateway::call_gateway(
+                s.settings.gateway_deadline,
                 "deliver_reply",
                 s.gateway.deliver_reply(client_id, &bytes),
             )
@@ -323,7 +309,7 @@ pub async fn check_locker_login(
     Ok(match row {
         Some(row) => {
             let stored: String = row.try_get("secret_hash")?;
-            crate::tokens::same_digest(&stored, &hash_token(password))
+            crate::identity::tokens::same_digest(&stored, &hash_token(password))
         }
         None => false,
     })
@@ -375,14 +361,14 @@ async fn try_admit(
         firmware: reg.firmware.clone(),
         via_key,
     };
-    let refuse = |bank_id, tenant_id, reason: &'static str, detail: Option<String>| {
+    let refuse = |bank_id, tenant_id, reason: ProvisioningFailure, detail: Option<String>| {
         (
             DomainEvent::LockerProvisioningFailed {
                 bank_id,
                 tenant_id,
                 attempt_id,
                 serial: reg.serial.clone(),
-                reason: reason.into(),
+                reason,
                 detail: detail.clone(),
             },
             Refusal {
@@ -404,22 +390,25 @@ async fn try_admit(
                 ("provisioned", _) => Some(refuse(
                     Some(bank_id),
                     Some(tenant_id),
-                    "already_provisioned",
+                    ProvisioningFailure::AlreadyProvisioned,
                     Some("this locker bank is provisioned; an admin must reset it first".into()),
                 )),
                 ("decommissioned", _) => Some(refuse(
                     Some(bank_id),
                     Some(tenant_id),
-                    "decommissioned",
+                    ProvisioningFailure::Decommissioned,
                     None,
                 )),
-                (_, Some(None)) => {
-                    Some(refuse(Some(bank_id), Some(tenant_id), "invalid_key", None))
-                }
+                (_, Some(None)) => Some(refuse(
+                    Some(bank_id),
+                    Some(tenant_id),
+                    ProvisioningFailure::InvalidKey,
+                    None,
+                )),
                 (_, Some(Some(t))) if t != tenant_id => Some(refuse(
                     Some(bank_id),
                     Some(tenant_id),
-                    "invalid_key",
+                    ProvisioningFailure::InvalidKey,
                     Some("the key belongs to another tenant".into()),
                 )),
                 _ => None,
@@ -465,7 +454,7 @@ async fn try_admit(
                     let (failed, refusal) = refuse(
                         None,
                         Some(tenant_id),
-                        "invalid_registration",
+                        ProvisioningFailure::InvalidRegistration,
                         Some(e.to_string()),
                     );
                     (None, Some(tenant_id), vec![failed], Some(refusal))
@@ -473,14 +462,14 @@ async fn try_admit(
             }
         }
         (None, Some(None)) => {
-            let (failed, refusal) = refuse(None, None, "invalid_key", None);
+            let (failed, refusal) = refuse(None, None, ProvisioningFailure::InvalidKey, None);
             (None, None, vec![failed], Some(refusal))
         }
         (None, None) => {
             let (failed, refusal) = refuse(
                 None,
                 None,
-                "unknown_serial",
+                ProvisioningFailure::UnknownSerial,
                 Some("no locker bank has this serial and no provisioning key was given".into()),
             );
             (None, None, vec![failed], Some(refusal))
@@ -520,7 +509,7 @@ async fn try_admit(
         (Some(r), _, _) => Err(r),
         _ => Err(Refusal {
             bank_id,
-            reason: "internal",
+            reason: ProvisioningFailure::Internal,
             detail: None,
         }),
     })

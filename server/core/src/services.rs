@@ -1,5 +1,6 @@
 //! `Services`: the one handle the adapters (HTTP routes, server functions,
-//! CLI, later the MQTT bridge and the hub) hold to reach the core. Cheap to
+//! the CLI, the MQTT bridge) hold to reach the core: the database, the
+//! locker gateway, the settings, the log's after-commit tail. Cheap to
 //! clone.
 
 use std::{sync::Arc, time::Duration};
@@ -7,13 +8,13 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{broadcast, Notify};
 
 use crate::{
-    channels::Appended,
     db::Db,
-    projections::Mode,
-    reactors::{LockerGateway, RecordingGateway},
-    store::Written,
-    throttle::{LoginThrottle, ThrottleConfig},
-    workers::SharedHealth,
+    eventstore::channels::Appended,
+    eventstore::projections::Mode,
+    eventstore::store::{Committer, Written},
+    gateway::{LockerGateway, RecordingGateway},
+    identity::throttle::{LoginThrottle, ThrottleConfig},
+    workers::progress::SharedHealth,
 };
 
 /// Settings of the event core.
@@ -113,5 +114,15 @@ impl Services {
         if !written.events.is_empty() {
             self.wake.notify_one();
         }
+    }
+}
+
+impl Committer for Services {
+    fn mode(&self) -> Mode {
+        Services::mode(self)
+    }
+
+    fn published(&self, written: &Written) {
+        Services::published(self, written)
     }
 }

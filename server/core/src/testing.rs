@@ -62,12 +62,12 @@ pub async fn fresh_database() -> TestDb {
 pub async fn add_user(
     db: &crate::db::Db,
     email: &str,
-    role: crate::accounts::Role,
+    role: crate::identity::accounts::Role,
     tenant: &str,
-) -> crate::accounts::User {
-    crate::accounts::add_user(
+) -> crate::identity::accounts::User {
+    crate::identity::accounts::add_user(
         db,
-        crate::accounts::NewUser {
+        crate::identity::accounts::NewUser {
             email: email.into(),
             name: None,
             role,

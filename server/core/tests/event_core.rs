@@ -1,26 +1,30 @@
 //! The event core's guarantees, on SQLite and (with
 //! `LOCKSTEP_TEST_DATABASE_URL`) PostgreSQL.
 
+#[allow(unused_imports)]
+use lockstep_core::opens::{DenialReason, FailureReason, OpenStatus};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use lockstep_core::{
-    accounts::{Role, User},
-    caller::Caller,
-    channels::{self, Channel},
     db::Db,
     error::CoreError,
-    events::{self, Actor, DomainEvent},
+    eventstore::channels::{self, Channel},
+    eventstore::events::{self, Actor, DomainEvent},
+    eventstore::outbox,
+    eventstore::projections::Projector,
+    eventstore::replay,
+    eventstore::store,
+    gateway::RecordingGateway,
+    identity::accounts::{Role, User},
+    identity::caller::Caller,
+    identity::throttle::ThrottleConfig,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput, ResultOutcome},
-    outbox,
-    projections::Projector,
-    reactors::{self, RecordingGateway},
-    replay,
+    reactors,
     services::{CoreSettings, Services},
-    store,
     testing::{fresh_database, TestDb},
-    throttle::ThrottleConfig,
+    workers,
 };
 use sqlx::Row;
 use uuid::Uuid;
@@ -120,10 +124,10 @@ async fn the_open_flow_walks_its_lifecycle() {
     let d = opens::request_open(&w.s, &w.user, open(c), now_ms())
         .await
         .expect("open");
-    assert_eq!(d.status, "accepted");
-    assert_eq!(status(&w, d.command_id).await.status, "accepted");
+    assert_eq!(d.status, OpenStatus::Accepted);
+    assert_eq!(status(&w, d.command_id).await.status, OpenStatus::Accepted);
     assert_eq!(
-        reactors::run_outbox_once(&w.s, now_ms())
+        workers::run_outbox_once(&w.s, now_ms())
             .await
             .expect("outbox"),
         1
@@ -132,7 +136,7 @@ async fn the_open_flow_walks_its_lifecycle() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].command_id, d.command_id);
     assert_eq!(sent[0].compartment, 1);
-    assert_eq!(status(&w, d.command_id).await.status, "sent");
+    assert_eq!(status(&w, d.command_id).await.status, OpenStatus::Sent);
     assert_eq!(
         opens::record_result(&w.s, d.command_id, true, None, now_ms())
             .await
@@ -140,7 +144,7 @@ async fn the_open_flow_walks_its_lifecycle() {
         ResultOutcome::Applied
     );
     let v = status(&w, d.command_id).await;
-    assert_eq!(v.status, "opened");
+    assert_eq!(v.status, OpenStatus::Opened);
     assert!(v.authorized_at.is_some() && v.sent_at.is_some() && v.opened_at.is_some());
     // The compartment read model shows the latest command.
     let bank = lockers::get_bank(&w.s, w.admin.user.tenant_id, w.bank.id)
@@ -148,7 +152,7 @@ async fn the_open_flow_walks_its_lifecycle() {
         .expect("q")
         .expect("bank");
     assert_eq!(
-        bank.compartments[0].latest_status.as_deref(),
+        bank.compartments[0].latest_status.map(|r| r.as_str()),
         Some("opened")
     );
     assert_eq!(bank.compartments[0].latest_command_id, Some(d.command_id));
@@ -203,10 +207,10 @@ async fn denials_carry_reasons_and_overrides_need_admin_and_reason() {
         .await
         .expect("open");
     assert_eq!(
-        (d.status.as_str(), d.reason.as_deref()),
+        (d.status.as_str(), d.reason.map(|r| r.as_str())),
         ("denied", Some("no_access"))
     );
-    assert_eq!(status(&w, d.command_id).await.status, "denied");
+    assert_eq!(status(&w, d.command_id).await.status, OpenStatus::Denied);
     assert_eq!(
         outbox::counts(&w.s.db).await.expect("c").0,
         0,
@@ -228,7 +232,7 @@ async fn denials_carry_reasons_and_overrides_need_admin_and_reason() {
     let d = opens::request_open(&w.s, &w.user, open(expired), now)
         .await
         .expect("open");
-    assert_eq!(d.reason.as_deref(), Some("access_expired"));
+    assert_eq!(d.reason.map(|r| r.as_str()), Some("access_expired"));
 
     let mut o = open(no_grant);
     o.override_ = true;
@@ -244,7 +248,7 @@ async fn denials_carry_reasons_and_overrides_need_admin_and_reason() {
     let d = opens::request_open(&w.s, &w.admin, o, now)
         .await
         .expect("override");
-    assert_eq!(d.status, "accepted");
+    assert_eq!(d.status, OpenStatus::Accepted);
     let v = status(&w, d.command_id).await;
     assert!(v.override_);
     assert_eq!(v.actor_id, w.admin.user.id);
@@ -264,7 +268,7 @@ async fn revoked_access_is_denied() {
     let d = opens::request_open(&w.s, &w.user, open(c), now_ms())
         .await
         .expect("open");
-    assert_eq!(d.reason.as_deref(), Some("no_access"));
+    assert_eq!(d.reason.map(|r| r.as_str()), Some("no_access"));
     assert!(matches!(
         lockers::revoke_access(&w.s, &w.admin, c, grants[0].id).await,
         Err(CoreError::NotFound)
@@ -435,20 +439,20 @@ async fn the_outbox_survives_a_restart_and_runs_exactly_once() {
     let gateway = Arc::new(RecordingGateway::default());
     let restarted = services(w.s.db.clone(), gateway.clone());
     assert_eq!(
-        reactors::run_outbox_once(&restarted, now_ms())
+        workers::run_outbox_once(&restarted, now_ms())
             .await
             .expect("run"),
         1
     );
     assert_eq!(
-        reactors::run_outbox_once(&restarted, now_ms() + 60_000)
+        workers::run_outbox_once(&restarted, now_ms() + 60_000)
             .await
             .expect("run"),
         0
     );
     assert_eq!(gateway.sent().len(), 1, "sent exactly once");
     assert_eq!(outbox::counts(&w.s.db).await.expect("c"), (0, 1, 0));
-    assert_eq!(status(&w, d.command_id).await.status, "sent");
+    assert_eq!(status(&w, d.command_id).await.status, OpenStatus::Sent);
 }
 
 #[tokio::test]
@@ -459,7 +463,7 @@ async fn two_processes_claiming_the_outbox_never_share_a_job() {
         let d = opens::request_open(&w.s, &w.user, open(compartment), now_ms())
             .await
             .expect("open");
-        assert_eq!(d.status, "accepted");
+        assert_eq!(d.status, OpenStatus::Accepted);
     }
     // Two pools on one database stand for two server processes.
     let url = w._t.url.clone();
@@ -505,7 +509,7 @@ async fn a_send_that_keeps_failing_ends_dead_and_failed() {
     w.gateway.fail_next(100);
     let mut now = now_ms();
     for _ in 0..outbox::MAX_ATTEMPTS {
-        reactors::run_outbox_once(&w.s, now).await.expect("run");
+        workers::run_outbox_once(&w.s, now).await.expect("run");
         now += 120_000;
     }
     assert_eq!(
@@ -515,7 +519,7 @@ async fn a_send_that_keeps_failing_ends_dead_and_failed() {
     );
     let v = status(&w, d.command_id).await;
     assert_eq!(
-        (v.status.as_str(), v.failure_reason.as_deref()),
+        (v.status.as_str(), v.failure_reason.map(|r| r.as_str())),
         ("failed", Some("send_failed"))
     );
     let last_error: Option<String> = sqlx::query("SELECT last_error FROM outbox")
@@ -534,7 +538,7 @@ async fn the_timeout_fails_a_command_even_across_a_restart() {
     let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), t0)
         .await
         .expect("open");
-    reactors::run_outbox_once(&w.s, t0).await.expect("send");
+    workers::run_outbox_once(&w.s, t0).await.expect("send");
     assert_eq!(
         reactors::fire_due_timers(&w.s, t0 + 19_000)
             .await
@@ -557,7 +561,7 @@ async fn the_timeout_fails_a_command_even_across_a_restart() {
     );
     let v = status(&w, d.command_id).await;
     assert_eq!(
-        (v.status.as_str(), v.failure_reason.as_deref()),
+        (v.status.as_str(), v.failure_reason.map(|r| r.as_str())),
         ("failed", Some("timeout"))
     );
     // A late result is recorded, shown, and does not flip the status.
@@ -612,7 +616,7 @@ async fn replay_reproduces_the_read_models_exactly() {
     let a = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now)
         .await
         .expect("a");
-    reactors::run_outbox_once(&w.s, now).await.expect("send");
+    workers::run_outbox_once(&w.s, now).await.expect("send");
     opens::record_result(&w.s, a.command_id, false, Some("jammed".into()), now)
         .await
         .expect("failed");
@@ -817,7 +821,7 @@ async fn an_old_event_version_is_upcast_when_read_from_the_store() {
         stream[0].event,
         DomainEvent::CompartmentOpenFailed {
             command_id: id,
-            reason: "device_error".into(),
+            reason: FailureReason::DeviceError,
             detail: Some("jammed".into())
         }
     );
@@ -895,7 +899,7 @@ async fn heartbeats_bring_a_bank_online_and_silence_takes_it_offline() {
         .await
         .expect("open");
     assert_eq!(
-        (d.status.as_str(), d.reason.as_deref()),
+        (d.status.as_str(), d.reason.map(|r| r.as_str())),
         ("denied", Some("locker_offline"))
     );
 
@@ -1001,7 +1005,7 @@ async fn a_timer_that_cannot_fire_holds_up_no_other() {
     );
     let v = status(&w, d.command_id).await;
     assert_eq!(
-        (v.status.as_str(), v.failure_reason.as_deref()),
+        (v.status.as_str(), v.failure_reason.map(|r| r.as_str())),
         ("failed", Some("timeout"))
     );
 }

@@ -6,18 +6,19 @@
 use std::sync::Arc;
 
 use lockstep_core::{
-    accounts::{Role, User},
-    caller::Caller,
-    channels::{self, Channel},
     db::Db,
-    events::Actor,
+    eventstore::channels::{self, Channel},
+    eventstore::events::Actor,
+    gateway::RecordingGateway,
+    identity::accounts::{Role, User},
+    identity::caller::Caller,
+    identity::throttle::ThrottleConfig,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     provisioning::{self, Registration, Reply},
-    reactors::{self, RecordingGateway},
     services::Services,
     testing::{fresh_database, TestDb},
-    throttle::ThrottleConfig,
+    workers,
 };
 use uuid::Uuid;
 
@@ -166,7 +167,7 @@ async fn a_preregistered_locker_provisions_step_by_step_and_its_first_heartbeat_
     let again = provisioning::provision(&w.s, registration(&bank.serial, None))
         .await
         .expect("provision");
-    assert_eq!(again.error.as_deref(), Some("already_provisioned"));
+    assert_eq!(again.error.map(|e| e.as_str()), Some("already_provisioned"));
     assert!(again.password.is_none());
     assert_eq!(state(&w, bank.id).await, "provisioned");
     assert_eq!(w.gateway.accounts().len(), 1);
@@ -226,12 +227,12 @@ async fn unknown_serials_need_a_live_key_of_the_tenant() {
     let refused = provisioning::provision(&w.s, registration("SN-NEW-1", None))
         .await
         .expect("provision");
-    assert_eq!(refused.error.as_deref(), Some("unknown_serial"));
+    assert_eq!(refused.error.map(|e| e.as_str()), Some("unknown_serial"));
     assert_eq!(refused.locker_bank_id, None);
     let forged = provisioning::provision(&w.s, registration("SN-NEW-1", Some("lpk_forged")))
         .await
         .expect("provision");
-    assert_eq!(forged.error.as_deref(), Some("invalid_key"));
+    assert_eq!(forged.error.map(|e| e.as_str()), Some("invalid_key"));
     assert!(w.gateway.accounts().is_empty());
     // Refusals are delivered too, so the locker knows.
     assert_eq!(w.gateway.replies().len(), 2);
@@ -255,7 +256,7 @@ async fn unknown_serials_need_a_live_key_of_the_tenant() {
     let mut bad = registration("SN-NEW-2", Some(&secret));
     bad.compartments[1].number = 1;
     let r = provisioning::provision(&w.s, bad).await.expect("provision");
-    assert_eq!(r.error.as_deref(), Some("invalid_registration"));
+    assert_eq!(r.error.map(|e| e.as_str()), Some("invalid_registration"));
     assert!(r.detail.unwrap_or_default().contains("appears twice"));
 
     provisioning::revoke_key(&w.s, &w.admin, key.id)
@@ -264,7 +265,7 @@ async fn unknown_serials_need_a_live_key_of_the_tenant() {
     let revoked = provisioning::provision(&w.s, registration("SN-NEW-3", Some(&secret)))
         .await
         .expect("provision");
-    assert_eq!(revoked.error.as_deref(), Some("invalid_key"));
+    assert_eq!(revoked.error.map(|e| e.as_str()), Some("invalid_key"));
     assert_eq!(
         lockers::list_banks(&w.s, w.admin.user.tenant_id)
             .await
@@ -282,7 +283,7 @@ async fn a_broker_failure_ends_in_a_visible_failed_state() {
     let reply = provisioning::provision(&w.s, registration(&bank.serial, None))
         .await
         .expect("provision");
-    assert_eq!(reply.error.as_deref(), Some("broker_error"));
+    assert_eq!(reply.error.map(|e| e.as_str()), Some("broker_error"));
     assert!(reply.password.is_none());
     assert_eq!(state(&w, bank.id).await, "provisioning_failed");
     assert_eq!(
@@ -313,7 +314,7 @@ async fn decommissioning_disables_the_account_and_silences_the_locker() {
     provisioning::decommission(&w.s, &w.admin, bank.id, "end of lease")
         .await
         .expect("decommission");
-    reactors::run_outbox_once(&w.s, now_ms())
+    workers::run_outbox_once(&w.s, now_ms())
         .await
         .expect("outbox");
     assert_eq!(w.gateway.disabled(), std::slice::from_ref(&user));
@@ -333,7 +334,7 @@ async fn decommissioning_disables_the_account_and_silences_the_locker() {
     let again = provisioning::provision(&w.s, registration(&bank.serial, None))
         .await
         .expect("provision");
-    assert_eq!(again.error.as_deref(), Some("decommissioned"));
+    assert_eq!(again.error.map(|e| e.as_str()), Some("decommissioned"));
     assert!(provisioning::decommission(&w.s, &w.admin, bank.id, "twice")
         .await
         .is_err());

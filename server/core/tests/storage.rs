@@ -2,11 +2,11 @@
 //! `LOCKSTEP_TEST_DATABASE_URL` is set (as `.ci/run` does).
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role},
     db::Db,
-    session_store::DbSessionStore,
+    identity::accounts::{self, NewUser, Role},
+    identity::session_store::DbSessionStore,
+    identity::tokens::{authenticate_token, create_token, revoke_token, Abilities, Ability},
     testing::fresh_database,
-    tokens::{authenticate_token, create_token, revoke_token, Abilities, Ability},
     CoreError,
 };
 use sqlx::Row;

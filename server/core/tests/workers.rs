@@ -9,17 +9,17 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use lockstep_core::{
-    accounts::Role,
-    caller::Caller,
     db::Db,
-    events::Actor,
+    eventstore::events::Actor,
+    eventstore::outbox,
+    identity::accounts::Role,
+    identity::caller::Caller,
+    identity::throttle::ThrottleConfig,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput},
-    outbox,
     services::{CoreSettings, Services},
     testing::fresh_database,
-    throttle::ThrottleConfig,
     workers,
 };
 use support::{settings, world, Behaviour, Scripted};

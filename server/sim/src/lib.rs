@@ -16,18 +16,22 @@ use std::{
     time::Duration,
 };
 
+use lockstep_wire::mqtt::{
+    topics::{self, LockerTopic},
+    CommandPayload, CommandResult, CompartmentState, Door, ProvisioningFailure, ProvisioningReply,
+    RegisterCompartment, RegisterPayload, StatePayload, StatusPayload, VERSION,
+};
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("provisioning refused: {error}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("provisioning refused: {}{}", error.map_or("(no reason)", ProvisioningFailure::as_str), detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused {
-        error: String,
+        /// `None` when the reply named no reason.
+        error: Option<ProvisioningFailure>,
         detail: Option<String>,
     },
     #[error("MQTT: {0}")]
@@ -96,16 +100,6 @@ pub struct Credentials {
     pub password: String,
 }
 
-#[derive(Deserialize)]
-struct Reply {
-    ok: bool,
-    locker_bank_id: Option<Uuid>,
-    username: Option<String>,
-    password: Option<String>,
-    error: Option<String>,
-    detail: Option<String>,
-}
-
 /// How long a locker first waits for a reply before asking again (then
 /// twice as long each time, up to 8×).
 pub const RETRY_REGISTRATION: Duration = Duration::from_secs(3);
@@ -123,16 +117,23 @@ pub async fn provision(
         opts.set_credentials(u.clone(), at.password.clone().unwrap_or_default());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let reply_topic = format!("provisioning/{client_id}/reply");
-    let register = json!({
-        "v": 1,
-        "client_id": client_id,
-        "serial": who.serial,
-        "model": who.model,
-        "firmware": who.firmware,
-        "compartments": (1..=who.compartments).map(|n| json!({"number": n, "size": "medium"})).collect::<Vec<_>>(),
-        "provisioning_key": who.provisioning_key,
-    });
+    let reply_topic = topics::provisioning_reply(&client_id);
+    let register = RegisterPayload {
+        v: VERSION,
+        client_id: client_id.clone(),
+        serial: who.serial.clone(),
+        name: None,
+        model: Some(who.model.clone()),
+        firmware: Some(who.firmware.clone()),
+        compartments: (1..=who.compartments)
+            .map(|n| RegisterCompartment {
+                number: i64::from(n),
+                size: "medium".into(),
+                label: None,
+            })
+            .collect(),
+        provisioning_key: who.provisioning_key.clone(),
+    };
     client
         .subscribe(reply_topic.clone(), QoS::AtLeastOnce)
         .await
@@ -141,15 +142,8 @@ pub async fn provision(
     // listening yet); a retry from the same client id gets the same answer.
     let ask = {
         let client = client.clone();
-        let register = register.to_string();
-        move || {
-            client.try_publish(
-                "provisioning/register",
-                QoS::AtLeastOnce,
-                false,
-                register.clone(),
-            )
-        }
+        let register = serde_json::to_string(&register).unwrap_or_default();
+        move || client.try_publish(topics::REGISTER, QoS::AtLeastOnce, false, register.clone())
     };
     let outcome = tokio::time::timeout(timeout, async {
         let mut subscribed = false;
@@ -173,7 +167,7 @@ pub async fn provision(
                     ask().map_err(|e| SimError::Mqtt(e.to_string()))?;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == reply_topic => {
-                    let reply: Reply = serde_json::from_slice(&p.payload)
+                    let reply: ProvisioningReply = serde_json::from_slice(&p.payload)
                         .map_err(|e| SimError::BadReply(e.to_string()))?;
                     return match (
                         reply.ok,
@@ -187,7 +181,7 @@ pub async fn provision(
                             password,
                         }),
                         _ => Err(SimError::Refused {
-                            error: reply.error.unwrap_or_else(|| "unknown".into()),
+                            error: reply.error,
                             detail: reply.detail,
                         }),
                     };
@@ -215,7 +209,7 @@ pub async fn connect_only(at: &Endpoint, timeout: Duration) -> Result<AsyncClien
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 8);
     client
-        .subscribe(format!("provisioning/{client_id}/reply"), QoS::AtLeastOnce)
+        .subscribe(topics::provisioning_reply(&client_id), QoS::AtLeastOnce)
         .await
         .map_err(|e| SimError::Mqtt(e.to_string()))?;
     tokio::time::timeout(timeout, async {
@@ -280,16 +274,6 @@ pub struct Stats {
     pub disconnects: AtomicU64,
 }
 
-#[derive(Deserialize, Serialize)]
-struct Command {
-    v: u8,
-    command_id: Uuid,
-    action: String,
-    compartment: i64,
-    issued_at: i64,
-    expires_at: i64,
-}
-
 /// A running simulated locker.
 pub struct Locker {
     pub client: AsyncClient,
@@ -351,10 +335,15 @@ pub fn run(
     eventloop.set_network_options(network);
     let (ready_tx, ready) = watch::channel(false);
     let connected = Arc::new(AtomicBool::new(false));
-    let command_topic = format!("locker/{bank}/command");
-    let status_topic = format!("locker/{bank}/status");
-    let state_topic = format!("locker/{bank}/state");
-    let heartbeat = json!({"v": 1, "firmware": behaviour.firmware}).to_string();
+    let command_topic = topics::locker(bank, LockerTopic::Command);
+    let status_topic = topics::locker(bank, LockerTopic::Status);
+    let state_topic = topics::locker(bank, LockerTopic::State);
+    let heartbeat = serde_json::to_string(&StatePayload {
+        v: VERSION,
+        firmware: Some(behaviour.firmware.clone()),
+        compartments: None,
+    })
+    .unwrap_or_default();
 
     let task = {
         let client = client.clone();
@@ -384,7 +373,7 @@ pub fn run(
                         let _ = ready_tx.send(true);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
-                        let Ok(cmd) = serde_json::from_slice::<Command>(&p.payload) else {
+                        let Ok(cmd) = serde_json::from_slice::<CommandPayload>(&p.payload) else {
                             continue;
                         };
                         stats.commands.fetch_add(1, Ordering::Relaxed);
@@ -409,12 +398,17 @@ pub fn run(
                                 rng.gen_bool(behaviour.duplicate_rate.clamp(0.0, 1.0)),
                             )
                         };
-                        let result = if fail {
-                            json!({"v": 1, "command_id": cmd.command_id, "result": "action_failed", "error": "jammed"})
-                        } else {
-                            json!({"v": 1, "command_id": cmd.command_id, "result": "action_completed"})
-                        }
-                        .to_string();
+                        let result = serde_json::to_string(&StatusPayload {
+                            v: VERSION,
+                            command_id: cmd.command_id,
+                            result: if fail {
+                                CommandResult::ActionFailed
+                            } else {
+                                CommandResult::ActionCompleted
+                            },
+                            error: fail.then(|| "jammed".to_string()),
+                        })
+                        .unwrap_or_default();
                         let client = client.clone();
                         let topic = status_topic.clone();
                         let state_topic = state_topic.clone();
@@ -435,17 +429,23 @@ pub fn run(
                                 }
                             }
                             if doors {
-                                for (door, wait) in [("open", 0), ("closed", 1000)] {
+                                for (door, wait) in [(Door::Open, 0), (Door::Closed, 1000)] {
                                     tokio::time::sleep(Duration::from_millis(wait)).await;
-                                    let report = json!({"v": 1, "compartments": [
-                                        {"number": cmd.compartment, "door": door}
-                                    ]});
+                                    let report = StatePayload {
+                                        v: VERSION,
+                                        firmware: None,
+                                        compartments: Some(vec![CompartmentState {
+                                            number: cmd.compartment,
+                                            door: Some(door),
+                                            occupied: None,
+                                        }]),
+                                    };
                                     let _ = client
                                         .publish(
                                             state_topic.clone(),
                                             QoS::AtLeastOnce,
                                             false,
-                                            report.to_string(),
+                                            serde_json::to_string(&report).unwrap_or_default(),
                                         )
                                         .await;
                                 }

@@ -47,7 +47,7 @@ pub fn start(
     std::net::TcpListener::bind(addr).map_err(|e| {
         format!("cannot start the embedded MQTT broker on {addr}: {e}; choose another with --mqtt-embedded-addr / MQTT_EMBEDDED_ADDR, or set MQTT_URL")
     })?;
-    let bridge_password = lockstep_core::tokens::random_secret("", 40);
+    let bridge_password = lockstep_core::identity::tokens::random_secret("", 40);
     let runtime = tokio::runtime::Handle::current();
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
@@ -69,9 +69,9 @@ pub fn start(
                 // The check runs on the server's runtime (where the pool lives).
                 let check = runtime.spawn(async move {
                 let ok = match username.as_str() {
-                    BRIDGE_USER => lockstep_core::tokens::same_secret(&password, &bridge_secret),
+                    BRIDGE_USER => lockstep_core::identity::tokens::same_secret(&password, &bridge_secret),
                     PROVISIONING_USER => {
-                        lockstep_core::tokens::same_secret(&password, &provisioning_password)
+                        lockstep_core::identity::tokens::same_secret(&password, &provisioning_password)
                     }
                     u if u.starts_with("locker-") => {
                         provisioning::check_locker_login(&services, &client_id, u, &password)
@@ -123,22 +123,18 @@ pub fn start(
             max_segment_size: 1024,
             max_segment_count: 2,
             custom_segment: Some(
-                [
-                    super::STATUS_FILTER,
-                    super::STATE_FILTER,
-                    super::REGISTER_FILTER,
-                ]
-                .iter()
-                .map(|f| {
-                    (
-                        f.trim_start_matches("$share/lockstep/").to_string(),
-                        SegmentConfig {
-                            max_segment_size: 256 * 1024,
-                            max_segment_count: 2,
-                        },
-                    )
-                })
-                .collect(),
+                super::inbound_filters(false)
+                    .into_iter()
+                    .map(|f| {
+                        (
+                            f,
+                            SegmentConfig {
+                                max_segment_size: 256 * 1024,
+                                max_segment_count: 2,
+                            },
+                        )
+                    })
+                    .collect(),
             ),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

@@ -22,7 +22,6 @@
 //!   retried with backoff; subscriptions are renewed on every CONNACK.
 
 pub mod embedded;
-pub mod payloads;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -35,26 +34,41 @@ use std::{
 
 use async_trait::async_trait;
 use lockstep_core::{
+    gateway::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
     lockers::{CompartmentReport, NewCompartment},
     now_ms, opens,
-    provisioning::{self, Registration},
-    reactors::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
+    provisioning::{self, ProvisioningFailure, Registration},
     Services,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use crate::metrics::count_rejection;
-use payloads::{parse_register, parse_status, parse_topic, CommandPayload, CommandResult, VERSION};
+use lockstep_wire::mqtt::{
+    self as wire, parse_register, parse_status,
+    topics::{
+        self, LockerTopic, DYNSEC as DYNSEC_TOPIC, DYNSEC_RESPONSE as DYNSEC_RESPONSE_TOPIC,
+        REGISTER as REGISTER_TOPIC,
+    },
+    CommandAction, CommandPayload, CommandResult, VERSION,
+};
 
-pub const STATUS_FILTER: &str = "$share/lockstep/locker/+/status";
-pub const STATE_FILTER: &str = "$share/lockstep/locker/+/state";
-pub const REGISTER_FILTER: &str = "$share/lockstep/provisioning/register";
-pub const REGISTER_TOPIC: &str = "provisioning/register";
-pub const DYNSEC_TOPIC: &str = "$CONTROL/dynamic-security/v1";
-pub const DYNSEC_RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
+/// What the server subscribes to: every locker's results and heartbeats,
+/// and the registrations; through the shared group `$share/lockstep/` when
+/// `shared` (so several processes split them).
+pub fn inbound_filters(shared: bool) -> Vec<String> {
+    let group = if shared { topics::SHARE_GROUP } else { "" };
+    [
+        topics::every_locker(LockerTopic::Status),
+        topics::every_locker(LockerTopic::State),
+        REGISTER_TOPIC.to_string(),
+    ]
+    .into_iter()
+    .map(|f| format!("{group}{f}"))
+    .collect()
+}
 /// Registrations handled at once (each is a few short transactions and
 /// one dynamic-security round trip).
 const PROVISIONING_CONCURRENCY: usize = 16;
@@ -149,11 +163,26 @@ pub struct MqttGateway {
 fn locker_acls(bank_id: uuid::Uuid) -> Value {
     let t = |kind: &str, topic: String| json!({"acltype": kind, "topic": topic, "allow": true, "priority": 0});
     json!([
-        t("publishClientSend", format!("locker/{bank_id}/state")),
-        t("publishClientSend", format!("locker/{bank_id}/status")),
-        t("subscribeLiteral", format!("locker/{bank_id}/command")),
-        t("publishClientReceive", format!("locker/{bank_id}/command")),
-        t("unsubscribeLiteral", format!("locker/{bank_id}/command")),
+        t(
+            "publishClientSend",
+            topics::locker(bank_id, LockerTopic::State)
+        ),
+        t(
+            "publishClientSend",
+            topics::locker(bank_id, LockerTopic::Status)
+        ),
+        t(
+            "subscribeLiteral",
+            topics::locker(bank_id, LockerTopic::Command)
+        ),
+        t(
+            "publishClientReceive",
+            topics::locker(bank_id, LockerTopic::Command)
+        ),
+        t(
+            "unsubscribeLiteral",
+            topics::locker(bank_id, LockerTopic::Command)
+        ),
     ])
 }
 
@@ -242,14 +271,17 @@ impl LockerGateway for MqttGateway {
         let payload = CommandPayload {
             v: VERSION,
             command_id: command.command_id,
-            action: "open".into(),
+            action: CommandAction::Open,
             compartment: command.compartment,
             issued_at: command.issued_at,
             expires_at: command.expires_at,
         };
         let bytes = serde_json::to_vec(&payload).map_err(|e| GatewayError(e.to_string()))?;
-        self.publish_acked(format!("locker/{}/command", command.locker_bank_id), bytes)
-            .await
+        self.publish_acked(
+            topics::locker(command.locker_bank_id, LockerTopic::Command),
+            bytes,
+        )
+        .await
     }
 
     async fn create_account(&self, account: &LockerAccount) -> Result<(), GatewayError> {
@@ -304,10 +336,10 @@ impl LockerGateway for MqttGateway {
     }
 
     async fn deliver_reply(&self, client_id: &str, reply: &[u8]) -> Result<(), GatewayError> {
-        if !payloads::valid_client_id(client_id) {
+        if !wire::valid_client_id(client_id) {
             return Err(GatewayError("not a usable client id".into()));
         }
-        self.publish_acked(format!("provisioning/{client_id}/reply"), reply.to_vec())
+        self.publish_acked(topics::provisioning_reply(client_id), reply.to_vec())
             .await
     }
 }
@@ -320,16 +352,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Drives the connection with `services` (whose gateway is this bridge).
-    pub fn spawn(self, services: Services) -> tokio::task::JoinHandle<()> {
+    /// Drives the connection with `services` (whose gateway is this
+    /// bridge) until `shutdown` turns true; then says DISCONNECT to the
+    /// broker (so its session is kept and nothing is published as a will)
+    /// and returns.
+    pub async fn run(self, services: Services, shutdown: watch::Receiver<bool>) {
         let mut bridge = self.bridge;
         bridge.services = Some(services);
-        tokio::spawn(drive(bridge, self.eventloop))
+        drive(bridge, self.eventloop, shutdown).await
     }
 }
 
 /// Creates the client and its gateway; nothing moves until
-/// [`Connection::spawn`].
+/// [`Connection::run`].
 pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(15));
@@ -375,7 +410,7 @@ struct Bridge {
     provisioning: Arc<tokio::sync::Semaphore>,
 }
 
-async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
+async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Receiver<bool>) {
     let Bridge {
         client,
         pending,
@@ -394,23 +429,34 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
     let in_flight: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match eventloop.poll().await {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            _ = stopped(&mut shutdown) => {
+                let _ = client.try_disconnect();
+                let flushed = tokio::time::timeout(Duration::from_secs(1), async {
+                    loop {
+                        match eventloop.poll().await {
+                            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                });
+                let _ = flushed.await;
+                tracing::info!("MQTT bridge stopped");
+                return;
+            }
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
-                let mut filters = vec![STATUS_FILTER, STATE_FILTER, REGISTER_FILTER];
-                if !shared {
-                    filters = filters
-                        .into_iter()
-                        .map(|f| f.trim_start_matches("$share/lockstep/"))
-                        .collect();
-                }
+                let mut filters = inbound_filters(shared);
                 if dynsec {
-                    filters.push(DYNSEC_RESPONSE_TOPIC);
+                    filters.push(DYNSEC_RESPONSE_TOPIC.to_string());
                 }
                 for filter in filters {
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        tracing::error!(error = %e, filter, "subscribing failed");
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, %filter, "subscribing failed");
                     }
                 }
             }
@@ -508,11 +554,20 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop) {
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost; reconnecting");
                 metrics::counter!("lockstep_mqtt_disconnects_total").increment(1);
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut shutdown) => return,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
+}
+
+/// Completes once `shutdown` is true (the guard `wait_for` returns is
+/// dropped here, so callers' futures stay `Send`).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 fn route_dynsec_response(waiters: &DynsecWaiters, payload: &[u8]) {
@@ -542,7 +597,7 @@ fn route_dynsec_response(waiters: &DynsecWaiters, payload: &[u8]) {
 }
 
 /// A parsed registration from `provisioning/register`.
-pub async fn handle_register(services: &Services, reg: payloads::RegisterPayload) {
+pub async fn handle_register(services: &Services, reg: wire::RegisterPayload) {
     let registration = Registration {
         client_id: reg.client_id,
         serial: reg.serial,
@@ -562,12 +617,12 @@ pub async fn handle_register(services: &Services, reg: payloads::RegisterPayload
     };
     match provisioning::provision(services, registration).await {
         Ok(reply) if reply.ok => {}
-        Ok(reply) => count_rejection(match reply.error.as_deref() {
-            Some("unknown_serial") => "provisioning_unknown_serial",
-            Some("invalid_key") => "provisioning_invalid_key",
-            Some("already_provisioned") => "provisioning_already_provisioned",
-            Some("decommissioned") => "provisioning_decommissioned",
-            Some("invalid_registration") => "provisioning_invalid_registration",
+        Ok(reply) => count_rejection(match reply.error {
+            Some(ProvisioningFailure::UnknownSerial) => "provisioning_unknown_serial",
+            Some(ProvisioningFailure::InvalidKey) => "provisioning_invalid_key",
+            Some(ProvisioningFailure::AlreadyProvisioned) => "provisioning_already_provisioned",
+            Some(ProvisioningFailure::Decommissioned) => "provisioning_decommissioned",
+            Some(ProvisioningFailure::InvalidRegistration) => "provisioning_invalid_registration",
             _ => "provisioning_failed",
         }),
         Err(e) => tracing::error!(error = %e, "provisioning failed"),
@@ -581,10 +636,14 @@ fn refuse(topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
 
 /// One inbound message on a locker topic.
 pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
-    let bank_id = match parse_topic(topic) {
-        Ok((bank_id, "status")) => bank_id,
-        Ok((bank_id, "state")) => return handle_state(services, topic, bank_id, payload).await,
-        Ok((_, _)) => return refuse(topic, "mqtt_bad_topic", &"not a status or state topic"),
+    let bank_id = match topics::parse_locker(topic) {
+        Ok((bank_id, LockerTopic::Status)) => bank_id,
+        Ok((bank_id, LockerTopic::State)) => {
+            return handle_state(services, topic, bank_id, payload).await
+        }
+        Ok((_, LockerTopic::Command)) => {
+            return refuse(topic, "mqtt_bad_topic", &"not a status or state topic")
+        }
         Err(e) => return refuse(topic, e.reason(), &e),
     };
     let status = match parse_status(payload) {
@@ -603,7 +662,7 @@ async fn record_status(
     services: &Services,
     topic: &str,
     bank_id: uuid::Uuid,
-    status: payloads::StatusPayload,
+    status: wire::StatusPayload,
 ) {
     match opens::bank_of(services, status.command_id).await {
         Ok(Some(owner)) if owner == bank_id => {}
@@ -629,7 +688,7 @@ async fn record_status(
 
 /// A heartbeat: the bank's `last_seen` moves; silence ends it offline.
 async fn handle_state(services: &Services, topic: &str, bank_id: uuid::Uuid, payload: &[u8]) {
-    let state = match payloads::parse_state(payload) {
+    let state = match wire::parse_state(payload) {
         Ok(s) => s,
         Err(e) => return refuse(topic, e.reason(), &e),
     };
@@ -647,7 +706,7 @@ async fn handle_state(services: &Services, topic: &str, bank_id: uuid::Uuid, pay
         .iter()
         .map(|c| CompartmentReport {
             number: c.number,
-            door_open: c.door.map(|d| d == payloads::Door::Open),
+            door_open: c.door.map(|d| d == wire::Door::Open),
             occupied: c.occupied,
         })
         .collect();

@@ -5,7 +5,7 @@ use axum::{extract::State, http::StatusCode, Json};
 use lockstep_core::{now_ms, workers};
 use serde_json::{json, Value};
 
-use crate::application::AppState;
+use crate::state::AppState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))

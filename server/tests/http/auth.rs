@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lockstep_core::accounts::Role;
+use lockstep_core::identity::accounts::Role;
 use reqwest::cookie::Jar;
 use serde_json::Value;
 
@@ -153,7 +153,8 @@ async fn wrong_password_is_refused_with_a_clear_message() {
 async fn login_is_throttled_per_account() {
     let (app, _db) = spawn_app().await;
     let client = browser(Arc::new(Jar::default()));
-    // The test config allows 5 attempts per account.
+    let throttled = rejections(&app, "login_throttled").await;
+    // The test config allows 5 attempts per account from one address.
     for _ in 0..5 {
         login(&app, &client, ADMIN_EMAIL, "wrong-password!").await;
     }
@@ -164,15 +165,33 @@ async fn login_is_throttled_per_account() {
         "even the right password waits: {body}"
     );
     assert_eq!(me_status(&app, &client).await, 401);
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains("lockstep_rejections_total{reason=\"login_throttled\"}"),
-        "{metrics}"
+    assert!(rejections(&app, "login_throttled").await > throttled);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_strangers_failures_never_lock_out_a_known_client() {
+    let (app, _db) = spawn_app().await;
+    let owner = browser(Arc::new(Jar::default()));
+    // The owner signed in from here before: this address is known-good.
+    login(&app, &owner, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(me_status(&app, &owner).await, 200);
+    let stranger = browser(Arc::new(Jar::default()));
+    // Far more failures than the account's own limit (5)…
+    for _ in 0..12 {
+        let res = login(&app, &stranger, ADMIN_EMAIL, "wrong-password!").await;
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    assert_eq!(me_status(&app, &stranger).await, 401);
+    // …and the right password from the known client still signs in.
+    let fresh = browser(Arc::new(Jar::default()));
+    let res = login(&app, &fresh, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let status = res.status();
+    assert_eq!(
+        me_status(&app, &fresh).await,
+        200,
+        "{status}: {}",
+        res.text().await.unwrap_or_default()
     );
     app.stop().await;
 }

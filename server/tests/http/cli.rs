@@ -163,13 +163,14 @@ async fn cli_errors_are_sentences_with_a_failing_exit_code() {
 async fn cli_replay_rebuilds_read_models_and_refuses_unknown_projectors() {
     let db = fresh_database().await;
     let app = spawn_on(&db).await;
-    let admin = lockstep_core::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
-        .await
-        .expect("q")
-        .expect("admin");
-    let caller = lockstep_core::caller::Caller::new(
+    let admin =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
+    let caller = lockstep_core::identity::caller::Caller::new(
         admin.clone(),
-        lockstep_core::events::Actor::User { id: admin.id },
+        lockstep_core::eventstore::events::Actor::User { id: admin.id },
     );
     lockstep_core::lockers::register_bank(
         &app.services,

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use lockstep_core::{
-    accounts::{self, NewUser, Role, User},
+    identity::accounts::{self, NewUser, Role, User},
     testing::{fresh_database, TestDb},
     Services,
 };
@@ -119,4 +119,43 @@ pub async fn me_status(app: &TestApp, client: &Client) -> u16 {
         .expect("me")
         .status()
         .as_u16()
+}
+
+/// The value of one series of `/metrics` (0 when absent), e.g.
+/// `lockstep_rejections_total{reason="invalid_token"}`. The recorder is
+/// shared by every test in this binary: read it before and assert on the
+/// difference, never on an absolute count.
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let key = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `lockstep_rejections_total{reason="…"}`.
+pub async fn rejections(app: &TestApp, reason: &str) -> u64 {
+    metric(
+        app,
+        &format!("lockstep_rejections_total{{reason=\"{reason}\"}}"),
+    )
+    .await as u64
+}
+
+/// Waits (up to 10 s) until `reason` was counted more than `before` times.
+pub async fn await_rejection(app: &TestApp, reason: &str, before: u64) {
+    let counted = async {
+        while rejections(app, reason).await <= before {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), counted)
+        .await
+        .unwrap_or_else(|_| panic!("{reason} was not counted again (was {before})"));
 }

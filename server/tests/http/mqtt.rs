@@ -5,14 +5,15 @@
 use std::{process::Stdio, time::Duration};
 
 use lockstep_core::{
-    accounts::Role,
-    caller::Caller,
-    events::Actor,
+    eventstore::events::Actor,
+    identity::accounts::Role,
+    identity::caller::Caller,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput},
 };
-use lockstep_server::{mqtt::payloads::parse_command, ServeConfig};
+use lockstep_server::ServeConfig;
+use lockstep_wire::mqtt::parse_command;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -122,7 +123,7 @@ async fn locker(port: u16, bank: Uuid) -> (AsyncClient, mpsc::UnboundedReceiver<
 /// Waits on the committed-log feed until the command has `status`.
 pub(crate) async fn await_status(
     app: &TestApp,
-    rx: &mut tokio::sync::broadcast::Receiver<lockstep_core::channels::Appended>,
+    rx: &mut tokio::sync::broadcast::Receiver<lockstep_core::eventstore::channels::Appended>,
     admin: &Caller,
     command_id: Uuid,
     status: &str,
@@ -133,7 +134,7 @@ pub(crate) async fn await_status(
                 .await
                 .expect("q")
                 .expect("visible");
-            if now.status == status {
+            if now.status.as_str() == status {
                 return;
             }
             let _ = rx.recv().await;
@@ -141,31 +142,6 @@ pub(crate) async fn await_status(
     })
     .await
     .unwrap_or_else(|_| panic!("command {command_id} never reached {status}"));
-}
-
-pub(crate) async fn rejections(app: &TestApp, reason: &str) -> u64 {
-    let text = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
-    let key = format!("lockstep_rejections_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-pub(crate) async fn await_rejection(app: &TestApp, reason: &str, at_least: u64) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while rejections(app, reason).await < at_least {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{reason} was not counted"));
 }
 
 #[tokio::test]
@@ -180,10 +156,11 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
     let app = start(config).await;
     let mut feed = app.services.log_tail.subscribe();
 
-    let admin_user = lockstep_core::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
-        .await
-        .expect("q")
-        .expect("admin");
+    let admin_user =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
     let admin = Caller::new(admin_user.clone(), Actor::User { id: admin_user.id });
     let bank = lockers::register_bank(
         &app.services,
@@ -282,6 +259,7 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .expect("publish");
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
 
+    let not_json = rejections(&app, "mqtt_not_json").await;
     // A duplicate result changes nothing (checked once a later bad message was handled).
     let events_before: i64 = count_events(&app, d.command_id).await;
     locker_client
@@ -292,7 +270,7 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .publish(&status_topic, QoS::AtLeastOnce, false, "{not json")
         .await
         .expect("bad");
-    await_rejection(&app, "mqtt_not_json", 1).await;
+    await_rejection(&app, "mqtt_not_json", not_json).await;
     assert_eq!(
         count_events(&app, d.command_id).await,
         events_before,
@@ -300,6 +278,9 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
     );
 
     // Refused: unknown version, a command of this bank on another locker's topic, an unknown command.
+    let unknown_version = rejections(&app, "mqtt_unknown_version").await;
+    let wrong_locker = rejections(&app, "mqtt_wrong_locker").await;
+    let unknown_command = rejections(&app, "mqtt_unknown_command").await;
     locker_client
         .publish(
             &status_topic,
@@ -312,7 +293,7 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         )
         .await
         .expect("v9");
-    await_rejection(&app, "mqtt_unknown_version", 1).await;
+    await_rejection(&app, "mqtt_unknown_version", unknown_version).await;
     let other = format!("locker/{}/status", Uuid::now_v7());
     locker_client
         .publish(
@@ -326,7 +307,7 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         )
         .await
         .expect("wrong");
-    await_rejection(&app, "mqtt_wrong_locker", 1).await;
+    await_rejection(&app, "mqtt_wrong_locker", wrong_locker).await;
     locker_client
         .publish(
             &status_topic,
@@ -339,14 +320,14 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         )
         .await
         .expect("unknown");
-    await_rejection(&app, "mqtt_unknown_command", 1).await;
+    await_rejection(&app, "mqtt_unknown_command", unknown_command).await;
     assert_eq!(
         opens::get_open_request(&app.services, &admin, d.command_id)
             .await
             .expect("q")
             .expect("v")
             .status,
-        "opened"
+        lockstep_wire::OpenStatus::Opened
     );
 
     // A failure result → `failed` with `device_error`.
@@ -387,7 +368,7 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .await
         .expect("q")
         .expect("v");
-    assert_eq!(v.failure_reason.as_deref(), Some("device_error"));
+    assert_eq!(v.failure_reason.map(|r| r.as_str()), Some("device_error"));
     app.stop().await;
     drop(broker);
 }

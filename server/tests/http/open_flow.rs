@@ -3,9 +3,9 @@
 //! the refusals around it.
 
 use lockstep_core::{
-    accounts::Role,
+    identity::accounts::Role,
+    identity::tokens::{create_token, Abilities},
     now_ms, opens,
-    tokens::{create_token, Abilities},
 };
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
@@ -50,14 +50,14 @@ pub(crate) async fn call(
 /// Waits (on the committed-log feed, not a timer) until `channel` reaches `seq`.
 async fn await_seq(
     app: &TestApp,
-    rx: &mut tokio::sync::broadcast::Receiver<lockstep_core::channels::Appended>,
+    rx: &mut tokio::sync::broadcast::Receiver<lockstep_core::eventstore::channels::Appended>,
     channel: &str,
     seq: i64,
 ) {
     let deadline = tokio::time::Duration::from_secs(10);
     tokio::time::timeout(deadline, async {
         loop {
-            let head = lockstep_core::channels::since(
+            let head = lockstep_core::eventstore::channels::since(
                 &app.services.db,
                 &channel.parse().expect("channel"),
                 0,

@@ -3,14 +3,16 @@
 //! the simulator's lockers as real clients, and the same flow on the
 //! embedded broker.
 
+#[allow(unused_imports)]
+use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
 use std::{process::Stdio, time::Duration};
 
 use locker_sim::{provision, run, Behaviour, Credentials, Endpoint, Identity, Stats};
 use lockstep_core::{
-    accounts::Role,
-    caller::Caller,
-    channels::{self, Channel},
-    events::Actor,
+    eventstore::channels::{self, Channel},
+    eventstore::events::Actor,
+    identity::accounts::Role,
+    identity::caller::Caller,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput},
@@ -143,7 +145,7 @@ impl Drop for RepoBroker {
 }
 
 async fn admin_of(app: &TestApp) -> Caller {
-    let u = lockstep_core::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+    let u = lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
         .await
         .expect("q")
         .expect("admin");
@@ -289,7 +291,10 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
     )
     .await
     {
-        Err(locker_sim::SimError::Refused { error, .. }) => assert_eq!(error, "unknown_serial"),
+        Err(locker_sim::SimError::Refused { error, .. }) => assert_eq!(
+            error,
+            Some(lockstep_wire::mqtt::ProvisioningFailure::UnknownSerial)
+        ),
         other => panic!("expected a refusal, got {other:?}"),
     }
 
@@ -497,6 +502,7 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
         ),
     )
     .await;
+    let unknown_command = crate::helpers::rejections(&app, "mqtt_unknown_command").await;
     // Then a result on A's own topic for an unknown command: once the server
     // counted that, the forged one (sent before it) would have arrived too.
     send_status(
@@ -508,13 +514,14 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
         ),
     )
     .await;
-    crate::mqtt::await_rejection(&app, "mqtt_unknown_command", 1).await;
+    crate::helpers::await_rejection(&app, "mqtt_unknown_command", unknown_command).await;
     let still = opens::get_open_request(&app.services, &admin, d2.command_id)
         .await
         .expect("q")
         .expect("visible");
     assert_eq!(
-        still.status, "sent",
+        still.status.as_str(),
+        "sent",
         "A's forged result for B was dropped by the broker"
     );
     // B's own answer, a failure, is the one that counts: → failed.
@@ -533,7 +540,10 @@ async fn provisioning_acls_opens_and_decommissioning_on_the_repo_mosquitto() {
         .await
         .expect("q")
         .expect("visible");
-    assert_eq!(failed.failure_reason.as_deref(), Some("device_error"));
+    assert_eq!(
+        failed.failure_reason.map(|r| r.as_str()),
+        Some("device_error")
+    );
     let _ = b_client.try_disconnect();
 
     // Decommissioning A kicks a connected A and keeps it out.
@@ -599,7 +609,7 @@ async fn command_across_restart(
     )
     .await
     .expect("accepted while the broker is down");
-    assert_eq!(d.status, "accepted");
+    assert_eq!(d.status, OpenStatus::Accepted);
     broker.resume().await;
     let mut feed = app.services.log_tail.subscribe();
     tokio::time::timeout(Duration::from_secs(40), async {
@@ -608,7 +618,7 @@ async fn command_across_restart(
                 .await
                 .expect("q")
                 .expect("visible");
-            if now.status == "opened" || now.status == "failed" {
+            if now.status.as_str() == "opened" || now.status.as_str() == "failed" {
                 return now;
             }
             let _ = tokio::time::timeout(Duration::from_millis(500), feed.recv()).await;
@@ -656,7 +666,8 @@ async fn a_command_survives_a_broker_restart_or_times_out_never_stuck() {
     // delivered when both are back.
     let end = command_across_restart(&mut broker, &app, &admin, &bank, true).await;
     assert_eq!(
-        end.status, "opened",
+        end.status.as_str(),
+        "opened",
         "with the broker back within seconds, the command is delivered"
     );
     // A crash (SIGKILL: the broker loses the locker's session) may lose the
@@ -667,7 +678,8 @@ async fn a_command_survives_a_broker_restart_or_times_out_never_stuck() {
         end.status, end.failure_reason
     );
     assert!(
-        end.status == "opened" || end.failure_reason.as_deref() == Some("timeout"),
+        end.status.as_str() == "opened"
+            || end.failure_reason.map(|r| r.as_str()) == Some("timeout"),
         "{end:?}"
     );
     locker.stop();

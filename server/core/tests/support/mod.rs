@@ -3,6 +3,8 @@
 //! running. Shared by `workers.rs` and `worker_panics.rs` (each uses part).
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+use lockstep_core::opens::{DenialReason, FailureReason, OpenStatus};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -11,17 +13,17 @@ use std::{
 
 use async_trait::async_trait;
 use lockstep_core::{
-    accounts::Role,
-    caller::Caller,
     db::Db,
-    events::Actor,
+    eventstore::events::Actor,
+    gateway::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
+    identity::accounts::Role,
+    identity::caller::Caller,
+    identity::throttle::ThrottleConfig,
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput},
-    reactors::{GatewayError, LockerAccount, LockerGateway, OpenCommand},
     services::{CoreSettings, Services},
     testing::{fresh_database, TestDb},
-    throttle::ThrottleConfig,
     workers,
 };
 use tokio::sync::watch;
@@ -128,7 +130,7 @@ impl World {
         )
         .await
         .expect("open");
-        assert_eq!(d.status, "accepted");
+        assert_eq!(d.status, OpenStatus::Accepted);
         d.command_id
     }
 
@@ -137,7 +139,10 @@ impl World {
             .await
             .expect("query")
             .expect("visible");
-        (v.status, v.failure_reason)
+        (
+            v.status.to_string(),
+            v.failure_reason.map(|r| r.to_string()),
+        )
     }
 
     /// Waits (on the channel log's tail, not on a clock) until `id` has

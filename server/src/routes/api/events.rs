@@ -3,15 +3,15 @@
 
 use axum::{extract::State, Json};
 use lockstep_core::{
-    channels::{self, Channel, Since},
-    tokens::Ability,
+    eventstore::channels::{self, Channel, Since},
+    identity::tokens::Ability,
 };
 use serde::Deserialize;
 
 use crate::{
     api_error::{ApiError, ApiQuery, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -36,7 +36,7 @@ pub async fn since(
     ApiQuery(q): ApiQuery<SinceQuery>,
 ) -> Result<Json<Since>, ApiError> {
     let user = principal.require(Ability::EventsRead)?;
-    let channel: Channel = q.channel.parse()?;
+    let channel: Channel = q.channel.parse().map_err(lockstep_core::CoreError::from)?;
     if !channels::authorize(&state.services.db, user, &channel).await? {
         tracing::info!(user_id = %user.id, %channel, "channel refused");
         return Err(ApiError::Forbidden("you may not read this channel"));

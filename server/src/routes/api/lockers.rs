@@ -2,16 +2,16 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use lockstep_core::{
+    identity::tokens::Ability,
     lockers::{self, BankView, GrantView, NewBank, NewCompartment},
-    tokens::Ability,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
     api_error::{ApiError, ApiJson, ApiPath, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]

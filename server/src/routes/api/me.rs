@@ -2,14 +2,14 @@
 //! open, and (admins) the tenant's accounts.
 
 use axum::{extract::State, Json};
-use lockstep_core::{accounts, lockers, now_ms, tokens::Ability};
+use lockstep_core::{identity::accounts, identity::tokens::Ability, lockers, now_ms};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
     api_error::{ApiError, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -18,7 +18,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{api_error::api_not_found, application::AppState};
+use crate::{api_error::api_not_found, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()

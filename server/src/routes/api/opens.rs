@@ -10,17 +10,17 @@ use axum::{
     Json,
 };
 use lockstep_core::{
+    identity::tokens::Ability,
     now_ms,
     opens::{self, HistoryFilter, OpenCommandInput, OpenDecision, OpenRequestView},
-    tokens::Ability,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
     api_error::{ApiError, ApiPath, ApiQuery, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 #[derive(Default, Deserialize, utoipa::ToSchema)]
@@ -148,7 +148,12 @@ pub async fn history(
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let per_page = q.per_page.unwrap_or(50).clamp(1, 200);
     let filter = HistoryFilter {
-        status: q.status,
+        status: q
+            .status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(lockstep_core::CoreError::from)?,
         locker_bank: q.locker_bank,
         user: q.user,
         from: q.from,

@@ -2,17 +2,17 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use lockstep_core::{
+    identity::tokens::Ability,
     lockers::{self, BankView},
     provisioning::{self, KeyView},
-    tokens::Ability,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
     api_error::{ApiError, ApiJson, ApiPath, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]

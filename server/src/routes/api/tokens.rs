@@ -2,13 +2,13 @@
 //! revoking one.
 
 use axum::{extract::State, http::StatusCode, Json};
-use lockstep_core::tokens::{self, Ability, TokenView};
+use lockstep_core::identity::tokens::{self, Ability, TokenView};
 use uuid::Uuid;
 
 use crate::{
     api_error::{ApiError, ApiPath, ErrorBody},
-    application::AppState,
     principal::Principal,
+    state::AppState,
 };
 
 /// The caller's own tokens, without their secrets; an admin sees every

@@ -5,65 +5,24 @@
 //!
 //! [`authorize`] is the one place that decides who may read a channel.
 
-use std::{fmt, str::FromStr};
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{find_user, Role, User},
     db::Db,
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
-    events::{Actor, StoredEvent},
+    eventstore::events::{Actor, StoredEvent},
+    identity::accounts::{find_user, Role, User},
 };
 
-/// The channels, named as Pusher clients subscribe to them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// `private-user.{user_id}`: that user's own commands and access.
-    User(Uuid),
-    /// `private-tenant.{tenant_id}.lockers`
-    TenantLockers(Uuid),
-    /// `private-tenant.{tenant_id}.open-requests`
-    TenantOpenRequests(Uuid),
-    /// `private-locker-bank.{bank_id}`: provisioning, compartments.
-    LockerBank(Uuid),
-}
+pub use lockstep_wire::{envelope::ENVELOPE_VERSION, Channel, Envelope, EnvelopeMeta, Subject};
 
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Channel::User(id) => write!(f, "private-user.{id}"),
-            Channel::TenantLockers(id) => write!(f, "private-tenant.{id}.lockers"),
-            Channel::TenantOpenRequests(id) => write!(f, "private-tenant.{id}.open-requests"),
-            Channel::LockerBank(id) => write!(f, "private-locker-bank.{id}"),
-        }
-    }
-}
-
-impl FromStr for Channel {
-    type Err = CoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || CoreError::Invalid(format!("{s:?} is not a Lockstep channel"));
-        let uuid = |t: &str| Uuid::parse_str(t).map_err(|_| bad());
-        if let Some(rest) = s.strip_prefix("private-user.") {
-            return Ok(Channel::User(uuid(rest)?));
-        }
-        if let Some(rest) = s.strip_prefix("private-locker-bank.") {
-            return Ok(Channel::LockerBank(uuid(rest)?));
-        }
-        if let Some(rest) = s.strip_prefix("private-tenant.") {
-            if let Some(id) = rest.strip_suffix(".lockers") {
-                return Ok(Channel::TenantLockers(uuid(id)?));
-            }
-            if let Some(id) = rest.strip_suffix(".open-requests") {
-                return Ok(Channel::TenantOpenRequests(uuid(id)?));
-            }
-        }
-        Err(bad())
+impl From<lockstep_wire::channel::NotAChannel> for CoreError {
+    fn from(e: lockstep_wire::channel::NotAChannel) -> Self {
+        CoreError::Invalid(e.to_string())
     }
 }
 
@@ -92,38 +51,6 @@ pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bo
                     .is_some_and(|t| t == user.tenant_id.to_string())
         }
     })
-}
-
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subject {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub id: Uuid,
-}
-
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvelopeMeta {
-    pub replay: bool,
-}
-
-/// What clients receive (seed 003's envelope, made real).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub v: u8,
-    pub event: String,
-    pub event_id: Uuid,
-    pub channel: String,
-    pub seq: i64,
-    pub occurred_at: String,
-    pub tenant: Uuid,
-    pub subject: Subject,
-    pub sender: Actor,
-    pub correlation_id: Uuid,
-    pub data: Value,
-    pub meta: EnvelopeMeta,
 }
 
 /// A notification a projector wants on some channels.
@@ -205,7 +132,7 @@ pub async fn append(
     // The body once, whatever the number of channels; each log row
     // points at it and adds its own channel and seq.
     let body = Body {
-        v: 1,
+        v: ENVELOPE_VERSION,
         event: note.event,
         event_id: source.event_id,
         occurred_at: rfc3339_ms(source.occurred_at),

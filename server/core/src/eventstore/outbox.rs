@@ -8,9 +8,9 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    accounts::parse_uuid,
     db::{Db, ExecuteWrite},
     error::CoreResult,
+    identity::accounts::parse_uuid,
 };
 
 /// The reactor that sends an authorized open command to the locker.

@@ -1,7 +1,9 @@
 //! Replay: rebuild read models from the event stream, in chunks, without
 //! touching the channel log, the outbox or timers (no reactor runs).
 
-use crate::{error::CoreResult, events, projections::Projector, services::Services};
+use crate::{
+    error::CoreResult, eventstore::events, eventstore::projections::Projector, services::Services,
+};
 
 /// Events per transaction during a replay.
 pub const CHUNK: i64 = 500;
@@ -24,7 +26,7 @@ pub async fn replay(
     }
     // Apply in the canonical order: banks before the rows that point at them.
     selected.sort_by_key(|p| Projector::ALL.iter().position(|q| q == p));
-    let mut tx = crate::store::begin_write(&s.db).await?;
+    let mut tx = crate::eventstore::store::begin_write(&s.db).await?;
     let total = events::count(&mut tx).await?;
     for p in selected.iter().rev() {
         p.reset(&mut tx).await?;

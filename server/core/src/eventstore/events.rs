@@ -12,29 +12,12 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    accounts::parse_uuid,
     error::{CoreError, CoreResult},
+    identity::accounts::parse_uuid,
 };
 
-/// Who caused an event.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Actor {
-    User { id: Uuid },
-    Token { id: Uuid, user_id: Uuid },
-    System,
-}
-
-impl Actor {
-    /// The user behind the actor, if any.
-    pub fn user_id(&self) -> Option<Uuid> {
-        match self {
-            Actor::User { id } | Actor::Token { user_id: id, .. } => Some(*id),
-            Actor::System => None,
-        }
-    }
-}
+pub use lockstep_wire::Actor;
+use lockstep_wire::{mqtt::ProvisioningFailure, DenialReason, FailureReason};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -128,7 +111,7 @@ pub enum DomainEvent {
         tenant_id: Option<Uuid>,
         attempt_id: Uuid,
         serial: String,
-        reason: String,
+        reason: ProvisioningFailure,
         detail: Option<String>,
     },
     /// Taken out of service: its broker account is disabled (a connected
@@ -184,7 +167,7 @@ pub enum DomainEvent {
     },
     CompartmentOpenDenied {
         command_id: Uuid,
-        reason: String,
+        reason: DenialReason,
     },
     CompartmentOpenSent {
         command_id: Uuid,
@@ -196,7 +179,7 @@ pub enum DomainEvent {
     /// …) and `detail` free text; v1 had only free text in `error`.
     CompartmentOpenFailed {
         command_id: Uuid,
-        reason: String,
+        reason: FailureReason,
         detail: Option<String>,
     },
     /// A device result that arrived after the command had already ended.
@@ -283,10 +266,10 @@ pub fn upcast(event_type: &str, version: i64, payload: Value) -> CoreResult<Valu
             };
             let error = map.remove("error");
             let reason = match error.as_ref().and_then(Value::as_str) {
-                Some(text) if text.to_lowercase().contains("timeout") => "timeout",
-                _ => "device_error",
+                Some(text) if text.to_lowercase().contains("timeout") => FailureReason::Timeout,
+                _ => FailureReason::DeviceError,
             };
-            map.insert("reason".into(), Value::String(reason.into()));
+            map.insert("reason".into(), Value::String(reason.as_str().into()));
             map.insert("detail".into(), error.unwrap_or(Value::Null));
             Ok(Value::Object(map))
         }
@@ -459,13 +442,15 @@ mod tests {
             e,
             DomainEvent::CompartmentOpenFailed {
                 command_id: id,
-                reason: "device_error".into(),
+                reason: FailureReason::DeviceError,
                 detail: Some("motor jammed".into()),
             }
         );
         let v1_timeout = json!({"command_id": id, "error": "Timeout waiting for locker"});
         match DomainEvent::from_stored("CompartmentOpenFailed", 1, v1_timeout).expect("upcast") {
-            DomainEvent::CompartmentOpenFailed { reason, .. } => assert_eq!(reason, "timeout"),
+            DomainEvent::CompartmentOpenFailed { reason, .. } => {
+                assert_eq!(reason, FailureReason::Timeout)
+            }
             other => panic!("unexpected {other:?}"),
         }
         // The current version is read as it is.

@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::{accounts::parse_uuid, db::Db, error::CoreResult};
+use crate::{db::Db, error::CoreResult, identity::accounts::parse_uuid};
 
 /// An open command's deadline for the locker's answer.
 pub const OPEN_TIMEOUT: &str = "open_timeout";

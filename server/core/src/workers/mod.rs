@@ -12,70 +12,18 @@
 //!   turns that and the overdue work in the tables into the stall report
 //!   that `/readyz`, `/metrics` and the watchdog's error log share.
 
-use std::{
-    collections::BTreeMap,
-    future::Future,
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, future::Future, sync::atomic::Ordering, time::Duration};
 
 use serde::Serialize;
 use sqlx::Row;
 use tokio::{sync::watch, task::JoinSet};
 use tracing::Instrument;
 
-use crate::{error::CoreResult, now_ms, outbox, reactors, services::Services};
+pub mod progress;
 
-/// The loops one process runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Worker {
-    Outbox,
-    Timers,
-    Maintenance,
-}
+pub use progress::{SharedHealth, Worker, WorkerHealth};
 
-impl Worker {
-    pub const ALL: [Worker; 3] = [Worker::Outbox, Worker::Timers, Worker::Maintenance];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Worker::Outbox => "outbox",
-            Worker::Timers => "timers",
-            Worker::Maintenance => "maintenance",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// When each loop last finished an iteration (ms; 0 = not started), and
-/// how often each was restarted. Shared by every clone of `Services`.
-#[derive(Debug, Default)]
-pub struct WorkerHealth {
-    ticks: [AtomicI64; 3],
-    restarts: [AtomicI64; 3],
-}
-
-impl WorkerHealth {
-    fn tick(&self, w: Worker, now: i64) {
-        self.ticks[w.index()].store(now, Ordering::Relaxed);
-    }
-
-    /// When `w` last finished an iteration (0 if it never ran).
-    pub fn last_tick(&self, w: Worker) -> i64 {
-        self.ticks[w.index()].load(Ordering::Relaxed)
-    }
-
-    /// How many times `w` was restarted after a panic.
-    pub fn restarts(&self, w: Worker) -> i64 {
-        self.restarts[w.index()].load(Ordering::Relaxed)
-    }
-}
+use crate::{error::CoreResult, eventstore::outbox, now_ms, reactors, services::Services};
 
 /// What the stall report says about one process and its database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -271,9 +219,26 @@ async fn outbox_loop(s: Services, mut shutdown: watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
 }
 
+/// Runs every due outbox job once, each as the workers do (in its own
+/// task, under the job deadline); returns how many ran. For tests, which
+/// step the outbox by hand.
+#[cfg(any(test, feature = "testing"))]
+pub async fn run_outbox_once(s: &Services, now: i64) -> CoreResult<usize> {
+    let jobs = outbox::claim_due(&s.db, now, 64).await?;
+    let count = jobs.len();
+    // The claimed jobs run concurrently: each waits on the broker (PUBACK)
+    // and writes its own transaction, so one slow send holds up no other.
+    let mut running = tokio::task::JoinSet::new();
+    for job in jobs {
+        running.spawn(run_job_bounded(s.clone(), job, now));
+    }
+    while running.join_next().await.is_some() {}
+    Ok(count)
+}
+
 /// Runs one claimed job in a task of its own, under the job deadline: a
 /// job that panics or hangs is aborted and counted as a failed attempt.
-pub(crate) async fn run_job_bounded(s: Services, job: outbox::Job, now: i64) {
+async fn run_job_bounded(s: Services, job: outbox::Job, now: i64) {
     let span = tracing::info_span!("reactor", reactor = %job.reactor, event_id = %job.event_id, job_id = job.id);
     let inner = tokio::spawn({
         let (s, job) = (s.clone(), job.clone());
@@ -354,8 +319,10 @@ async fn maintenance_loop(s: Services, mut shutdown: watch::Receiver<bool>) {
             }
             if now - last_prune >= 60_000 {
                 last_prune = now;
+                let keys = s.login_throttle.prune(now);
+                tracing::debug!(keys, "sign-in throttle pruned");
                 let cutoff = now - s.settings.channel_retention.as_millis() as i64;
-                match crate::channels::prune(&s.db, cutoff).await {
+                match crate::eventstore::channels::prune(&s.db, cutoff).await {
                     Ok(n) if n > 0 => tracing::info!(pruned = n, "channel log pruned"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "channel log pruning failed"),
@@ -404,6 +371,3 @@ pub fn record_gauges(h: &Health) {
     }
     metrics::gauge!("lockstep_stalled").set(if h.stalled() { 1.0 } else { 0.0 });
 }
-
-/// The shared handle type, for `Services`.
-pub type SharedHealth = Arc<WorkerHealth>;

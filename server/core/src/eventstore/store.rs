@@ -8,14 +8,21 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    channels::{self, Appended},
     db::{Backend, Db, WriteTurn},
     error::CoreError,
     error::CoreResult,
-    events::{self, DomainEvent, Metadata, StoredEvent},
-    projections::{self, Mode},
-    services::Services,
+    eventstore::channels::{self, Appended},
+    eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
+    eventstore::projections::{self, Mode},
 };
+
+/// What committing needs from its caller: how to project (live or
+/// replay), and whom to tell once the transaction committed. `Services`
+/// is the one implementation; the store knows nothing more of it.
+pub trait Committer {
+    fn mode(&self) -> Mode;
+    fn published(&self, written: &Written);
+}
 
 /// How many times a command is retried after a version conflict: enough
 /// for a dozen writers racing on one aggregate (each conflict pauses a
@@ -129,7 +136,7 @@ pub async fn append_live(
 /// publishes. `Ok(None)` means another writer got there first: the caller
 /// starts again from a fresh read (at most [`MAX_RETRIES`] times).
 pub async fn commit_at_head(
-    s: &Services,
+    s: &impl Committer,
     mut tx: WriteTx,
     aggregate_type: &str,
     aggregate_uuid: Uuid,

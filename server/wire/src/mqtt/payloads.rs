@@ -44,18 +44,25 @@ impl PayloadError {
 pub struct CommandPayload {
     pub v: u8,
     pub command_id: Uuid,
-    /// Always `open` for now.
-    pub action: String,
+    pub action: CommandAction,
     pub compartment: i64,
     pub issued_at: i64,
     pub expires_at: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandResult {
-    ActionCompleted,
-    ActionFailed,
+wire_enum! {
+    /// What a command asks of the locker.
+    pub enum CommandAction ("command action") {
+        Open = "open",
+    }
+}
+
+wire_enum! {
+    /// A locker's answer to a command.
+    pub enum CommandResult ("command result") {
+        ActionCompleted = "action_completed",
+        ActionFailed = "action_failed",
+    }
 }
 
 /// `locker/{bank_id}/status`, from a locker: the result of a command.
@@ -68,11 +75,12 @@ pub struct StatusPayload {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Door {
-    Open,
-    Closed,
+wire_enum! {
+    /// A door sensor's reading.
+    pub enum Door ("door state") {
+        Open = "open",
+        Closed = "closed",
+    }
 }
 
 /// One compartment's sensors in a state report.
@@ -170,18 +178,6 @@ pub fn parse_state(bytes: &[u8]) -> Result<StatePayload, PayloadError> {
         ));
     }
     Ok(state)
-}
-
-/// The locker bank id of a `locker/{bank_id}/{kind}` topic, and the kind.
-pub fn parse_topic(topic: &str) -> Result<(Uuid, &str), PayloadError> {
-    let bad = || PayloadError::BadTopic(topic.chars().take(200).collect());
-    let mut parts = topic.split('/');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("locker"), Some(id), Some(kind), None) => {
-            Ok((Uuid::parse_str(id).map_err(|_| bad())?, kind))
-        }
-        _ => Err(bad()),
-    }
 }
 
 fn check_envelope(bytes: &[u8]) -> Result<serde_json::Value, PayloadError> {
@@ -304,23 +300,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn topics_name_a_bank_and_a_kind() {
-        let id = Uuid::now_v7();
-        assert_eq!(
-            parse_topic(&format!("locker/{id}/status")).ok(),
-            Some((id, "status"))
-        );
-        for bad in [
-            "locker/x/status",
-            "locker/status",
-            &format!("locker/{id}/status/extra"),
-            &format!("other/{id}/status"),
-        ] {
-            assert!(parse_topic(bad).is_err(), "{bad}");
-        }
-    }
-
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..6000)) {
@@ -344,11 +323,6 @@ mod tests {
         fn arbitrary_json_objects_never_panic(v in 0u64..4, id in "[0-9a-f-]{0,40}", result in "[a-z_]{0,20}", err in proptest::option::of(".{0,600}")) {
             let doc = serde_json::json!({"v": v, "command_id": id, "result": result, "error": err});
             let _ = parse_status(doc.to_string().as_bytes());
-        }
-
-        #[test]
-        fn arbitrary_topics_never_panic(topic in ".{0,300}") {
-            let _ = parse_topic(&topic);
         }
     }
 }

@@ -4,8 +4,8 @@
 use uuid::Uuid;
 
 use crate::{
-    accounts::{Role, User},
-    events::{Actor, Metadata},
+    eventstore::events::{Actor, Metadata},
+    identity::accounts::{Role, User},
 };
 
 #[derive(Clone, Debug)]

@@ -10,8 +10,8 @@ use crate::{
     db::Db,
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
+    identity::password::{dummy_hash, hash_password, verify_password, MIN_PASSWORD_LEN},
     now_ms,
-    password::{dummy_hash, hash_password, verify_password, MIN_PASSWORD_LEN},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

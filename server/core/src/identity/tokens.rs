@@ -15,10 +15,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::{
-    accounts::{find_user, find_user_by_email, parse_uuid, Role, User},
     db::Db,
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
+    identity::accounts::{find_user, find_user_by_email, parse_uuid, Role, User},
     now_ms,
 };
 
@@ -307,7 +307,10 @@ pub struct TokenView {
 }
 
 /// The caller's own tokens; an admin sees every token of their tenant.
-pub async fn list_tokens(db: &Db, caller: &crate::caller::Caller) -> CoreResult<Vec<TokenView>> {
+pub async fn list_tokens(
+    db: &Db,
+    caller: &crate::identity::caller::Caller,
+) -> CoreResult<Vec<TokenView>> {
     let rows = sqlx::query(
         "SELECT t.id, t.user_id, t.name, t.abilities, t.created_at, t.last_used_at, t.revoked_at \
          FROM api_tokens t JOIN users u ON u.id = t.user_id \
@@ -337,7 +340,7 @@ pub async fn list_tokens(db: &Db, caller: &crate::caller::Caller) -> CoreResult<
 /// tenant's; anyone else's is `NotFound`, as is one already revoked.
 pub async fn revoke_token_of(
     db: &Db,
-    caller: &crate::caller::Caller,
+    caller: &crate::identity::caller::Caller,
     token_id: Uuid,
 ) -> CoreResult<()> {
     // One statement: the token is revoked only if this caller may see it.

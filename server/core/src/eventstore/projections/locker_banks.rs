@@ -1,0 +1,221 @@
+//! The `locker_banks` projector: `locker_banks` and `compartments` (their
+//! door and occupancy, the bank's online state and provisioning state).
+
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::{
+    error::CoreResult,
+    eventstore::events::{DomainEvent, StoredEvent},
+};
+
+pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
+    match &ev.event {
+        DomainEvent::LockerBankRegistered {
+            bank_id,
+            tenant_id,
+            serial,
+            name,
+            location,
+            compartments,
+        } => {
+            sqlx::query(
+                "INSERT INTO locker_banks (id, tenant_id, serial, name, location, state, online, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'registered', NULL, $6, $6)",
+            )
+            .bind(bank_id.to_string())
+            .bind(tenant_id.to_string())
+            .bind(serial)
+            .bind(name)
+            .bind(location.clone())
+            .bind(ev.occurred_at)
+            .execute(&mut *conn)
+            .await?;
+            for c in compartments {
+                sqlx::query(
+                    "INSERT INTO compartments (id, bank_id, tenant_id, number, size, label, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(c.id.to_string())
+                .bind(bank_id.to_string())
+                .bind(tenant_id.to_string())
+                .bind(c.number)
+                .bind(&c.size)
+                .bind(c.label.clone())
+                .bind(ev.occurred_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        DomainEvent::DeviceStatusChanged {
+            bank_id, online, ..
+        } => {
+            let sql = if *online {
+                "UPDATE locker_banks SET online = 1, last_seen_at = $1, updated_at = $1 WHERE id = $2"
+            } else {
+                "UPDATE locker_banks SET online = 0, updated_at = $1 WHERE id = $2"
+            };
+            sqlx::query(sql)
+                .bind(ev.occurred_at)
+                .bind(bank_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        DomainEvent::CompartmentDoorChanged {
+            compartment_id,
+            open,
+            ..
+        } => {
+            sqlx::query("UPDATE compartments SET door_open = $1, updated_at = $2 WHERE id = $3")
+                .bind(i64::from(*open))
+                .bind(ev.occurred_at)
+                .bind(compartment_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        DomainEvent::CompartmentOccupancyChanged {
+            compartment_id,
+            occupied,
+            ..
+        } => {
+            sqlx::query("UPDATE compartments SET occupied = $1, updated_at = $2 WHERE id = $3")
+                .bind(i64::from(*occupied))
+                .bind(ev.occurred_at)
+                .bind(compartment_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        DomainEvent::LockerProvisioningRequested { .. }
+        | DomainEvent::LockerProvisioningValidated { .. }
+        | DomainEvent::LockerCredentialsCreated { .. }
+        | DomainEvent::LockerCredentialsDelivered { .. }
+        | DomainEvent::LockerWasProvisioned { .. }
+        | DomainEvent::LockerProvisioningFailed { .. }
+        | DomainEvent::LockerDecommissioned { .. } => {
+            apply_provisioning(conn, ev, &ev.event).await?
+        }
+        DomainEvent::AccessGranted { .. }
+        | DomainEvent::AccessRevoked { .. }
+        | DomainEvent::CompartmentOpenRequested { .. }
+        | DomainEvent::CompartmentOpenAuthorized { .. }
+        | DomainEvent::CompartmentOpenDenied { .. }
+        | DomainEvent::CompartmentOpenSent { .. }
+        | DomainEvent::CompartmentOpened { .. }
+        | DomainEvent::CompartmentOpenFailed { .. }
+        | DomainEvent::CompartmentOpenLateResult { .. } => {}
+    }
+    Ok(())
+}
+
+/// A provisioning or decommissioning event's bank, tenant, and the bank
+/// state it moves to.
+pub(super) fn provisioning_step(event: &DomainEvent) -> Option<(Uuid, Uuid, &'static str)> {
+    Some(match event {
+        DomainEvent::LockerProvisioningRequested {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "provisioning"),
+        DomainEvent::LockerProvisioningValidated {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "validated"),
+        DomainEvent::LockerCredentialsCreated {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "credentials_created"),
+        DomainEvent::LockerCredentialsDelivered {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "credentials_delivered"),
+        DomainEvent::LockerWasProvisioned { bank_id, tenant_id } => {
+            (*bank_id, *tenant_id, "provisioned")
+        }
+        DomainEvent::LockerProvisioningFailed {
+            bank_id: Some(bank_id),
+            tenant_id: Some(tenant_id),
+            ..
+        } => (*bank_id, *tenant_id, "provisioning_failed"),
+        DomainEvent::LockerDecommissioned {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "decommissioned"),
+        _ => return None,
+    })
+}
+
+/// Moves a bank along its provisioning states. A provisioned bank is not
+/// moved back by a later (refused) attempt, and a decommissioned one stays
+/// decommissioned.
+async fn apply_provisioning(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+    event: &DomainEvent,
+) -> CoreResult<()> {
+    let Some((bank_id, _, state)) = provisioning_step(event) else {
+        return Ok(());
+    };
+    let bank = bank_id.to_string();
+    let at = ev.occurred_at;
+    let guard = "id = $2 AND state NOT IN ('provisioned', 'decommissioned')";
+    match event {
+        DomainEvent::LockerProvisioningRequested {
+            model, firmware, ..
+        } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioning', updated_at = $1, provisioning_error = NULL, \
+                 model = COALESCE($3, model), firmware = COALESCE($4, firmware) WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(model.clone())
+            .bind(firmware.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerCredentialsCreated { username, .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'credentials_created', updated_at = $1, mqtt_username = $3 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(username)
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerWasProvisioned { .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioned', updated_at = $1, provisioned_at = $1 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerProvisioningFailed { reason, .. } => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = 'provisioning_failed', updated_at = $1, provisioning_error = $3 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(reason.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerDecommissioned { .. } => {
+            sqlx::query(
+                "UPDATE locker_banks SET state = 'decommissioned', online = 0, updated_at = $1, \
+                 decommissioned_at = $1 WHERE id = $2",
+            )
+            .bind(at)
+            .bind(&bank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {
+            sqlx::query(&format!(
+                "UPDATE locker_banks SET state = $3, updated_at = $1 WHERE {guard}"
+            ))
+            .bind(at)
+            .bind(&bank)
+            .bind(state)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}

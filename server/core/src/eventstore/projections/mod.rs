@@ -1,0 +1,108 @@
+//! Projectors: keep the read models in step with the event stream, inside
+//! the transaction that appends the events. Live, the event's side effects
+//! are scheduled ([`side_effects`]: outbox rows, timers) and its channel-log
+//! notification built ([`notifications`]); during replay only the read
+//! models are rebuilt.
+//!
+//! One file per projector ([`locker_banks`], [`grants`], [`open_requests`]);
+//! each matches every event explicitly, so a new event that no projector
+//! considered is a compile error, not silence.
+
+pub mod grants;
+pub mod locker_banks;
+pub mod notifications;
+pub mod open_requests;
+pub mod side_effects;
+
+use sqlx::AnyConnection;
+
+use crate::{
+    error::{CoreError, CoreResult},
+    eventstore::{channels::Notification, events::StoredEvent},
+};
+
+/// Live: read models + channel log + side effects. Replay: read models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Live { open_timeout_ms: i64 },
+    Replay,
+}
+
+/// A projector: a name, the tables it owns, and the events it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projector {
+    LockerBanks,
+    Grants,
+    OpenRequests,
+}
+
+impl Projector {
+    pub const ALL: [Projector; 3] = [
+        Projector::LockerBanks,
+        Projector::Grants,
+        Projector::OpenRequests,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Projector::LockerBanks => "locker_banks",
+            Projector::Grants => "grants",
+            Projector::OpenRequests => "open_requests",
+        }
+    }
+
+    pub fn parse(name: &str) -> CoreResult<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                CoreError::Invalid(format!(
+                    "unknown projector {name:?}; known: locker_banks, grants, open_requests"
+                ))
+            })
+    }
+
+    /// Empties the projector's read model before a replay.
+    pub async fn reset(self, conn: &mut AnyConnection) -> CoreResult<()> {
+        let statements: &[&str] = match self {
+            Projector::LockerBanks => &["DELETE FROM compartments", "DELETE FROM locker_banks"],
+            Projector::Grants => &["DELETE FROM grants"],
+            Projector::OpenRequests => &[
+                "DELETE FROM open_requests",
+                "UPDATE compartments SET latest_status = NULL, latest_command_id = NULL",
+            ],
+        };
+        for sql in statements {
+            sqlx::query(sql).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one event to this projector's read model.
+    pub async fn apply(self, conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
+        match self {
+            Projector::LockerBanks => locker_banks::apply(conn, ev).await,
+            Projector::Grants => grants::apply(conn, ev).await,
+            Projector::OpenRequests => open_requests::apply(conn, ev).await,
+        }
+    }
+}
+
+/// Everything a live append does after the event row: every projector and
+/// the event's side effects (outbox, timers). Returns the notification the
+/// event asks for; the caller appends it to the channel log last, so the
+/// channel heads (hot rows on PostgreSQL) stay locked for the shortest time.
+pub async fn project_live(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+    mode: Mode,
+) -> CoreResult<Option<Notification>> {
+    for p in Projector::ALL {
+        p.apply(conn, ev).await?;
+    }
+    let Mode::Live { open_timeout_ms } = mode else {
+        return Ok(None);
+    };
+    side_effects::schedule(conn, ev, open_timeout_ms).await?;
+    notifications::notification(conn, ev).await
+}

@@ -1,0 +1,256 @@
+//! The channel-log notification each event asks for: which channels, the
+//! envelope's event name, subject and body (wire names from
+//! lockstep-wire). Appended by the store after the projectors ran.
+
+use lockstep_wire::{
+    envelope::{names, OpenStatusUpdated},
+    OpenStatus,
+};
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::locker_banks::provisioning_step;
+use crate::{
+    error::{CoreError, CoreResult},
+    eventstore::{
+        channels::{Channel, Notification, Subject},
+        events::{DomainEvent, StoredEvent},
+    },
+};
+
+/// The open request's requester, tenant, compartment and bank.
+async fn open_parties(
+    conn: &mut AnyConnection,
+    command_id: Uuid,
+) -> CoreResult<Option<(Uuid, Uuid, Uuid, Uuid, bool)>> {
+    let row = sqlx::query(
+        "SELECT user_id, tenant_id, compartment_id, bank_id, override FROM open_requests WHERE command_id = $1",
+    )
+    .bind(command_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id = |c: &str| -> CoreResult<Uuid> {
+        crate::identity::accounts::parse_uuid(&row.try_get::<String, _>(c)?)
+    };
+    Ok(Some((
+        id("user_id")?,
+        id("tenant_id")?,
+        id("compartment_id")?,
+        id("bank_id")?,
+        row.try_get::<i64, _>("override")? != 0,
+    )))
+}
+
+pub async fn notification(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+) -> CoreResult<Option<Notification>> {
+    if let Some((bank_id, tenant_id, state)) = provisioning_step(&ev.event) {
+        let mut data =
+            serde_json::to_value(&ev.event).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        if let Some(map) = data.as_object_mut() {
+            map.remove("type");
+            map.remove("tenant_id");
+            map.insert("state".into(), json!(state));
+        }
+        return Ok(Some(Notification {
+            channels: vec![
+                Channel::TenantLockers(tenant_id),
+                Channel::LockerBank(bank_id),
+            ],
+            event: ev.event.event_type(),
+            subject: Subject {
+                kind: "LockerBank".into(),
+                id: bank_id,
+            },
+            data,
+        }));
+    }
+    let sensors = match &ev.event {
+        DomainEvent::CompartmentDoorChanged {
+            bank_id,
+            tenant_id,
+            compartment_id,
+            number,
+            open,
+        } => Some((
+            bank_id,
+            tenant_id,
+            compartment_id,
+            json!({"number": number, "open": open}),
+        )),
+        DomainEvent::CompartmentOccupancyChanged {
+            bank_id,
+            tenant_id,
+            compartment_id,
+            number,
+            occupied,
+        } => Some((
+            bank_id,
+            tenant_id,
+            compartment_id,
+            json!({"number": number, "occupied": occupied}),
+        )),
+        _ => None,
+    };
+    if let Some((bank_id, tenant_id, compartment_id, mut data)) = sensors {
+        data["bank_id"] = json!(bank_id);
+        data["compartment_id"] = json!(compartment_id);
+        return Ok(Some(Notification {
+            channels: vec![
+                Channel::TenantLockers(*tenant_id),
+                Channel::LockerBank(*bank_id),
+            ],
+            event: ev.event.event_type(),
+            subject: Subject {
+                kind: "Compartment".into(),
+                id: *compartment_id,
+            },
+            data,
+        }));
+    }
+    let open = match &ev.event {
+        DomainEvent::LockerBankRegistered {
+            bank_id,
+            tenant_id,
+            serial,
+            name,
+            compartments,
+            ..
+        } => {
+            return Ok(Some(Notification {
+                channels: vec![
+                    Channel::TenantLockers(*tenant_id),
+                    Channel::LockerBank(*bank_id),
+                ],
+                event: names::LOCKER_BANK_REGISTERED,
+                subject: Subject {
+                    kind: "LockerBank".into(),
+                    id: *bank_id,
+                },
+                data: json!({"bank_id": bank_id, "serial": serial, "name": name, "state": "registered", "compartments": compartments.len()}),
+            }))
+        }
+        DomainEvent::DeviceStatusChanged {
+            bank_id,
+            tenant_id,
+            online,
+        } => {
+            return Ok(Some(Notification {
+                channels: vec![
+                    Channel::TenantLockers(*tenant_id),
+                    Channel::LockerBank(*bank_id),
+                ],
+                event: names::DEVICE_STATUS_CHANGED,
+                subject: Subject {
+                    kind: "LockerBank".into(),
+                    id: *bank_id,
+                },
+                data: json!({"bank_id": bank_id, "online": online}),
+            }))
+        }
+        DomainEvent::AccessGranted {
+            grant_id,
+            compartment_id,
+            bank_id,
+            user_id,
+            valid_from,
+            valid_until,
+            ..
+        } => {
+            return Ok(Some(Notification {
+                channels: vec![Channel::User(*user_id), Channel::LockerBank(*bank_id)],
+                event: names::ACCESS_GRANTED,
+                subject: Subject {
+                    kind: "Compartment".into(),
+                    id: *compartment_id,
+                },
+                data: json!({"grant_id": grant_id, "compartment_id": compartment_id, "user_id": user_id, "valid_from": valid_from, "valid_until": valid_until}),
+            }))
+        }
+        DomainEvent::AccessRevoked {
+            grant_id,
+            compartment_id,
+            user_id,
+        } => {
+            return Ok(Some(Notification {
+                channels: vec![Channel::User(*user_id)],
+                event: names::ACCESS_REVOKED,
+                subject: Subject {
+                    kind: "Compartment".into(),
+                    id: *compartment_id,
+                },
+                data: json!({"grant_id": grant_id, "compartment_id": compartment_id, "user_id": user_id}),
+            }))
+        }
+        // Provisioning events with a bank were handled above; one without
+        // a bank (an unknown serial) has nobody to tell.
+        DomainEvent::CompartmentOpenRequested { .. }
+        | DomainEvent::LockerProvisioningRequested { .. }
+        | DomainEvent::LockerProvisioningValidated { .. }
+        | DomainEvent::LockerCredentialsCreated { .. }
+        | DomainEvent::LockerCredentialsDelivered { .. }
+        | DomainEvent::LockerWasProvisioned { .. }
+        | DomainEvent::LockerProvisioningFailed { .. }
+        | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::CompartmentDoorChanged { .. }
+        | DomainEvent::CompartmentOccupancyChanged { .. } => return Ok(None),
+        DomainEvent::CompartmentOpenAuthorized { command_id } => {
+            (*command_id, OpenStatus::Accepted, None)
+        }
+        DomainEvent::CompartmentOpenDenied { command_id, reason } => {
+            (*command_id, OpenStatus::Denied, Some((*reason).into()))
+        }
+        DomainEvent::CompartmentOpenSent { command_id } => (*command_id, OpenStatus::Sent, None),
+        DomainEvent::CompartmentOpened { command_id } => (*command_id, OpenStatus::Opened, None),
+        DomainEvent::CompartmentOpenFailed {
+            command_id, reason, ..
+        } => (*command_id, OpenStatus::Failed, Some((*reason).into())),
+        DomainEvent::CompartmentOpenLateResult {
+            command_id, result, ..
+        } => {
+            let Some((user, tenant, compartment, bank, _)) =
+                open_parties(conn, *command_id).await?
+            else {
+                return Ok(None);
+            };
+            return Ok(Some(Notification {
+                channels: vec![Channel::User(user), Channel::TenantOpenRequests(tenant)],
+                event: names::OPEN_LATE_RESULT,
+                subject: Subject {
+                    kind: "Compartment".into(),
+                    id: compartment,
+                },
+                data: json!({"command_id": command_id, "compartment_id": compartment, "locker_bank_id": bank, "result": result}),
+            }));
+        }
+    };
+    let (command_id, status, reason) = open;
+    let Some((user, tenant, compartment, bank, override_)) = open_parties(conn, command_id).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Notification {
+        channels: vec![
+            Channel::User(user),
+            Channel::TenantOpenRequests(tenant),
+            Channel::LockerBank(bank),
+        ],
+        event: names::OPEN_STATUS_UPDATED,
+        subject: Subject {
+            kind: "Compartment".into(),
+            id: compartment,
+        },
+        data: serde_json::to_value(OpenStatusUpdated {
+            command_id,
+            compartment_id: compartment,
+            locker_bank_id: bank,
+            status,
+            reason,
+            override_,
+        })
+        .map_err(|e| CoreError::Invalid(format!("status body does not serialize: {e}")))?,
+    }))
+}

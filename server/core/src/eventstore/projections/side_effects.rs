@@ -1,0 +1,41 @@
+//! The side effects an event schedules in its own transaction: an outbox
+//! job (send the command, disable a decommissioned locker's account) and
+//! the open command's timeout, dropped once the command ended.
+
+use sqlx::AnyConnection;
+
+use crate::{
+    error::CoreResult,
+    eventstore::{
+        events::{DomainEvent, StoredEvent},
+        outbox, timers,
+    },
+};
+
+pub async fn schedule(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+    open_timeout_ms: i64,
+) -> CoreResult<()> {
+    match &ev.event {
+        DomainEvent::CompartmentOpenAuthorized { command_id } => {
+            outbox::enqueue(conn, ev.event_id, outbox::SEND_OPEN, ev.occurred_at).await?;
+            timers::schedule(
+                conn,
+                timers::OPEN_TIMEOUT,
+                *command_id,
+                ev.occurred_at + open_timeout_ms,
+            )
+            .await?;
+        }
+        DomainEvent::CompartmentOpened { command_id }
+        | DomainEvent::CompartmentOpenFailed { command_id, .. } => {
+            timers::cancel(conn, timers::OPEN_TIMEOUT, *command_id).await?;
+        }
+        DomainEvent::LockerDecommissioned { .. } => {
+            outbox::enqueue(conn, ev.event_id, outbox::DISABLE_LOCKER, ev.occurred_at).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! `AppState`: what every handler, extractor and middleware can reach.
+//! Built once by `application`; read through `State<AppState>` or, for the
+//! parts, `FromRef`.
+
+use axum::extract::FromRef;
+use leptos::prelude::LeptosOptions;
+use lockstep_core::Services;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Secret;
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
+    pub metrics: PrometheusHandle,
+    /// `scheme://host[:port]` that state-changing requests must come from,
+    /// when configured.
+    pub public_origin: Option<String>,
+    /// The bearer token `/metrics` asks for; without one, `/metrics`
+    /// answers loopback clients only.
+    pub metrics_token: Option<Secret>,
+}

@@ -1,0 +1,34 @@
+//! lockstep-wire: every name that crosses a process boundary, written once.
+//! The core, the MQTT bridge, the simulator and the UI (server and browser
+//! builds) all use these types, so a renamed status, reason, channel or
+//! topic breaks the build of all of them together instead of silently
+//! diverging. serde only: no sqlx, no tokio; it builds for wasm.
+//!
+//! Map:
+//! - [`open`]: the open command's statuses and its denial and failure
+//!   reasons.
+//! - [`channel`]: the channels of the channel log, as clients name them.
+//! - [`envelope`]: what a client receives from the log (live or polled),
+//!   the actor behind it, and the typed bodies clients read.
+//! - [`mqtt`]: the locker topics and their JSON payloads, parsed strictly.
+
+#[macro_use]
+mod wire_enum;
+
+pub mod channel;
+pub mod envelope;
+pub mod mqtt;
+pub mod open;
+
+pub use channel::Channel;
+pub use envelope::{Actor, Envelope, EnvelopeMeta, Subject};
+pub use open::{DenialReason, FailureReason, OpenReason, OpenStatus};
+
+/// A wire name that matched no variant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a known {kind} (one of: {expected})")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: String,
+}
