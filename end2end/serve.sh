@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Starts the release server for the browser tests on a fresh SQLite file,
-# with a known admin and one `user` account.
+# with a known admin and one `user` account. Plain: no broker (commands
+# are recorded; opens end `failed: timeout`). With `--demo`: the embedded
+# broker and three simulated locker banks that answer (E2E_DEMO_PORT).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${LOCKSTEP_BIN:-$root/target/release/lockstep}"
 data="$(mktemp -d /tmp/lockstep-e2e.XXXXXX)"
 unset DATABASE_URL
 export LOCKSTEP_DATA_DIR="$data"
-export LOCKSTEP_ADDR="127.0.0.1:${E2E_PORT:-3100}"
+if [ "${1:-}" = "--demo" ]; then
+  export LOCKSTEP_ADDR="127.0.0.1:${E2E_DEMO_PORT:-3101}"
+  export LOCKSTEP_MQTT=embedded
+  export MQTT_EMBEDDED_ADDR="127.0.0.1:${E2E_DEMO_MQTT_PORT:-0}"
+else
+  export LOCKSTEP_ADDR="127.0.0.1:${E2E_PORT:-3100}"
+  export LOCKSTEP_MQTT=off
+fi
 export LOCKSTEP_ADMIN_EMAIL="admin@e2e.test"
 export LOCKSTEP_ADMIN_PASSWORD="admin-e2e-password"
 export LOCKSTEP_OPEN_TIMEOUT_SECS=3
-export LOCKSTEP_MQTT=off
 export LEPTOS_ENV=PROD
 export LEPTOS_SITE_ROOT="$root/target/site"
 "$bin" migrate
 "$bin" user add --email user@e2e.test --role user --password user-e2e-password --name "Uma User"
-exec "$bin" serve
+exec "$bin" serve "$@"

@@ -38,8 +38,9 @@ test("a user taps Open: the answer comes at once, the real result live", async (
   const status = row.getByTestId("open-status");
   // At once: accepted (then sent, as the server hands it to the gateway).
   await expect(status).toHaveAttribute("data-status", /^(accepted|sent)$/);
-  // No locker answers yet (the MQTT bridge is a later issue): the durable
-  // timeout (3 s here) fails it, and the page learns it from the log.
+  // This server runs without a broker (LOCKSTEP_MQTT=off), so no locker
+  // answers: the durable timeout (3 s here) fails the command, and the page
+  // learns it from the log. open_demo.spec.ts has lockers that answer.
   await expect(status).toHaveAttribute("data-status", "failed", { timeout: 15_000 });
   await expect(status).toHaveText("Failed: timeout");
 

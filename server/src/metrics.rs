@@ -6,15 +6,16 @@ use std::{net::SocketAddr, sync::OnceLock, time::Instant};
 
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{header, HeaderMap},
+    http::{header, HeaderMap, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
+    Json,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use lockstep_core::identity::tokens::same_secret;
 
-use crate::{api_error::ApiError, state::AppState};
+use crate::state::AppState;
 
 /// The process-wide recorder (installed once, shared by every app in the
 /// process, as in the integration tests).
@@ -87,11 +88,14 @@ pub async fn render(
     if !allowed {
         count_rejection("metrics_refused");
         tracing::info!(%peer, "/metrics refused");
-        return ApiError::Forbidden(
-            "/metrics needs `Authorization: Bearer <LOCKSTEP_METRICS_TOKEN>`, \
-             or a loopback client when no token is set",
-        )
-        .into_response();
+        // The API's error shape, written here: `api_error` counts its
+        // rejections through this module.
+        let body = serde_json::json!({"error": {
+            "code": "forbidden",
+            "message": "/metrics needs `Authorization: Bearer <LOCKSTEP_METRICS_TOKEN>`, \
+                        or a loopback client when no token is set",
+        }});
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
     }
     // Outbox health as gauges: dead letters are what an operator must see.
     match lockstep_core::eventstore::outbox::counts(&state.services.db).await {

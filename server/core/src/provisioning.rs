@@ -1,4 +1,5 @@
-//! Lockers provisioning themselves (seed 001's flow, made safe), the
+//! Lockers provisioning themselves (register on the provisioning listener,
+//! get an account of their own; see docs/mqtt.md), the
 //! tenant's provisioning keys, the per-locker broker accounts, and
 //! decommissioning.
 //!

@@ -42,11 +42,18 @@ pub fn start(
     provisioning_password: String,
     services: Services,
 ) -> Result<EmbeddedBroker, String> {
-    // rumqttd binds inside its own thread; check first so a taken port is a
-    // clear start-up error rather than a log line.
-    std::net::TcpListener::bind(addr).map_err(|e| {
+    // rumqttd binds inside its own thread and takes no listener, so it
+    // cannot report the port it got for port 0. Bind here first: a taken
+    // port is a clear start-up error rather than a log line, and port 0
+    // becomes a free port, handed to rumqttd (which binds it a moment
+    // later; another process could take it in between).
+    let probe = std::net::TcpListener::bind(addr).map_err(|e| {
         format!("cannot start the embedded MQTT broker on {addr}: {e}; choose another with --mqtt-embedded-addr / MQTT_EMBEDDED_ADDR, or set MQTT_URL")
     })?;
+    let addr = probe
+        .local_addr()
+        .map_err(|e| format!("cannot start the embedded MQTT broker on {addr}: {e}"))?;
+    drop(probe);
     let bridge_password = lockstep_core::identity::tokens::random_secret("", 40);
     let runtime = tokio::runtime::Handle::current();
     let mut connections = ConnectionSettings {
