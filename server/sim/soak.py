@@ -362,9 +362,10 @@ def run(args, env, db, backend, lockstep, work, http_port, mqtt_port, procs):
         print("  stuck: command {} {} requested_at {} sent_at {} events [{}] timer due/fired {}".format(*row))
     print(f"outbox: {outbox}")
     print(f"log: {panics} panic lines, {stalls} stall reports")
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in log.splitlines()]
     warnings = collections.Counter(
-        re.sub(r"^.*?(WARN|ERROR)\s+", r"\1 ", re.sub(r"\x1b\[[0-9;]*m", "", line)).split(" error=")[0][:120]
-        for line in log.splitlines() if " WARN " in line or " ERROR " in line)
+        re.sub(r"^.*?(WARN|ERROR)\s+", r"\1 ", line).split(" error=")[0][:120]
+        for line in plain if re.search(r"\b(WARN|ERROR)\b", line))
     for msg, n in warnings.most_common(8):
         print(f"  {n} x {msg}")
     print("server RSS (MB), every minute: " + " ".join(

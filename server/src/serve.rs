@@ -6,7 +6,7 @@
 //! (`tower_http`'s `RequestBodyTimeoutLayer`, see `application::router`).
 //! On shutdown every connection finishes its request under way and closes.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -86,7 +86,7 @@ pub async fn run(
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let router = router.clone();
-                async move { Ok::<_, Infallible>(router.oneshot(req.map(Body::new)).await?) }
+                async move { router.oneshot(req.map(Body::new)).await }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -1,8 +1,7 @@
 //! The event core's guarantees, on SQLite and (with
 //! `LOCKSTEP_TEST_DATABASE_URL`) PostgreSQL.
 
-#[allow(unused_imports)]
-use lockstep_core::opens::{DenialReason, FailureReason, OpenStatus};
+use lockstep_core::opens::{FailureReason, OpenStatus};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use lockstep_core::{

@@ -44,7 +44,10 @@ async fn pages_carry_a_nonce_csp_their_scripts_match_and_every_response_the_othe
     let res = reqwest::get(app.url("/login")).await.expect("login page");
     assert_eq!(res.status(), 200);
     let h = res.headers().clone();
-    let csp = h["content-security-policy"].to_str().expect("ascii").to_string();
+    let csp = h["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
     let nonce = csp
         .split("'nonce-")
         .nth(1)
@@ -194,7 +197,10 @@ async fn connections_over_the_cap_wait_for_one_to_close() {
         .expect("write");
     let mut first = [0u8; 12];
     let early = tokio::time::timeout(Duration::from_millis(700), third.read(&mut first)).await;
-    assert!(early.is_err(), "not served while two connections hold the cap");
+    assert!(
+        early.is_err(),
+        "not served while two connections hold the cap"
+    );
     drop(held_a);
     let answer = read_until_closed(&mut third, Duration::from_secs(10))
         .await

@@ -3,8 +3,7 @@
 //! the simulator's lockers as real clients, and the same flow on the
 //! embedded broker.
 
-#[allow(unused_imports)]
-use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
+use lockstep_wire::OpenStatus;
 use std::{process::Stdio, time::Duration};
 
 use locker_sim::{provision, run, Behaviour, Credentials, Endpoint, Identity, Stats};

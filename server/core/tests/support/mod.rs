@@ -3,8 +3,7 @@
 //! running. Shared by `workers.rs` and `worker_panics.rs` (each uses part).
 #![allow(dead_code)]
 
-#[allow(unused_imports)]
-use lockstep_core::opens::{DenialReason, FailureReason, OpenStatus};
+use lockstep_core::opens::OpenStatus;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
