@@ -11,11 +11,14 @@
 //! - [`envelope`]: what a client receives from the log (live or polled),
 //!   the actor behind it, and the typed bodies clients read.
 //! - [`mqtt`]: the locker topics and their JSON payloads, parsed strictly.
+//! - `contract`: every wire name checked against its literal at compile
+//!   time: changing one breaks the build of every crate that uses them.
 
 #[macro_use]
 mod wire_enum;
 
 pub mod channel;
+mod contract;
 pub mod envelope;
 pub mod mqtt;
 pub mod open;
