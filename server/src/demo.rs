@@ -2,9 +2,14 @@
 //! library) provisioning themselves against the embedded broker, so a
 //! newcomer sees live lockers at once; and provisioning keys for the CLI.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use locker_sim::{Behaviour, Endpoint, Identity, Stats};
+use locker_sim::{Behaviour, Credentials, Endpoint, Identity, Stats};
 use lockstep_core::{
     eventstore::events::Actor,
     identity::accounts::find_user_by_email,
@@ -31,13 +36,51 @@ pub async fn create_key_for(
     provisioning::create_key(s, &caller, name, None).await
 }
 
-/// Starts the demo lockers in the background.
+/// Where the demo lockers keep the accounts they were given, as a real
+/// locker keeps its credentials in flash: a provisioned bank is refused a
+/// second provisioning, so without them a restart would leave the demo
+/// banks offline.
+const CREDENTIALS_FILE: &str = "demo-lockers.json";
+
+type Saved = HashMap<String, Credentials>;
+
+fn load(path: &Path) -> Saved {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save(path: &Path, saved: &Saved) {
+    let written = serde_json::to_vec_pretty(saved)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot keep the demo lockers' credentials");
+    }
+}
+
+/// Starts the demo lockers in the background: each provisions itself once
+/// (with a provisioning key of the admin's tenant) and reuses its account
+/// on later starts.
 pub async fn spawn(
     s: Services,
     broker: EmbeddedBroker,
     admin_email: &str,
+    data_dir: &Path,
 ) -> Result<(), CoreError> {
-    let (_, key) = create_key_for(&s, admin_email, "demo").await?;
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let saved = Arc::new(Mutex::new(load(&path)));
+    let serials: Vec<String> = (1..=DEMO_BANKS).map(|n| format!("DEMO-{n}")).collect();
+    let needs_key = {
+        let known = saved.lock().map(|m| m.len()).unwrap_or(0);
+        known < serials.len()
+    };
+    let key = if needs_key {
+        Some(create_key_for(&s, admin_email, "demo").await?.1)
+    } else {
+        None
+    };
     let provisioning_at = Endpoint {
         host: broker.addr.ip().to_string(),
         port: broker.addr.port(),
@@ -50,34 +93,43 @@ pub async fn spawn(
         ..provisioning_at.clone()
     };
     let stats = Arc::new(Stats::default());
-    for n in 1..=DEMO_BANKS {
+    for serial in serials {
         let who = Identity {
-            serial: format!("DEMO-{n}"),
+            serial: serial.clone(),
             compartments: 6,
-            provisioning_key: Some(key.clone()),
+            provisioning_key: key.clone(),
             model: "SIM-6".into(),
             firmware: "sim-1.0".into(),
         };
         let (p, l, stats) = (provisioning_at.clone(), lockers_at.clone(), stats.clone());
+        let (saved, path) = (saved.clone(), path.clone());
         tokio::spawn(async move {
-            match locker_sim::provision(&p, &who, Duration::from_secs(60)).await {
-                Ok(creds) => {
-                    let behaviour = Behaviour {
-                        latency: Duration::from_millis(600),
-                        failure_rate: 0.1,
-                        heartbeat: Duration::from_secs(20),
-                        report_doors: true,
-                        ..Behaviour::default()
-                    };
-                    let locker = locker_sim::run(&l, creds, behaviour, stats);
-                    // Runs for the life of the process.
-                    std::mem::forget(locker);
-                }
-                // A restart: the bank exists and is provisioned already.
-                Err(e) => {
-                    tracing::info!(serial = %who.serial, error = %e, "demo locker not provisioned")
-                }
-            }
+            let known = saved.lock().ok().and_then(|m| m.get(&serial).cloned());
+            let creds = match known {
+                Some(creds) => creds,
+                None => match locker_sim::provision(&p, &who, Duration::from_secs(60)).await {
+                    Ok(creds) => {
+                        if let Ok(mut m) = saved.lock() {
+                            m.insert(serial.clone(), creds.clone());
+                            save(&path, &m);
+                        }
+                        creds
+                    }
+                    Err(e) => {
+                        return tracing::warn!(%serial, error = %e, "demo locker not provisioned")
+                    }
+                },
+            };
+            let behaviour = Behaviour {
+                latency: Duration::from_millis(600),
+                failure_rate: 0.1,
+                heartbeat: Duration::from_secs(20),
+                report_doors: true,
+                ..Behaviour::default()
+            };
+            let locker = locker_sim::run(&l, creds, behaviour, stats);
+            // Runs for the life of the process.
+            std::mem::forget(locker);
         });
     }
     tracing::info!(banks = DEMO_BANKS, "demo lockers starting");

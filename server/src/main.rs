@@ -268,6 +268,7 @@ async fn run(command: Command) -> Result<(), String> {
 async fn serve(config: ServeConfig) -> Result<(), String> {
     let demo = config.demo;
     let admin_email = config.admin_email.clone();
+    let data_dir = config.storage.data_dir.clone();
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -287,8 +288,13 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     if demo {
         match &app.embedded_broker {
             Some(broker) => {
-                lockstep_server::demo::spawn(app.services().clone(), broker.clone(), &admin_email)
-                    .await
+                lockstep_server::demo::spawn(
+                    app.services().clone(),
+                    broker.clone(),
+                    &admin_email,
+                    &data_dir,
+                )
+                .await
                     .map_err(|e| format!("cannot start the demo lockers: {e}"))?
             }
             None => tracing::warn!("--demo needs the embedded broker (no MQTT_URL, LOCKSTEP_MQTT=embedded); no simulated lockers"),

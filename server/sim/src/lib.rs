@@ -92,8 +92,9 @@ pub struct Identity {
     pub firmware: String,
 }
 
-/// The account a locker got from provisioning.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The account a locker got from provisioning (a real locker keeps it in
+/// flash; `lockstep serve --demo` in its data directory).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     pub bank_id: Uuid,
     pub username: String,
