@@ -154,10 +154,14 @@ pub mod ssr {
         }
     }
 
+    /// The signed-in user; a page load (GET) also renews the session.
     pub async fn session_user() -> Result<Option<User>, AppError> {
         let services = services()?;
         let session = session().await?;
-        Ok(session_auth::session_user(&services.db, &session).await?)
+        let safe = use_context::<axum::http::request::Parts>().is_some_and(|p| {
+            matches!(p.method, axum::http::Method::GET | axum::http::Method::HEAD)
+        });
+        Ok(session_auth::session_user_renewing(&services.db, &session, safe).await?)
     }
 
     pub async fn optional_user() -> Result<Option<SignedIn>, AppError> {

@@ -5,7 +5,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use app::{auth::ssr::RejectionCounter, shell, App};
-use axum::{extract::Request, middleware, routing::get, Router};
+use axum::{extract::Request, http::StatusCode, middleware, routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use lockstep_core::{
@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::RequestBodyTimeoutLayer,
+    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 use tower_sessions::{
@@ -203,17 +203,21 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let workers = workers::spawn_workers(self.services.clone(), stopped.clone());
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let (stop_bridge, bridge_stopped) = tokio::sync::watch::channel(false);
+        let workers = workers::spawn_workers(self.services.clone(), workers_stopped);
         let bridge = self
             .mqtt
-            .map(|c| tokio::spawn(c.run(self.services.clone(), stopped.clone())));
+            .map(|c| tokio::spawn(c.run(self.services.clone(), bridge_stopped)));
         let upkeep = spawn_metrics_upkeep(crate::metrics::handle());
         let served = serve::run(self.listener, self.router, self.limits, shutdown).await;
-        let _ = stop.send(true);
+        // The workers first: sends under way still get their PUBACKs
+        // through the bridge; then the bridge says goodbye to the broker.
+        let _ = stop_workers.send(true);
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "the workers ended abnormally");
         }
+        let _ = stop_bridge.send(true);
         if let Some(bridge) = bridge {
             if let Err(e) = bridge.await {
                 tracing::error!(error = %e, "the MQTT bridge ended abnormally");
@@ -291,7 +295,10 @@ pub fn router(
             guards::same_origin,
         ))
         .layer(sessions)
-        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .layer(middleware::from_fn(security::headers))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -1,7 +1,14 @@
 //! Every setting of `lockstep serve`, read from flags or environment
 //! variables (flags win), with defaults that run the embedded setup.
 
-use std::{convert::Infallible, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    convert::Infallible,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
 use lockstep_core::identity::throttle::ThrottleConfig;
@@ -163,9 +170,15 @@ pub struct ServeConfig {
     /// idle keep-alive connection stays open).
     #[arg(long, env = "LOCKSTEP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
-    /// Seconds a client has to send a request's body.
-    #[arg(long, env = "LOCKSTEP_BODY_TIMEOUT_SECS", default_value_t = 30)]
-    pub body_timeout_secs: u64,
+    /// Seconds a request may take from its head to its answer: a body
+    /// trickled slower, or a handler stuck longer, gets 408.
+    #[arg(long, env = "LOCKSTEP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Reverse proxies (comma-separated addresses) whose
+    /// `X-Forwarded-For` names the client, for the sign-in throttle and
+    /// the `/metrics` address check.
+    #[arg(long, env = "LOCKSTEP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
     /// Bearer token `/metrics` requires; unset, `/metrics` answers loopback
     /// clients only.
     #[arg(long, env = "LOCKSTEP_METRICS_TOKEN", hide_env_values = true)]
@@ -175,19 +188,25 @@ pub struct ServeConfig {
 /// The limits of the HTTP layer that the router applies.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
-    /// How long reading a request's body may take.
-    pub body_timeout: Duration,
+    /// How long a request may take, from its head to its answer.
+    pub request_timeout: Duration,
 }
 
 impl ServeConfig {
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
-            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
         }
     }
 
     pub fn serve_limits(&self) -> crate::serve::Limits {
         crate::serve::Limits {
+            trusted_proxies: std::sync::Arc::new(
+                self.trusted_proxies
+                    .iter()
+                    .map(|ip| ip.to_canonical())
+                    .collect(),
+            ),
             max_connections: self.max_connections.max(1),
             header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
             drain: Duration::from_secs(10),
@@ -242,8 +261,9 @@ impl ServeConfig {
             login_refill_secs: 60,
             max_connections: 1_000,
             header_timeout_secs: 10,
-            body_timeout_secs: 30,
+            request_timeout_secs: 30,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

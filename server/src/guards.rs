@@ -32,7 +32,8 @@ pub async fn pages(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let user = match req.extensions().get::<Session>() {
-        Some(session) => session_auth::session_user(&state.services.db, session)
+        // Only GETs get here: a page load renews the session.
+        Some(session) => session_auth::session_user_renewing(&state.services.db, session, true)
             .await
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading the session failed");

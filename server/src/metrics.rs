@@ -83,7 +83,13 @@ pub async fn render(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| same_secret(given.trim(), token.expose())),
-        None => peer.ip().is_loopback(),
+        // Loopback, and not relayed by a proxy on this host (whose own
+        // address would otherwise let the whole internet in).
+        None => {
+            peer.ip().to_canonical().is_loopback()
+                && !headers.contains_key("x-forwarded-for")
+                && !headers.contains_key(header::FORWARDED)
+        }
     };
     if !allowed {
         count_rejection("metrics_refused");

@@ -4,7 +4,10 @@
 
 use std::ops::Deref;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::FromRequestParts,
+    http::{request::Parts, Method},
+};
 use lockstep_core::{
     identity::accounts::User,
     identity::principal,
@@ -64,7 +67,8 @@ impl FromRequestParts<AppState> for Principal {
             .get::<Session>()
             .cloned()
             .ok_or(ApiError::Unauthenticated)?;
-        match session_auth::session_user(db, &session).await? {
+        let safe = matches!(parts.method, Method::GET | Method::HEAD);
+        match session_auth::session_user_renewing(db, &session, safe).await? {
             Some(user) => Ok(Principal(principal::Principal::Session(user))),
             None => Err(ApiError::Unauthenticated),
         }

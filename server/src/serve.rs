@@ -3,14 +3,21 @@
 //! one waits in the kernel's backlog until one closes), and a deadline for
 //! a request's head (`header_timeout`, which also closes a connection idle
 //! between requests). The body's deadline is a layer of the router
-//! (`tower_http`'s `RequestBodyTimeoutLayer`, see `application::router`).
+//! (`tower_http`'s `TimeoutLayer` over the whole request, see
+//! `application::router`).
 //! On shutdown every connection finishes its request under way and closes.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
+    http::HeaderMap,
     Router,
 };
 use hyper::{body::Incoming, server::conn::http1};
@@ -22,8 +29,11 @@ use tokio::{
 use tower::ServiceExt;
 
 /// The limits of one listener.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
+    /// Reverse proxies whose `X-Forwarded-For` names the client (their
+    /// own address otherwise stands for every client).
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
     /// Connections served at once.
     pub max_connections: usize,
     /// From the first byte awaited to the end of a request's head.
@@ -82,9 +92,11 @@ pub async fn run(
         let router = router.clone();
         let mut stopping = stopping.clone();
         let header_timeout = limits.header_timeout;
+        let trusted = limits.trusted_proxies.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
+                let client = client_of(peer, req.headers(), &trusted);
+                req.extensions_mut().insert(ConnectInfo(client));
                 let router = router.clone();
                 async move { router.oneshot(req.map(Body::new)).await }
             });
@@ -126,10 +138,90 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
 }
 
+/// Who sent a request: the socket's peer, or, when that is a trusted
+/// proxy, the nearest address in `X-Forwarded-For` that is not one (read
+/// from the right: each proxy appends the address it got the request from,
+/// and only the trusted ones' entries can be believed).
+pub fn client_of(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> SocketAddr {
+    if !trusted.contains(&peer.ip().to_canonical()) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip.to_canonical()) => continue,
+            Ok(ip) => return SocketAddr::new(ip, peer.port()),
+            // A garbled entry: nothing left of it can be believed.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// The peer of a request, as [`run`] records it (also what
 /// `ConnectInfo<SocketAddr>` extracts).
 pub fn peer(req: &Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| *a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+        let trusted = vec![
+            "127.0.0.1".parse().expect("ip"),
+            "10.0.0.2".parse().expect("ip"),
+        ];
+        let ip = |a: SocketAddr| a.ip().to_string();
+        // Through the trusted proxy: the last untrusted hop.
+        assert_eq!(
+            ip(client_of(
+                proxy,
+                &headers(&["198.51.100.7, 10.0.0.2"]),
+                &trusted
+            )),
+            "198.51.100.7"
+        );
+        // A client forging the header cannot pick its address: only the
+        // entries trusted proxies appended are read, from the right.
+        assert_eq!(
+            ip(client_of(
+                proxy,
+                &headers(&["1.1.1.1", "198.51.100.7"]),
+                &trusted
+            )),
+            "198.51.100.7"
+        );
+        // Not from a trusted proxy: the header is ignored.
+        assert_eq!(
+            ip(client_of(stranger, &headers(&["1.1.1.1"]), &trusted)),
+            "203.0.113.9"
+        );
+        // Garbage or nothing: the proxy itself.
+        assert_eq!(
+            ip(client_of(proxy, &headers(&["nope"]), &trusted)),
+            "127.0.0.1"
+        );
+        assert_eq!(ip(client_of(proxy, &headers(&[]), &trusted)), "127.0.0.1");
+    }
 }

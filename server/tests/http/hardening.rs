@@ -126,11 +126,32 @@ async fn metrics_with_a_token_set_answer_only_that_bearer() {
 }
 
 #[tokio::test]
+async fn metrics_without_a_token_answer_loopback_but_never_a_relayed_request() {
+    let (app, _db) = spawn_app().await;
+    let client = reqwest::Client::new();
+    let direct = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("direct");
+    assert_eq!(direct.status(), 200);
+    // A proxy on this host relaying a stranger: refused.
+    let relayed = client
+        .get(app.url("/metrics"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .await
+        .expect("relayed");
+    assert_eq!(relayed.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_silent_or_trickling_client_is_cut_off_and_holds_nothing() {
     let db = fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
     config.header_timeout_secs = 1;
-    config.body_timeout_secs = 1;
+    config.request_timeout_secs = 1;
     let app = start(config).await;
 
     // Connected, silent: closed once the head's deadline passed.

@@ -3,10 +3,10 @@
 //! record is deleted on logout.
 //!
 //! Expiry is rolling: a session ends after `LOCKSTEP_SESSION_HOURS` without
-//! use. Every authenticated request that finds the session's last renewal
-//! older than [`RENEW_AFTER_MS`] marks it renewed, which saves it with a
-//! fresh expiry and sends the cookie again; requests in between write
-//! nothing.
+//! use. Every authenticated GET or HEAD (a page, an API read) that finds
+//! the session's last renewal older than [`RENEW_AFTER_MS`] marks it
+//! renewed, which saves it with a fresh expiry and sends the cookie again;
+//! requests in between, and state-changing ones, write nothing.
 
 use tower_sessions::Session;
 use uuid::Uuid;
@@ -27,17 +27,29 @@ fn session_error(e: tower_sessions::session::Error) -> CoreError {
     CoreError::Invalid(format!("session store: {e}"))
 }
 
+/// The user this session is logged in as, if any (and if they still exist),
+/// renewing the session's expiry when `renew` (safe requests only: a
+/// renewal is a write after the response is ready, and a write that fails
+/// there must not turn a committed command into an error).
+pub async fn session_user_renewing(
+    db: &Db,
+    session: &Session,
+    renew_it: bool,
+) -> CoreResult<Option<User>> {
+    let user = session_user(db, session).await?;
+    if user.is_some() && renew_it {
+        renew(session, now_ms()).await?;
+    }
+    Ok(user)
+}
+
 /// The user this session is logged in as, if any (and if they still exist).
 pub async fn session_user(db: &Db, session: &Session) -> CoreResult<Option<User>> {
     let id: Option<String> = session.get(USER_ID_KEY).await.map_err(session_error)?;
     let Some(id) = id.and_then(|s| Uuid::parse_str(&s).ok()) else {
         return Ok(None);
     };
-    let user = find_user(db, id).await?;
-    if user.is_some() {
-        renew(session, now_ms()).await?;
-    }
-    Ok(user)
+    find_user(db, id).await
 }
 
 /// Pushes the session's expiry forward if it was last renewed more than

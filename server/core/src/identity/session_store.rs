@@ -58,18 +58,20 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates a session that exists; never brings one back. tower-sessions
+    /// calls `save` only for a record it loaded (new ones go through
+    /// `create`), so a row that is gone was deleted meanwhile: by sign-out,
+    /// or by the id rotation of a sign-in. A request that loaded the
+    /// session before that and saves after must not resurrect it.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
-        )
-        .bind(record.id.to_string())
-        .bind(data)
-        .bind(expiry_ms(record))
-        .execute_write(&self.db)
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE sessions SET data = $2, expiry_date = $3 WHERE id = $1")
+            .bind(record.id.to_string())
+            .bind(data)
+            .bind(expiry_ms(record))
+            .execute_write(&self.db)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -5,14 +5,18 @@
 //! - per client address: a guesser is slowed whatever accounts it tries;
 //! - per account *and* address: a stranger's wrong passwords exhaust only
 //!   their own address's attempts at that account, never the owner's;
-//! - per account, across addresses, ten times looser: the ceiling for
-//!   guessing from many addresses at once. When it is exhausted, only
-//!   known-good clients (an address this account signed in from before,
-//!   remembered for [`KNOWN_FOR`]) still reach the password check.
+//! - per account, across addresses, ten times looser (ten times the burst,
+//!   refilled ten times as fast): the ceiling for guessing from many
+//!   addresses at once. When it is exhausted, only known-good clients (an
+//!   address this account signed in from before, remembered for
+//!   [`KNOWN_FOR`]) still reach the password check.
 //!
 //! A known-good client is subject to its address's limit only, so the
 //! right password from where the owner usually signs in always gets
-//! through. Keys hold a hash of the submitted email (16 bytes), never the
+//! through, whatever strangers elsewhere do. (Someone sharing the owner's
+//! address, behind the same NAT, shares its address limit too.) An
+//! address is an IPv4 address or an IPv6 /64, the block one host usually
+//! holds. Keys hold a hash of the submitted email (16 bytes), never the
 //! email, and [`LoginThrottle::prune`] (run by the maintenance worker)
 //! drops keys that have fully refilled and clients not seen for
 //! [`KNOWN_FOR`].
@@ -60,6 +64,19 @@ const KNOWN_MAX: usize = 100_000;
 /// An account as the throttle knows it: a hash of the normalised email.
 type AccountKey = [u8; 16];
 
+/// The address a limit is kept for: IPv4 as is (also when mapped into
+/// IPv6), IPv6 by its /64.
+fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+        v4 => v4,
+    }
+}
+
 fn account_key(email: &str) -> AccountKey {
     let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
     let mut key = [0u8; 16];
@@ -102,7 +119,7 @@ impl LoginThrottle {
             ))),
             per_account: Arc::new(RateLimiter::keyed(quota(
                 config.per_account_burst.saturating_mul(10),
-                config.refill,
+                config.refill / 10,
             ))),
             known: Arc::default(),
         }
@@ -119,6 +136,7 @@ impl LoginThrottle {
     /// Counts one attempt at `email` from `ip`; `Err(wait)` when it must
     /// not reach the password check.
     pub fn check(&self, email: &str, ip: Option<IpAddr>, now: i64) -> Result<(), Duration> {
+        let ip = ip.map(client_block);
         let clock = DefaultClock::default();
         let wait = |n: governor::NotUntil<_>| n.wait_time_from(clock.now());
         let account = account_key(email);
@@ -137,7 +155,9 @@ impl LoginThrottle {
 
     /// The right password from `ip`: it is known-good for this account.
     pub fn succeeded(&self, email: &str, ip: Option<IpAddr>, now: i64) {
-        let Some(ip) = ip else { return };
+        let Some(ip) = ip.map(client_block) else {
+            return;
+        };
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= KNOWN_MAX {
                 prune_known(&mut known, now, KNOWN_MAX / 2);
@@ -231,6 +251,21 @@ mod tests {
         // A known client stops being known after KNOWN_FOR.
         let later = NOW + KNOWN_FOR.as_millis() as i64 + 1;
         assert!(t.check("admin@y.z", ip("10.0.0.1"), later).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_its_64_and_a_mapped_ipv4_its_address() {
+        let t = throttle(100, 2);
+        assert!(t.check("a@y.z", ip("2001:db8::1"), NOW).is_ok());
+        assert!(t.check("a@y.z", ip("2001:db8::ffff:2"), NOW).is_ok());
+        assert!(
+            t.check("a@y.z", ip("2001:db8::3"), NOW).is_err(),
+            "one /64, one address limit"
+        );
+        assert!(t.check("a@y.z", ip("2001:db8:0:1::1"), NOW).is_ok());
+        assert!(t.check("a@y.z", ip("10.9.9.9"), NOW).is_ok());
+        assert!(t.check("a@y.z", ip("::ffff:10.9.9.9"), NOW).is_ok());
+        assert!(t.check("a@y.z", ip("10.9.9.9"), NOW).is_err());
     }
 
     #[test]
