@@ -24,11 +24,12 @@
 //! - [`error`]: the core's error type.
 //! - `testing` (feature `testing`): fresh databases and users for tests.
 //!
-//! The dependencies point one way (a test checks it,
-//! `.ci/module-cycles`): `eventstore` and `identity` know nothing of the
-//! domain modules; `services` knows only their handles; `lockers`,
-//! `opens` and `provisioning` use `services` and the store; `reactors`
-//! uses them; `workers` uses `reactors`.
+//! No module depends on itself through others (`.ci/module-cycles`
+//! checks every file): the event store's modules and `identity` use
+//! neither the domain commands nor the workers (only `replay` takes a
+//! `Services`); `services` holds handles (database, gateway, throttle,
+//! worker progress); `lockers`, `opens` and `provisioning` use `services`
+//! and the store; `reactors` uses them; `workers` uses `reactors`.
 
 pub mod db;
 pub mod error;

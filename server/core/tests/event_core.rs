@@ -264,6 +264,25 @@ async fn revoked_access_is_denied() {
     lockers::revoke_access(&w.s, &w.admin, c, grants[0].id)
         .await
         .expect("revoke");
+    // The revocation reaches the user and the bank's channel (the admin
+    // panel's view of the bank), as the grant did.
+    for channel in [
+        Channel::User(w.user.user.id),
+        Channel::LockerBank(w.bank.id),
+    ] {
+        let since = channels::since(&w.s.db, &channel, 0, 100)
+            .await
+            .expect("since");
+        assert_eq!(
+            since
+                .events
+                .iter()
+                .filter(|e| e.event == "AccessRevoked")
+                .count(),
+            1,
+            "{channel}"
+        );
+    }
     let d = opens::request_open(&w.s, &w.user, open(c), now_ms())
         .await
         .expect("open");

@@ -4,8 +4,10 @@
 //! commands from `locker/{id}/command` (ignoring expired ones and
 //! deduplicating by `command_id`), and answer on `locker/{id}/status`.
 //!
-//! The payload types are written here again on purpose: the simulator is a
-//! device, not a part of the server.
+//! Topics and payloads come from `lockstep-wire`, the crate the server's
+//! bridge uses too: a renamed field or status breaks both builds at once.
+//! What the simulator does with them (retries, dedup, expiry, timing)
+//! follows docs/mqtt.md, the contract a firmware writer reads.
 
 use std::{
     collections::{HashSet, VecDeque},

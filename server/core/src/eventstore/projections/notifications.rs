@@ -175,15 +175,25 @@ pub async fn notification(
             compartment_id,
             user_id,
         } => {
+            // The event names no bank (it predates the bank channel's
+            // readers): the compartment's row does.
+            let bank = sqlx::query("SELECT bank_id FROM compartments WHERE id = $1")
+                .bind(compartment_id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| crate::identity::accounts::parse_uuid(&r.try_get::<String, _>("bank_id")?))
+                .transpose()?;
+            let mut channels = vec![Channel::User(*user_id)];
+            channels.extend(bank.map(Channel::LockerBank));
             return Ok(Some(Notification {
-                channels: vec![Channel::User(*user_id)],
+                channels,
                 event: names::ACCESS_REVOKED,
                 subject: Subject {
                     kind: "Compartment".into(),
                     id: *compartment_id,
                 },
                 data: json!({"grant_id": grant_id, "compartment_id": compartment_id, "user_id": user_id}),
-            }))
+            }));
         }
         // Provisioning events with a bank were handled above; one without
         // a bank (an unknown serial) has nobody to tell.
@@ -217,7 +227,11 @@ pub async fn notification(
                 return Ok(None);
             };
             return Ok(Some(Notification {
-                channels: vec![Channel::User(user), Channel::TenantOpenRequests(tenant)],
+                channels: vec![
+                    Channel::User(user),
+                    Channel::TenantOpenRequests(tenant),
+                    Channel::LockerBank(bank),
+                ],
                 event: names::OPEN_LATE_RESULT,
                 subject: Subject {
                     kind: "Compartment".into(),
