@@ -11,7 +11,7 @@ pub enum CoreError {
     Invalid(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("already exists: {0}")]
+    #[error("{0}")]
     Conflict(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),

@@ -324,7 +324,7 @@ pub async fn grant_access(
         })?;
     let grant_id = Uuid::now_v7();
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, compartment_id).await?;
         let c = compartment_ref(&mut tx, compartment_id)
             .await?
             .filter(|c| c.tenant_id == caller.user.tenant_id)
@@ -338,11 +338,12 @@ pub async fn grant_access(
             valid_from,
             valid_until,
         };
-        let written = store::commit_at_head(
+        let written = store::commit_at(
             s,
             tx,
             "compartment",
             compartment_id,
+            version,
             vec![event],
             &caller.metadata(),
             now_ms(),
@@ -372,7 +373,7 @@ pub async fn revoke_access(
         return Err(CoreError::Forbidden("only admins revoke access".into()));
     }
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, compartment_id).await?;
         let row = sqlx::query(
             "SELECT user_id FROM grants WHERE id = $1 AND compartment_id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
         )
@@ -388,11 +389,12 @@ pub async fn revoke_access(
             compartment_id,
             user_id,
         };
-        if store::commit_at_head(
+        if store::commit_at(
             s,
             tx,
             "compartment",
             compartment_id,
+            version,
             vec![event],
             &caller.metadata(),
             now_ms(),
@@ -476,19 +478,20 @@ pub async fn my_compartments(
         .collect()
 }
 
-/// Records `events` at the bank's head and commits; false when another
-/// writer got there first.
+/// Records `events` at the bank's `version` (from `store::begin_on`) and
+/// commits; false when another writer got there first.
 async fn commit_bank_events(
     s: &Services,
     tx: store::WriteTx,
     bank_id: Uuid,
+    version: i64,
     tenant_id: Uuid,
     events: Vec<DomainEvent>,
     now: i64,
 ) -> CoreResult<bool> {
     let meta = crate::eventstore::events::Metadata::system(tenant_id, Uuid::now_v7());
     Ok(
-        store::commit_at_head(s, tx, "locker_bank", bank_id, events, &meta, now)
+        store::commit_at(s, tx, "locker_bank", bank_id, version, events, &meta, now)
             .await?
             .is_some(),
     )
@@ -513,7 +516,7 @@ pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Opti
         return Ok(Some(false));
     }
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
         let Some(row) =
             sqlx::query("SELECT tenant_id, online, state FROM locker_banks WHERE id = $1")
                 .bind(bank_id.to_string())
@@ -551,7 +554,7 @@ pub async fn heartbeat(s: &Services, bank_id: Uuid, now: i64) -> CoreResult<Opti
             tx.commit().await?;
             return Ok(Some(false));
         }
-        if commit_bank_events(s, tx, bank_id, tenant_id, events, now).await? {
+        if commit_bank_events(s, tx, bank_id, version, tenant_id, events, now).await? {
             tracing::info!(%bank_id, %state, "locker bank online");
             return Ok(Some(true));
         }
@@ -578,7 +581,7 @@ pub async fn compartment_report(
     now: i64,
 ) -> CoreResult<Vec<i64>> {
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
         let rows = sqlx::query(
             "SELECT id, tenant_id, number, door_open, occupied FROM compartments WHERE bank_id = $1",
         )
@@ -629,7 +632,7 @@ pub async fn compartment_report(
         let Some(tenant_id) = tenant.filter(|_| !events.is_empty()) else {
             return Ok(unknown);
         };
-        if commit_bank_events(s, tx, bank_id, tenant_id, events, now).await? {
+        if commit_bank_events(s, tx, bank_id, version, tenant_id, events, now).await? {
             return Ok(unknown);
         }
     }
@@ -651,7 +654,7 @@ pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> Cor
     for row in rows {
         let bank_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
         let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
         // Re-check inside the write lock: a heartbeat may have just arrived.
         let still = sqlx::query(
             "SELECT 1 AS x FROM locker_banks WHERE id = $1 AND online = 1 AND last_seen_at < $2",
@@ -669,7 +672,7 @@ pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> Cor
             tenant_id,
             online: false,
         };
-        if commit_bank_events(s, tx, bank_id, tenant_id, vec![offline], now).await? {
+        if commit_bank_events(s, tx, bank_id, version, tenant_id, vec![offline], now).await? {
             tracing::warn!(%bank_id, "locker bank offline: missed heartbeats");
             marked += 1;
         }

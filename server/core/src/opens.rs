@@ -13,7 +13,7 @@ pub use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
 use crate::{
     error::{parse_wire, parse_wire_opt, CoreError, CoreResult},
     eventstore::events::{DomainEvent, Metadata},
-    eventstore::store::{self, begin_write, stream_version, Written},
+    eventstore::store::{self, begin_write, Written},
     eventstore::timers,
     identity::accounts::parse_uuid,
     identity::caller::Caller,
@@ -282,7 +282,8 @@ where
     F: Fn(OpenStatus, Option<FailureReason>, Option<&str>) -> Option<Vec<DomainEvent>>,
 {
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        // The version first: the status read after it is at least as new.
+        let (mut tx, version) = store::begin_on(&s.db, command_id).await?;
         let Some(row) = sqlx::query("SELECT status, tenant_id, failure_reason, late_result FROM open_requests WHERE command_id = $1")
             .bind(command_id.to_string())
             .fetch_optional(&mut *tx)
@@ -298,9 +299,18 @@ where
             return Ok(None);
         };
         let meta = Metadata::system(tenant_id, command_id);
-        if store::commit_at_head(s, tx, AGGREGATE, command_id, events.clone(), &meta, now)
-            .await?
-            .is_some()
+        if store::commit_at(
+            s,
+            tx,
+            AGGREGATE,
+            command_id,
+            version,
+            events.clone(),
+            &meta,
+            now,
+        )
+        .await?
+        .is_some()
         {
             return Ok(Some(events));
         }
@@ -409,7 +419,10 @@ pub async fn fire_timeout(
     command_id: Uuid,
     now: i64,
 ) -> CoreResult<bool> {
-    let mut tx = begin_write(&s.db).await?;
+    // The version first: the status read after it is at least as new, so
+    // a result committed meanwhile makes this append conflict (and the
+    // timer is tried again next round) instead of failing after `opened`.
+    let (mut tx, version) = store::begin_on(&s.db, command_id).await?;
     if !timers::claim(&mut tx, timer_id, now).await? {
         return Ok(false);
     }
@@ -422,7 +435,6 @@ pub async fn fire_timeout(
         let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
         if matches!(status, OpenStatus::Accepted | OpenStatus::Sent) {
             let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-            let version = stream_version(&mut tx, command_id).await?;
             let event = DomainEvent::CompartmentOpenFailed {
                 command_id,
                 reason: FailureReason::Timeout,

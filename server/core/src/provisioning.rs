@@ -224,12 +224,13 @@ async fn record(
     meta: &Metadata,
 ) -> CoreResult<()> {
     for _ in 0..store::MAX_RETRIES {
-        let tx = begin_write(&s.db).await?;
-        let written = store::commit_at_head(
+        let (tx, version) = store::begin_on(&s.db, bank_id).await?;
+        let written = store::commit_at(
             s,
             tx,
             "locker_bank",
             bank_id,
+            version,
             events.clone(),
             meta,
             now_ms(),
@@ -656,7 +657,7 @@ pub async fn decommission(
     }
     let reason = lockers::check_text("reason", reason, 500)?;
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
         let row = sqlx::query("SELECT state FROM locker_banks WHERE id = $1 AND tenant_id = $2")
             .bind(bank_id.to_string())
             .bind(caller.user.tenant_id.to_string())
@@ -674,9 +675,18 @@ pub async fn decommission(
             reason: reason.clone(),
         };
         let meta = caller.metadata();
-        if store::commit_at_head(s, tx, "locker_bank", bank_id, vec![event], &meta, now_ms())
-            .await?
-            .is_some()
+        if store::commit_at(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            version,
+            vec![event],
+            &meta,
+            now_ms(),
+        )
+        .await?
+        .is_some()
         {
             tracing::info!(%bank_id, "locker bank decommissioned");
             return Ok(());

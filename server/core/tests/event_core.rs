@@ -1027,3 +1027,66 @@ async fn a_timer_that_cannot_fire_holds_up_no_other() {
         ("failed", Some("timeout"))
     );
 }
+
+/// The race a 25-minute PostgreSQL soak found once in 75,000 opens: the
+/// send reactor read `accepted`, the locker's `opened` committed, and the
+/// reactor's `sent` was then appended *after* it (the version was read
+/// only when appending), leaving the command `sent` with its timer gone.
+/// A decision must be appended at the version read before the state it
+/// was made on, so the late one conflicts instead.
+#[tokio::test]
+async fn a_decision_on_a_stale_read_conflicts_instead_of_landing_after_a_newer_event() {
+    let w = world().await;
+    if w.s.db.backend == lockstep_core::db::Backend::Sqlite {
+        // Writers take turns in-process on SQLite: nothing can commit
+        // between a writer's reads and its append (and this test would
+        // wait for its own turn). The race is PostgreSQL's.
+        return;
+    }
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    assert_eq!(d.status, OpenStatus::Accepted);
+    // The reactor's transaction: the version first, then the status.
+    let (mut tx, version) = store::begin_on(&w.s.db, d.command_id).await.expect("begin");
+    let status: String = sqlx::query("SELECT status FROM open_requests WHERE command_id = $1")
+        .bind(d.command_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .expect("status")
+        .get("status");
+    assert_eq!(status, "accepted");
+    // Meanwhile the locker's result commits.
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, true, None, now_ms())
+            .await
+            .expect("result"),
+        ResultOutcome::Applied
+    );
+    // The reactor's now stale `sent` conflicts.
+    let late = store::commit_at(
+        &w.s,
+        tx,
+        "open_request",
+        d.command_id,
+        version,
+        vec![DomainEvent::CompartmentOpenSent {
+            command_id: d.command_id,
+        }],
+        &events::Metadata::system(w.admin.user.tenant_id, d.command_id),
+        now_ms(),
+    )
+    .await
+    .expect("no error, a conflict");
+    assert!(late.is_none(), "the stale decision must not be appended");
+    assert_eq!(status_of(&w, d.command_id).await, OpenStatus::Opened);
+    // And the real path, told again, decides on fresh state: nothing to do.
+    assert!(!opens::record_sent(&w.s, d.command_id, now_ms())
+        .await
+        .expect("sent"));
+    assert_eq!(status_of(&w, d.command_id).await, OpenStatus::Opened);
+}
+
+async fn status_of(w: &World, id: Uuid) -> OpenStatus {
+    status(w, id).await.status
+}

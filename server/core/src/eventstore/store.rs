@@ -26,7 +26,7 @@ pub trait Committer {
 
 /// How many times a command is retried after a version conflict: enough
 /// for a dozen writers racing on one aggregate (each conflict pauses a
-/// random few milliseconds, see [`commit_at_head`]).
+/// random few milliseconds, see [`commit_at`]).
 pub const MAX_RETRIES: usize = 12;
 
 /// A transaction that will write, holding this process's write turn
@@ -132,25 +132,40 @@ pub async fn append_live(
     })
 }
 
-/// Appends `events` at the aggregate's current version, commits and
+/// A write transaction on `aggregate` and the aggregate's version, read
+/// as the transaction's first statement. Every read the caller makes after
+/// it sees at least that state, so a decision made on those reads and
+/// appended at this version (with [`commit_at`]) conflicts with any event
+/// committed meanwhile, instead of landing after it. (Reading the version
+/// only when appending would let a decision made on a stale read slip in
+/// behind a concurrent one: on PostgreSQL, under READ COMMITTED, a `sent`
+/// was recorded after the locker's `opened` that way.)
+pub async fn begin_on(db: &Db, aggregate_uuid: Uuid) -> CoreResult<(WriteTx, i64)> {
+    let mut tx = begin_write(db).await?;
+    let version = stream_version(&mut tx, aggregate_uuid).await?;
+    Ok((tx, version))
+}
+
+/// Appends `events` at `expected_version` (from [`begin_on`]), commits and
 /// publishes. `Ok(None)` means another writer got there first: the caller
 /// starts again from a fresh read (at most [`MAX_RETRIES`] times).
-pub async fn commit_at_head(
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_at(
     s: &impl Committer,
     mut tx: WriteTx,
     aggregate_type: &str,
     aggregate_uuid: Uuid,
+    expected_version: i64,
     events: Vec<DomainEvent>,
     metadata: &Metadata,
     now: i64,
 ) -> CoreResult<Option<Written>> {
-    let version = stream_version(&mut tx, aggregate_uuid).await?;
     match append_live(
         &mut tx,
         s.mode(),
         aggregate_type,
         aggregate_uuid,
-        version,
+        expected_version,
         events,
         metadata,
         now,
