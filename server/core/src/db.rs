@@ -162,6 +162,10 @@ pub fn sqlite_creating(url: &str) -> Result<String, ConnectError> {
             });
         }
     }
+    if !in_memory && !Path::new(path).exists() {
+        // Said loudly: a mistyped path is a new, empty database.
+        tracing::info!(path, "no SQLite database there yet: creating an empty one");
+    }
     let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
     Ok(match (has_mode || in_memory, query) {
         (true, _) => url.to_string(),
