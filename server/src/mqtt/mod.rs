@@ -77,6 +77,14 @@ const INBOUND_CONCURRENCY: usize = 64;
 /// Registrations allowed to wait for a slot; beyond that they are refused
 /// (and the locker asks again later).
 const PROVISIONING_QUEUE: usize = 20_000;
+/// The largest packet the bridge reads: above every broker's own limit
+/// (Mosquitto from deploy/mosquitto: 64 KiB; the embedded broker: 20 KiB),
+/// so whatever a broker delivers is read, refused by the payload parser
+/// (`mqtt_oversize`, over `MAX_PAYLOAD`) and acknowledged. A smaller limit
+/// here made an oversize result a poison message: the client dropped the
+/// connection, the broker redelivered it to the persistent session on
+/// reconnect, and the bridge never got past it.
+pub const MAX_INBOUND_PACKET: usize = 1024 * 1024;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -369,6 +377,7 @@ pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(false);
+    options.set_max_packet_size(MAX_INBOUND_PACKET, MAX_INBOUND_PACKET);
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }

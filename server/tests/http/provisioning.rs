@@ -769,6 +769,47 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
         .expect("bank");
     assert_eq!(bank_now.compartments[1].door_open, Some(false));
 
+    // An oversize result (10 KiB: over the payload limit, under the
+    // embedded broker's) is refused, and the next open still ends opened.
+    let oversize_before = rejections(&app, "mqtt_oversize").await;
+    let big = format!(
+        r#"{{"v":1,"command_id":"{}","result":"action_failed","error":"{}"}}"#,
+        Uuid::now_v7(),
+        "e".repeat(10 * 1024)
+    );
+    assert!(
+        publish_once(
+            &creds,
+            port,
+            &format!("locker/{}/status", b.id),
+            big.into_bytes()
+        )
+        .await,
+        "the embedded broker takes 10 KiB"
+    );
+    await_rejection(&app, "mqtt_oversize", oversize_before).await;
+    // That connection used the locker's client id, so the broker took the
+    // session over from the simulated locker: wait until it is back.
+    let _ = locker.wait_disconnected(Duration::from_secs(3)).await;
+    locker
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .expect("locker back");
+    let again = opens::request_open(
+        &app.services,
+        &admin,
+        OpenCommandInput {
+            compartment_id: b.compartments[0].id,
+            override_: true,
+            reason: Some("after an oversize result".into()),
+            ..Default::default()
+        },
+        now_ms(),
+    )
+    .await
+    .expect("open");
+    await_status(&app, &mut feed, &admin, again.command_id, "opened").await;
+
     // The client id is bound to the account; a wrong secret is refused.
     assert!(
         try_subscribe(&plain, &creds, "someone-else", "locker/x/command")
@@ -934,4 +975,115 @@ async fn provisioning_keys_and_decommissioning_over_http() {
     .await;
     assert_eq!(status, 404);
     app.stop().await;
+}
+
+/// Publishes one payload as the locker `creds` (a fresh connection that
+/// may send packets of any size), and waits for the broker's PUBACK or
+/// for the broker to drop the connection. True when acknowledged.
+async fn publish_once(creds: &Credentials, port: u16, topic: &str, payload: Vec<u8>) -> bool {
+    let mut opts = MqttOptions::new(creds.username.clone(), "127.0.0.1", port);
+    opts.set_credentials(creds.username.clone(), creds.password.clone());
+    opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("queue");
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.try_disconnect();
+    acked
+}
+
+/// Issue 12, fault 1: a locker's oversize result was a poison message
+/// (the bridge's client refused the packet, reconnected, got it again
+/// from its persistent session, forever) and no other locker was served.
+#[tokio::test]
+async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
+    let broker = RepoBroker::start().await;
+    let db = lockstep_core::testing::fresh_database().await;
+    let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
+    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
+        "mqtt://lockstep:{BRIDGE_PASSWORD}@127.0.0.1:{}",
+        broker.dynsec_port
+    )));
+    let app = start(config).await;
+    let admin = admin_of(&app).await;
+    let a = bank(&app, &admin, "BIG-A").await;
+    let b = bank(&app, &admin, "BIG-B").await;
+    let creds_a = provision(
+        &broker.provisioning(),
+        &identity("BIG-A"),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("A provisioned");
+    let creds_b = provision(
+        &broker.provisioning(),
+        &identity("BIG-B"),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("B provisioned");
+    let mut locker_b = run(
+        &broker.lockers(),
+        creds_b,
+        Behaviour::default(),
+        Arc::new(Stats::default()),
+    );
+    locker_b
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .expect("B ready");
+    await_bank_state(&app, &admin, b.id, "provisioned").await;
+
+    let oversize_before = rejections(&app, "mqtt_oversize").await;
+    let topic = format!("locker/{}/status", a.id);
+    let mut acked = Vec::new();
+    for kib in [5usize, 10, 100, 1024] {
+        let filler = "e".repeat(kib * 1024);
+        let payload = format!(
+            r#"{{"v":1,"command_id":"{}","result":"action_failed","error":"{filler}"}}"#,
+            Uuid::now_v7()
+        );
+        acked.push((
+            kib,
+            publish_once(&creds_a, broker.dynsec_port, &topic, payload.into_bytes()).await,
+        ));
+    }
+    // The broker takes what fits its 64 KiB packets and drops the locker
+    // that sends more; the server refuses what it got, by size.
+    assert_eq!(
+        acked,
+        vec![(5, true), (10, true), (100, false), (1024, false)],
+        "the broker's limit"
+    );
+    await_rejection(&app, "mqtt_oversize", oversize_before + 1).await;
+
+    // And the fleet goes on: B's open ends opened.
+    let d = opens::request_open(
+        &app.services,
+        &admin,
+        OpenCommandInput {
+            compartment_id: b.compartments[0].id,
+            override_: true,
+            reason: Some("after a flood".into()),
+            ..Default::default()
+        },
+        now_ms(),
+    )
+    .await
+    .expect("open");
+    let mut feed = app.services.log_tail.subscribe();
+    await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
+    locker_b.stop();
 }
