@@ -100,6 +100,7 @@ impl From<lockstep_core::CoreError> for AppError {
         use lockstep_core::CoreError;
         match err {
             CoreError::Invalid(msg) => AppError::Invalid(msg),
+            e @ CoreError::IdempotencyKeyReused => AppError::Invalid(e.to_string()),
             CoreError::NotFound => AppError::NotFound,
             CoreError::Forbidden(msg) => AppError::NotAllowed(msg),
             CoreError::Conflict(msg) => AppError::Conflict(msg),

@@ -35,6 +35,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("this Idempotency-Key was used for a different request; send a new key")]
+    IdempotencyKeyReused,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -64,7 +66,9 @@ impl ApiError {
             | ApiError::CrossOrigin => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -115,6 +120,7 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound => ApiError::NotFound,
             CoreError::Invalid(msg) => ApiError::Unprocessable(msg),
             CoreError::Conflict(msg) => ApiError::Conflict(msg),
+            CoreError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             CoreError::Forbidden(msg) => ApiError::Refused(msg),
             e @ CoreError::VersionConflict { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(Box::new(other)),

@@ -24,6 +24,9 @@ pub enum CoreError {
     },
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// An idempotency key sent again with a different request.
+    #[error("this Idempotency-Key was used for a different request; send a new key")]
+    IdempotencyKeyReused,
 }
 
 impl CoreError {

@@ -110,6 +110,31 @@ async fn idempotent_command(
         .transpose()
 }
 
+/// Whether `existing` was asked with the same compartment, override and
+/// (override) reason as `input`.
+async fn same_request(
+    conn: &mut AnyConnection,
+    existing: Uuid,
+    input: &OpenCommandInput,
+    reason: Option<&str>,
+) -> CoreResult<bool> {
+    let Some(row) = sqlx::query(
+        "SELECT compartment_id, override, override_reason FROM open_requests WHERE command_id = $1",
+    )
+    .bind(existing.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let compartment = parse_uuid(&row.try_get::<String, _>("compartment_id")?)?;
+    let override_ = row.try_get::<i64, _>("override")? != 0;
+    let stored_reason: Option<String> = row.try_get("override_reason")?;
+    Ok(compartment == input.compartment_id
+        && override_ == input.override_
+        && stored_reason.as_deref() == reason)
+}
+
 /// Decides and records an open request. Returns at once: `accepted` (the
 /// send reactor and the timeout are scheduled) or `denied` with a reason.
 pub async fn request_open(
@@ -148,6 +173,11 @@ pub async fn request_open(
         let mut tx = begin_write(&s.db).await?;
         if let Some(key) = &input.idempotency_key {
             if let Some(existing) = idempotent_command(&mut tx, caller.user.id, key).await? {
+                // The same key answers the same request only: another
+                // compartment, override or reason is a different request.
+                if !same_request(&mut tx, existing, &input, reason.as_deref()).await? {
+                    return Err(CoreError::IdempotencyKeyReused);
+                }
                 return decision_of(&mut tx, existing)
                     .await?
                     .ok_or(CoreError::NotFound);

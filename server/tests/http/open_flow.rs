@@ -312,6 +312,24 @@ async fn idempotency_key_and_overrides_over_http() {
         "a retried request is the same command"
     );
     assert_ne!(send("k-2").await["command_id"], a["command_id"]);
+    // The same key for another compartment is another request: refused,
+    // not answered with the first command.
+    let c1 = bank["compartments"][0]["id"].as_str().expect("id");
+    let reused = Client::new()
+        .post(app.url(&format!("/api/v1/compartments/{c1}/open")))
+        .bearer_auth(&user)
+        .header("Idempotency-Key", "k-1")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(reused.status(), 422);
+    let body: Value = reused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    assert_eq!(
+        send("k-1").await["command_id"],
+        a["command_id"],
+        "and the key still answers its own request"
+    );
 
     let path = format!("/api/v1/compartments/{c2}/open");
     assert_eq!(
