@@ -51,7 +51,7 @@ test("with demo lockers, Open ends opened, live", async ({ browser }) => {
     await expect(status).toHaveAttribute("data-status", /^(opened|failed)$/, { timeout: 15_000 });
     const final = await status.getAttribute("data-status");
     if (final === "failed") {
-      await expect(status).toHaveText("Failed: device error");
+      await expect(status).toHaveText("Failed: device error (jammed)");
     } else {
       opened = true;
       await expect(status).toHaveText("Opened");

@@ -39,6 +39,9 @@ pub struct StatusUpdate {
     pub command_id: String,
     pub status: OpenStatus,
     pub reason: Option<OpenReason>,
+    /// With `failed`: what the locker said.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, Ap
             command_id: d.command_id.to_string(),
             status: d.status,
             reason: d.reason.map(OpenReason::from),
+            detail: None,
         }),
         Err(CoreError::NotFound) => {
             Err(AppError::Invalid("That compartment does not exist.".into()))
@@ -128,6 +132,7 @@ pub async fn follow_my_channel(after: i64) -> Result<Follow, AppError> {
             command_id: u.command_id.to_string(),
             status: u.status,
             reason: u.reason,
+            detail: u.detail,
         })
         .collect();
     let seq = since.events.last().map(|e| e.seq).unwrap_or(since.seq);
@@ -154,13 +159,16 @@ pub fn UserHome() -> impl IntoView {
 }
 
 /// Words for a status, shown under the compartment.
-fn describe(status: OpenStatus, reason: Option<OpenReason>) -> String {
+fn describe(status: OpenStatus, reason: Option<OpenReason>, detail: Option<&str>) -> String {
     let reason = reason.map(|r| r.as_str().replace('_', " "));
     match (status, reason) {
         (OpenStatus::Accepted, _) => "Accepted: sending to the locker…".into(),
         (OpenStatus::Sent, _) => "Sent: waiting for the locker…".into(),
         (OpenStatus::Opened, _) => "Opened".into(),
-        (OpenStatus::Failed, Some(r)) => format!("Failed: {r}"),
+        (OpenStatus::Failed, Some(r)) => match detail {
+            Some(d) => format!("Failed: {r} ({d})"),
+            None => format!("Failed: {r}"),
+        },
         (OpenStatus::Denied, Some(r)) => format!("Denied: {r}"),
         (other, _) => other.to_string(),
     }
@@ -194,6 +202,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                     command_id: c.command_id.clone()?,
                     status: c.status?,
                     reason: None,
+                    detail: None,
                 },
             ))
         })
@@ -306,7 +315,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                                                     data-status=s.status.as_str()
                                                                     data-command-id=s.command_id.clone()
                                                                 >
-                                                                    {describe(s.status, s.reason)}
+                                                                    {describe(s.status, s.reason, s.detail.as_deref())}
                                                                 </span>
                                                             }
                                                         })

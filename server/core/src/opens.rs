@@ -63,6 +63,8 @@ pub struct OpenRequestView {
     pub status: OpenStatus,
     pub denial_reason: Option<DenialReason>,
     pub failure_reason: Option<FailureReason>,
+    /// What the locker (or the send) said, at most 500 characters.
+    pub failure_detail: Option<String>,
     pub late_result: Option<String>,
     pub requested_at: i64,
     pub authorized_at: Option<i64>,
@@ -493,7 +495,7 @@ pub async fn fire_timeout(
 }
 
 const VIEW_COLUMNS: &str = "command_id, tenant_id, compartment_id, bank_id, user_id, actor_id, override, \
-    override_reason, status, denial_reason, failure_reason, late_result, requested_at, authorized_at, \
+    override_reason, status, denial_reason, failure_reason, failure_detail, late_result, requested_at, authorized_at, \
     denied_at, sent_at, opened_at, failed_at, late_result_at";
 
 fn view_from_row(r: &sqlx::any::AnyRow) -> CoreResult<OpenRequestView> {
@@ -510,6 +512,7 @@ fn view_from_row(r: &sqlx::any::AnyRow) -> CoreResult<OpenRequestView> {
         status: parse_wire(&r.try_get::<String, _>("status")?)?,
         denial_reason: parse_wire_opt(r.try_get("denial_reason")?)?,
         failure_reason: parse_wire_opt(r.try_get("failure_reason")?)?,
+        failure_detail: r.try_get("failure_detail")?,
         late_result: r.try_get("late_result")?,
         requested_at: r.try_get("requested_at")?,
         authorized_at: r.try_get("authorized_at")?,

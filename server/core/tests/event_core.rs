@@ -1090,3 +1090,39 @@ async fn a_decision_on_a_stale_read_conflicts_instead_of_landing_after_a_newer_e
 async fn status_of(w: &World, id: Uuid) -> OpenStatus {
     status(w, id).await.status
 }
+
+/// Issue 12, fault 5: the locker's error text is kept (cut to 500
+/// characters) in the read model and the envelope, and a long one no
+/// longer gets the whole result refused.
+#[tokio::test]
+async fn a_lockers_error_text_reaches_the_read_model_and_the_envelope() {
+    let w = world().await;
+    let d = opens::request_open(&w.s, &w.user, open(w.bank.compartments[0].id), now_ms())
+        .await
+        .expect("open");
+    let long = "x".repeat(900);
+    assert_eq!(
+        opens::record_result(&w.s, d.command_id, false, Some(long), now_ms())
+            .await
+            .expect("result"),
+        ResultOutcome::Applied
+    );
+    let v = status(&w, d.command_id).await;
+    assert_eq!(v.status, OpenStatus::Failed);
+    assert_eq!(v.failure_reason, Some(FailureReason::DeviceError));
+    assert_eq!(v.failure_detail.as_ref().map(|d| d.len()), Some(500));
+    let since = channels::since(&w.s.db, &Channel::User(w.user.user.id), 0, 100)
+        .await
+        .expect("since");
+    let failed = since
+        .events
+        .iter()
+        .filter_map(|e| {
+            e.data_as::<lockstep_wire::envelope::OpenStatusUpdated>(
+                lockstep_wire::envelope::names::OPEN_STATUS_UPDATED,
+            )
+        })
+        .find(|u| u.command_id == d.command_id && u.status == OpenStatus::Failed)
+        .expect("the failed envelope");
+    assert_eq!(failed.detail.map(|d| d.len()), Some(500));
+}

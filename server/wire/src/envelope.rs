@@ -98,6 +98,10 @@ pub struct OpenStatusUpdated {
     pub locker_bank_id: Uuid,
     pub status: OpenStatus,
     pub reason: Option<OpenReason>,
+    /// With `failed`: what the locker said (`device_error`) or why the
+    /// send failed; at most 500 characters.
+    #[serde(default)]
+    pub detail: Option<String>,
     #[serde(rename = "override")]
     pub override_: bool,
 }
@@ -115,6 +119,7 @@ mod tests {
             locker_bank_id: Uuid::now_v7(),
             status: OpenStatus::Failed,
             reason: Some(FailureReason::Timeout.into()),
+            detail: None,
             override_: false,
         };
         let json = serde_json::to_value(&body).expect("json");

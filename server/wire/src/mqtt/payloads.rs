@@ -195,14 +195,23 @@ fn check_envelope(bytes: &[u8]) -> Result<serde_json::Value, PayloadError> {
 
 pub fn parse_status(bytes: &[u8]) -> Result<StatusPayload, PayloadError> {
     let value = check_envelope(bytes)?;
-    let status: StatusPayload =
+    let mut status: StatusPayload =
         serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))?;
-    if status.error.as_ref().is_some_and(|e| e.len() > 500) {
-        return Err(PayloadError::Invalid(
-            "`error` is over 500 characters".into(),
-        ));
-    }
+    // A long error text is cut, never a reason to refuse the result: the
+    // command must still end `failed`, not time out.
+    status.error = status.error.map(|e| truncate_chars(e, MAX_ERROR_CHARS));
     Ok(status)
+}
+
+/// How much of a locker's `error` text is kept.
+pub const MAX_ERROR_CHARS: usize = 500;
+
+/// `text` cut to at most `max` characters (on a character boundary).
+pub fn truncate_chars(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text[..at].to_string(),
+        None => text,
+    }
 }
 
 pub fn parse_command(bytes: &[u8]) -> Result<CommandPayload, PayloadError> {
@@ -225,6 +234,18 @@ mod tests {
             (s.command_id, s.result, s.error.as_deref()),
             (id, CommandResult::ActionFailed, Some("jammed"))
         );
+    }
+
+    #[test]
+    fn a_long_error_text_is_cut_never_a_reason_to_refuse_the_result() {
+        let id = Uuid::now_v7();
+        let long = "é".repeat(700);
+        let doc =
+            format!(r#"{{"v":1,"command_id":"{id}","result":"action_failed","error":"{long}"}}"#);
+        let s = parse_status(doc.as_bytes()).expect("still a result");
+        assert_eq!(s.result, CommandResult::ActionFailed);
+        assert_eq!(s.error.map(|e| e.chars().count()), Some(MAX_ERROR_CHARS));
+        assert_eq!(truncate_chars("abc".into(), 5), "abc");
     }
 
     #[test]

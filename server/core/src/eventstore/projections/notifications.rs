@@ -4,6 +4,7 @@
 
 use lockstep_wire::{
     envelope::{names, OpenStatusUpdated},
+    mqtt::{truncate_chars, MAX_ERROR_CHARS},
     OpenStatus,
 };
 use serde_json::json;
@@ -111,6 +112,7 @@ pub async fn notification(
             data,
         }));
     }
+    let mut detail_of_failure = None;
     let open = match &ev.event {
         DomainEvent::LockerBankRegistered {
             bank_id,
@@ -216,8 +218,13 @@ pub async fn notification(
         DomainEvent::CompartmentOpenSent { command_id } => (*command_id, OpenStatus::Sent, None),
         DomainEvent::CompartmentOpened { command_id } => (*command_id, OpenStatus::Opened, None),
         DomainEvent::CompartmentOpenFailed {
-            command_id, reason, ..
-        } => (*command_id, OpenStatus::Failed, Some((*reason).into())),
+            command_id,
+            reason,
+            detail,
+        } => {
+            detail_of_failure = detail.clone().map(|d| truncate_chars(d, MAX_ERROR_CHARS));
+            (*command_id, OpenStatus::Failed, Some((*reason).into()))
+        }
         DomainEvent::CompartmentOpenLateResult {
             command_id, result, ..
         } => {
@@ -263,6 +270,7 @@ pub async fn notification(
             locker_bank_id: bank,
             status,
             reason,
+            detail: detail_of_failure,
             override_,
         })
         .map_err(|e| CoreError::Invalid(format!("status body does not serialize: {e}")))?,

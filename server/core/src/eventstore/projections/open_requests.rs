@@ -1,7 +1,10 @@
 //! The `open_requests` projector: one row per open command with its
 //! status, reasons and timestamps, and each compartment's latest status.
 
-use lockstep_wire::OpenStatus;
+use lockstep_wire::{
+    mqtt::{truncate_chars, MAX_ERROR_CHARS},
+    OpenStatus,
+};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
@@ -62,10 +65,15 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             (*command_id, "opened_at = $1", Some(OpenStatus::Opened))
         }
         DomainEvent::CompartmentOpenFailed {
-            command_id, reason, ..
+            command_id,
+            reason,
+            detail,
         } => {
-            sqlx::query("UPDATE open_requests SET failure_reason = $1 WHERE command_id = $2")
+            sqlx::query(
+                "UPDATE open_requests SET failure_reason = $1, failure_detail = $2 WHERE command_id = $3",
+            )
                 .bind(reason.as_str())
+                .bind(detail.clone().map(|d| truncate_chars(d, MAX_ERROR_CHARS)))
                 .bind(command_id.to_string())
                 .execute(&mut *conn)
                 .await?;
