@@ -37,6 +37,12 @@ pub fn handle() -> PrometheusHandle {
                         &buckets,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("lockstep_mqtt_command_round_trip_seconds".into()),
+                        &buckets,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -111,6 +117,10 @@ pub async fn render(
             }
         }
         Err(e) => tracing::warn!(error = %e, "outbox counts unavailable for /metrics"),
+    }
+    match lockstep_core::lockers::online_count(&state.services).await {
+        Ok(n) => metrics::gauge!("lockstep_lockers_online").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "lockers online unavailable for /metrics"),
     }
     match lockstep_core::workers::health(&state.services, lockstep_core::now_ms()).await {
         Ok(h) => lockstep_core::workers::record_gauges(&h),

@@ -641,6 +641,16 @@ pub async fn compartment_report(
     )))
 }
 
+/// How many locker banks are online now (a `/metrics` gauge).
+pub async fn online_count(s: &Services) -> CoreResult<i64> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM locker_banks WHERE online = 1")
+            .fetch_one(&s.db.pool)
+            .await?
+            .try_get("n")?,
+    )
+}
+
 /// Marks offline every online bank not heard from since `now - offline_after_ms`.
 pub async fn sweep_offline(s: &Services, now: i64, offline_after_ms: i64) -> CoreResult<usize> {
     let cutoff = now - offline_after_ms;

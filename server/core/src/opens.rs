@@ -112,6 +112,34 @@ async fn idempotent_command(
         .transpose()
 }
 
+/// Counts the commands that just ended, by final status and reason
+/// (`lockstep_open_commands_total`; denials are counted where decided).
+fn count_final(events: &[DomainEvent]) {
+    for e in events {
+        let (status, reason) = match e {
+            DomainEvent::CompartmentOpened { .. } => ("opened", "-"),
+            DomainEvent::CompartmentOpenFailed { reason, .. } => ("failed", reason.as_str()),
+            _ => continue,
+        };
+        metrics::counter!("lockstep_open_commands_total", "status" => status, "reason" => reason)
+            .increment(1);
+    }
+}
+
+/// Milliseconds from `sent` to the locker's answer, once it answered.
+pub async fn round_trip_ms(s: &Services, command_id: Uuid) -> CoreResult<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT sent_at, COALESCE(opened_at, failed_at) AS ended_at FROM open_requests WHERE command_id = $1",
+    )
+    .bind(command_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sent: Option<i64> = row.try_get("sent_at")?;
+    let ended: Option<i64> = row.try_get("ended_at")?;
+    Ok(sent.zip(ended).map(|(s, e)| (e - s).max(0)))
+}
+
 /// Whether `existing` was asked with the same compartment, override and
 /// (override) reason as `input`.
 async fn same_request(
@@ -251,6 +279,10 @@ pub async fn request_open(
         }
         tx.commit().await?;
         s.published(&written);
+        if let Some(reason) = denial {
+            metrics::counter!("lockstep_open_commands_total", "status" => "denied", "reason" => reason.as_str())
+                .increment(1);
+        }
         tracing::info!(%command_id, compartment_id = %c.id, denied = ?denial, "open requested");
         return Ok(OpenDecision {
             command_id,
@@ -344,6 +376,7 @@ where
         .await?
         .is_some()
         {
+            count_final(&events);
             return Ok(Some(events));
         }
     }
@@ -487,6 +520,10 @@ pub async fn fire_timeout(
     }
     tx.commit().await?;
     let timed_out = !written.events.is_empty();
+    if timed_out {
+        let ended: Vec<DomainEvent> = written.events.iter().map(|e| e.event.clone()).collect();
+        count_final(&ended);
+    }
     s.published(&written);
     if timed_out {
         tracing::info!(%command_id, "open command timed out");

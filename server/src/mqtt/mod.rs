@@ -285,6 +285,7 @@ impl LockerGateway for MqttGateway {
             expires_at: command.expires_at,
         };
         let bytes = serde_json::to_vec(&payload).map_err(|e| GatewayError(e.to_string()))?;
+        count_message("out", "command");
         self.publish_acked(
             topics::locker(command.locker_bank_id, LockerTopic::Command),
             bytes,
@@ -347,6 +348,7 @@ impl LockerGateway for MqttGateway {
         if !wire::valid_client_id(client_id) {
             return Err(GatewayError("not a usable client id".into()));
         }
+        count_message("out", "reply");
         self.publish_acked(topics::provisioning_reply(client_id), reply.to_vec())
             .await
     }
@@ -437,6 +439,7 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
     let inbound = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONCURRENCY));
     let in_flight: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let mut backoff = Duration::from_millis(200);
+    let mut connected_once = false;
     loop {
         let event = tokio::select! {
             event = eventloop.poll() => event,
@@ -459,6 +462,11 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
+                metrics::gauge!("lockstep_mqtt_connected").set(1.0);
+                if connected_once {
+                    metrics::counter!("lockstep_mqtt_reconnects_total").increment(1);
+                }
+                connected_once = true;
                 let mut filters = inbound_filters(shared);
                 if dynsec {
                     filters.push(DYNSEC_RESPONSE_TOPIC.to_string());
@@ -473,6 +481,7 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
                 route_dynsec_response(&dynsec_waiters, &p.payload)
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == REGISTER_TOPIC => {
+                count_message("in", "registration");
                 // Queued (bounded), run a few at a time.
                 if waiting.load(Ordering::Relaxed) >= PROVISIONING_QUEUE {
                     refuse(
@@ -563,6 +572,7 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost; reconnecting");
                 metrics::counter!("lockstep_mqtt_disconnects_total").increment(1);
+                metrics::gauge!("lockstep_mqtt_connected").set(0.0);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stopped(&mut shutdown) => return,
@@ -571,6 +581,13 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
             }
         }
     }
+}
+
+/// Counts one MQTT message: `direction` in or out, `kind` command, result,
+/// state, registration or reply.
+fn count_message(direction: &'static str, kind: &'static str) {
+    metrics::counter!("lockstep_mqtt_messages_total", "direction" => direction, "kind" => kind)
+        .increment(1);
 }
 
 /// Completes once `shutdown` is true (the guard `wait_for` returns is
@@ -646,9 +663,13 @@ fn refuse(topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
 /// One inbound message on a locker topic.
 pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
     let bank_id = match topics::parse_locker(topic) {
-        Ok((bank_id, LockerTopic::Status)) => bank_id,
+        Ok((bank_id, LockerTopic::Status)) => {
+            count_message("in", "result");
+            bank_id
+        }
         Ok((bank_id, LockerTopic::State)) => {
-            return handle_state(services, topic, bank_id, payload).await
+            count_message("in", "state");
+            return handle_state(services, topic, bank_id, payload).await;
         }
         Ok((_, LockerTopic::Command)) => {
             return refuse(topic, "mqtt_bad_topic", &"not a status or state topic")
@@ -690,7 +711,17 @@ async fn record_status(
     }
     let success = status.result == CommandResult::ActionCompleted;
     match opens::record_result(services, status.command_id, success, status.error, now_ms()).await {
-        Ok(outcome) => tracing::info!(?outcome, success, "locker result"),
+        Ok(outcome) => {
+            tracing::info!(?outcome, success, "locker result");
+            if outcome == opens::ResultOutcome::Applied {
+                match opens::round_trip_ms(services, status.command_id).await {
+                    Ok(Some(ms)) => metrics::histogram!("lockstep_mqtt_command_round_trip_seconds")
+                        .record(ms as f64 / 1000.0),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "no round trip for this command"),
+                }
+            }
+        }
         Err(e) => tracing::error!(error = %e, "recording the locker result failed"),
     }
 }

@@ -220,6 +220,18 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
     .expect("the bank came online");
 
     // Open → the locker gets the command at QoS 1 → PUBACK → `sent`.
+    // The MQTT flow's figures, read as deltas (other tests share the
+    // recorder).
+    let flow = [
+        "lockstep_mqtt_messages_total{direction=\"out\",kind=\"command\"}",
+        "lockstep_mqtt_messages_total{direction=\"in\",kind=\"result\"}",
+        "lockstep_mqtt_command_round_trip_seconds_count",
+        "lockstep_open_commands_total{status=\"opened\",reason=\"-\"}",
+    ];
+    let mut before = Vec::new();
+    for series in flow {
+        before.push(metric(&app, series).await);
+    }
     let d = opens::request_open(
         &app.services,
         &user,
@@ -258,6 +270,19 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .await
         .expect("publish");
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
+    for (series, was) in flow.iter().zip(&before) {
+        let now = metric(&app, series).await;
+        assert!(now >= was + 1.0, "{series}: {was} → {now}");
+    }
+    let scraped = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for gauge in ["lockstep_mqtt_connected", "lockstep_lockers_online"] {
+        assert!(scraped.contains(gauge), "{gauge} in /metrics");
+    }
 
     let not_json = rejections(&app, "mqtt_not_json").await;
     // A duplicate result changes nothing (checked once a later bad message was handled).
