@@ -1,6 +1,7 @@
 //! `lockstep serve --demo`: a few simulated locker banks (the `locker-sim`
 //! library) provisioning themselves against the embedded broker, so a
-//! newcomer sees live lockers at once; and provisioning keys for the CLI.
+//! newcomer sees live lockers at once; and the CLI's provisioning helpers
+//! (creating a key, resetting a bank's provisioning).
 
 use std::{
     collections::HashMap,
@@ -34,6 +35,27 @@ pub async fn create_key_for(
         .ok_or_else(|| CoreError::Invalid(format!("no user {email}")))?;
     let caller = Caller::new(user.clone(), Actor::User { id: user.id });
     provisioning::create_key(s, &caller, name, None).await
+}
+
+/// Resets the provisioning of the bank `serial` in the tenant of the admin
+/// `email` (the CLI's `locker reset-provisioning`); returns the bank's id.
+pub async fn reset_provisioning(
+    s: &Services,
+    email: &str,
+    serial: &str,
+    reason: &str,
+) -> Result<lockstep_core::UuidAlias, CoreError> {
+    let user = find_user_by_email(&s.db, email)
+        .await?
+        .ok_or_else(|| CoreError::Invalid(format!("no user {email}")))?;
+    let caller = Caller::new(user.clone(), Actor::User { id: user.id });
+    let bank = lockstep_core::lockers::list_banks(s, user.tenant_id)
+        .await?
+        .into_iter()
+        .find(|b| b.serial == serial)
+        .ok_or(CoreError::NotFound)?;
+    provisioning::reset(s, &caller, bank.id, reason).await?;
+    Ok(bank.id)
 }
 
 /// Where the demo lockers keep the accounts they were given, as a real

@@ -65,6 +65,28 @@ enum Command {
     /// Manage provisioning keys (what lockers with unknown serials present).
     #[command(subcommand)]
     ProvisioningKey(KeyCommand),
+    /// Manage locker banks.
+    #[command(subcommand)]
+    Locker(LockerCommand),
+}
+
+#[derive(Subcommand)]
+enum LockerCommand {
+    /// Reset a bank's provisioning: its broker account is disabled and its
+    /// next registration provisions it again (also brings a decommissioned
+    /// bank back).
+    ResetProvisioning {
+        /// The bank's serial.
+        #[arg(long)]
+        serial: String,
+        /// An admin of the bank's tenant (recorded as the actor).
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +265,30 @@ async fn run(command: Command) -> Result<(), String> {
                     other => other.to_string(),
                 })?;
             println!("token {id} revoked");
+            Ok(())
+        }
+        Command::Locker(LockerCommand::ResetProvisioning {
+            serial,
+            email,
+            reason,
+            storage,
+        }) => {
+            let db = open_db(&storage).await?;
+            let services = lockstep_core::Services::new(db, Default::default());
+            let bank =
+                lockstep_server::demo::reset_provisioning(&services, &email, &serial, &reason)
+                    .await
+                    .map_err(|e| match e {
+                        lockstep_core::CoreError::NotFound => {
+                            format!(
+                                "no locker bank with serial {serial:?} in the tenant of {email}"
+                            )
+                        }
+                        other => other.to_string(),
+                    })?;
+            println!(
+                "locker bank {serial} ({bank}) reset: its next registration provisions it again"
+            );
             Ok(())
         }
         Command::ProvisioningKey(KeyCommand::Create {

@@ -697,15 +697,87 @@ pub async fn decommission(
     )))
 }
 
-/// The broker username to disable for a `LockerDecommissioned` event (also
-/// marks the stored account disabled, so the embedded broker refuses it).
+/// Resets a bank's provisioning (admin): records `LockerProvisioningReset`,
+/// whose reactor disables the old broker account (kicking a connected
+/// locker); the bank is `registered` again, and the next registration (its
+/// pre-registration, or a provisioning key) gets new credentials. A
+/// decommissioned bank is recommissioned the same way.
+pub async fn reset(s: &Services, caller: &Caller, bank_id: Uuid, reason: &str) -> CoreResult<()> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins reset provisioning".into(),
+        ));
+    }
+    let reason = lockers::check_text("reason", reason, 500)?;
+    for _ in 0..store::MAX_RETRIES {
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
+        let state: String =
+            sqlx::query("SELECT state FROM locker_banks WHERE id = $1 AND tenant_id = $2")
+                .bind(bank_id.to_string())
+                .bind(caller.user.tenant_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(CoreError::NotFound)?
+                .try_get("state")?;
+        if state == "registered" {
+            return Err(CoreError::Conflict(
+                "this locker bank has no provisioning to reset".into(),
+            ));
+        }
+        let event = DomainEvent::LockerProvisioningReset {
+            bank_id,
+            tenant_id: caller.user.tenant_id,
+            reason: reason.clone(),
+        };
+        if store::commit_at(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            version,
+            vec![event],
+            &caller.metadata(),
+            now_ms(),
+        )
+        .await?
+        .is_some()
+        {
+            tracing::info!(%bank_id, from = %state, "locker bank provisioning reset");
+            return Ok(());
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// The broker username to disable for a `LockerDecommissioned` or
+/// `LockerProvisioningReset` event (also marks the stored account
+/// disabled, so the embedded broker refuses it). `None` when there is
+/// nothing to disable any more: the bank was provisioned again since (its
+/// new account must not be disabled by a job that ran late).
 pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option<String>> {
-    let row = sqlx::query("SELECT aggregate_uuid FROM stored_events WHERE event_id = $1")
-        .bind(event_id.to_string())
-        .fetch_optional(&s.db.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT aggregate_uuid, aggregate_version FROM stored_events WHERE event_id = $1",
+    )
+    .bind(event_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let bank_id = parse_uuid(&row.try_get::<String, _>("aggregate_uuid")?)?;
+    let version: i64 = row.try_get("aggregate_version")?;
+    let reprovisioned = sqlx::query(
+        "SELECT 1 AS x FROM stored_events WHERE aggregate_uuid = $1 AND aggregate_version > $2 \
+         AND event_type = 'LockerCredentialsCreated'",
+    )
+    .bind(bank_id.to_string())
+    .bind(version)
+    .fetch_optional(&s.db.pool)
+    .await?
+    .is_some();
+    if reprovisioned {
+        return Ok(None);
+    }
     let username = username_of(bank_id);
     sqlx::query(
         "UPDATE broker_accounts SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",

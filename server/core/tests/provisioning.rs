@@ -401,3 +401,102 @@ async fn door_and_occupancy_reports_record_transitions_only() {
     .expect("report");
     assert_eq!(unknown, [99]);
 }
+
+/// Issue 12, fault 3: a provisioned locker that lost its credentials was
+/// refused for good (`already_provisioned`, with no way to reset). An
+/// admin's reset disables the old account and lets the next registration
+/// provision it again, with new credentials; a decommissioned bank comes
+/// back the same way.
+#[tokio::test]
+async fn a_reset_lets_a_provisioned_or_decommissioned_bank_provision_again() {
+    let w = world().await;
+    let bank = preregistered(&w).await;
+    // Nothing to reset yet.
+    assert!(provisioning::reset(&w.s, &w.admin, bank.id, "nothing")
+        .await
+        .is_err());
+    let first = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    let old_user = first.username.clone().expect("user");
+    let old_password = first.password.clone().expect("password");
+    lockers::heartbeat(&w.s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+    assert_eq!(state(&w, bank.id).await, "provisioned");
+    // The locker lost its flash: a new session is refused…
+    let refused = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert_eq!(
+        refused.error.map(|e| e.as_str()),
+        Some("already_provisioned")
+    );
+
+    // …until an admin resets it (a user may not).
+    let u = user(&w.s.db, "uma@a.io", Role::User, "A").await;
+    let uma = Caller::new(u.clone(), Actor::User { id: u.id });
+    assert!(provisioning::reset(&w.s, &uma, bank.id, "mine")
+        .await
+        .is_err());
+    provisioning::reset(&w.s, &w.admin, bank.id, "flash replaced")
+        .await
+        .expect("reset");
+    assert_eq!(state(&w, bank.id).await, "registered");
+    assert!(bank_events(&w, bank.id)
+        .await
+        .contains(&"LockerProvisioningReset".to_string()));
+    workers::run_outbox_once(&w.s, now_ms())
+        .await
+        .expect("outbox");
+    assert_eq!(w.gateway.disabled(), std::slice::from_ref(&old_user));
+    assert!(
+        !provisioning::check_locker_login(&w.s, &old_user, &old_user, &old_password)
+            .await
+            .expect("login"),
+        "the old credentials are dead"
+    );
+    let again = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert!(again.ok, "{again:?}");
+    let new_password = again.password.clone().expect("password");
+    assert_ne!(new_password, old_password);
+    assert!(
+        provisioning::check_locker_login(&w.s, &old_user, &old_user, &new_password)
+            .await
+            .expect("login")
+    );
+    lockers::heartbeat(&w.s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+    assert_eq!(state(&w, bank.id).await, "provisioned");
+
+    // Decommissioned, then recommissioned by a reset.
+    provisioning::decommission(&w.s, &w.admin, bank.id, "moved")
+        .await
+        .expect("decommission");
+    provisioning::reset(&w.s, &w.admin, bank.id, "back in service")
+        .await
+        .expect("reset");
+    // Provisioned again before the two disable jobs run: they must not
+    // disable the new account.
+    let back = provisioning::provision(&w.s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert!(back.ok, "{back:?}");
+    let back_password = back.password.clone().expect("password");
+    workers::run_outbox_once(&w.s, now_ms())
+        .await
+        .expect("outbox");
+    assert!(
+        provisioning::check_locker_login(&w.s, &old_user, &old_user, &back_password)
+            .await
+            .expect("login"),
+        "a late disable job leaves the new account alone"
+    );
+    lockers::heartbeat(&w.s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+    assert_eq!(state(&w, bank.id).await, "provisioned");
+}

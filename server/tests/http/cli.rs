@@ -214,3 +214,70 @@ async fn cli_replay_rebuilds_read_models_and_refuses_unknown_projectors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown projector"));
 }
+
+#[tokio::test]
+async fn cli_resets_a_banks_provisioning() {
+    let (app, db) = spawn_app().await;
+    let admin =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
+    let caller = lockstep_core::identity::caller::Caller::new(
+        admin.clone(),
+        lockstep_core::eventstore::events::Actor::User { id: admin.id },
+    );
+    let bank = lockstep_core::lockers::register_bank(
+        &app.services,
+        &caller,
+        lockstep_core::lockers::NewBank {
+            serial: "CLI-RESET-1".into(),
+            name: "Lobby".into(),
+            location: None,
+            compartments: vec![lockstep_core::lockers::NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+        },
+    )
+    .await
+    .expect("bank");
+    lockstep_core::provisioning::decommission(&app.services, &caller, bank.id, "moved")
+        .await
+        .expect("decommission");
+    let args = |serial: &'static str| {
+        [
+            "locker",
+            "reset-provisioning",
+            "--serial",
+            serial,
+            "--email",
+            ADMIN_EMAIL,
+            "--reason",
+            "back in service",
+        ]
+    };
+    let out = lockstep(&db.url, &args("CLI-RESET-1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = lockstep_core::lockers::get_bank(&app.services, admin.tenant_id, bank.id)
+        .await
+        .expect("q")
+        .expect("bank");
+    assert_eq!(now.state, "registered");
+    // Nothing left to reset, and an unknown serial: a sentence and a failing exit.
+    let again = lockstep(&db.url, &args("CLI-RESET-1"));
+    assert!(!again.status.success());
+    let unknown = lockstep(&db.url, &args("CLI-NOPE"));
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no locker bank with serial"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    app.stop().await;
+}

@@ -974,6 +974,37 @@ async fn provisioning_keys_and_decommissioning_over_http() {
     )
     .await;
     assert_eq!(status, 404);
+
+    // Back in service: a reset (admins only) makes it `registered` again.
+    let reset = format!("/api/v1/locker-banks/{bank_id}/reset-provisioning");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &reset,
+        &user,
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, bank) = call(
+        &app,
+        Method::POST,
+        &reset,
+        &admin,
+        Some(json!({"reason": "back in service"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{bank}");
+    assert_eq!(bank["state"], "registered");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &reset,
+        &admin,
+        Some(json!({"reason": "again"})),
+    )
+    .await;
+    assert_eq!(status, 409, "nothing left to reset");
     app.stop().await;
 }
 

@@ -121,6 +121,15 @@ pub enum DomainEvent {
         tenant_id: Uuid,
         reason: String,
     },
+    /// An admin reset the bank's provisioning (a locker that lost its
+    /// credentials, or a decommissioned bank back in service): its broker
+    /// account is disabled, and the next registration (a pre-registration
+    /// or a provisioning key) provisions it again, with new credentials.
+    LockerProvisioningReset {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        reason: String,
+    },
     /// A compartment's door, as its locker reported it (changes only).
     CompartmentDoorChanged {
         bank_id: Uuid,
@@ -203,6 +212,7 @@ impl DomainEvent {
             DomainEvent::LockerWasProvisioned { .. } => "LockerWasProvisioned",
             DomainEvent::LockerProvisioningFailed { .. } => "LockerProvisioningFailed",
             DomainEvent::LockerDecommissioned { .. } => "LockerDecommissioned",
+            DomainEvent::LockerProvisioningReset { .. } => "LockerProvisioningReset",
             DomainEvent::CompartmentDoorChanged { .. } => "CompartmentDoorChanged",
             DomainEvent::CompartmentOccupancyChanged { .. } => "CompartmentOccupancyChanged",
             DomainEvent::AccessGranted { .. } => "AccessGranted",

@@ -35,6 +35,10 @@ pub fn router() -> Router<AppState> {
             post(provisioning::decommission),
         )
         .route(
+            "/locker-banks/{id}/reset-provisioning",
+            post(provisioning::reset_provisioning),
+        )
+        .route(
             "/provisioning-keys",
             post(provisioning::create_key).get(provisioning::list_keys),
         )
@@ -89,6 +93,7 @@ impl Modify for BearerAuth {
         events::since,
         provisioning::create_key, provisioning::list_keys, provisioning::revoke_key,
         provisioning::decommission,
+        provisioning::reset_provisioning,
         tokens::list_tokens, tokens::revoke_token,
     ),
     modifiers(&BearerAuth),

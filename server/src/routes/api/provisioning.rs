@@ -99,3 +99,26 @@ pub async fn decommission(
         .map(Json)
         .ok_or(ApiError::NotFound)
 }
+
+/// Resets a locker bank's provisioning: its broker account is disabled
+/// (a connected locker is kicked), and the next registration (its
+/// pre-registration, or a provisioning key) provisions it again with new
+/// credentials; a decommissioned bank is back in service (admin,
+/// `locker.write`).
+#[utoipa::path(post, path = "/api/v1/locker-banks/{id}/reset-provisioning", tag = "lockers", params(("id" = Uuid, Path)),
+    request_body = DecommissionBody,
+    responses((status = 200, body = BankView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reset_provisioning(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<DecommissionBody>,
+) -> Result<Json<BankView>, ApiError> {
+    let user = principal.require(Ability::LockerWrite)?;
+    provisioning::reset(&state.services, &principal.caller(), id, &body.reason).await?;
+    lockers::get_bank(&state.services, user.tenant_id, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}

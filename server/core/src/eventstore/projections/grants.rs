@@ -57,6 +57,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerWasProvisioned { .. }
         | DomainEvent::LockerProvisioningFailed { .. }
         | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::LockerProvisioningReset { .. }
         | DomainEvent::CompartmentOpenRequested { .. }
         | DomainEvent::CompartmentOpenAuthorized { .. }
         | DomainEvent::CompartmentOpenDenied { .. }

@@ -91,7 +91,8 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerCredentialsDelivered { .. }
         | DomainEvent::LockerWasProvisioned { .. }
         | DomainEvent::LockerProvisioningFailed { .. }
-        | DomainEvent::LockerDecommissioned { .. } => {
+        | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::LockerProvisioningReset { .. } => {
             apply_provisioning(conn, ev, &ev.event).await?
         }
         DomainEvent::AccessGranted { .. }
@@ -134,6 +135,9 @@ pub(super) fn provisioning_step(event: &DomainEvent) -> Option<(Uuid, Uuid, &'st
         DomainEvent::LockerDecommissioned {
             bank_id, tenant_id, ..
         } => (*bank_id, *tenant_id, "decommissioned"),
+        DomainEvent::LockerProvisioningReset {
+            bank_id, tenant_id, ..
+        } => (*bank_id, *tenant_id, "registered"),
         _ => return None,
     })
 }
@@ -193,6 +197,19 @@ async fn apply_provisioning(
             .bind(at)
             .bind(&bank)
             .bind(reason.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        DomainEvent::LockerProvisioningReset { .. } => {
+            // Back to registered, whatever it was: provisioned, failed or
+            // decommissioned. The old account is disabled by the reactor.
+            sqlx::query(
+                "UPDATE locker_banks SET state = 'registered', online = NULL, updated_at = $1, \
+                 provisioned_at = NULL, decommissioned_at = NULL, provisioning_error = NULL, \
+                 mqtt_username = NULL WHERE id = $2",
+            )
+            .bind(at)
+            .bind(&bank)
             .execute(&mut *conn)
             .await?;
         }

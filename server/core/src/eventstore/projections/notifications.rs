@@ -207,6 +207,7 @@ pub async fn notification(
         | DomainEvent::LockerWasProvisioned { .. }
         | DomainEvent::LockerProvisioningFailed { .. }
         | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::LockerProvisioningReset { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. } => return Ok(None),
         DomainEvent::CompartmentOpenAuthorized { command_id } => {

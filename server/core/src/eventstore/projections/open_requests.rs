@@ -100,6 +100,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerWasProvisioned { .. }
         | DomainEvent::LockerProvisioningFailed { .. }
         | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::LockerProvisioningReset { .. }
         | DomainEvent::AccessGranted { .. }
         | DomainEvent::AccessRevoked { .. } => return Ok(()),
     };

@@ -32,7 +32,7 @@ pub async fn schedule(
         | DomainEvent::CompartmentOpenFailed { command_id, .. } => {
             timers::cancel(conn, timers::OPEN_TIMEOUT, *command_id).await?;
         }
-        DomainEvent::LockerDecommissioned { .. } => {
+        DomainEvent::LockerDecommissioned { .. } | DomainEvent::LockerProvisioningReset { .. } => {
             outbox::enqueue(conn, ev.event_id, outbox::DISABLE_LOCKER, ev.occurred_at).await?;
         }
         _ => {}
