@@ -38,9 +38,10 @@ pub fn handle() -> PrometheusHandle {
                     )
                 })
                 .and_then(|b| {
+                    // Up to the open timeout and past it.
                     b.set_buckets_for_metric(
                         Matcher::Full("lockstep_mqtt_command_round_trip_seconds".into()),
-                        &buckets,
+                        &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0],
                     )
                 })
                 .unwrap_or_else(|_| PrometheusBuilder::new());

@@ -484,6 +484,25 @@ pub async fn fire_timeout(
     command_id: Uuid,
     now: i64,
 ) -> CoreResult<bool> {
+    // A `sent` or a result committed between the reads and the append
+    // conflicts: decide again on the new state.
+    for _ in 0..store::MAX_RETRIES {
+        match fire_timeout_once(s, timer_id, command_id, now).await {
+            Err(CoreError::VersionConflict { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "command {command_id} kept changing; its timeout is tried again"
+    )))
+}
+
+async fn fire_timeout_once(
+    s: &Services,
+    timer_id: &str,
+    command_id: Uuid,
+    now: i64,
+) -> CoreResult<bool> {
     // The version first: the status read after it is at least as new, so
     // a result committed meanwhile makes this append conflict (and the
     // timer is tried again next round) instead of failing after `opened`.

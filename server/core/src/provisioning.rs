@@ -346,6 +346,20 @@ async fn try_admit(
 ) -> CoreResult<Result<Admitted, Refusal>> {
     let now = now_ms();
     let mut tx = begin_write(&s.db).await?;
+    // A bank's id never changes: find it, read its stream's version, and
+    // only then its state, so a decision made on that state conflicts with
+    // anything committed since (a decommission, a reset, the first
+    // heartbeat) instead of landing after it (see `store::begin_on`).
+    let known_id = sqlx::query("SELECT id FROM locker_banks WHERE serial = $1")
+        .bind(&reg.serial)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| parse_uuid(&r.try_get::<String, _>("id")?))
+        .transpose()?;
+    let known_version = match known_id {
+        Some(id) => Some((id, store::stream_version(&mut tx, id).await?)),
+        None => None,
+    };
     let bank = sqlx::query("SELECT id, tenant_id, state FROM locker_banks WHERE serial = $1")
         .bind(&reg.serial)
         .fetch_optional(&mut *tx)
@@ -492,7 +506,11 @@ async fn try_admit(
         None => ("provisioning_attempt", attempt_id),
     };
     let meta = Metadata::system(tenant_id.unwrap_or(Uuid::nil()), attempt_id);
-    let version = store::stream_version(&mut tx, aggregate).await?;
+    let version = match known_version {
+        Some((id, v)) if id == aggregate => v,
+        // A new bank or an attempt of its own: a fresh stream.
+        _ => store::stream_version(&mut tx, aggregate).await?,
+    };
     let written = store::append_live(
         &mut tx,
         s.mode(),
@@ -719,10 +737,18 @@ pub async fn reset(s: &Services, caller: &Caller, bank_id: Uuid, reason: &str) -
                 .await?
                 .ok_or(CoreError::NotFound)?
                 .try_get("state")?;
-        if state == "registered" {
-            return Err(CoreError::Conflict(
-                "this locker bank has no provisioning to reset".into(),
-            ));
+        match state.as_str() {
+            "provisioned" | "provisioning_failed" | "decommissioned" => {}
+            "registered" => {
+                return Err(CoreError::Conflict(
+                    "this locker bank has no provisioning to reset".into(),
+                ))
+            }
+            _ => {
+                return Err(CoreError::Conflict(
+                    "a provisioning attempt is under way; reset once it has ended".into(),
+                ))
+            }
         }
         let event = DomainEvent::LockerProvisioningReset {
             bank_id,
@@ -766,9 +792,13 @@ pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option
     let Some(row) = row else { return Ok(None) };
     let bank_id = parse_uuid(&row.try_get::<String, _>("aggregate_uuid")?)?;
     let version: i64 = row.try_get("aggregate_version")?;
+    // Admitted again after this event (only a reset lets an attempt in
+    // after a decommission or reset): the account now belongs to that
+    // attempt. An attempt admitted before it, finishing late, is not a
+    // reason to skip.
     let reprovisioned = sqlx::query(
         "SELECT 1 AS x FROM stored_events WHERE aggregate_uuid = $1 AND aggregate_version > $2 \
-         AND event_type = 'LockerCredentialsCreated'",
+         AND event_type = 'LockerProvisioningValidated'",
     )
     .bind(bank_id.to_string())
     .bind(version)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use lockstep_core::{
     db::Db,
+    error::CoreError,
     eventstore::channels::{self, Channel},
     eventstore::events::Actor,
     gateway::RecordingGateway,
@@ -412,9 +413,10 @@ async fn a_reset_lets_a_provisioned_or_decommissioned_bank_provision_again() {
     let w = world().await;
     let bank = preregistered(&w).await;
     // Nothing to reset yet.
-    assert!(provisioning::reset(&w.s, &w.admin, bank.id, "nothing")
-        .await
-        .is_err());
+    assert!(matches!(
+        provisioning::reset(&w.s, &w.admin, bank.id, "nothing").await,
+        Err(CoreError::Conflict(_))
+    ));
     let first = provisioning::provision(&w.s, registration(&bank.serial, None))
         .await
         .expect("provision");
@@ -436,9 +438,10 @@ async fn a_reset_lets_a_provisioned_or_decommissioned_bank_provision_again() {
     // …until an admin resets it (a user may not).
     let u = user(&w.s.db, "uma@a.io", Role::User, "A").await;
     let uma = Caller::new(u.clone(), Actor::User { id: u.id });
-    assert!(provisioning::reset(&w.s, &uma, bank.id, "mine")
-        .await
-        .is_err());
+    assert!(matches!(
+        provisioning::reset(&w.s, &uma, bank.id, "mine").await,
+        Err(CoreError::Forbidden(_))
+    ));
     provisioning::reset(&w.s, &w.admin, bank.id, "flash replaced")
         .await
         .expect("reset");

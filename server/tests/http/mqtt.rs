@@ -270,9 +270,16 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .await
         .expect("publish");
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
+    // Counted just after the commits the status came from: wait for them.
     for (series, was) in flow.iter().zip(&before) {
-        let now = metric(&app, series).await;
-        assert!(now >= was + 1.0, "{series}: {was} → {now}");
+        let counted = async {
+            while metric(&app, series).await < was + 1.0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), counted)
+            .await
+            .unwrap_or_else(|_| panic!("{series} was not counted (was {was})"));
     }
     let scraped = reqwest::get(app.url("/metrics"))
         .await

@@ -199,7 +199,15 @@ pub fn parse_status(bytes: &[u8]) -> Result<StatusPayload, PayloadError> {
         serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))?;
     // A long error text is cut, never a reason to refuse the result: the
     // command must still end `failed`, not time out.
-    status.error = status.error.map(|e| truncate_chars(e, MAX_ERROR_CHARS));
+    // Control characters (a NUL, which PostgreSQL's TEXT cannot hold,
+    // among them) become spaces.
+    status.error = status.error.map(|e| {
+        let plain: String = e
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        truncate_chars(plain, MAX_ERROR_CHARS)
+    });
     Ok(status)
 }
 
@@ -246,6 +254,11 @@ mod tests {
         assert_eq!(s.result, CommandResult::ActionFailed);
         assert_eq!(s.error.map(|e| e.chars().count()), Some(MAX_ERROR_CHARS));
         assert_eq!(truncate_chars("abc".into(), 5), "abc");
+        let doc = format!(
+            r#"{{"v":1,"command_id":"{id}","result":"action_failed","error":"motor\u0000jam\nmed"}}"#
+        );
+        let s = parse_status(doc.as_bytes()).expect("a result");
+        assert_eq!(s.error.as_deref(), Some("motor jam med"));
     }
 
     #[test]
