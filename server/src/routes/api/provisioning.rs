@@ -75,9 +75,30 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Why an admin changes a bank's service state (decommission, reset).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct DecommissionBody {
     pub reason: String,
+}
+
+/// The bank as it is after `change` (an admin's `locker.write` action with
+/// a reason).
+async fn bank_after<F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    change: F,
+) -> Result<Json<BankView>, ApiError>
+where
+    F: FnOnce(lockstep_core::identity::caller::Caller) -> Fut,
+    Fut: std::future::Future<Output = lockstep_core::error::CoreResult<()>>,
+{
+    let user = principal.require(Ability::LockerWrite)?;
+    change(principal.caller()).await?;
+    lockers::get_bank(&state.services, user.tenant_id, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 /// Takes a locker bank out of service: its broker account is disabled (a
@@ -92,12 +113,11 @@ pub async fn decommission(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<DecommissionBody>,
 ) -> Result<Json<BankView>, ApiError> {
-    let user = principal.require(Ability::LockerWrite)?;
-    provisioning::decommission(&state.services, &principal.caller(), id, &body.reason).await?;
-    lockers::get_bank(&state.services, user.tenant_id, id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    let s = state.services.clone();
+    bank_after(&state, &principal, id, |caller| async move {
+        provisioning::decommission(&s, &caller, id, &body.reason).await
+    })
+    .await
 }
 
 /// Resets a locker bank's provisioning: its broker account is disabled
@@ -115,10 +135,9 @@ pub async fn reset_provisioning(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<DecommissionBody>,
 ) -> Result<Json<BankView>, ApiError> {
-    let user = principal.require(Ability::LockerWrite)?;
-    provisioning::reset(&state.services, &principal.caller(), id, &body.reason).await?;
-    lockers::get_bank(&state.services, user.tenant_id, id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    let s = state.services.clone();
+    bank_after(&state, &principal, id, |caller| async move {
+        provisioning::reset(&s, &caller, id, &body.reason).await
+    })
+    .await
 }
