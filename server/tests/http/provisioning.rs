@@ -182,6 +182,28 @@ fn identity(serial: &str) -> Identity {
     }
 }
 
+/// An admin's override open of `compartment` (accepted, or the test fails).
+async fn override_open(
+    app: &TestApp,
+    admin: &Caller,
+    compartment: Uuid,
+    reason: &str,
+) -> opens::OpenDecision {
+    opens::request_open(
+        &app.services,
+        admin,
+        OpenCommandInput {
+            compartment_id: compartment,
+            override_: true,
+            reason: Some(reason.into()),
+            ..Default::default()
+        },
+        now_ms(),
+    )
+    .await
+    .expect("open")
+}
+
 /// Waits on the log feed until the bank is in `state`.
 async fn await_bank_state(app: &TestApp, admin: &Caller, bank_id: Uuid, state: &str) {
     let mut feed = app.services.log_tail.subscribe();
@@ -595,19 +617,7 @@ async fn command_across_restart(
     } else {
         broker.stop();
     }
-    let d = opens::request_open(
-        &app.services,
-        admin,
-        OpenCommandInput {
-            compartment_id: bank.compartments[0].id,
-            override_: true,
-            reason: Some("maintenance".into()),
-            ..Default::default()
-        },
-        now_ms(),
-    )
-    .await
-    .expect("accepted while the broker is down");
+    let d = override_open(app, admin, bank.compartments[0].id, "maintenance").await;
     assert_eq!(d.status, OpenStatus::Accepted);
     broker.resume().await;
     let mut feed = app.services.log_tail.subscribe();
@@ -730,19 +740,7 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
         .expect("ready");
     await_bank_state(&app, &admin, b.id, "provisioned").await;
 
-    let d = opens::request_open(
-        &app.services,
-        &admin,
-        OpenCommandInput {
-            compartment_id: b.compartments[1].id,
-            override_: true,
-            reason: Some("maintenance".into()),
-            ..Default::default()
-        },
-        now_ms(),
-    )
-    .await
-    .expect("open");
+    let d = override_open(&app, &admin, b.compartments[1].id, "maintenance").await;
     let mut feed = app.services.log_tail.subscribe();
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
 
@@ -795,19 +793,13 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
         .wait_ready(Duration::from_secs(20))
         .await
         .expect("locker back");
-    let again = opens::request_open(
-        &app.services,
+    let again = override_open(
+        &app,
         &admin,
-        OpenCommandInput {
-            compartment_id: b.compartments[0].id,
-            override_: true,
-            reason: Some("after an oversize result".into()),
-            ..Default::default()
-        },
-        now_ms(),
+        b.compartments[0].id,
+        "after an oversize result",
     )
-    .await
-    .expect("open");
+    .await;
     await_status(&app, &mut feed, &admin, again.command_id, "opened").await;
 
     // The client id is bound to the account; a wrong secret is refused.
@@ -1101,19 +1093,7 @@ async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
     await_rejection(&app, "mqtt_oversize", oversize_before + 1).await;
 
     // And the fleet goes on: B's open ends opened.
-    let d = opens::request_open(
-        &app.services,
-        &admin,
-        OpenCommandInput {
-            compartment_id: b.compartments[0].id,
-            override_: true,
-            reason: Some("after a flood".into()),
-            ..Default::default()
-        },
-        now_ms(),
-    )
-    .await
-    .expect("open");
+    let d = override_open(&app, &admin, b.compartments[0].id, "after a flood").await;
     let mut feed = app.services.log_tail.subscribe();
     await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
     locker_b.stop();
