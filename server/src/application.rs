@@ -125,7 +125,9 @@ impl Application {
                     mqtt::parse_url(url, &config.mqtt_client_id).map_err(StartError::Mqtt)?;
                 mqtt_config.dynsec = config.mqtt_dynsec;
                 let (gateway, connection) = mqtt::start(mqtt_config);
-                services = services.with_gateway(gateway);
+                services = services
+                    .with_gateway(gateway)
+                    .with_locker_broker_url(config.locker_mqtt_url.clone());
                 Some(connection)
             }
             (None, MqttMode::Embedded) => {
@@ -146,9 +148,16 @@ impl Application {
                     ack_timeout: Duration::from_secs(10),
                     dynsec: false,
                     shared: false,
+                    embedded: Some(broker.broker.clone()),
                 };
                 let (gateway, connection) = mqtt::start(mqtt_config);
-                services = services.with_gateway(gateway);
+                let url = config
+                    .locker_mqtt_url
+                    .clone()
+                    .unwrap_or_else(|| format!("mqtt://{}", broker.addr));
+                services = services
+                    .with_gateway(gateway)
+                    .with_locker_broker_url(Some(url));
                 embedded = Some(broker);
                 Some(connection)
             }

@@ -120,6 +120,12 @@ pub struct ServeConfig {
     /// Mosquitto may hold).
     #[arg(long, env = "MQTT_EMBEDDED_ADDR", default_value = "127.0.0.1:11883")]
     pub mqtt_embedded_addr: SocketAddr,
+    /// The locker listener's address as lockers reach it
+    /// (`mqtt://host:port`), sent in every provisioning reply as
+    /// `broker_url`. Unset: the embedded broker's own address, or nothing
+    /// with MQTT_URL (lockers then use the address they were built with).
+    #[arg(long, env = "LOCKSTEP_LOCKER_MQTT_URL")]
+    pub locker_mqtt_url: Option<String>,
     /// The shared password lockers provision with on the embedded broker
     /// (with Mosquitto it lives in the provisioning listener's password file).
     #[arg(
@@ -248,6 +254,7 @@ impl ServeConfig {
             mqtt_url: None,
             mqtt: MqttMode::Off,
             mqtt_embedded_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            locker_mqtt_url: None,
             provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,

@@ -69,6 +69,8 @@ struct Refusal {
 struct Admitted {
     bank_id: Uuid,
     tenant_id: Uuid,
+    /// The bank's stream version once the admission was recorded.
+    version: i64,
 }
 
 /// Runs one provisioning attempt to its end and returns the reply that was
@@ -94,7 +96,11 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
             return Ok(reply);
         }
     };
-    let Admitted { bank_id, tenant_id } = admitted;
+    let Admitted {
+        bank_id,
+        tenant_id,
+        version: admitted_at,
+    } = admitted;
     let meta = Metadata::system(tenant_id, attempt_id);
     let fail =
         |reason: ProvisioningFailure, detail: String| DomainEvent::LockerProvisioningFailed {
@@ -137,18 +143,42 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
         return Ok(reply);
     }
     store_account(s, &account).await?;
-    record(
-        s,
+    let created = vec![DomainEvent::LockerCredentialsCreated {
         bank_id,
-        vec![DomainEvent::LockerCredentialsCreated {
-            bank_id,
-            tenant_id,
-            attempt_id,
-            username: account.username.clone(),
-        }],
-        &meta,
-    )
-    .await?;
+        tenant_id,
+        attempt_id,
+        username: account.username.clone(),
+    }];
+    if let Some(by) = record_unless_superseded(s, bank_id, admitted_at, created, &meta).await? {
+        // A decommission or reset was committed while this attempt ran
+        // (after its admission): the account this attempt just enabled
+        // must not outlive it.
+        let reason = if by == "LockerDecommissioned" {
+            ProvisioningFailure::Decommissioned
+        } else {
+            ProvisioningFailure::Superseded
+        };
+        let detail = format!("{by} was recorded while this attempt ran; ask again");
+        tracing::warn!(%by, "provisioning attempt superseded; its account is disabled again");
+        disable_stored_account(s, &account.username).await?;
+        if let Err(e) = crate::gateway::call_gateway(
+            s.settings.gateway_deadline,
+            "disable_account",
+            s.gateway.disable_account(&account.username),
+        )
+        .await
+        {
+            // The stored account is disabled, so the embedded broker
+            // refuses it; Mosquitto's stays enabled until the next
+            // decommission or reset disables it again.
+            tracing::error!(error = %e, "disabling a superseded attempt's account failed");
+        }
+        record(s, bank_id, vec![fail(reason, detail.clone())], &meta).await?;
+        metrics::counter!("lockstep_provisioning_total", "outcome" => reason.as_str()).increment(1);
+        let reply = Reply::refused(attempt_id, Some(bank_id), reason, Some(detail));
+        deliver(s, &reg.client_id, &reply).await;
+        return Ok(reply);
+    }
 
     let reply = Reply {
         v: REPLY_VERSION,
@@ -159,6 +189,7 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
         password: Some(account.password.clone()),
         error: None,
         detail: None,
+        broker_url: s.locker_broker_url.as_deref().map(str::to_string),
     };
     let bytes = serde_json::to_vec(&reply).map_err(|e| CoreError::Invalid(e.to_string()))?;
     match crate::gateway::call_gateway(
@@ -243,6 +274,62 @@ async fn record(
     Err(CoreError::Conflict(format!(
         "locker bank {bank_id} kept changing"
     )))
+}
+
+/// Appends `events` at the bank's head unless a decommission or reset was
+/// recorded after version `after`; then records nothing and names it.
+async fn record_unless_superseded(
+    s: &Services,
+    bank_id: Uuid,
+    after: i64,
+    events: Vec<DomainEvent>,
+    meta: &Metadata,
+) -> CoreResult<Option<String>> {
+    for _ in 0..store::MAX_RETRIES {
+        let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
+        let superseded = sqlx::query(
+            "SELECT event_type FROM stored_events WHERE aggregate_uuid = $1 AND aggregate_version > $2 \
+             AND event_type IN ('LockerDecommissioned', 'LockerProvisioningReset') \
+             ORDER BY aggregate_version LIMIT 1",
+        )
+        .bind(bank_id.to_string())
+        .bind(after)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = superseded {
+            return Ok(Some(row.try_get("event_type")?));
+        }
+        let written = store::commit_at(
+            s,
+            tx,
+            "locker_bank",
+            bank_id,
+            version,
+            events.clone(),
+            meta,
+            now_ms(),
+        )
+        .await?;
+        if written.is_some() {
+            return Ok(None);
+        }
+    }
+    Err(CoreError::Conflict(format!(
+        "locker bank {bank_id} kept changing"
+    )))
+}
+
+/// Marks a stored locker account disabled (the embedded broker's logins
+/// read it).
+async fn disable_stored_account(s: &Services, username: &str) -> CoreResult<()> {
+    sqlx::query(
+        "UPDATE broker_accounts SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(username)
+    .execute_write(&s.db)
+    .await?;
+    Ok(())
 }
 
 /// The locker's password for this provisioning session: an HMAC of the
@@ -511,6 +598,7 @@ async fn try_admit(
         // A new bank or an attempt of its own: a fresh stream.
         _ => store::stream_version(&mut tx, aggregate).await?,
     };
+    let admitted_at = version + events.len() as i64;
     let written = store::append_live(
         &mut tx,
         s.mode(),
@@ -525,7 +613,11 @@ async fn try_admit(
     tx.commit().await?;
     s.published(&written);
     Ok(match (refusal, bank_id, tenant_id) {
-        (None, Some(bank_id), Some(tenant_id)) => Ok(Admitted { bank_id, tenant_id }),
+        (None, Some(bank_id), Some(tenant_id)) => Ok(Admitted {
+            bank_id,
+            tenant_id,
+            version: admitted_at,
+        }),
         (Some(r), _, _) => Err(r),
         _ => Err(Refusal {
             bank_id,
@@ -809,12 +901,6 @@ pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option
         return Ok(None);
     }
     let username = username_of(bank_id);
-    sqlx::query(
-        "UPDATE broker_accounts SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(&username)
-    .execute_write(&s.db)
-    .await?;
+    disable_stored_account(s, &username).await?;
     Ok(Some(username))
 }

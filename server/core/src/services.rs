@@ -62,6 +62,9 @@ pub struct Services {
     pub gateway: Arc<dyn LockerGateway>,
     /// The workers' progress, for the stall report.
     pub workers: SharedHealth,
+    /// The locker listener's address, told to lockers in provisioning
+    /// replies (`broker_url`).
+    pub locker_broker_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -85,7 +88,13 @@ impl Services {
             wake: Arc::new(Notify::new()),
             gateway: Arc::new(RecordingGateway::default()),
             workers: SharedHealth::default(),
+            locker_broker_url: None,
         }
+    }
+
+    pub fn with_locker_broker_url(mut self, url: Option<String>) -> Self {
+        self.locker_broker_url = url.filter(|u| !u.trim().is_empty()).map(Arc::from);
+        self
     }
 
     pub fn with_settings(mut self, settings: CoreSettings) -> Self {

@@ -503,3 +503,110 @@ async fn a_reset_lets_a_provisioned_or_decommissioned_bank_provision_again() {
         .expect("heartbeat");
     assert_eq!(state(&w, bank.id).await, "provisioned");
 }
+
+/// A gateway on which an admin decommissions the bank while its account is
+/// being made: the attempt was admitted before, and finishes after.
+struct Overtaken {
+    inner: RecordingGateway,
+    overtake: std::sync::OnceLock<(Services, Caller)>,
+}
+
+#[async_trait::async_trait]
+impl lockstep_core::gateway::LockerGateway for Overtaken {
+    async fn send_open(
+        &self,
+        command: &lockstep_core::gateway::OpenCommand,
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        self.inner.send_open(command).await
+    }
+
+    async fn create_account(
+        &self,
+        account: &lockstep_core::gateway::LockerAccount,
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        if let Some((s, admin)) = self.overtake.get() {
+            provisioning::decommission(s, admin, account.bank_id, "stolen")
+                .await
+                .expect("decommission while the attempt runs");
+            workers::run_outbox_once(s, now_ms()).await.expect("outbox");
+        }
+        self.inner.create_account(account).await
+    }
+
+    async fn disable_account(
+        &self,
+        username: &str,
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        self.inner.disable_account(username).await
+    }
+
+    async fn deliver_reply(
+        &self,
+        client_id: &str,
+        reply: &[u8],
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        self.inner.deliver_reply(client_id, reply).await
+    }
+}
+
+/// Review finding (issue 12): an attempt admitted before a decommission
+/// used to record its credentials after it and re-enable the account, so
+/// a decommissioned locker could log in again.
+#[tokio::test]
+async fn an_attempt_overtaken_by_a_decommission_leaves_no_live_account() {
+    let t = fresh_database().await;
+    let db = Db::open(&t.url).await.expect("db");
+    let gateway = Arc::new(Overtaken {
+        inner: RecordingGateway::default(),
+        overtake: std::sync::OnceLock::new(),
+    });
+    let s = Services::new(db.clone(), ThrottleConfig::default()).with_gateway(gateway.clone());
+    let u = user(&db, "admin@a.io", Role::Admin, "A").await;
+    let admin = Caller::new(u.clone(), Actor::User { id: u.id });
+    let w = World {
+        _t: t,
+        s: s.clone(),
+        gateway: Arc::new(RecordingGateway::default()),
+        admin: admin.clone(),
+    };
+    let bank = preregistered(&w).await;
+    let _ = gateway.overtake.set((s.clone(), admin));
+
+    let reply = provisioning::provision(&s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert!(!reply.ok, "{reply:?}");
+    assert_eq!(reply.error.map(|e| e.as_str()), Some("decommissioned"));
+    assert_eq!(reply.password, None, "no credentials handed out");
+    // The account the attempt made is disabled again, in the broker and
+    // for the embedded broker's login check.
+    let username = format!("locker-{}", bank.id);
+    let password = gateway
+        .inner
+        .accounts()
+        .last()
+        .expect("an account was made")
+        .password
+        .clone();
+    assert!(
+        !provisioning::check_locker_login(&s, &username, &username, &password)
+            .await
+            .expect("login"),
+        "a decommissioned locker cannot log in"
+    );
+    assert_eq!(
+        gateway.inner.disabled(),
+        vec![username.clone(), username.clone()],
+        "disabled by the decommission, and again after the attempt made it"
+    );
+    assert_eq!(state(&w, bank.id).await, "decommissioned");
+    let events = bank_events(&w, bank.id).await;
+    assert!(
+        !events.iter().any(|e| e == "LockerCredentialsCreated"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("LockerProvisioningFailed")
+    );
+}

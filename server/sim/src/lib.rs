@@ -1,8 +1,10 @@
 //! Simulated locker banks, speaking to the broker exactly as docs/mqtt.md
 //! tells a locker to: provision on the provisioning listener, then connect
 //! with the delivered account, heartbeat on `locker/{id}/state`, take
-//! commands from `locker/{id}/command` (ignoring expired ones and
-//! deduplicating by `command_id`), and answer on `locker/{id}/status`.
+//! commands from `locker/{id}/command` (ignoring expired ones, and
+//! answering a repeated `command_id` with its recorded result), answer on
+//! `locker/{id}/status`, and repeat each result with backoff until the
+//! server acknowledges it on `locker/{id}/ack`.
 //!
 //! Topics and payloads come from `lockstep-wire`, the crate the server's
 //! bridge uses too: a renamed field or status breaks both builds at once.
@@ -10,21 +12,22 @@
 //! follows docs/mqtt.md, the contract a firmware writer reads.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
 
 use lockstep_wire::mqtt::{
+    parse_ack,
     topics::{self, LockerTopic},
     CommandPayload, CommandResult, CompartmentState, Door, ProvisioningFailure, ProvisioningReply,
     RegisterCompartment, RegisterPayload, StatePayload, StatusPayload, VERSION,
 };
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -101,6 +104,9 @@ pub struct Credentials {
     pub bank_id: Uuid,
     pub username: String,
     pub password: String,
+    /// The locker listener named in the reply, if the server named one.
+    #[serde(default)]
+    pub broker_url: Option<String>,
 }
 
 /// How long a locker first waits for a reply before asking again (then
@@ -182,6 +188,7 @@ pub async fn provision(
                             bank_id,
                             username,
                             password,
+                            broker_url: reply.broker_url,
                         }),
                         _ => Err(SimError::Refused {
                             error: reply.error,
@@ -273,9 +280,38 @@ pub struct Stats {
     pub expired: AtomicU64,
     pub duplicates_ignored: AtomicU64,
     pub results: AtomicU64,
+    /// Results sent again: unacknowledged after their wait, or asked for by
+    /// a repeated command.
+    pub results_repeated: AtomicU64,
+    /// Results the server acknowledged.
+    pub acks: AtomicU64,
+    /// Results given up on, unacknowledged, long past their expiry.
+    pub results_abandoned: AtomicU64,
     pub heartbeats: AtomicU64,
     pub disconnects: AtomicU64,
+    /// Every command this process's lockers carried out successfully (the
+    /// door opened), so a test can check each of them ended `opened`.
+    pub opened: Mutex<Vec<Uuid>>,
 }
+
+/// The first wait for a result's ack before sending it again; each wait
+/// doubles, up to [`RESULT_RETRY_MAX`].
+pub const RESULT_RETRY_FIRST: Duration = Duration::from_secs(2);
+pub const RESULT_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long after its command's `expires_at` an unacknowledged result is
+/// still repeated.
+pub const RESULT_GIVE_UP_AFTER_EXPIRY: Duration = Duration::from_secs(600);
+
+/// A result sent and not yet acknowledged.
+struct Unconfirmed {
+    payload: String,
+    next_at: tokio::time::Instant,
+    wait: Duration,
+    give_up_at_ms: i64,
+}
+
+/// Results waiting for their ack, by command.
+type Outbox = Arc<Mutex<HashMap<Uuid, Unconfirmed>>>;
 
 /// A running simulated locker.
 pub struct Locker {
@@ -286,6 +322,7 @@ pub struct Locker {
     pub connected: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     beat: tokio::task::JoinHandle<()>,
+    repeat: tokio::task::JoinHandle<()>,
 }
 
 impl Locker {
@@ -310,6 +347,7 @@ impl Locker {
     pub fn stop(self) {
         self.task.abort();
         self.beat.abort();
+        self.repeat.abort();
     }
 }
 
@@ -339,7 +377,9 @@ pub fn run(
     let (ready_tx, ready) = watch::channel(false);
     let connected = Arc::new(AtomicBool::new(false));
     let command_topic = topics::locker(bank, LockerTopic::Command);
+    let ack_topic = topics::locker(bank, LockerTopic::Ack);
     let status_topic = topics::locker(bank, LockerTopic::Status);
+    let outbox: Outbox = Arc::default();
     let state_topic = topics::locker(bank, LockerTopic::State);
     let heartbeat = serde_json::to_string(&StatePayload {
         v: VERSION,
@@ -355,13 +395,44 @@ pub fn run(
         let behaviour = behaviour.clone();
         let heartbeat = heartbeat.clone();
         let state_topic = state_topic.clone();
+        let outbox = outbox.clone();
+        let status_topic = status_topic.clone();
         tokio::spawn(async move {
-            let mut seen: HashSet<Uuid> = HashSet::new();
+            // Recent commands and, once known, their result: a repeated
+            // command gets the recorded result again, never a second open.
+            let mut seen: HashMap<Uuid, Option<String>> = HashMap::new();
             let mut order: VecDeque<Uuid> = VecDeque::new();
+            let (results_tx, mut results_rx) =
+                tokio::sync::mpsc::unbounded_channel::<(Uuid, String)>();
             loop {
-                match eventloop.poll().await {
+                let event = tokio::select! {
+                    event = eventloop.poll() => event,
+                    Some((id, result)) = results_rx.recv() => {
+                        if let Some(known) = seen.get_mut(&id) {
+                            *known = Some(result);
+                        }
+                        continue;
+                    }
+                };
+                match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = client.try_subscribe(command_topic.clone(), QoS::AtLeastOnce);
+                        // Subscribed again on every connection, whatever the
+                        // broker says of the session: a broker that lost it
+                        // (a crash) would otherwise deliver nothing.
+                        let _ = client.try_subscribe_many([
+                            SubscribeFilter::new(command_topic.clone(), QoS::AtLeastOnce),
+                            SubscribeFilter::new(ack_topic.clone(), QoS::AtLeastOnce),
+                        ]);
+                        // What waits for an ack goes again a second after
+                        // connecting (time for the server to be back too),
+                        // its backoff started over.
+                        if let Ok(mut o) = outbox.lock() {
+                            let soon = tokio::time::Instant::now() + Duration::from_secs(1);
+                            o.values_mut().for_each(|u| {
+                                u.next_at = soon;
+                                u.wait = RESULT_RETRY_FIRST / 2;
+                            });
+                        }
                         let _ = client.try_publish(
                             state_topic.clone(),
                             QoS::AtLeastOnce,
@@ -375,19 +446,46 @@ pub fn run(
                         }
                         let _ = ready_tx.send(true);
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                        if let Ok(ack) = parse_ack(&p.payload) {
+                            let known = outbox
+                                .lock()
+                                .map(|mut o| o.remove(&ack.command_id).is_some());
+                            if known.unwrap_or(false) {
+                                stats.acks.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
                         let Ok(cmd) = serde_json::from_slice::<CommandPayload>(&p.payload) else {
                             continue;
                         };
                         stats.commands.fetch_add(1, Ordering::Relaxed);
+                        if let Some(known) = seen.get(&cmd.command_id) {
+                            // A command seen before: its result again (the
+                            // server may have missed it), or nothing while
+                            // it is still being carried out.
+                            stats.duplicates_ignored.fetch_add(1, Ordering::Relaxed);
+                            if let Some(result) = known {
+                                if client
+                                    .try_publish(
+                                        status_topic.clone(),
+                                        QoS::AtLeastOnce,
+                                        false,
+                                        result.clone(),
+                                    )
+                                    .is_ok()
+                                {
+                                    stats.results_repeated.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            continue;
+                        }
                         if cmd.expires_at < now_ms() {
                             stats.expired.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        if !seen.insert(cmd.command_id) {
-                            stats.duplicates_ignored.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
+                        seen.insert(cmd.command_id, None);
                         order.push_back(cmd.command_id);
                         if order.len() > 1024 {
                             if let Some(old) = order.pop_front() {
@@ -418,9 +516,31 @@ pub fn run(
                         let latency = behaviour.latency;
                         let doors = behaviour.report_doors && !fail;
                         let stats = stats.clone();
+                        let outbox = outbox.clone();
+                        let results_tx = results_tx.clone();
                         tokio::spawn(async move {
                             if !latency.is_zero() {
                                 tokio::time::sleep(latency).await;
+                            }
+                            // Carried out: from here the result is kept and
+                            // repeated until acknowledged.
+                            if !fail {
+                                if let Ok(mut opened) = stats.opened.lock() {
+                                    opened.push(cmd.command_id);
+                                }
+                            }
+                            let _ = results_tx.send((cmd.command_id, result.clone()));
+                            if let Ok(mut o) = outbox.lock() {
+                                o.insert(
+                                    cmd.command_id,
+                                    Unconfirmed {
+                                        payload: result.clone(),
+                                        next_at: tokio::time::Instant::now() + RESULT_RETRY_FIRST,
+                                        wait: RESULT_RETRY_FIRST,
+                                        give_up_at_ms: cmd.expires_at
+                                            + RESULT_GIVE_UP_AFTER_EXPIRY.as_millis() as i64,
+                                    },
+                                );
                             }
                             for _ in 0..(1 + usize::from(twice)) {
                                 if client
@@ -497,6 +617,46 @@ pub fn run(
         })
     };
 
+    let repeat = {
+        let client = client.clone();
+        let connected = connected.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if !connected.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let now = tokio::time::Instant::now();
+                let due: Vec<String> = match outbox.lock() {
+                    Ok(mut o) => {
+                        let before = o.len();
+                        o.retain(|_, u| u.give_up_at_ms > now_ms());
+                        stats
+                            .results_abandoned
+                            .fetch_add((before - o.len()) as u64, Ordering::Relaxed);
+                        o.values_mut()
+                            .filter(|u| u.next_at <= now)
+                            .map(|u| {
+                                u.wait = (u.wait * 2).min(RESULT_RETRY_MAX);
+                                u.next_at = now + u.wait;
+                                u.payload.clone()
+                            })
+                            .collect()
+                    }
+                    Err(_) => continue,
+                };
+                for payload in due {
+                    if client
+                        .try_publish(status_topic.clone(), QoS::AtLeastOnce, false, payload)
+                        .is_ok()
+                    {
+                        stats.results_repeated.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
     Locker {
         client,
         credentials,
@@ -504,5 +664,6 @@ pub fn run(
         connected,
         task,
         beat,
+        repeat,
     }
 }

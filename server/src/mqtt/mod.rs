@@ -21,6 +21,7 @@
 //! - The session is persistent (clean session off) and the connection is
 //!   retried with backoff; subscriptions are renewed on every CONNACK.
 
+pub mod broker;
 pub mod embedded;
 
 use std::{
@@ -100,8 +101,11 @@ pub struct MqttConfig {
     pub dynsec: bool,
     /// Subscribe through `$share/lockstep/...` so several server processes
     /// split the inbound messages (off for the embedded broker, which has
-    /// one server and does not match wildcards in shared filters).
+    /// one server).
     pub shared: bool,
+    /// The embedded broker, when it is the one: a disabled locker account
+    /// is disconnected through it.
+    pub embedded: Option<broker::Broker>,
 }
 
 /// Parses `mqtt://[user[:password]@]host[:port]`.
@@ -145,14 +149,36 @@ pub fn parse_url(url: &str, client_id: &str) -> Result<MqttConfig, String> {
         ack_timeout: Duration::from_secs(10),
         dynsec: true,
         shared: true,
+        embedded: None,
     })
 }
 
-/// Publishes waiting for their packet id, then for their PUBACK.
+/// Publishes waiting for their packet id, then for their PUBACK. Every
+/// publish through the client has its place in `queued` (`None` when
+/// nobody waits for its PUBACK), because the event loop names packet ids
+/// in the order publishes were queued: a publish missing here would hand
+/// its packet id to the next one's waiter.
 #[derive(Default)]
 struct Pending {
-    queued: VecDeque<oneshot::Sender<()>>,
+    queued: VecDeque<Option<oneshot::Sender<()>>>,
     by_pkid: HashMap<u16, oneshot::Sender<()>>,
+}
+
+impl Pending {
+    /// Queues a QoS 1 publish nobody waits for (a result's ack).
+    fn publish_unwaited(
+        pending: &Mutex<Pending>,
+        client: &AsyncClient,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        let mut pending = pending.lock().map_err(|_| "poisoned".to_string())?;
+        client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .map_err(|e| e.to_string())?;
+        pending.queued.push_back(None);
+        Ok(())
+    }
 }
 
 /// Dynamic-security requests waiting for their response, by correlationData.
@@ -164,6 +190,7 @@ pub struct MqttGateway {
     dynsec_waiters: DynsecWaiters,
     ack_timeout: Duration,
     dynsec: bool,
+    embedded: Option<broker::Broker>,
 }
 
 /// The ACLs of a locker's own role: its state and status out, its
@@ -190,6 +217,18 @@ fn locker_acls(bank_id: uuid::Uuid) -> Value {
         t(
             "unsubscribeLiteral",
             topics::locker(bank_id, LockerTopic::Command)
+        ),
+        t(
+            "subscribeLiteral",
+            topics::locker(bank_id, LockerTopic::Ack)
+        ),
+        t(
+            "publishClientReceive",
+            topics::locker(bank_id, LockerTopic::Ack)
+        ),
+        t(
+            "unsubscribeLiteral",
+            topics::locker(bank_id, LockerTopic::Ack)
         ),
     ])
 }
@@ -256,7 +295,7 @@ impl MqttGateway {
                     "the MQTT client could not queue the publish: {e}"
                 )));
             }
-            pending.queued.push_back(acked);
+            pending.queued.push_back(Some(acked));
         }
         match tokio::time::timeout(self.ack_timeout, ack).await {
             Ok(Ok(())) => Ok(()),
@@ -331,6 +370,13 @@ impl LockerGateway for MqttGateway {
 
     async fn disable_account(&self, username: &str) -> Result<(), GatewayError> {
         if !self.dynsec {
+            // The embedded broker refuses the account's next login (the
+            // core marked it disabled); a live connection is closed now.
+            if let Some(broker) = &self.embedded {
+                if broker.kick(username) {
+                    tracing::info!(%username, "disconnected a disabled locker account");
+                }
+            }
             return Ok(());
         }
         let responses = self
@@ -396,6 +442,7 @@ pub fn start(config: MqttConfig) -> (Arc<MqttGateway>, Connection) {
         dynsec_waiters: dynsec_waiters.clone(),
         ack_timeout: config.ack_timeout,
         dynsec: config.dynsec,
+        embedded: config.embedded.clone(),
     });
     tracing::info!(host = %config.host, port = config.port, client_id = %config.client_id, dynsec = config.dynsec, "MQTT bridge starting");
     let bridge = Bridge {
@@ -534,17 +581,31 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
                     continue;
                 };
                 let services = services.clone();
+                let (client, pending) = (client.clone(), pending.clone());
                 tokio::spawn(async move {
                     // Bounded, so a stuck handler cannot keep its slot (and
                     // at the bound, the event loop) for good.
                     let deadline = services.settings.job_deadline;
                     let handled = handle_publish(&services, &p.topic, &p.payload);
-                    if tokio::time::timeout(deadline, handled).await.is_err() {
-                        refuse(
+                    match tokio::time::timeout(deadline, handled).await {
+                        Ok(Some(ack)) => {
+                            // Not waited for: a lost ack costs one repeat
+                            // of the result, which is harmless.
+                            count_message("out", "ack");
+                            if let Err(e) =
+                                Pending::publish_unwaited(&pending, &client, ack.topic, ack.payload)
+                            {
+                                tracing::warn!(error = %e, "could not queue a result's ack; the locker will repeat the result");
+                                metrics::counter!("lockstep_mqtt_publish_refused_total")
+                                    .increment(1);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(_) => refuse(
                             &p.topic,
                             "mqtt_handler_timeout",
                             &"handling ran past its deadline",
-                        );
+                        ),
                     }
                     drop(permit);
                 });
@@ -553,7 +614,7 @@ async fn drive(bridge: Bridge, mut eventloop: EventLoop, mut shutdown: watch::Re
                 if let Ok(mut p) = pending.lock() {
                     // A packet id already waiting is a retransmission.
                     if !p.by_pkid.contains_key(&pkid) {
-                        if let Some(waiter) = p.queued.pop_front() {
+                        if let Some(Some(waiter)) = p.queued.pop_front() {
                             p.by_pkid.insert(pkid, waiter);
                         }
                     }
@@ -649,6 +710,7 @@ pub async fn handle_register(services: &Services, reg: wire::RegisterPayload) {
             Some(ProvisioningFailure::AlreadyProvisioned) => "provisioning_already_provisioned",
             Some(ProvisioningFailure::Decommissioned) => "provisioning_decommissioned",
             Some(ProvisioningFailure::InvalidRegistration) => "provisioning_invalid_registration",
+            Some(ProvisioningFailure::Superseded) => "provisioning_superseded",
             _ => "provisioning_failed",
         }),
         Err(e) => tracing::error!(error = %e, "provisioning failed"),
@@ -660,8 +722,16 @@ fn refuse(topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
     count_rejection(reason);
 }
 
-/// One inbound message on a locker topic.
-pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
+/// A result's acknowledgement to publish: `locker/{bank_id}/ack`.
+#[derive(Debug)]
+pub struct Ack {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// One inbound message on a locker topic; for a recorded result, the
+/// acknowledgement to send the locker.
+pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) -> Option<Ack> {
     let bank_id = match topics::parse_locker(topic) {
         Ok((bank_id, LockerTopic::Status)) => {
             count_message("in", "result");
@@ -669,16 +739,24 @@ pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
         }
         Ok((bank_id, LockerTopic::State)) => {
             count_message("in", "state");
-            return handle_state(services, topic, bank_id, payload).await;
+            handle_state(services, topic, bank_id, payload).await;
+            return None;
         }
-        Ok((_, LockerTopic::Command)) => {
-            return refuse(topic, "mqtt_bad_topic", &"not a status or state topic")
+        Ok((_, LockerTopic::Command | LockerTopic::Ack)) => {
+            refuse(topic, "mqtt_bad_topic", &"not a status or state topic");
+            return None;
         }
-        Err(e) => return refuse(topic, e.reason(), &e),
+        Err(e) => {
+            refuse(topic, e.reason(), &e);
+            return None;
+        }
     };
     let status = match parse_status(payload) {
         Ok(s) => s,
-        Err(e) => return refuse(topic, e.reason(), &e),
+        Err(e) => {
+            refuse(topic, e.reason(), &e);
+            return None;
+        }
     };
     let span = tracing::info_span!("locker_result", command_id = %status.command_id, %bank_id);
     record_status(services, topic, bank_id, status)
@@ -687,32 +765,43 @@ pub async fn handle_publish(services: &Services, topic: &str, payload: &[u8]) {
 }
 
 /// A parsed result from a locker: checked against the command's owner,
-/// then recorded.
+/// then recorded; once recorded (now or before), acknowledged.
 async fn record_status(
     services: &Services,
     topic: &str,
     bank_id: uuid::Uuid,
     status: wire::StatusPayload,
-) {
+) -> Option<Ack> {
     match opens::bank_of(services, status.command_id).await {
         Ok(Some(owner)) if owner == bank_id => {}
         Ok(Some(_)) => {
-            return refuse(
+            refuse(
                 topic,
                 "mqtt_wrong_locker",
                 &"the command belongs to another locker",
-            )
+            );
+            return None;
         }
-        Ok(None) => return refuse(topic, "mqtt_unknown_command", &status.command_id),
+        Ok(None) => {
+            refuse(topic, "mqtt_unknown_command", &status.command_id);
+            return None;
+        }
         Err(e) => {
+            // Not recorded, so not acknowledged: the locker repeats it.
             tracing::error!(error = %e, "looking up the command failed");
-            return;
+            return None;
         }
     }
     let success = status.result == CommandResult::ActionCompleted;
-    match opens::record_result(services, status.command_id, success, status.error, now_ms()).await {
+    let command_id = status.command_id;
+    match opens::record_result(services, command_id, success, status.error, now_ms()).await {
         Ok(outcome) => {
             tracing::info!(?outcome, success, "locker result");
+            if outcome == opens::ResultOutcome::Duplicate {
+                // A locker repeating a result whose ack it has not seen
+                // (lost to a broker restart, or still on its way).
+                metrics::counter!("lockstep_mqtt_results_repeated_total").increment(1);
+            }
             if outcome == opens::ResultOutcome::Applied {
                 match opens::round_trip_ms(services, status.command_id).await {
                     Ok(Some(ms)) => metrics::histogram!("lockstep_mqtt_command_round_trip_seconds")
@@ -721,8 +810,20 @@ async fn record_status(
                     Err(e) => tracing::debug!(error = %e, "no round trip for this command"),
                 }
             }
+            let payload = serde_json::to_vec(&wire::AckPayload {
+                v: VERSION,
+                command_id,
+            })
+            .ok()?;
+            Some(Ack {
+                topic: topics::locker(bank_id, LockerTopic::Ack),
+                payload,
+            })
         }
-        Err(e) => tracing::error!(error = %e, "recording the locker result failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "recording the locker result failed");
+            None
+        }
     }
 }
 

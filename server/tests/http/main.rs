@@ -3,6 +3,7 @@
 //! with reqwest. One test binary, one module per area.
 
 mod auth;
+mod broker_acl;
 mod cli;
 mod hardening;
 mod helpers;
@@ -10,4 +11,5 @@ mod mqtt;
 mod open_flow;
 mod operations;
 mod provisioning;
+mod result_acks;
 mod tokens;

@@ -26,10 +26,10 @@ use uuid::Uuid;
 
 use crate::{helpers::*, mqtt::await_status, mqtt::tempdir};
 
-const BRIDGE_PASSWORD: &str = "bridge-secret-for-tests";
+pub(crate) const BRIDGE_PASSWORD: &str = "bridge-secret-for-tests";
 const PROVISIONING_PASSWORD: &str = "provisioning-secret-for-tests";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
         .local_addr()
@@ -38,16 +38,16 @@ fn free_port() -> u16 {
 }
 
 /// Mosquitto from deploy/mosquitto (initialised by its own script).
-struct RepoBroker {
+pub(crate) struct RepoBroker {
     child: Option<std::process::Child>,
     conf: std::path::PathBuf,
-    dynsec_port: u16,
-    provisioning_port: u16,
+    pub(crate) dynsec_port: u16,
+    pub(crate) provisioning_port: u16,
     _dir: tempdir::Dir,
 }
 
 impl RepoBroker {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("lockstep-broker-{}", Uuid::now_v7().simple()));
         let (dynsec_port, provisioning_port) = (free_port(), free_port());
         let init = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/mosquitto/init");
@@ -78,7 +78,7 @@ impl RepoBroker {
     }
 
     /// (Re)starts the process on the same ports and data.
-    async fn resume(&mut self) {
+    pub(crate) async fn resume(&mut self) {
         self.child = Some(
             std::process::Command::new("mosquitto")
                 .arg("-c")
@@ -100,7 +100,7 @@ impl RepoBroker {
         panic!("mosquitto did not start");
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -109,7 +109,7 @@ impl RepoBroker {
 
     /// A clean restart's first half: SIGTERM, so Mosquitto saves its
     /// persistent sessions (subscriptions and queued QoS 1 messages).
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -118,7 +118,7 @@ impl RepoBroker {
         }
     }
 
-    fn provisioning(&self) -> Endpoint {
+    pub(crate) fn provisioning(&self) -> Endpoint {
         Endpoint {
             host: "127.0.0.1".into(),
             port: self.provisioning_port,
@@ -127,7 +127,7 @@ impl RepoBroker {
         }
     }
 
-    fn lockers(&self) -> Endpoint {
+    pub(crate) fn lockers(&self) -> Endpoint {
         Endpoint {
             host: "127.0.0.1".into(),
             port: self.dynsec_port,
@@ -143,7 +143,7 @@ impl Drop for RepoBroker {
     }
 }
 
-async fn admin_of(app: &TestApp) -> Caller {
+pub(crate) async fn admin_of(app: &TestApp) -> Caller {
     let u = lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
         .await
         .expect("q")
@@ -151,7 +151,7 @@ async fn admin_of(app: &TestApp) -> Caller {
     Caller::new(u.clone(), Actor::User { id: u.id })
 }
 
-async fn bank(app: &TestApp, admin: &Caller, serial: &str) -> lockers::BankView {
+pub(crate) async fn bank(app: &TestApp, admin: &Caller, serial: &str) -> lockers::BankView {
     lockers::register_bank(
         &app.services,
         admin,
@@ -172,7 +172,7 @@ async fn bank(app: &TestApp, admin: &Caller, serial: &str) -> lockers::BankView 
     .expect("bank")
 }
 
-fn identity(serial: &str) -> Identity {
+pub(crate) fn identity(serial: &str) -> Identity {
     Identity {
         serial: serial.into(),
         compartments: 2,
@@ -183,7 +183,7 @@ fn identity(serial: &str) -> Identity {
 }
 
 /// An admin's override open of `compartment` (accepted, or the test fails).
-async fn override_open(
+pub(crate) async fn override_open(
     app: &TestApp,
     admin: &Caller,
     compartment: Uuid,
@@ -205,7 +205,7 @@ async fn override_open(
 }
 
 /// Waits on the log feed until the bank is in `state`.
-async fn await_bank_state(app: &TestApp, admin: &Caller, bank_id: Uuid, state: &str) {
+pub(crate) async fn await_bank_state(app: &TestApp, admin: &Caller, bank_id: Uuid, state: &str) {
     let mut feed = app.services.log_tail.subscribe();
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -723,6 +723,11 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
     let creds = provision(&at, &identity("EMB-1"), Duration::from_secs(20))
         .await
         .expect("provisioned on the embedded broker");
+    assert_eq!(
+        creds.broker_url.as_deref(),
+        Some(format!("mqtt://127.0.0.1:{port}").as_str()),
+        "the reply names the locker listener"
+    );
     let plain = Endpoint {
         username: None,
         password: None,
@@ -1040,25 +1045,52 @@ async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
         broker.dynsec_port
     )));
     let app = start(config).await;
-    let admin = admin_of(&app).await;
-    let a = bank(&app, &admin, "BIG-A").await;
-    let b = bank(&app, &admin, "BIG-B").await;
-    let creds_a = provision(
-        &broker.provisioning(),
-        &identity("BIG-A"),
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("A provisioned");
-    let creds_b = provision(
-        &broker.provisioning(),
-        &identity("BIG-B"),
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("B provisioned");
+    // The server refuses the 5 and 10 KiB results it gets.
+    oversize_flood(&app, broker.lockers(), broker.provisioning(), 2).await;
+    app.stop().await;
+}
+
+/// The same flood on the embedded broker, which also refuses (and counts)
+/// the two packets over its 64 KiB.
+#[tokio::test]
+async fn an_oversize_result_is_refused_on_the_embedded_broker_too() {
+    let db = lockstep_core::testing::fresh_database().await;
+    let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
+    let port = free_port();
+    config.mqtt = MqttMode::Embedded;
+    config.mqtt_embedded_addr = ([127, 0, 0, 1], port).into();
+    let app = start(config).await;
+    let at = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        username: Some("provisioning".into()),
+        password: Some("provisioning-test-password".into()),
+    };
+    let lockers = Endpoint {
+        username: None,
+        password: None,
+        ..at.clone()
+    };
+    oversize_flood(&app, lockers, at, 4).await;
+    app.stop().await;
+}
+
+/// Results of 5 KiB, 10 KiB, 100 KiB and 1 MiB from locker A; then an open
+/// on locker B ends `opened`. `refusals`: how many `mqtt_oversize` at least.
+async fn oversize_flood(app: &TestApp, lockers: Endpoint, provisioning: Endpoint, refusals: u64) {
+    let admin = admin_of(app).await;
+    let tag = Uuid::now_v7().simple().to_string();
+    let (sa, sb) = (format!("BIG-A-{tag}"), format!("BIG-B-{tag}"));
+    let a = bank(app, &admin, &sa).await;
+    let b = bank(app, &admin, &sb).await;
+    let creds_a = provision(&provisioning, &identity(&sa), Duration::from_secs(20))
+        .await
+        .expect("A provisioned");
+    let creds_b = provision(&provisioning, &identity(&sb), Duration::from_secs(20))
+        .await
+        .expect("B provisioned");
     let mut locker_b = run(
-        &broker.lockers(),
+        &lockers,
         creds_b,
         Behaviour::default(),
         Arc::new(Stats::default()),
@@ -1067,9 +1099,9 @@ async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
         .wait_ready(Duration::from_secs(20))
         .await
         .expect("B ready");
-    await_bank_state(&app, &admin, b.id, "provisioned").await;
+    await_bank_state(app, &admin, b.id, "provisioned").await;
 
-    let oversize_before = rejections(&app, "mqtt_oversize").await;
+    let oversize_before = rejections(app, "mqtt_oversize").await;
     let topic = format!("locker/{}/status", a.id);
     let mut acked = Vec::new();
     for kib in [5usize, 10, 100, 1024] {
@@ -1080,7 +1112,7 @@ async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
         );
         acked.push((
             kib,
-            publish_once(&creds_a, broker.dynsec_port, &topic, payload.into_bytes()).await,
+            publish_once(&creds_a, lockers.port, &topic, payload.into_bytes()).await,
         ));
     }
     // The broker takes what fits its 64 KiB packets and drops the locker
@@ -1090,11 +1122,11 @@ async fn an_oversize_result_is_refused_and_the_fleet_goes_on() {
         vec![(5, true), (10, true), (100, false), (1024, false)],
         "the broker's limit"
     );
-    await_rejection(&app, "mqtt_oversize", oversize_before + 1).await;
+    await_rejection(app, "mqtt_oversize", oversize_before + refusals - 1).await;
 
     // And the fleet goes on: B's open ends opened.
-    let d = override_open(&app, &admin, b.compartments[0].id, "after a flood").await;
+    let d = override_open(app, &admin, b.compartments[0].id, "after a flood").await;
     let mut feed = app.services.log_tail.subscribe();
-    await_status(&app, &mut feed, &admin, d.command_id, "opened").await;
+    await_status(app, &mut feed, &admin, d.command_id, "opened").await;
     locker_b.stop();
 }

@@ -55,6 +55,7 @@ contract! {
     LockerTopic::Command => "command",
     LockerTopic::Status => "status",
     LockerTopic::State => "state",
+    LockerTopic::Ack => "ack",
     ProvisioningFailure::UnknownSerial => "unknown_serial",
     ProvisioningFailure::InvalidKey => "invalid_key",
     ProvisioningFailure::InvalidRegistration => "invalid_registration",
@@ -62,6 +63,7 @@ contract! {
     ProvisioningFailure::Decommissioned => "decommissioned",
     ProvisioningFailure::BrokerError => "broker_error",
     ProvisioningFailure::DeliveryFailed => "delivery_failed",
+    ProvisioningFailure::Superseded => "superseded",
     ProvisioningFailure::Internal => "internal",
 }
 
@@ -73,7 +75,8 @@ const _: () = assert!(OpenStatus::ALL.len() == 6);
 const _: () = assert!(DenialReason::ALL.len() == 5);
 const _: () = assert!(FailureReason::ALL.len() == 3);
 const _: () = assert!(CommandResult::ALL.len() == 2);
-const _: () = assert!(ProvisioningFailure::ALL.len() == 8);
+const _: () = assert!(ProvisioningFailure::ALL.len() == 9);
+const _: () = assert!(LockerTopic::ALL.len() == 4);
 
 /// Channel names are formatted at run time; their shapes are checked by
 /// this test instead.

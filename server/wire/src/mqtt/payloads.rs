@@ -75,6 +75,17 @@ pub struct StatusPayload {
     pub error: Option<String>,
 }
 
+/// `locker/{bank_id}/ack`, QoS 1, from the server: the result of
+/// `command_id` is recorded; the locker stops repeating it. A result the
+/// server refuses (unknown command, another locker's command, malformed)
+/// is never acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckPayload {
+    pub v: u8,
+    pub command_id: Uuid,
+}
+
 wire_enum! {
     /// A door sensor's reading.
     pub enum Door ("door state") {
@@ -223,6 +234,11 @@ pub fn truncate_chars(text: String, max: usize) -> String {
 }
 
 pub fn parse_command(bytes: &[u8]) -> Result<CommandPayload, PayloadError> {
+    let value = check_envelope(bytes)?;
+    serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
+}
+
+pub fn parse_ack(bytes: &[u8]) -> Result<AckPayload, PayloadError> {
     let value = check_envelope(bytes)?;
     serde_json::from_value(value).map_err(|e| PayloadError::Invalid(e.to_string()))
 }

@@ -24,6 +24,9 @@ wire_enum! {
         BrokerError = "broker_error",
         /// The reply could not be delivered.
         DeliveryFailed = "delivery_failed",
+        /// An admin reset the bank's provisioning while this attempt ran:
+        /// ask again.
+        Superseded = "superseded",
         /// Something failed on the server's side.
         Internal = "internal",
     }
@@ -42,6 +45,10 @@ pub struct ProvisioningReply {
     /// Why, when `ok` is false.
     pub error: Option<ProvisioningFailure>,
     pub detail: Option<String>,
+    /// Where the locker listener is (`mqtt://host:port`), when the server
+    /// knows (`LOCKSTEP_LOCKER_MQTT_URL`, or the embedded broker).
+    #[serde(default)]
+    pub broker_url: Option<String>,
 }
 
 impl ProvisioningReply {
@@ -60,6 +67,7 @@ impl ProvisioningReply {
             password: None,
             error: Some(reason),
             detail,
+            broker_url: None,
         }
     }
 }

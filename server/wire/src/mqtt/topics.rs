@@ -21,6 +21,9 @@ wire_enum! {
         Status = "status",
         /// Locker → server: heartbeat with door and occupancy.
         State = "state",
+        /// Server → locker: a result was recorded (QoS 1); the locker
+        /// stops repeating it.
+        Ack = "ack",
     }
 }
 

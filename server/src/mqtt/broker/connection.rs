@@ -1,0 +1,476 @@
+//! One client connection of the embedded broker: CONNECT and the login,
+//! then packets in (each publish and subscribe checked against the
+//! client's role), messages out with QoS 1 in flight until PUBACKed, the
+//! keep-alive, the will, and what is handed back to the session at the end.
+
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use rumqttc::{
+    mqttbytes::Error as CodecError, ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec,
+    Publish, QoS, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpStream,
+    },
+    sync::mpsc,
+    time::Instant,
+};
+
+use super::{
+    acl::{self, Role},
+    router::{min_qos, Message, Outbound},
+    topic, Limits, Shared,
+};
+use crate::metrics::count_rejection;
+
+/// Why a connection ended, for the log.
+enum End {
+    /// DISCONNECT from the client: no will.
+    Clean,
+    /// Socket closed, keep-alive lapsed, protocol error: the will goes out.
+    Lost(String),
+    /// Closed by the broker (takeover, disabled account).
+    Closed(&'static str),
+}
+
+/// Serves one TCP connection to its end.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let limits = shared.limits.clone();
+    let mut buf = BytesMut::with_capacity(1024);
+    let first = tokio::time::timeout(
+        limits.connect_timeout,
+        read_packet(&mut rd, &mut buf, limits.max_packet),
+    )
+    .await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(c))) => c,
+        Ok(Err(ReadError::Codec(CodecError::InvalidProtocolLevel(level)))) => {
+            refuse_connect(&mut wr, ConnectReturnCode::RefusedProtocolVersion).await;
+            return reject(
+                peer,
+                "",
+                "mqtt_protocol_error",
+                &format!("MQTT protocol level {level}; this broker speaks 3.1.1 (level 4)"),
+            );
+        }
+        Ok(Ok(other)) => {
+            return reject(
+                peer,
+                "",
+                "mqtt_protocol_error",
+                &format!("first packet was {other:?}, not CONNECT"),
+            );
+        }
+        Ok(Err(e)) => return note_read_error(peer, "", &e),
+        Err(_) => {
+            return reject(peer, "", "mqtt_connect_timeout", &"no CONNECT in time");
+        }
+    };
+    let client_id = if connect.client_id.is_empty() && connect.clean_session {
+        format!("auto-{}", uuid::Uuid::now_v7().simple())
+    } else {
+        connect.client_id.clone()
+    };
+    if client_id.is_empty() || client_id.len() > 256 {
+        refuse_connect(&mut wr, ConnectReturnCode::BadClientId).await;
+        return reject(
+            peer,
+            &client_id,
+            "mqtt_login_refused",
+            &"empty client id with a persistent session",
+        );
+    }
+    let (username, password) = match &connect.login {
+        Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
+        None => (None, None),
+    };
+    let Some(role) = shared.auth.login(&client_id, username, password).await else {
+        refuse_connect(&mut wr, ConnectReturnCode::NotAuthorized).await;
+        return reject(
+            peer,
+            &client_id,
+            "mqtt_login_refused",
+            &format!("bad login for user {:?}", username.unwrap_or("")),
+        );
+    };
+    let client: Arc<str> = client_id.into();
+    let (tx, mut rx) = mpsc::channel(shared.router.max_queued().max(1));
+    let connected = shared
+        .router
+        .connect(&client, role, connect.clean_session, tx);
+    let mut session = Session {
+        client: client.clone(),
+        role,
+        peer,
+        inflight: BTreeMap::new(),
+        waiting: connected.backlog.into(),
+        next_pkid: 0,
+        qos2_in: HashSet::new(),
+        out: BytesMut::with_capacity(1024),
+        limits: limits.clone(),
+        shared: shared.clone(),
+    };
+    session.write(Packet::ConnAck(ConnAck::new(
+        ConnectReturnCode::Success,
+        connected.session_present,
+    )));
+    tracing::debug!(client_id = %client, ?role, %peer, session_present = connected.session_present, "MQTT client connected");
+    metrics::gauge!("lockstep_mqtt_broker_clients").increment(1.0);
+    let keep_alive = (connect.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let mut deadline = keep_alive.map(|k| Instant::now() + k);
+    let end = 'conn: loop {
+        session.fill_inflight();
+        if !session.out.is_empty() {
+            if let Err(e) = wr.write_all(&session.out).await {
+                break End::Lost(format!("write failed: {e}"));
+            }
+            session.out.clear();
+        }
+        let lapse = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) => break End::Lost("connection closed by the client".into()),
+                    Ok(_) => {}
+                    Err(e) => break End::Lost(format!("read failed: {e}")),
+                }
+                deadline = keep_alive.map(|k| Instant::now() + k);
+                loop {
+                    match Packet::read(&mut buf, limits.max_packet) {
+                        Ok(packet) => {
+                            if let Some(end) = session.handle(packet) {
+                                break 'conn end;
+                            }
+                        }
+                        Err(CodecError::InsufficientBytes(_)) => break,
+                        Err(e) => {
+                            let e = ReadError::Codec(e);
+                            note_read_error_with(peer, &client, &e, &buf);
+                            break 'conn End::Lost(e.to_string());
+                        }
+                    }
+                }
+            }
+            message = rx.recv() => match message {
+                Some(Outbound::Publish(m)) => session.waiting.push_back(m),
+                Some(Outbound::Close(why)) => break End::Closed(why),
+                None => break End::Closed("session ended"),
+            },
+            _ = lapse => break End::Lost("keep-alive lapsed".into()),
+        }
+    };
+    metrics::gauge!("lockstep_mqtt_broker_clients").decrement(1.0);
+    // What was not delivered goes back to the session (QoS 1 again, marked
+    // as a repeat where it was sent).
+    let mut unacked: Vec<Message> = std::mem::take(&mut session.inflight)
+        .into_values()
+        .collect();
+    unacked.extend(session.waiting.drain(..));
+    while let Ok(Outbound::Publish(m)) = rx.try_recv() {
+        unacked.push(m);
+    }
+    shared.router.disconnect(&client, connected.id, unacked);
+    match end {
+        End::Clean => tracing::debug!(client_id = %client, "MQTT client disconnected"),
+        End::Closed(why) => {
+            tracing::info!(client_id = %client, why, "MQTT client closed by the broker");
+            let _ = wr.shutdown().await;
+        }
+        End::Lost(why) => {
+            tracing::debug!(client_id = %client, %why, "MQTT client lost");
+            if let Some(will) = connect.last_will {
+                session.publish_from_client(&will.topic, will.message, will.qos, will.retain);
+            }
+        }
+    }
+}
+
+/// A connection's own state.
+struct Session {
+    client: Arc<str>,
+    role: Role,
+    peer: SocketAddr,
+    /// Sent at QoS 1, waiting for their PUBACK, by packet id.
+    inflight: BTreeMap<u16, Message>,
+    /// Waiting for room in flight.
+    waiting: VecDeque<Message>,
+    next_pkid: u16,
+    /// QoS 2 publishes received and not yet released (not routed twice).
+    qos2_in: HashSet<u16>,
+    out: BytesMut,
+    limits: Limits,
+    shared: Arc<Shared>,
+}
+
+impl Session {
+    fn write(&mut self, packet: Packet) {
+        if let Err(e) = packet.write(&mut self.out, usize::MAX) {
+            tracing::error!(client_id = %self.client, error = %e, "could not encode an MQTT packet");
+        }
+    }
+
+    /// Moves waiting messages into flight while there is room.
+    fn fill_inflight(&mut self) {
+        while self.inflight.len() < self.limits.max_inflight {
+            let Some(m) = self.waiting.pop_front() else {
+                return;
+            };
+            let mut p = Publish::from_bytes(m.topic.to_string(), m.qos, m.payload.clone());
+            p.retain = m.retain;
+            if m.qos != QoS::AtMostOnce {
+                p.pkid = self.next_free_pkid();
+                self.inflight.insert(p.pkid, m);
+            }
+            self.write(Packet::Publish(p));
+        }
+    }
+
+    fn next_free_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            if !self.inflight.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    /// One packet from the client; `Some` ends the connection.
+    fn handle(&mut self, packet: Packet) -> Option<End> {
+        match packet {
+            Packet::Publish(p) => {
+                match p.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => self.write(Packet::PubAck(PubAck::new(p.pkid))),
+                    QoS::ExactlyOnce => {
+                        self.write(Packet::PubRec(PubRec::new(p.pkid)));
+                        if !self.qos2_in.insert(p.pkid) {
+                            return None;
+                        }
+                    }
+                }
+                self.publish_from_client(&p.topic, p.payload, p.qos, p.retain);
+            }
+            Packet::PubAck(ack) => {
+                self.inflight.remove(&ack.pkid);
+            }
+            Packet::PubRel(rel) => {
+                self.qos2_in.remove(&rel.pkid);
+                self.write(Packet::PubComp(PubComp::new(rel.pkid)));
+            }
+            // Never sent at QoS 2, so nothing to complete.
+            Packet::PubRec(_) | Packet::PubComp(_) => {}
+            Packet::Subscribe(s) => {
+                let mut codes = Vec::with_capacity(s.filters.len());
+                let mut retained = Vec::new();
+                for f in &s.filters {
+                    let why = if !topic::valid_filter(&f.path) {
+                        Some("not a valid filter")
+                    } else if !acl::may_subscribe(self.role, &self.client, &f.path) {
+                        Some("not allowed for this client")
+                    } else {
+                        None
+                    };
+                    match why {
+                        Some(why) => {
+                            self.refuse(&f.path, "mqtt_acl_denied", why, "subscribe");
+                            codes.push(SubscribeReasonCode::Failure);
+                        }
+                        None => {
+                            let qos = min_qos(f.qos, QoS::AtLeastOnce);
+                            retained.extend(self.shared.router.subscribe(
+                                &self.client,
+                                &f.path,
+                                qos,
+                            ));
+                            codes.push(SubscribeReasonCode::Success(qos));
+                        }
+                    }
+                }
+                self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
+                for mut m in retained {
+                    m.retain = true;
+                    self.waiting.push_back(m);
+                }
+            }
+            Packet::Unsubscribe(u) => {
+                for f in &u.topics {
+                    self.shared.router.unsubscribe(&self.client, f);
+                }
+                self.write(Packet::UnsubAck(UnsubAck::new(u.pkid)));
+            }
+            Packet::PingReq => self.write(Packet::PingResp),
+            Packet::Disconnect => return Some(End::Clean),
+            other => {
+                let what = format!("{other:?}");
+                reject(
+                    self.peer,
+                    &self.client,
+                    "mqtt_protocol_error",
+                    &format!(
+                        "unexpected packet {}",
+                        what.chars().take(60).collect::<String>()
+                    ),
+                );
+                return Some(End::Lost("protocol error".into()));
+            }
+        }
+        None
+    }
+
+    /// A publish (or will) from this client: checked, then routed.
+    fn publish_from_client(&mut self, topic: &str, payload: bytes::Bytes, qos: QoS, retain: bool) {
+        if !topic::valid_topic(topic) {
+            return self.refuse(topic, "mqtt_bad_topic", "not a valid topic name", "publish");
+        }
+        if !acl::may_publish(self.role, &self.client, topic) {
+            // Acknowledged all the same (as Mosquitto does): the client is
+            // not told, the message goes nowhere.
+            return self.refuse(
+                topic,
+                "mqtt_acl_denied",
+                "not allowed for this client",
+                "publish",
+            );
+        }
+        let message = Message {
+            topic: topic.into(),
+            payload,
+            qos: min_qos(qos, QoS::AtLeastOnce),
+            retain,
+        };
+        if retain {
+            self.shared.router.retain(&message);
+        }
+        self.shared.router.publish(&message);
+    }
+
+    fn refuse(&self, topic: &str, reason: &'static str, why: &str, what: &str) {
+        tracing::warn!(
+            client_id = %self.client,
+            role = ?self.role,
+            topic = %topic.chars().take(200).collect::<String>(),
+            reason,
+            why,
+            what,
+            "embedded MQTT broker refused"
+        );
+        count_rejection(reason);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Codec(CodecError),
+    #[error("connection closed")]
+    Closed,
+    #[error("read failed: {0}")]
+    Io(std::io::Error),
+}
+
+/// Reads until one whole packet is in `buf`.
+async fn read_packet(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Packet, ReadError> {
+    loop {
+        match Packet::read(buf, max) {
+            Ok(p) => return Ok(p),
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(ReadError::Codec(e)),
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+async fn refuse_connect(wr: &mut OwnedWriteHalf, code: ConnectReturnCode) {
+    let mut out = BytesMut::new();
+    if Packet::ConnAck(ConnAck::new(code, false))
+        .write(&mut out, usize::MAX)
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(2), wr.write_all(&out)).await;
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn reject(peer: SocketAddr, client_id: &str, reason: &'static str, why: &dyn std::fmt::Display) {
+    tracing::warn!(%peer, client_id, reason, %why, "embedded MQTT broker refused a client");
+    count_rejection(reason);
+}
+
+fn note_read_error(peer: SocketAddr, client_id: &str, e: &ReadError) {
+    note_read_error_with(peer, client_id, e, &BytesMut::new())
+}
+
+/// Logs and counts why reading failed; an oversize packet names its topic
+/// when the buffer holds it.
+fn note_read_error_with(peer: SocketAddr, client_id: &str, e: &ReadError, buf: &BytesMut) {
+    match e {
+        ReadError::Codec(CodecError::PayloadSizeLimitExceeded(size)) => {
+            let topic = oversize_topic(buf).unwrap_or_default();
+            tracing::warn!(%peer, client_id, size, topic = %topic, reason = "mqtt_oversize", "embedded MQTT broker refused an oversize packet; client disconnected");
+            count_rejection("mqtt_oversize");
+        }
+        ReadError::Closed | ReadError::Io(_) => {
+            tracing::debug!(%peer, client_id, error = %e, "MQTT client went away")
+        }
+        ReadError::Codec(e) => reject(peer, client_id, "mqtt_protocol_error", e),
+    }
+}
+
+/// The topic of the PUBLISH at the start of `buf`, if it is there whole.
+fn oversize_topic(buf: &[u8]) -> Option<String> {
+    if buf.first()? >> 4 != 3 {
+        return None;
+    }
+    // The remaining length: 1 to 4 bytes after the first.
+    let mut at = 1;
+    while buf.get(at)? & 0x80 != 0 {
+        at += 1;
+        if at > 4 {
+            return None;
+        }
+    }
+    let start = at + 1;
+    let len = u16::from_be_bytes([*buf.get(start)?, *buf.get(start + 1)?]) as usize;
+    let name = buf.get(start + 2..start + 2 + len)?;
+    Some(String::from_utf8_lossy(name).chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oversize_topic;
+
+    #[test]
+    fn the_topic_of_an_oversize_publish_is_read_from_its_first_bytes() {
+        let mut packet = vec![0x32, 0x80, 0x80, 0x04, 0, 3];
+        packet.extend_from_slice(b"a/b");
+        assert_eq!(oversize_topic(&packet).as_deref(), Some("a/b"));
+        assert_eq!(oversize_topic(&packet[..5]), None);
+        assert_eq!(oversize_topic(&[0x82, 0x05]), None);
+        assert_eq!(oversize_topic(&[]), None);
+    }
+}
