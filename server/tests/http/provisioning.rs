@@ -824,22 +824,24 @@ async fn provisioning_and_opens_on_the_embedded_broker() {
         .await
         .is_err());
 
-    // Decommissioned: refused at the next login.
-    locker.stop();
+    // Decommissioned: the connected locker is disconnected at once, and
+    // refused (CONNACK 0x05) at every login after.
+    locker
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .expect("locker connected");
     provisioning::decommission(&app.services, &admin, b.id, "gone")
         .await
         .expect("decommission");
-    let refused = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match try_subscribe(&plain, &creds, &creds.username, "x").await {
-                Err(code) => return code,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    })
-    .await
-    .expect("refused once the reactor ran");
-    assert_ne!(refused, Some(ConnectReturnCode::Success));
+    locker
+        .wait_disconnected(Duration::from_secs(10))
+        .await
+        .expect("the decommissioned locker is disconnected by the broker");
+    locker.stop();
+    assert_eq!(
+        try_subscribe(&plain, &creds, &creds.username, "x").await,
+        Err(Some(ConnectReturnCode::NotAuthorized))
+    );
     app.stop().await;
 }
 
