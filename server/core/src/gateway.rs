@@ -1,13 +1,15 @@
 //! The locker port: what the core needs from the lockers' side of the
 //! world ([`LockerGateway`]: deliver a command, manage a locker's broker
 //! account, answer a provisioning request), the types it speaks, and
-//! [`RecordingGateway`], which sends nothing and records everything. The
+//! [`RecordingGateway`], which sends nothing and records everything, and
+//! [`AccountTurns`], which orders one bank's account changes. The
 //! MQTT bridge (`lockstep_server::mqtt`) is the real implementation.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex,
+        Arc, Mutex, Weak,
     },
     time::Duration,
 };
@@ -154,5 +156,39 @@ pub async fn call_gateway<T>(
                 "{what}: no answer within {deadline:?}"
             )))
         }
+    }
+}
+
+/// One bank's broker-account changes at a time, in this process: a
+/// provisioning attempt making the account and a decommission's or
+/// reset's job disabling it take turns, so the broker never sees the old
+/// disable after the new account was made (Mosquitto applies them in the
+/// order they arrive).
+#[derive(Clone, Debug, Default)]
+pub struct AccountTurns {
+    banks: Arc<Mutex<HashMap<Uuid, Weak<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Held while it is this bank's turn.
+pub type AccountTurn = tokio::sync::OwnedMutexGuard<()>;
+
+impl AccountTurns {
+    /// Waits for `bank_id`'s turn.
+    pub async fn take(&self, bank_id: Uuid) -> AccountTurn {
+        let lock = {
+            let mut banks = self.banks.lock().unwrap_or_else(|p| p.into_inner());
+            if banks.len() > 256 {
+                banks.retain(|_, w| w.strong_count() > 0);
+            }
+            match banks.get(&bank_id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    banks.insert(bank_id, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 }

@@ -117,6 +117,10 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
         username: username_of(bank_id),
         password: locker_password(s, bank_id, &reg.client_id).await?,
     };
+    // From making the account to recording it (or disabling it again),
+    // a decommission's or reset's disable job waits, and this waits for
+    // one under way.
+    let turn = s.account_turns.take(bank_id).await;
     if let Err(e) = crate::gateway::call_gateway(
         s.settings.gateway_deadline,
         "create_account",
@@ -173,12 +177,14 @@ async fn provision_attempt(s: &Services, reg: Registration, attempt_id: Uuid) ->
             // decommission or reset disables it again.
             tracing::error!(error = %e, "disabling a superseded attempt's account failed");
         }
+        drop(turn);
         record(s, bank_id, vec![fail(reason, detail.clone())], &meta).await?;
         metrics::counter!("lockstep_provisioning_total", "outcome" => reason.as_str()).increment(1);
         let reply = Reply::refused(attempt_id, Some(bank_id), reason, Some(detail));
         deliver(s, &reg.client_id, &reply).await;
         return Ok(reply);
     }
+    drop(turn);
 
     let reply = Reply {
         v: REPLY_VERSION,
@@ -874,7 +880,10 @@ pub async fn reset(s: &Services, caller: &Caller, bank_id: Uuid, reason: &str) -
 /// disabled, so the embedded broker refuses it). `None` when there is
 /// nothing to disable any more: the bank was provisioned again since (its
 /// new account must not be disabled by a job that ran late).
-pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option<String>> {
+pub async fn account_of_event(
+    s: &Services,
+    event_id: Uuid,
+) -> CoreResult<Option<(String, crate::gateway::AccountTurn)>> {
     let row = sqlx::query(
         "SELECT aggregate_uuid, aggregate_version FROM stored_events WHERE event_id = $1",
     )
@@ -884,6 +893,9 @@ pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option
     let Some(row) = row else { return Ok(None) };
     let bank_id = parse_uuid(&row.try_get::<String, _>("aggregate_uuid")?)?;
     let version: i64 = row.try_get("aggregate_version")?;
+    // Checked and disabled in the bank's turn: an attempt admitted from
+    // now on makes its account only after this job's disable went out.
+    let turn = s.account_turns.take(bank_id).await;
     // Admitted again after this event (only a reset lets an attempt in
     // after a decommission or reset): the account now belongs to that
     // attempt. An attempt admitted before it, finishing late, is not a
@@ -902,5 +914,5 @@ pub async fn account_of_event(s: &Services, event_id: Uuid) -> CoreResult<Option
     }
     let username = username_of(bank_id);
     disable_stored_account(s, &username).await?;
-    Ok(Some(username))
+    Ok(Some((username, turn)))
 }

@@ -80,7 +80,9 @@ pub async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()
             }
         }
         outbox::DISABLE_LOCKER => {
-            let Some(username) = crate::provisioning::account_of_event(s, job.event_id).await?
+            // `_turn`: the bank's account changes wait until this one is out.
+            let Some((username, _turn)) =
+                crate::provisioning::account_of_event(s, job.event_id).await?
             else {
                 outbox::complete(&s.db, job.id, now).await?;
                 return Ok(());

@@ -12,7 +12,7 @@ use crate::{
     eventstore::channels::Appended,
     eventstore::projections::Mode,
     eventstore::store::{Committer, Written},
-    gateway::{LockerGateway, RecordingGateway},
+    gateway::{AccountTurns, LockerGateway, RecordingGateway},
     identity::throttle::{LoginThrottle, ThrottleConfig},
     workers::progress::SharedHealth,
 };
@@ -65,6 +65,8 @@ pub struct Services {
     /// The locker listener's address, told to lockers in provisioning
     /// replies (`broker_url`).
     pub locker_broker_url: Option<Arc<str>>,
+    /// One bank's broker-account changes at a time.
+    pub account_turns: AccountTurns,
 }
 
 impl std::fmt::Debug for Services {
@@ -89,6 +91,7 @@ impl Services {
             gateway: Arc::new(RecordingGateway::default()),
             workers: SharedHealth::default(),
             locker_broker_url: None,
+            account_turns: AccountTurns::default(),
         }
     }
 

@@ -525,10 +525,11 @@ impl lockstep_core::gateway::LockerGateway for Overtaken {
         account: &lockstep_core::gateway::LockerAccount,
     ) -> Result<(), lockstep_core::gateway::GatewayError> {
         if let Some((s, admin)) = self.overtake.get() {
+            // (Its disable job runs after the attempt: the bank's account
+            // changes take turns.)
             provisioning::decommission(s, admin, account.bank_id, "stolen")
                 .await
                 .expect("decommission while the attempt runs");
-            workers::run_outbox_once(s, now_ms()).await.expect("outbox");
         }
         self.inner.create_account(account).await
     }
@@ -578,6 +579,9 @@ async fn an_attempt_overtaken_by_a_decommission_leaves_no_live_account() {
     assert!(!reply.ok, "{reply:?}");
     assert_eq!(reply.error.map(|e| e.as_str()), Some("decommissioned"));
     assert_eq!(reply.password, None, "no credentials handed out");
+    workers::run_outbox_once(&s, now_ms())
+        .await
+        .expect("outbox");
     // The account the attempt made is disabled again, in the broker and
     // for the embedded broker's login check.
     let username = format!("locker-{}", bank.id);
@@ -597,7 +601,7 @@ async fn an_attempt_overtaken_by_a_decommission_leaves_no_live_account() {
     assert_eq!(
         gateway.inner.disabled(),
         vec![username.clone(), username.clone()],
-        "disabled by the decommission, and again after the attempt made it"
+        "disabled by the attempt that found itself overtaken, and by the decommission's job"
     );
     assert_eq!(state(&w, bank.id).await, "decommissioned");
     let events = bank_events(&w, bank.id).await;
@@ -608,5 +612,132 @@ async fn an_attempt_overtaken_by_a_decommission_leaves_no_live_account() {
     assert_eq!(
         events.last().map(String::as_str),
         Some("LockerProvisioningFailed")
+    );
+}
+
+/// A gateway whose disable waits for a signal, recording the order of
+/// account calls.
+#[derive(Default)]
+struct Gated {
+    calls: std::sync::Mutex<Vec<&'static str>>,
+    disabling: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Gated {
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().expect("calls").clone()
+    }
+    fn note(&self, call: &'static str) {
+        self.calls.lock().expect("calls").push(call);
+    }
+}
+
+#[async_trait::async_trait]
+impl lockstep_core::gateway::LockerGateway for Gated {
+    async fn send_open(
+        &self,
+        _: &lockstep_core::gateway::OpenCommand,
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        Ok(())
+    }
+    async fn create_account(
+        &self,
+        _: &lockstep_core::gateway::LockerAccount,
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        self.note("create");
+        Ok(())
+    }
+    async fn disable_account(&self, _: &str) -> Result<(), lockstep_core::gateway::GatewayError> {
+        self.note("disable begins");
+        self.disabling.notify_one();
+        self.release.notified().await;
+        self.note("disable ends");
+        Ok(())
+    }
+    async fn deliver_reply(
+        &self,
+        _: &str,
+        _: &[u8],
+    ) -> Result<(), lockstep_core::gateway::GatewayError> {
+        Ok(())
+    }
+}
+
+/// Review finding (issue 12): a reset's disable job still on its way to
+/// the broker, and the next registration's account made meanwhile, could
+/// reach Mosquitto in the wrong order and leave the new account disabled.
+/// One bank's account changes now take turns.
+#[tokio::test]
+async fn a_new_account_is_made_only_after_the_old_ones_disable_went_out() {
+    let t = fresh_database().await;
+    let db = Db::open(&t.url).await.expect("db");
+    let gateway = Arc::new(Gated::default());
+    let s = Services::new(db.clone(), ThrottleConfig::default()).with_gateway(gateway.clone());
+    let u = user(&db, "admin@a.io", Role::Admin, "A").await;
+    let admin = Caller::new(u.clone(), Actor::User { id: u.id });
+    let w = World {
+        _t: t,
+        s: s.clone(),
+        gateway: Arc::new(RecordingGateway::default()),
+        admin: admin.clone(),
+    };
+    let bank = preregistered(&w).await;
+    let first = provisioning::provision(&s, registration(&bank.serial, None))
+        .await
+        .expect("provision");
+    assert!(first.ok);
+    lockers::heartbeat(&s, bank.id, now_ms())
+        .await
+        .expect("heartbeat");
+    provisioning::reset(&s, &admin, bank.id, "flash replaced")
+        .await
+        .expect("reset");
+    // The reset's disable job starts and hangs in the broker call.
+    let job = tokio::spawn({
+        let s = s.clone();
+        async move { workers::run_outbox_once(&s, now_ms()).await }
+    });
+    gateway.disabling.notified().await;
+    // The locker registers again meanwhile: admitted, then it waits for
+    // the bank's turn instead of making its account now.
+    let again = tokio::spawn({
+        let s = s.clone();
+        let serial = bank.serial.clone();
+        async move { provisioning::provision(&s, registration(&serial, None)).await }
+    });
+    let mut feed = s.log_tail.subscribe();
+    while !bank_events(&w, bank.id)
+        .await
+        .iter()
+        .rev()
+        .take(3)
+        .any(|e| e == "LockerProvisioningValidated")
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), feed.recv()).await;
+    }
+    // Bounded look for a call that must not come while the disable hangs.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        loop {
+            if gateway.calls().contains(&"create") && gateway.calls().len() > 2 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "an account was made during the old one's disable: {:?}",
+        gateway.calls()
+    );
+    gateway.release.notify_one();
+    job.await.expect("job").expect("outbox");
+    let reply = again.await.expect("task").expect("provision");
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(
+        gateway.calls(),
+        vec!["create", "disable begins", "disable ends", "create"],
+        "the new account after the old one's disable"
     );
 }

@@ -79,7 +79,7 @@ const INBOUND_CONCURRENCY: usize = 64;
 /// (and the locker asks again later).
 const PROVISIONING_QUEUE: usize = 20_000;
 /// The largest packet the bridge reads: above every broker's own limit
-/// (Mosquitto from deploy/mosquitto: 64 KiB; the embedded broker: 20 KiB),
+/// (64 KiB, Mosquitto from deploy/mosquitto and the embedded broker alike),
 /// so whatever a broker delivers is read, refused by the payload parser
 /// (`mqtt_oversize`, over `MAX_PAYLOAD`) and acknowledged. A smaller limit
 /// here made an oversize result a poison message: the client dropped the

@@ -314,10 +314,33 @@ async fn the_acl_matrix_holds_on_the_embedded_broker() {
         lockers: at(None, None),
         provisioning: at(Some("provisioning"), Some("provisioning-test-password")),
     };
+    // Beyond Mosquitto's rules: client ids that would widen a topic rule
+    // (`provisioning/+/reply`), and a provisioning login taking a locker's
+    // client id (it would push the locker off), are refused: 0x02.
+    let prov = at(Some("provisioning"), Some("provisioning-test-password"));
+    for id in [
+        "+",
+        "#",
+        "a/b",
+        "short",
+        &format!("locker-{}", Uuid::now_v7()),
+    ] {
+        assert_eq!(
+            connect(
+                &prov,
+                id,
+                Some(("provisioning", "provisioning-test-password"))
+            )
+            .await
+            .err(),
+            Some(Some(ConnectReturnCode::BadClientId)),
+            "client id {id:?}"
+        );
+    }
     matrix(target, &app).await;
     // Each refusal was counted: three logins, and at least the refused
     // subscriptions and the two forged publishes.
-    assert!(rejections(&app, "mqtt_login_refused").await >= logins_before + 3);
+    assert!(rejections(&app, "mqtt_login_refused").await >= logins_before + 3 + 5);
     assert!(rejections(&app, "mqtt_acl_denied").await >= refused_before + 2 + 6);
     app.stop().await;
 }

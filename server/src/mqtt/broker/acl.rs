@@ -43,8 +43,12 @@ pub fn may_subscribe(role: Role, client_id: &str, filter: &str) -> bool {
             .into_iter()
             .chain(crate::mqtt::inbound_filters(true))
             .any(|f| f == filter),
-        // Its own reply, nothing else (`pattern read provisioning/%c/reply`).
-        Role::Provisioning => filter == topics::provisioning_reply(client_id),
+        // Its own reply, nothing else (`pattern read provisioning/%c/reply`);
+        // a client id with wildcards would widen it.
+        Role::Provisioning => {
+            lockstep_wire::mqtt::valid_client_id(client_id)
+                && filter == topics::provisioning_reply(client_id)
+        }
         Role::Locker(bank) => {
             filter == topics::locker(bank, LockerTopic::Command)
                 || filter == topics::locker(bank, LockerTopic::Ack)
@@ -83,29 +87,43 @@ mod tests {
         assert!(!may_subscribe(la, "x", "#"));
 
         let p = Role::Provisioning;
-        assert!(may_publish(p, "prov-1", topics::REGISTER));
-        assert!(!may_publish(p, "prov-1", &own(LockerTopic::Command)));
+        assert!(!may_subscribe(p, "+", "provisioning/+/reply"));
+        assert!(!may_subscribe(p, "#", "provisioning/#/reply"));
+        assert!(may_publish(p, "prov-1-0123456789", topics::REGISTER));
         assert!(!may_publish(
             p,
-            "prov-1",
-            &topics::provisioning_reply("prov-2")
+            "prov-1-0123456789",
+            &own(LockerTopic::Command)
+        ));
+        assert!(!may_publish(
+            p,
+            "prov-1-0123456789",
+            &topics::provisioning_reply("prov-2-0123456789")
         ));
         assert!(may_subscribe(
             p,
-            "prov-1",
-            &topics::provisioning_reply("prov-1")
+            "prov-1-0123456789",
+            &topics::provisioning_reply("prov-1-0123456789")
         ));
         assert!(!may_subscribe(
             p,
-            "prov-1",
-            &topics::provisioning_reply("prov-2")
+            "prov-1-0123456789",
+            &topics::provisioning_reply("prov-2-0123456789")
         ));
-        assert!(!may_subscribe(p, "prov-1", "provisioning/+/reply"));
+        assert!(!may_subscribe(
+            p,
+            "prov-1-0123456789",
+            "provisioning/+/reply"
+        ));
 
         let s = Role::Bridge;
         assert!(may_publish(s, "srv", &own(LockerTopic::Command)));
         assert!(may_publish(s, "srv", &own(LockerTopic::Ack)));
-        assert!(may_publish(s, "srv", &topics::provisioning_reply("prov-1")));
+        assert!(may_publish(
+            s,
+            "srv",
+            &topics::provisioning_reply("prov-1-0123456789")
+        ));
         assert!(!may_publish(s, "srv", &own(LockerTopic::Status)));
         assert!(may_subscribe(s, "srv", "locker/+/status"));
         assert!(may_subscribe(s, "srv", "$share/lockstep/locker/+/state"));

@@ -12,8 +12,9 @@ use std::{
 
 use bytes::BytesMut;
 use rumqttc::{
-    mqttbytes::Error as CodecError, ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec,
-    Publish, QoS, SubAck, SubscribeReasonCode, UnsubAck,
+    mqttbytes::{Error as CodecError, Protocol},
+    ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, QoS, SubAck,
+    SubscribeReasonCode, UnsubAck,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -27,7 +28,7 @@ use tokio::{
 
 use super::{
     acl::{self, Role},
-    router::{min_qos, Message, Outbound},
+    router::{min_qos, Message, Outbound, Refused},
     topic, Limits, Shared,
 };
 use crate::metrics::count_rejection;
@@ -54,14 +55,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     )
     .await;
     let connect = match first {
-        Ok(Ok(Packet::Connect(c))) => c,
-        Ok(Err(ReadError::Codec(CodecError::InvalidProtocolLevel(level)))) => {
+        Ok(Ok(Packet::Connect(c))) if c.protocol == Protocol::V4 => c,
+        Ok(Ok(Packet::Connect(_)))
+        | Ok(Err(ReadError::Codec(
+            CodecError::InvalidProtocolLevel(_) | CodecError::InvalidProtocol,
+        ))) => {
             refuse_connect(&mut wr, ConnectReturnCode::RefusedProtocolVersion).await;
             return reject(
                 peer,
                 "",
                 "mqtt_protocol_error",
-                &format!("MQTT protocol level {level}; this broker speaks 3.1.1 (level 4)"),
+                &"not MQTT 3.1.1 (protocol name MQTT, level 4)",
             );
         }
         Ok(Ok(other)) => {
@@ -69,10 +73,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 peer,
                 "",
                 "mqtt_protocol_error",
-                &format!("first packet was {other:?}, not CONNECT"),
+                &format!("first packet was {}, not CONNECT", packet_name(&other)),
             );
         }
-        Ok(Err(e)) => return note_read_error(peer, "", &e),
+        Ok(Err(e)) => return note_read_error(peer, "", &e, &buf),
         Err(_) => {
             return reject(peer, "", "mqtt_connect_timeout", &"no CONNECT in time");
         }
@@ -82,38 +86,75 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     } else {
         connect.client_id.clone()
     };
-    if client_id.is_empty() || client_id.len() > 256 {
+    // Wildcards or a slash in a client id would widen the topic rules
+    // built from it (`provisioning/{client_id}/reply`).
+    if client_id.is_empty() || client_id.len() > 256 || client_id.contains(['+', '#', '/', '\0']) {
         refuse_connect(&mut wr, ConnectReturnCode::BadClientId).await;
         return reject(
             peer,
-            &client_id,
+            &clip(&client_id),
             "mqtt_login_refused",
-            &"empty client id with a persistent session",
+            &"client id empty (with a persistent session), over 256 bytes, or with + # / or NUL",
         );
     }
     let (username, password) = match &connect.login {
         Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
         None => (None, None),
     };
-    let Some(role) = shared.auth.login(&client_id, username, password).await else {
-        refuse_connect(&mut wr, ConnectReturnCode::NotAuthorized).await;
+    let login_started = std::time::Instant::now();
+    let role = match shared.login(&client_id, username, password).await {
+        Ok(role) => role,
+        Err(why) => {
+            refuse_connect(&mut wr, ConnectReturnCode::NotAuthorized).await;
+            return reject(
+                peer,
+                &clip(&client_id),
+                "mqtt_login_refused",
+                &format!("{why} (user {:?})", clip(username.unwrap_or(""))),
+            );
+        }
+    };
+    if role == Role::Provisioning
+        && (!lockstep_wire::mqtt::valid_client_id(&client_id) || client_id.starts_with("locker-"))
+    {
+        refuse_connect(&mut wr, ConnectReturnCode::BadClientId).await;
         return reject(
             peer,
-            &client_id,
+            &clip(&client_id),
             "mqtt_login_refused",
-            &format!("bad login for user {:?}", username.unwrap_or("")),
+            &"a provisioning client id is 16 to 64 of [A-Za-z0-9_-], not locker-*",
         );
-    };
+    }
+    // A provisioning client has nothing to come back to: no session kept.
+    let clean = connect.clean_session || role == Role::Provisioning;
     let client: Arc<str> = client_id.into();
     let (tx, mut rx) = mpsc::channel(shared.router.max_queued().max(1));
-    let connected = shared
+    let connected = match shared
         .router
-        .connect(&client, role, connect.clean_session, tx);
+        .connect(&client, role, clean, tx, login_started)
+    {
+        Ok(c) => c,
+        Err(refused) => {
+            let (code, why) = match refused {
+                Refused::ClientIdInUse => (
+                    ConnectReturnCode::BadClientId,
+                    "client id in use by another kind of client",
+                ),
+                Refused::Kicked => (
+                    ConnectReturnCode::NotAuthorized,
+                    "account disabled while its login was checked",
+                ),
+            };
+            refuse_connect(&mut wr, code).await;
+            return reject(peer, &client, "mqtt_login_refused", &why);
+        }
+    };
     let mut session = Session {
         client: client.clone(),
         role,
         peer,
         inflight: BTreeMap::new(),
+        sent: 0,
         waiting: connected.backlog.into(),
         next_pkid: 0,
         qos2_in: HashSet::new(),
@@ -129,14 +170,39 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     metrics::gauge!("lockstep_mqtt_broker_clients").increment(1.0);
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let write_timeout = keep_alive
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(30));
     let mut deadline = keep_alive.map(|k| Instant::now() + k);
     let end = 'conn: loop {
+        // Whole packets already read (a client may send CONNECT and more
+        // in one segment) are handled before waiting for more.
+        loop {
+            match Packet::read(&mut buf, limits.max_packet) {
+                Ok(packet) => {
+                    if let Some(end) = session.handle(packet) {
+                        break 'conn end;
+                    }
+                }
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(e) => {
+                    let e = ReadError::Codec(e);
+                    note_read_error(peer, &client, &e, &buf);
+                    break 'conn End::Lost(e.to_string());
+                }
+            }
+        }
         session.fill_inflight();
         if !session.out.is_empty() {
-            if let Err(e) = wr.write_all(&session.out).await {
-                break End::Lost(format!("write failed: {e}"));
+            match tokio::time::timeout(write_timeout, wr.write_all(&session.out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => break End::Lost(format!("write failed: {e}")),
+                Err(_) => break End::Lost("the client stopped reading".into()),
             }
             session.out.clear();
+            if session.out.capacity() > 64 * 1024 {
+                session.out = BytesMut::with_capacity(1024);
+            }
         }
         let lapse = async move {
             match deadline {
@@ -148,28 +214,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             read = rd.read_buf(&mut buf) => {
                 match read {
                     Ok(0) => break End::Lost("connection closed by the client".into()),
-                    Ok(_) => {}
+                    Ok(_) => deadline = keep_alive.map(|k| Instant::now() + k),
                     Err(e) => break End::Lost(format!("read failed: {e}")),
-                }
-                deadline = keep_alive.map(|k| Instant::now() + k);
-                loop {
-                    match Packet::read(&mut buf, limits.max_packet) {
-                        Ok(packet) => {
-                            if let Some(end) = session.handle(packet) {
-                                break 'conn end;
-                            }
-                        }
-                        Err(CodecError::InsufficientBytes(_)) => break,
-                        Err(e) => {
-                            let e = ReadError::Codec(e);
-                            note_read_error_with(peer, &client, &e, &buf);
-                            break 'conn End::Lost(e.to_string());
-                        }
-                    }
                 }
             }
             message = rx.recv() => match message {
-                Some(Outbound::Publish(m)) => session.waiting.push_back(m),
+                Some(Outbound::Publish(m)) => session.queue(m),
                 Some(Outbound::Close(why)) => break End::Closed(why),
                 None => break End::Closed("session ended"),
             },
@@ -177,16 +227,24 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
     };
     metrics::gauge!("lockstep_mqtt_broker_clients").decrement(1.0);
-    // What was not delivered goes back to the session (QoS 1 again, marked
-    // as a repeat where it was sent).
-    let mut unacked: Vec<Message> = std::mem::take(&mut session.inflight)
+    // What was not delivered goes back to the session, in the order it was
+    // sent, those sent marked as repeats.
+    let mut inflight: Vec<(u64, Message)> = std::mem::take(&mut session.inflight)
         .into_values()
         .collect();
+    inflight.sort_by_key(|(seq, _)| *seq);
+    let mut unacked: Vec<Message> = inflight
+        .into_iter()
+        .map(|(_, m)| Message { dup: true, ..m })
+        .collect();
     unacked.extend(session.waiting.drain(..));
-    while let Ok(Outbound::Publish(m)) = rx.try_recv() {
-        unacked.push(m);
-    }
-    shared.router.disconnect(&client, connected.id, unacked);
+    let still_live = shared.router.disconnect(
+        &client,
+        connected.id,
+        connected.generation,
+        unacked,
+        &mut rx,
+    );
     match end {
         End::Clean => tracing::debug!(client_id = %client, "MQTT client disconnected"),
         End::Closed(why) => {
@@ -195,10 +253,35 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
         End::Lost(why) => {
             tracing::debug!(client_id = %client, %why, "MQTT client lost");
-            if let Some(will) = connect.last_will {
+            // Not for a connection taken over or kicked in the meantime.
+            if let (Some(will), true) = (connect.last_will, still_live) {
                 session.publish_from_client(&will.topic, will.message, will.qos, will.retain);
             }
         }
+    }
+}
+
+/// A client id or username cut for a log line.
+fn clip(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
     }
 }
 
@@ -207,8 +290,10 @@ struct Session {
     client: Arc<str>,
     role: Role,
     peer: SocketAddr,
-    /// Sent at QoS 1, waiting for their PUBACK, by packet id.
-    inflight: BTreeMap<u16, Message>,
+    /// Sent at QoS 1, waiting for their PUBACK, by packet id (with the
+    /// order they were sent in).
+    inflight: BTreeMap<u16, (u64, Message)>,
+    sent: u64,
     /// Waiting for room in flight.
     waiting: VecDeque<Message>,
     next_pkid: u16,
@@ -226,6 +311,21 @@ impl Session {
         }
     }
 
+    /// Takes a message routed to this client; beyond `max_queued` waiting
+    /// (a client that reads but never acknowledges), drops it.
+    fn queue(&mut self, m: Message) {
+        if self.waiting.len() >= self.limits.max_queued {
+            self.refuse(
+                &m.topic,
+                "mqtt_queue_full",
+                "the client acknowledges nothing",
+                "deliver",
+            );
+            return;
+        }
+        self.waiting.push_back(m);
+    }
+
     /// Moves waiting messages into flight while there is room.
     fn fill_inflight(&mut self) {
         while self.inflight.len() < self.limits.max_inflight {
@@ -234,9 +334,11 @@ impl Session {
             };
             let mut p = Publish::from_bytes(m.topic.to_string(), m.qos, m.payload.clone());
             p.retain = m.retain;
+            p.dup = m.dup && m.qos != QoS::AtMostOnce;
             if m.qos != QoS::AtMostOnce {
                 p.pkid = self.next_free_pkid();
-                self.inflight.insert(p.pkid, m);
+                self.sent += 1;
+                self.inflight.insert(p.pkid, (self.sent, m));
             }
             self.write(Packet::Publish(p));
         }
@@ -306,7 +408,7 @@ impl Session {
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
                 for mut m in retained {
                     m.retain = true;
-                    self.waiting.push_back(m);
+                    self.queue(m);
                 }
             }
             Packet::Unsubscribe(u) => {
@@ -318,15 +420,11 @@ impl Session {
             Packet::PingReq => self.write(Packet::PingResp),
             Packet::Disconnect => return Some(End::Clean),
             other => {
-                let what = format!("{other:?}");
                 reject(
                     self.peer,
                     &self.client,
                     "mqtt_protocol_error",
-                    &format!(
-                        "unexpected packet {}",
-                        what.chars().take(60).collect::<String>()
-                    ),
+                    &format!("unexpected {} from a client", packet_name(&other)),
                 );
                 return Some(End::Lost("protocol error".into()));
             }
@@ -349,14 +447,22 @@ impl Session {
                 "publish",
             );
         }
+        // A copy: the payload would otherwise keep the connection's whole
+        // read buffer alive while it waits in a queue.
         let message = Message {
             topic: topic.into(),
-            payload,
+            payload: bytes::Bytes::copy_from_slice(&payload),
             qos: min_qos(qos, QoS::AtLeastOnce),
-            retain,
+            retain: false,
+            dup: false,
         };
-        if retain {
-            self.shared.router.retain(&message);
+        // Only the server may leave retained messages (a locker's retained
+        // heartbeat would show it online after every bridge reconnect).
+        if retain && self.role == Role::Bridge {
+            self.shared.router.retain(&Message {
+                retain: true,
+                ..message.clone()
+            });
         }
         self.shared.router.publish(&message);
     }
@@ -421,13 +527,9 @@ fn reject(peer: SocketAddr, client_id: &str, reason: &'static str, why: &dyn std
     count_rejection(reason);
 }
 
-fn note_read_error(peer: SocketAddr, client_id: &str, e: &ReadError) {
-    note_read_error_with(peer, client_id, e, &BytesMut::new())
-}
-
 /// Logs and counts why reading failed; an oversize packet names its topic
 /// when the buffer holds it.
-fn note_read_error_with(peer: SocketAddr, client_id: &str, e: &ReadError, buf: &BytesMut) {
+fn note_read_error(peer: SocketAddr, client_id: &str, e: &ReadError, buf: &BytesMut) {
     match e {
         ReadError::Codec(CodecError::PayloadSizeLimitExceeded(size)) => {
             let topic = oversize_topic(buf).unwrap_or_default();

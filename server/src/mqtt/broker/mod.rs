@@ -82,7 +82,31 @@ impl Default for Limits {
 struct Shared {
     router: Router,
     auth: Arc<dyn Authenticator>,
+    /// Logins checked at once (each may read the database): a flood of
+    /// CONNECTs waits here instead of draining the pool the API uses.
+    logins: Semaphore,
     limits: Limits,
+}
+
+/// The longest a login check may take.
+const LOGIN_DEADLINE: Duration = Duration::from_secs(5);
+
+impl Shared {
+    async fn login(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Role, &'static str> {
+        let checked = tokio::time::timeout(LOGIN_DEADLINE, async {
+            let _slot = self.logins.acquire().await.map_err(|_| "shutting down")?;
+            self.auth
+                .login(client_id, username, password)
+                .await
+                .ok_or("bad login")
+        });
+        checked.await.unwrap_or(Err("login check took too long"))
+    }
 }
 
 /// A running broker.
@@ -110,6 +134,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             router: Router::new(limits.max_queued),
             auth,
+            logins: Semaphore::new(32),
             limits,
         });
         let slots = Arc::new(Semaphore::new(shared.limits.max_connections));

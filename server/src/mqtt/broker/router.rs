@@ -5,6 +5,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -21,6 +22,8 @@ pub struct Message {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// Sent before and not acknowledged: goes again with DUP set.
+    pub dup: bool,
 }
 
 /// What a connection's task is told.
@@ -40,6 +43,9 @@ struct Live {
 struct Session {
     role: Role,
     clean: bool,
+    /// Which session this is: a connection hands back what it did not
+    /// deliver only to the session it belonged to.
+    generation: u64,
     live: Option<Live>,
     /// Filters as subscribed (with any `$share/` prefix) and their QoS.
     subs: HashMap<String, QoS>,
@@ -63,6 +69,9 @@ struct State {
     shared: Vec<Shared>,
     retained: HashMap<String, Message>,
     next_id: u64,
+    /// When each client id was last kicked (a login checked before the
+    /// kick must not get in after it).
+    kicked: HashMap<String, Instant>,
 }
 
 /// The broker's routing table.
@@ -76,9 +85,21 @@ pub struct Router {
 /// A client's connection, as registered.
 pub struct Connected {
     pub id: u64,
+    pub generation: u64,
     pub session_present: bool,
     /// What the session kept while offline, to deliver first.
     pub backlog: Vec<Message>,
+}
+
+/// Why a connection was not registered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Another kind of client holds this client id, live or in a kept
+    /// session (a provisioning login must not push a locker or the server
+    /// off, nor take its queued messages).
+    ClientIdInUse,
+    /// The account was disabled while its login was being checked.
+    Kicked,
 }
 
 impl Router {
@@ -99,16 +120,28 @@ impl Router {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a connection for `client_id`, taking over any live one.
-    /// A persistent session is resumed only for the same role.
+    /// Registers a connection for `client_id` whose login was checked
+    /// from `login_started`, taking over a live one of the same role. A
+    /// persistent session is resumed only for the same role.
     pub fn connect(
         &self,
         client_id: &Arc<str>,
         role: Role,
         clean: bool,
         tx: mpsc::Sender<Outbound>,
-    ) -> Connected {
+        login_started: Instant,
+    ) -> Result<Connected, Refused> {
         let mut st = self.state();
+        if st
+            .kicked
+            .get(&**client_id)
+            .is_some_and(|at| *at >= login_started)
+        {
+            return Err(Refused::Kicked);
+        }
+        if st.sessions.get(client_id).is_some_and(|s| s.role != role) {
+            return Err(Refused::ClientIdInUse);
+        }
         st.next_id += 1;
         let id = st.next_id;
         let resumable = st
@@ -123,11 +156,12 @@ impl Router {
         if let Some(session) = st.sessions.get_mut(client_id).filter(|_| resumable) {
             session.live = Some(Live { id, tx });
             let backlog = session.queue.drain(..).collect();
-            return Connected {
+            return Ok(Connected {
                 id,
+                generation: session.generation,
                 session_present: true,
                 backlog,
-            };
+            });
         }
         remove_session(&mut st, client_id);
         st.sessions.insert(
@@ -135,60 +169,97 @@ impl Router {
             Session {
                 role,
                 clean,
+                generation: id,
                 live: Some(Live { id, tx }),
                 subs: HashMap::new(),
                 queue: VecDeque::new(),
             },
         );
-        Connected {
+        Ok(Connected {
             id,
+            generation: id,
             session_present: false,
             backlog: Vec::new(),
-        }
+        })
     }
 
-    /// The connection `id` of `client_id` ended; `unacked` is what it had
-    /// not delivered (kept for a persistent session, or handed to the
-    /// connection that took over).
-    pub fn disconnect(&self, client_id: &Arc<str>, id: u64, unacked: Vec<Message>) {
+    /// The connection `id` (of session `generation`) of `client_id` ended;
+    /// `unacked` is what it had not delivered, and `rx` holds what was
+    /// routed to it since (drained here, under the lock, so nothing routed
+    /// in between is lost). Kept for a persistent session, or handed to
+    /// the connection of the same session that took over. Returns whether
+    /// the connection was still the session's live one.
+    pub fn disconnect(
+        &self,
+        client_id: &Arc<str>,
+        id: u64,
+        generation: u64,
+        mut unacked: Vec<Message>,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> bool {
         let mut st = self.state();
+        while let Ok(out) = rx.try_recv() {
+            if let Outbound::Publish(m) = out {
+                unacked.push(m);
+            }
+        }
         let max = self.max_queued;
         let Some(session) = st.sessions.get_mut(client_id) else {
-            return;
+            return false;
         };
+        if session.generation != generation {
+            return false;
+        }
         let ours = session.live.as_ref().is_some_and(|l| l.id == id);
         if ours && session.clean {
             remove_session(&mut st, client_id);
-            return;
+            return true;
         }
         if ours {
             session.live = None;
-            for m in unacked.into_iter().rev() {
-                if m.qos != QoS::AtMostOnce && session.queue.len() < max {
-                    session.queue.push_front(m);
-                }
-            }
-            return;
         }
-        // Taken over: what this connection had not delivered goes to the
-        // one that replaced it.
-        if let (Some(live), false) = (&session.live, session.clean) {
-            for m in unacked {
-                if m.qos != QoS::AtMostOnce {
-                    let _ = live.tx.try_send(Outbound::Publish(m));
-                }
+        if session.clean {
+            return false;
+        }
+        // Not delivered: to the connection that took over, else kept
+        // first in line for the next one.
+        let mut keep = Vec::new();
+        for m in unacked {
+            if m.qos == QoS::AtMostOnce {
+                continue;
+            }
+            match &session.live {
+                Some(live) => match live.tx.try_send(Outbound::Publish(m)) {
+                    Ok(()) => {}
+                    Err(
+                        mpsc::error::TrySendError::Full(Outbound::Publish(m))
+                        | mpsc::error::TrySendError::Closed(Outbound::Publish(m)),
+                    ) => keep.push(m),
+                    Err(_) => {}
+                },
+                None => keep.push(m),
             }
         }
+        for m in keep.into_iter().rev() {
+            if session.queue.len() < max {
+                session.queue.push_front(m);
+            }
+        }
+        ours
     }
 
-    /// Closes `client_id`'s live connection, if any.
+    /// Closes `client_id`'s live connection, if any, forgets its session,
+    /// and refuses a login of it checked before now.
     pub fn kick(&self, client_id: &str, why: &'static str) -> bool {
         let mut st = self.state();
+        let now = Instant::now();
+        st.kicked
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        st.kicked.insert(client_id.to_string(), now);
         let Some(key) = st.sessions.get_key_value(client_id).map(|(k, _)| k.clone()) else {
             return false;
         };
         let live = st.sessions.get_mut(&key).and_then(|s| s.live.take());
-        // A kicked account must log in again: its session goes too.
         remove_session(&mut st, &key);
         match live {
             Some(live) => {
@@ -271,6 +342,18 @@ impl Router {
     /// connections at once, kept for offline persistent sessions (QoS 1).
     /// Returns how many it reached.
     pub fn publish(&self, message: &Message) -> usize {
+        let mut dropped: Vec<Arc<str>> = Vec::new();
+        let reached = self.route(message, &mut dropped);
+        // Logged after the lock is released: a slow log writer must not
+        // hold every client's publishes.
+        for client in dropped {
+            tracing::warn!(client_id = %client, topic = %message.topic, "MQTT client too far behind, or its offline session full; message dropped");
+            count_rejection("mqtt_queue_full");
+        }
+        reached
+    }
+
+    fn route(&self, message: &Message, dropped: &mut Vec<Arc<str>>) -> usize {
         let mut st = self.state();
         let mut targets: Vec<(Arc<str>, QoS)> = Vec::new();
         if let Some(subs) = st.exact.get(&*message.topic) {
@@ -309,30 +392,37 @@ impl Router {
             let Some(session) = st.sessions.get_mut(&client) else {
                 continue;
             };
-            let m = Message {
+            let mut m = Message {
                 qos: min_qos(message.qos, sub_qos),
                 retain: false,
                 ..message.clone()
             };
-            match &session.live {
-                Some(live) => match live.tx.try_send(Outbound::Publish(m)) {
-                    Ok(()) => reached += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(client_id = %client, topic = %message.topic, "MQTT client too far behind; message dropped");
-                        count_rejection("mqtt_queue_full");
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                },
-                None if m.qos != QoS::AtMostOnce => {
-                    if session.queue.len() < self.max_queued {
-                        session.queue.push_back(m);
+            if let Some(live) = &session.live {
+                match live.tx.try_send(Outbound::Publish(m)) {
+                    Ok(()) => {
                         reached += 1;
-                    } else {
-                        tracing::warn!(client_id = %client, topic = %message.topic, "offline MQTT session full; message dropped");
-                        count_rejection("mqtt_queue_full");
+                        continue;
                     }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped.push(client);
+                        continue;
+                    }
+                    // Its task is gone without saying so: offline now.
+                    Err(mpsc::error::TrySendError::Closed(Outbound::Publish(back))) => {
+                        session.live = None;
+                        m = back;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => continue,
                 }
-                None => {}
+            }
+            if m.qos == QoS::AtMostOnce || session.clean {
+                continue;
+            }
+            if session.queue.len() < self.max_queued {
+                session.queue.push_back(m);
+                reached += 1;
+            } else {
+                dropped.push(client);
             }
         }
         reached
@@ -382,5 +472,105 @@ pub fn min_qos(a: QoS, b: QoS) -> QoS {
         a
     } else {
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn message(topic: &str) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            dup: false,
+        }
+    }
+
+    fn connect(
+        router: &Router,
+        id: &Arc<str>,
+        role: Role,
+        clean: bool,
+    ) -> (Result<Connected, Refused>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(16);
+        (router.connect(id, role, clean, tx, Instant::now()), rx)
+    }
+
+    #[test]
+    fn what_is_routed_while_a_connection_ends_is_kept_for_its_session() {
+        let router = Router::new(100);
+        let id: Arc<str> = "locker-a".into();
+        let role = Role::Locker(Uuid::nil());
+        let (c, mut rx) = connect(&router, &id, role, false);
+        let c = c.expect("connected");
+        router.subscribe(&id, "t", QoS::AtLeastOnce);
+        // Routed to the live connection, which ends before reading it.
+        assert_eq!(router.publish(&message("t")), 1);
+        assert!(router.disconnect(&id, c.id, c.generation, vec![message("t")], &mut rx));
+        // Offline now: kept too.
+        assert_eq!(router.publish(&message("t")), 1);
+        let (again, _rx) = connect(&router, &id, role, false);
+        let again = again.expect("connected");
+        assert!(again.session_present);
+        assert_eq!(again.backlog.len(), 3, "unacked, drained, and queued");
+    }
+
+    #[test]
+    fn another_kind_of_client_cannot_take_a_client_id() {
+        let router = Router::new(100);
+        let id: Arc<str> = "locker-a".into();
+        let (locker, _rx) = connect(&router, &id, Role::Locker(Uuid::nil()), false);
+        assert!(locker.is_ok());
+        let (prov, _rx2) = connect(&router, &id, Role::Provisioning, true);
+        assert_eq!(prov.err(), Some(Refused::ClientIdInUse));
+    }
+
+    #[test]
+    fn a_login_checked_before_a_kick_is_refused() {
+        let router = Router::new(100);
+        let id: Arc<str> = "locker-a".into();
+        let started = Instant::now();
+        router.kick(&id, "disabled");
+        let (tx, _rx) = mpsc::channel(4);
+        assert_eq!(
+            router
+                .connect(&id, Role::Locker(Uuid::nil()), false, tx, started)
+                .err(),
+            Some(Refused::Kicked)
+        );
+        let (after, _rx) = connect(&router, &id, Role::Locker(Uuid::nil()), false);
+        assert!(after.is_ok(), "a login checked after the kick goes in");
+    }
+
+    #[test]
+    fn a_taken_over_connection_hands_its_unsent_messages_to_the_next() {
+        let router = Router::new(100);
+        let id: Arc<str> = "locker-a".into();
+        let role = Role::Locker(Uuid::nil());
+        let (first, _rx1) = connect(&router, &id, role, false);
+        let first = first.expect("connected");
+        let (second, mut rx2) = connect(&router, &id, role, false);
+        let second = second.expect("connected");
+        assert_eq!(first.generation, second.generation, "the same session");
+        let (_tx, mut empty) = mpsc::channel(1);
+        assert!(!router.disconnect(
+            &id,
+            first.id,
+            first.generation,
+            vec![message("t")],
+            &mut empty
+        ));
+        assert!(matches!(rx2.try_recv(), Ok(Outbound::Publish(_))));
+        // A clean session's leftovers go nowhere, and its session goes.
+        let clean: Arc<str> = "auto-1".into();
+        let (c, mut rx) = connect(&router, &clean, Role::Bridge, true);
+        let c = c.expect("connected");
+        assert!(router.disconnect(&clean, c.id, c.generation, vec![message("t")], &mut rx));
+        let (again, _rx) = connect(&router, &clean, Role::Bridge, false);
+        assert!(!again.expect("connected").session_present);
     }
 }
