@@ -11,6 +11,9 @@
 //! model) shows `opened`. The baseline it names: the same POSTs' own
 //! latency until `202 accepted`. A step is sustained when every command
 //! ended `opened` and p99 < 100 ms; the highest such rate is reported.
+//!
+//! `BENCH_BROKER=embedded` runs the same against the embedded broker
+//! (`server/src/mqtt/broker/`) instead of Mosquitto.
 
 use std::{
     collections::HashMap,
@@ -68,46 +71,63 @@ async fn main() {
         "SQLite"
     };
 
+    let embedded = std::env::var("BENCH_BROKER").as_deref() == Ok("embedded");
+    let broker_name = if embedded {
+        "embedded broker"
+    } else {
+        "Mosquitto"
+    };
     // The broker, exactly as deployed.
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", Uuid::now_v7().simple()));
     let (dport, pport) = (free_port(), free_port());
-    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/mosquitto/init");
-    let ok = std::process::Command::new("bash")
-        .arg(init)
-        .arg(&dir)
-        .args(["--dynsec-port", &dport.to_string()])
-        .args(["--provisioning-port", &pport.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .env("LOCKSTEP_BROKER_PASSWORD", "bench-bridge")
-        .env("PROVISIONING_PASSWORD", "bench-prov")
-        .stdout(Stdio::null())
-        .status()
-        .expect("init runs")
-        .success();
-    assert!(ok, "deploy/mosquitto/init failed");
-    let mut mosquitto = std::process::Command::new("mosquitto")
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", pport))
-            .await
-            .is_ok()
-        {
-            break;
+    let mut mosquitto = None;
+    if !embedded {
+        let init = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/mosquitto/init");
+        let ok = std::process::Command::new("bash")
+            .arg(init)
+            .arg(&dir)
+            .args(["--dynsec-port", &dport.to_string()])
+            .args(["--provisioning-port", &pport.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .env("LOCKSTEP_BROKER_PASSWORD", "bench-bridge")
+            .env("PROVISIONING_PASSWORD", "bench-prov")
+            .stdout(Stdio::null())
+            .status()
+            .expect("init runs")
+            .success();
+        assert!(ok, "deploy/mosquitto/init failed");
+        mosquitto = Some(
+            std::process::Command::new("mosquitto")
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto"),
+        );
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", pport))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
     // The server.
     let db = fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    config.mqtt_url = Some(lockstep_server::Secret::new(format!(
-        "mqtt://lockstep:bench-bridge@127.0.0.1:{dport}"
-    )));
+    if embedded {
+        config.mqtt = lockstep_server::config::MqttMode::Embedded;
+        config.mqtt_embedded_addr = ([127, 0, 0, 1], dport).into();
+        config.provisioning_password = lockstep_server::Secret::new("bench-prov");
+    } else {
+        config.mqtt_url = Some(lockstep_server::Secret::new(format!(
+            "mqtt://lockstep:bench-bridge@127.0.0.1:{dport}"
+        )));
+    }
     config.offline_after_secs = 600;
     let app = Application::build(config).await.expect("app");
     let addr = app.local_addr();
@@ -136,7 +156,7 @@ async fn main() {
     let stats = Arc::new(Stats::default());
     let prov = Endpoint {
         host: "127.0.0.1".into(),
-        port: pport,
+        port: if embedded { dport } else { pport },
         username: Some("provisioning".into()),
         password: Some("bench-prov".into()),
     };
@@ -193,7 +213,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "{backend}: {LOCKERS} lockers provisioned and online in {:.1} s",
+        "{backend}, {broker_name}: {LOCKERS} lockers provisioned and online in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let compartments: Vec<Uuid> = lockers::list_banks(&services, admin_user.tenant_id)
@@ -389,7 +409,7 @@ async fn main() {
         }
     }
     println!(
-        "{backend}: highest sustained rate with p99 < 100 ms: {} (steps {:?}, {secs} s each; missed wake-ups, caught up from the log: {})",
+        "{backend}, {broker_name}: highest sustained rate with p99 < 100 ms: {} (steps {:?}, {secs} s each; missed wake-ups, caught up from the log: {})",
         best.map(|r| format!("{r} opens/s"))
             .unwrap_or_else(|| "none of the steps".into()),
         &rates[..step.min(rates.len())],
@@ -398,8 +418,10 @@ async fn main() {
     for l in lockers_running {
         l.stop();
     }
-    let _ = mosquitto.kill();
-    let _ = mosquitto.wait();
+    if let Some(mut m) = mosquitto {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::process::exit(0);
 }
