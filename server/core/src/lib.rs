@@ -18,6 +18,7 @@
 //!   accounts, decommissioning.
 //! - [`gateway`]: the locker port the MQTT bridge implements.
 //! - [`reactors`]: what each outbox job and timer does.
+//! - [`secrets`]: secrets the server makes for itself and keeps.
 //! - [`workers`]: the supervised loops that run them, and the stall report.
 //! - [`services`]: the handle that bundles the above for the adapters.
 //! - [`text`]: bounds on every free-text field callers send.
@@ -40,6 +41,7 @@ pub mod lockers;
 pub mod opens;
 pub mod provisioning;
 pub mod reactors;
+pub mod secrets;
 pub mod services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

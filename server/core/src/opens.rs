@@ -410,8 +410,10 @@ pub async fn record_sent(s: &Services, command_id: Uuid, now: i64) -> CoreResult
 pub enum ResultOutcome {
     /// The status moved to `opened` or `failed`.
     Applied,
-    /// The same result again, or a result for a denied command: nothing changed.
+    /// The same result again: nothing changed.
     Duplicate,
+    /// A result for a command that was never sent (denied): refused.
+    NotSent,
     /// The command had already ended (e.g. timed out): recorded, status kept.
     Late,
 }
@@ -429,29 +431,39 @@ pub async fn record_result(
     } else {
         "action_failed"
     };
-    let applied = transition(s, command_id, now, |status, failure, late| match status {
-        OpenStatus::Accepted | OpenStatus::Sent => Some(vec![if success {
-            DomainEvent::CompartmentOpened { command_id }
-        } else {
-            DomainEvent::CompartmentOpenFailed {
-                command_id,
-                reason: FailureReason::DeviceError,
-                detail: error.clone(),
-            }
-        }]),
-        OpenStatus::Failed if failure != Some(FailureReason::DeviceError) && late.is_none() => {
-            Some(vec![DomainEvent::CompartmentOpenLateResult {
-                command_id,
-                result: result.into(),
-                error: error.clone(),
-            }])
+    let seen = std::sync::Mutex::new(None);
+    let applied = transition(s, command_id, now, |status, failure, late| {
+        if let Ok(mut seen) = seen.lock() {
+            *seen = Some(status);
         }
-        _ => None,
+        match status {
+            OpenStatus::Accepted | OpenStatus::Sent => Some(vec![if success {
+                DomainEvent::CompartmentOpened { command_id }
+            } else {
+                DomainEvent::CompartmentOpenFailed {
+                    command_id,
+                    reason: FailureReason::DeviceError,
+                    detail: error.clone(),
+                }
+            }]),
+            OpenStatus::Failed if failure != Some(FailureReason::DeviceError) && late.is_none() => {
+                Some(vec![DomainEvent::CompartmentOpenLateResult {
+                    command_id,
+                    result: result.into(),
+                    error: error.clone(),
+                }])
+            }
+            _ => None,
+        }
     })
     .await?;
+    let status = seen.lock().ok().and_then(|s| *s);
     Ok(match applied.as_deref() {
         Some([DomainEvent::CompartmentOpenLateResult { .. }]) => ResultOutcome::Late,
         Some(_) => ResultOutcome::Applied,
+        None if matches!(status, Some(OpenStatus::Denied | OpenStatus::Requested)) => {
+            ResultOutcome::NotSent
+        }
         None => ResultOutcome::Duplicate,
     })
 }

@@ -353,18 +353,7 @@ async fn locker_password(s: &Services, bank_id: Uuid, client_id: &str) -> CoreRe
 
 /// A random secret the server made for itself, created on first use.
 async fn server_secret(s: &Services, name: &str) -> CoreResult<String> {
-    sqlx::query(
-        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(random_secret("", 64))
-    .execute_write(&s.db)
-    .await?;
-    let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
-        .bind(name)
-        .fetch_one(&s.db.pool)
-        .await?;
-    Ok(row.try_get("value")?)
+    crate::secrets::get_or_create(&s.db, name, || random_secret("", 64)).await
 }
 
 /// Keeps a hash of the locker's secret (the embedded broker checks logins

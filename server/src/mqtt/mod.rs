@@ -795,6 +795,11 @@ async fn record_status(
     let success = status.result == CommandResult::ActionCompleted;
     let command_id = status.command_id;
     match opens::record_result(services, command_id, success, status.error, now_ms()).await {
+        Ok(opens::ResultOutcome::NotSent) => {
+            // Denied, never sent: nothing to record, nothing to ack.
+            refuse(topic, "mqtt_command_not_sent", &command_id);
+            None
+        }
         Ok(outcome) => {
             tracing::info!(?outcome, success, "locker result");
             if outcome == opens::ResultOutcome::Duplicate {

@@ -337,10 +337,62 @@ async fn the_acl_matrix_holds_on_the_embedded_broker() {
             "client id {id:?}"
         );
     }
+    raw_protocol_checks(port).await;
     matrix(target, &app).await;
     // Each refusal was counted: three logins, and at least the refused
     // subscriptions and the two forged publishes.
     assert!(rejections(&app, "mqtt_login_refused").await >= logins_before + 3 + 5);
     assert!(rejections(&app, "mqtt_acl_denied").await >= refused_before + 2 + 6);
     app.stop().await;
+}
+
+/// Raw packets, as a client library would not send them: an MQTT 5
+/// CONNECT gets CONNACK 0x01 (not a dropped connection), and a publish to
+/// a wildcard topic ends the connection (a protocol error).
+async fn raw_protocol_checks(port: u16) {
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{Connect, Publish};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // CONNECT, "MQTT", level 5, clean start, keep-alive 60, no properties,
+    // client id "v5-client".
+    let mut v5 = vec![
+        0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 9,
+    ];
+    v5.extend_from_slice(b"v5-client");
+    v5[1] = (v5.len() - 2) as u8;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(&v5).await.expect("write");
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut connack))
+        .await
+        .expect("an answer in time")
+        .expect("a CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x01], "CONNACK 0x01 for MQTT 5");
+
+    // A logged-in provisioning client publishing to `locker/+/status`.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut out = BytesMut::new();
+    let mut connect = Connect::new("prov-raw-client-0123456789");
+    connect.set_login("provisioning", "provisioning-test-password");
+    connect.write(&mut out).expect("encode");
+    s.write_all(&out).await.expect("write");
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut connack))
+        .await
+        .expect("an answer in time")
+        .expect("a CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "logged in");
+    let mut out = BytesMut::new();
+    Publish::new("locker/+/status", QoS::AtMostOnce, "x")
+        .write(&mut out)
+        .expect("encode");
+    s.write_all(&out).await.expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the broker closed the connection");
 }

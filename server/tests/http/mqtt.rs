@@ -353,6 +353,42 @@ async fn open_goes_out_over_mqtt_and_the_locker_result_comes_back() {
         .await
         .expect("unknown");
     await_rejection(&app, "mqtt_unknown_command", unknown_command).await;
+    // A result for a command that was denied (never sent) is refused, not
+    // taken for a repeat (it would be acknowledged and counted as one).
+    let denied = opens::request_open(
+        &app.services,
+        &user,
+        OpenCommandInput {
+            compartment_id: bank.compartments[1].id,
+            ..Default::default()
+        },
+        now_ms(),
+    )
+    .await
+    .expect("open without a grant");
+    assert_eq!(denied.status, lockstep_wire::OpenStatus::Denied);
+    let not_sent = rejections(&app, "mqtt_command_not_sent").await;
+    locker_client
+        .publish(
+            &status_topic,
+            QoS::AtLeastOnce,
+            false,
+            format!(
+                r#"{{"v":1,"command_id":"{}","result":"action_completed"}}"#,
+                denied.command_id
+            ),
+        )
+        .await
+        .expect("denied result");
+    await_rejection(&app, "mqtt_command_not_sent", not_sent).await;
+    assert_eq!(
+        opens::get_open_request(&app.services, &admin, denied.command_id)
+            .await
+            .expect("q")
+            .expect("v")
+            .status,
+        lockstep_wire::OpenStatus::Denied
+    );
     assert_eq!(
         opens::get_open_request(&app.services, &admin, d.command_id)
             .await

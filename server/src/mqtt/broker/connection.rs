@@ -49,10 +49,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut rd, mut wr) = stream.into_split();
     let limits = shared.limits.clone();
     let mut buf = BytesMut::with_capacity(1024);
-    let first = tokio::time::timeout(
-        limits.connect_timeout,
-        read_packet(&mut rd, &mut buf, limits.max_packet),
-    )
+    let first = tokio::time::timeout(limits.connect_timeout, async {
+        // The whole first packet, then its protocol level: rumqttc's codec
+        // cannot read an MQTT 5 CONNECT, which must still get 0x01.
+        read_frame(&mut rd, &mut buf, limits.max_packet).await?;
+        if let Some(level) = connect_level(&buf).filter(|l| *l != 4) {
+            return Err(ReadError::Codec(CodecError::InvalidProtocolLevel(level)));
+        }
+        read_packet(&mut rd, &mut buf, limits.max_packet).await
+    })
     .await;
     let connect = match first {
         Ok(Ok(Packet::Connect(c))) if c.protocol == Protocol::V4 => c,
@@ -357,6 +362,17 @@ impl Session {
     fn handle(&mut self, packet: Packet) -> Option<End> {
         match packet {
             Packet::Publish(p) => {
+                if !topic::valid_topic(&p.topic) {
+                    // A protocol error (MQTT 3.1.1 §3.3.2.2): the
+                    // connection ends.
+                    self.refuse(
+                        &p.topic,
+                        "mqtt_bad_topic",
+                        "not a valid topic name",
+                        "publish",
+                    );
+                    return Some(End::Lost("publish to an invalid topic name".into()));
+                }
                 match p.qos {
                     QoS::AtMostOnce => {}
                     QoS::AtLeastOnce => self.write(Packet::PubAck(PubAck::new(p.pkid))),
@@ -491,6 +507,42 @@ enum ReadError {
     Io(std::io::Error),
 }
 
+/// Reads until `buf` holds one whole packet (not parsed).
+async fn read_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<(), ReadError> {
+    loop {
+        match rumqttc::mqttbytes::check(buf.iter(), max) {
+            Ok(_) => return Ok(()),
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(ReadError::Codec(e)),
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// The protocol level of the CONNECT at the start of `buf`.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let mut at = 1;
+    while buf.get(at)? & 0x80 != 0 {
+        at += 1;
+        if at > 4 {
+            return None;
+        }
+    }
+    let name_len = u16::from_be_bytes([*buf.get(at + 1)?, *buf.get(at + 2)?]) as usize;
+    buf.get(at + 3 + name_len).copied()
+}
+
 /// Reads until one whole packet is in `buf`.
 async fn read_packet(
     rd: &mut OwnedReadHalf,
@@ -533,13 +585,43 @@ fn note_read_error(peer: SocketAddr, client_id: &str, e: &ReadError, buf: &Bytes
     match e {
         ReadError::Codec(CodecError::PayloadSizeLimitExceeded(size)) => {
             let topic = oversize_topic(buf).unwrap_or_default();
-            tracing::warn!(%peer, client_id, size, topic = %topic, reason = "mqtt_oversize", "embedded MQTT broker refused an oversize packet; client disconnected");
             count_rejection("mqtt_oversize");
+            // A client that sends the same packet again after every
+            // reconnect is logged once a minute, counted every time.
+            if first_in_a_minute(client_id) {
+                tracing::warn!(%peer, client_id, size, topic = %topic, reason = "mqtt_oversize", "embedded MQTT broker refused an oversize packet; client disconnected (logged once a minute per client)");
+            } else {
+                tracing::debug!(%peer, client_id, size, topic = %topic, reason = "mqtt_oversize", "oversize packet again");
+            }
         }
         ReadError::Closed | ReadError::Io(_) => {
             tracing::debug!(%peer, client_id, error = %e, "MQTT client went away")
         }
         ReadError::Codec(e) => reject(peer, client_id, "mqtt_protocol_error", e),
+    }
+}
+
+/// Whether `client_id` was not logged in the last minute (and now is).
+fn first_in_a_minute(client_id: &str) -> bool {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, OnceLock},
+    };
+    static LOGGED: OnceLock<Mutex<HashMap<String, std::time::Instant>>> = OnceLock::new();
+    let mut logged = LOGGED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if logged.len() > 10_000 {
+        logged.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+    }
+    match logged.get(client_id) {
+        Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+        _ => {
+            logged.insert(client_id.to_string(), now);
+            true
+        }
     }
 }
 
@@ -565,6 +647,17 @@ fn oversize_topic(buf: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::oversize_topic;
+
+    #[test]
+    fn the_protocol_level_of_a_connect_is_read_from_its_first_bytes() {
+        // CONNECT, remaining length 16, "MQTT", level 5.
+        let v5 = [0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60];
+        assert_eq!(super::connect_level(&v5), Some(5));
+        let v31 = [0x10, 18, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3];
+        assert_eq!(super::connect_level(&v31), Some(3));
+        assert_eq!(super::connect_level(&[0x30, 1]), None);
+        assert_eq!(super::connect_level(&[0x10]), None);
+    }
 
     #[test]
     fn the_topic_of_an_oversize_publish_is_read_from_its_first_bytes() {

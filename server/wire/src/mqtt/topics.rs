@@ -48,10 +48,16 @@ pub fn parse_locker(topic: &str) -> Result<(Uuid, LockerTopic), PayloadError> {
     let bad = || PayloadError::BadTopic(topic.chars().take(200).collect());
     let mut parts = topic.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("locker"), Some(id), Some(kind), None) => Ok((
-            Uuid::parse_str(id).map_err(|_| bad())?,
-            kind.parse().map_err(|_| bad())?,
-        )),
+        (Some("locker"), Some(id), Some(kind), None) => {
+            // Only the canonical spelling (lowercase, hyphenated): the
+            // broker's topic rules compare topics as text, so another
+            // spelling of a bank's id must not reach it either.
+            let bank = Uuid::parse_str(id).map_err(|_| bad())?;
+            if bank.hyphenated().to_string() != id {
+                return Err(bad());
+            }
+            Ok((bank, kind.parse().map_err(|_| bad())?))
+        }
         _ => Err(bad()),
     }
 }
@@ -68,7 +74,12 @@ mod tests {
             Some((id, LockerTopic::Status))
         );
         assert_eq!(locker(id, LockerTopic::State), format!("locker/{id}/state"));
+        let upper = id.to_string().to_uppercase();
         for bad in [
+            &format!("locker/{upper}/status"),
+            &format!("locker/{}/status", id.simple()),
+            &format!("locker/{{{id}}}/status"),
+            &format!("locker/urn:uuid:{id}/status"),
             "locker/x/status",
             "locker/status",
             &format!("locker/{id}/status/extra"),
