@@ -28,10 +28,10 @@ use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
     config::HttpLimits,
     config::{MqttMode, Secret, ServeConfig},
-    guards,
+    guards, hub,
     metrics::{self, count_rejection},
     mqtt,
-    routes::{api, health},
+    routes::{self, api, health},
     security, serve,
     state::AppState,
 };
@@ -47,6 +47,8 @@ pub enum StartError {
     Bootstrap(CoreError),
     #[error("{0}")]
     Mqtt(String),
+    #[error("cannot load the realtime hub's app keys: {0}")]
+    Hub(CoreError),
 }
 
 pub struct Application {
@@ -166,7 +168,17 @@ impl Application {
                 None
             }
         };
+        let keys = hub::AppKeys::load(
+            &db,
+            config.pusher_app_id.clone(),
+            config.pusher_app_key.clone(),
+            config.pusher_app_secret.clone(),
+        )
+        .await
+        .map_err(StartError::Hub)?;
+        let hub = hub::Hub::start(services.clone(), keys, hub::Limits::default());
         let state = AppState {
+            pusher: hub.keys.clone(),
             leptos_options: leptos_options(local_addr),
             services: services.clone(),
             metrics: metrics_handle,
@@ -184,7 +196,7 @@ impl Application {
             .with_same_site(SameSite::Lax)
             .with_secure(config.cookie_secure)
             .with_expiry(Expiry::OnInactivity(session_ttl(&config)));
-        let router = router(state, sessions, config.http_limits());
+        let router = router(state, hub, sessions, config.http_limits());
         Ok(Self {
             listener,
             router,
@@ -270,6 +282,7 @@ fn session_ttl(config: &ServeConfig) -> time::Duration {
 /// The whole HTTP surface.
 pub fn router(
     state: AppState,
+    hub: hub::Hub,
     sessions: SessionManagerLayer<DbSessionStore>,
     limits: HttpLimits,
 ) -> Router {
@@ -296,6 +309,10 @@ pub fn router(
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route(
+            "/broadcasting/auth",
+            axum::routing::post(routes::broadcasting::broadcasting_auth),
+        )
         .nest("/api/v1", api::router())
         .merge(pages)
         .layer(middleware::from_fn_with_state(state.clone(), guards::pages))
@@ -326,6 +343,9 @@ pub fn router(
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+        // The WebSocket endpoint, outside the page guards and the request
+        // timeout (a connection lives for hours).
+        .merge(hub::routes(hub))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

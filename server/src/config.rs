@@ -126,6 +126,15 @@ pub struct ServeConfig {
     /// with MQTT_URL (lockers then use the address they were built with).
     #[arg(long, env = "LOCKSTEP_LOCKER_MQTT_URL")]
     pub locker_mqtt_url: Option<String>,
+    /// The realtime hub's Pusher app (`/app/{key}`, `/broadcasting/auth`
+    /// signatures): id, key and secret. Unset: made on first start and
+    /// kept in the database (`lockstep pusher-credentials` prints them).
+    #[arg(long, env = "LOCKSTEP_PUSHER_APP_ID")]
+    pub pusher_app_id: Option<String>,
+    #[arg(long, env = "LOCKSTEP_PUSHER_APP_KEY")]
+    pub pusher_app_key: Option<String>,
+    #[arg(long, env = "LOCKSTEP_PUSHER_APP_SECRET", hide_env_values = true)]
+    pub pusher_app_secret: Option<String>,
     /// The shared password lockers provision with on the embedded broker
     /// (with Mosquitto it lives in the provisioning listener's password file).
     #[arg(
@@ -255,6 +264,9 @@ impl ServeConfig {
             mqtt: MqttMode::Off,
             mqtt_embedded_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             locker_mqtt_url: None,
+            pusher_app_id: None,
+            pusher_app_key: None,
+            pusher_app_secret: None,
             provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,

@@ -116,10 +116,11 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
-/// An `/api/v1` request carrying `Authorization: Bearer …`, which
-/// `Principal` then authenticates by the token alone (never the cookie).
+/// An `/api/v1` (or `/broadcasting/auth`) request carrying
+/// `Authorization: Bearer …`, which `Principal` then authenticates by the
+/// token alone (never the cookie).
 fn bearer_api_call(req: &Request) -> bool {
-    req.uri().path().starts_with("/api/")
+    (req.uri().path().starts_with("/api/") || req.uri().path() == "/broadcasting/auth")
         && req
             .headers()
             .get(header::AUTHORIZATION)

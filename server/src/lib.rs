@@ -11,6 +11,7 @@
 //! - [`security`]: security headers (CSP with a per-response nonce) on
 //!   every response.
 //! - [`bootstrap`]: the first admin account on a fresh database.
+//! - [`hub`]: the realtime hub, Pusher protocol 7 over the channel log.
 //! - [`telemetry`]: tracing output, human or JSON.
 //! - [`metrics`]: the Prometheus recorder, request metrics, rejections.
 //! - [`mqtt`]: the MQTT bridge to the lockers (gateway, results) and the
@@ -28,6 +29,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod demo;
 pub mod guards;
+pub mod hub;
 pub mod metrics;
 pub mod mqtt;
 pub mod principal;

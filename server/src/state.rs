@@ -21,4 +21,7 @@ pub struct AppState {
     /// The bearer token `/metrics` asks for; without one, `/metrics`
     /// answers loopback clients only.
     pub metrics_token: Option<Secret>,
+    /// The realtime hub's app keys (they sign `/broadcasting/auth`
+    /// answers).
+    pub pusher: std::sync::Arc<crate::hub::keys::AppKeys>,
 }

@@ -1,4 +1,6 @@
-//! HTTP routes outside the Leptos pages: health checks and the JSON API.
+//! HTTP routes outside the Leptos pages: health checks, the JSON API, and
+//! `/broadcasting/auth`.
 
 pub mod api;
+pub mod broadcasting;
 pub mod health;

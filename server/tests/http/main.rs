@@ -7,6 +7,7 @@ mod broker_acl;
 mod cli;
 mod hardening;
 mod helpers;
+mod hub;
 mod mqtt;
 mod open_flow;
 mod operations;

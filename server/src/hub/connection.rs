@@ -1,0 +1,231 @@
+//! One WebSocket connection in Pusher protocol 7: the handshake, pings,
+//! subscriptions (a private channel's signature checked here, a Lockstep
+//! log channel handed to the registry), and the frames queued for it,
+//! written in batches.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use lockstep_core::eventstore::channels::Channel;
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{
+    protocol::{self, code, Inbound, Subscribe, ACTIVITY_TIMEOUT_SECS},
+    registry::{Out, SocketId},
+    Hub,
+};
+
+/// How long a silent client has to answer the hub's ping.
+const PONG_WAIT: Duration = Duration::from_secs(30);
+
+/// Serves one upgraded connection to its end.
+pub async fn serve(socket: WebSocket, hub: Hub) {
+    let socket_id: SocketId = protocol::new_socket_id().into();
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(hub.limits.queue);
+    hub.registry.join(socket_id.clone(), out_tx.clone());
+    metrics::gauge!("lockstep_hub_connections").increment(1.0);
+    let hello = Message::Text(protocol::connection_established(&socket_id).into());
+    let mut open = sink.send(hello).await.is_ok();
+    let silence = Duration::from_secs(ACTIVITY_TIMEOUT_SECS) + PONG_WAIT;
+    let mut heard = Instant::now();
+    let mut pinged = false;
+    let mut subscribed = 0usize;
+    while open {
+        let deadline = if pinged {
+            heard + silence + PONG_WAIT
+        } else {
+            heard + silence
+        };
+        tokio::select! {
+            inbound = stream.next() => {
+                let Some(Ok(message)) = inbound else { break };
+                heard = Instant::now();
+                pinged = false;
+                let text = match message {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break,
+                    // Control frames count as activity; binary is not Pusher.
+                    _ => continue,
+                };
+                metrics::counter!("lockstep_hub_messages_in_total").increment(1);
+                if text.len() > hub.limits.max_payload {
+                    reject(&out_tx, code::REJECTED, "message over the size limit", "hub_oversize");
+                    continue;
+                }
+                let frame: Inbound = match serde_json::from_str(&text) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        reject(&out_tx, code::RECONNECT, "invalid message format", "hub_bad_frame");
+                        continue;
+                    }
+                };
+                handle(&hub, &socket_id, &out_tx, frame, &mut subscribed);
+            }
+            queued = out_rx.recv() => {
+                let Some(first) = queued else { break };
+                // Everything queued goes in one write.
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match out_rx.try_recv() {
+                        Ok(o) => batch.push(o),
+                        Err(_) => break,
+                    }
+                }
+                for out in batch {
+                    match out {
+                        Out::Frame(f) => {
+                            if sink.feed(Message::Text(f)).await.is_err() {
+                                open = false;
+                                break;
+                            }
+                        }
+                        Out::Close(code, reason) => {
+                            let _ = sink
+                                .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                                .await;
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                if open && sink.flush().await.is_err() {
+                    open = false;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if pinged {
+                    let _ = sink.send(Message::Text(protocol::error(code::PONG_TIMEOUT, "Pong reply not received in time").into())).await;
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame { code: code::PONG_TIMEOUT, reason: "Pong reply not received in time".into() })))
+                        .await;
+                    break;
+                }
+                pinged = true;
+                if sink.send(Message::Text(protocol::ping().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    hub.registry.leave(socket_id.clone());
+    metrics::gauge!("lockstep_hub_connections").decrement(1.0);
+    tracing::debug!(socket_id = %socket_id, "hub connection closed");
+}
+
+fn reject(out: &mpsc::Sender<Out>, code: u16, message: &str, reason: &'static str) {
+    crate::metrics::count_rejection(reason);
+    let _ = out.try_send(Out::Frame(protocol::error(code, message).into()));
+}
+
+fn send(out: &mpsc::Sender<Out>, frame: String) {
+    let _ = out.try_send(Out::Frame(Utf8Bytes::from(frame)));
+}
+
+fn handle(
+    hub: &Hub,
+    socket_id: &SocketId,
+    out: &mpsc::Sender<Out>,
+    frame: Inbound,
+    subscribed: &mut usize,
+) {
+    match frame.event.as_str() {
+        "pusher:ping" => send(out, protocol::pong()),
+        "pusher:pong" => {}
+        "pusher:subscribe" => {
+            let Some(sub) = Subscribe::parse(&frame.data()) else {
+                return reject(
+                    out,
+                    code::RECONNECT,
+                    "pusher:subscribe needs data.channel",
+                    "hub_bad_frame",
+                );
+            };
+            subscribe(hub, socket_id, out, sub, subscribed);
+        }
+        "pusher:unsubscribe" => {
+            if let Some(channel) = frame.data().get("channel").and_then(|c| c.as_str()) {
+                *subscribed = subscribed.saturating_sub(1);
+                hub.registry
+                    .unsubscribe(socket_id.clone(), channel.to_string());
+            }
+        }
+        e if e.starts_with("client-") => reject(
+            out,
+            code::REJECTED,
+            "client events are not enabled on this server",
+            "hub_client_event",
+        ),
+        _ => {}
+    }
+}
+
+fn subscribe(
+    hub: &Hub,
+    socket_id: &SocketId,
+    out: &mpsc::Sender<Out>,
+    sub: Subscribe,
+    subscribed: &mut usize,
+) {
+    let name = sub.channel.as_str();
+    if !protocol::valid_channel(name, hub.limits.max_channel_name) {
+        crate::metrics::count_rejection("hub_bad_channel");
+        return send(
+            out,
+            protocol::subscription_error(name, "InvalidChannel", "invalid channel name", 4009),
+        );
+    }
+    if *subscribed >= hub.limits.max_channels {
+        crate::metrics::count_rejection("hub_too_many_channels");
+        return send(
+            out,
+            protocol::subscription_error(
+                name,
+                "LimitReached",
+                "too many channels on this connection",
+                4100,
+            ),
+        );
+    }
+    let signed = name.starts_with("private-") || name.starts_with("presence-");
+    if signed {
+        let ok = sub.auth.as_deref().is_some_and(|auth| {
+            hub.keys
+                .verify_channel_auth(auth, socket_id, name, sub.channel_data.as_deref())
+        });
+        if !ok {
+            crate::metrics::count_rejection("hub_bad_signature");
+            tracing::info!(socket_id = %socket_id, channel = %name, "subscription refused: bad signature");
+            send(
+                out,
+                protocol::error(code::UNAUTHORIZED, "Invalid signature"),
+            );
+            return send(
+                out,
+                protocol::subscription_error(name, "AuthError", "invalid signature", 401),
+            );
+        }
+    }
+    match name.parse::<Channel>() {
+        // A Lockstep log channel: only with a signature (the auth endpoint
+        // signs only what `channels::authorize` allows).
+        Ok(channel) if signed => {
+            *subscribed += 1;
+            metrics::counter!("lockstep_hub_subscriptions_total", "type" => "log").increment(1);
+            hub.registry.subscribe(socket_id.clone(), channel, sub.seq);
+        }
+        _ => {
+            crate::metrics::count_rejection("hub_unknown_channel");
+            send(
+                out,
+                protocol::subscription_error(
+                    name,
+                    "NotSupported",
+                    "only Lockstep's private channels are served yet",
+                    404,
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The Pusher app's id, key and secret, and the HMAC-SHA256 signatures
+//! made with them: channel auth (`key:hex(HMAC(secret, socket_id:channel
+//! [:channel_data]))`), checked in constant time.
+
+use hmac::{Hmac, Mac};
+use lockstep_core::{db::Db, error::CoreResult, identity::tokens::random_secret};
+
+/// The app a Pusher client connects to (`/app/{key}`).
+#[derive(Clone, Debug)]
+pub struct AppKeys {
+    pub app_id: String,
+    pub key: String,
+    secret: String,
+}
+
+impl AppKeys {
+    pub fn new(app_id: String, key: String, secret: String) -> Self {
+        AppKeys {
+            app_id,
+            key,
+            secret,
+        }
+    }
+
+    /// The configured values, or those made on first start and kept in
+    /// the database (`LOCKSTEP_PUSHER_APP_ID` / `_KEY` / `_SECRET` unset).
+    pub async fn load(
+        db: &Db,
+        app_id: Option<String>,
+        key: Option<String>,
+        secret: Option<String>,
+    ) -> CoreResult<Self> {
+        use lockstep_core::secrets::get_or_create;
+        let app_id = match app_id.filter(|v| !v.trim().is_empty()) {
+            Some(v) => v,
+            None => {
+                get_or_create(db, "pusher_app_id", || {
+                    use rand::Rng;
+                    rand::thread_rng()
+                        .gen_range(100_000..1_000_000u32)
+                        .to_string()
+                })
+                .await?
+            }
+        };
+        let key = match key.filter(|v| !v.trim().is_empty()) {
+            Some(v) => v,
+            None => {
+                get_or_create(db, "pusher_app_key", || {
+                    random_secret("", 20).to_ascii_lowercase()
+                })
+                .await?
+            }
+        };
+        let secret = match secret.filter(|v| !v.trim().is_empty()) {
+            Some(v) => v,
+            None => get_or_create(db, "pusher_app_secret", || random_secret("", 40)).await?,
+        };
+        Ok(AppKeys::new(app_id, key, secret))
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// hex(HMAC-SHA256(secret, text)).
+    pub fn sign(&self, text: &str) -> String {
+        sign(&self.secret, text)
+    }
+
+    /// The `auth` a client presents for `channel` (`key:signature`).
+    pub fn channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
+        let text = match channel_data {
+            Some(data) => format!("{socket_id}:{channel}:{data}"),
+            None => format!("{socket_id}:{channel}"),
+        };
+        format!("{}:{}", self.key, self.sign(&text))
+    }
+
+    /// Whether `auth` is this app's signature of the subscription, checked
+    /// in constant time.
+    pub fn verify_channel_auth(
+        &self,
+        auth: &str,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> bool {
+        let expected = self.channel_auth(socket_id, channel, channel_data);
+        constant_time_eq(auth.as_bytes(), expected.as_bytes())
+    }
+}
+
+/// hex(HMAC-SHA256(secret, text)).
+pub fn sign(secret: &str, text: &str) -> String {
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        // HMAC takes a key of any length; this never happens.
+        Err(_) => return String::new(),
+    };
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Equality that takes the same time wherever the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_auth_matches_pushers_published_example() {
+        // Pusher's documentation example (key 278d425bdf160c739803, secret
+        // 7ad3773142a6692b25b8, socket 1234.1234, private-foobar).
+        let keys = AppKeys::new(
+            "1".into(),
+            "278d425bdf160c739803".into(),
+            "7ad3773142a6692b25b8".into(),
+        );
+        assert_eq!(
+            keys.channel_auth("1234.1234", "private-foobar", None),
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
+        assert!(keys.verify_channel_auth(
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4",
+            "1234.1234",
+            "private-foobar",
+            None
+        ));
+        assert!(!keys.verify_channel_auth(
+            "278d425bdf160c739803:00",
+            "1234.1234",
+            "private-foobar",
+            None
+        ));
+        assert!(!keys.verify_channel_auth(
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4",
+            "1234.1235",
+            "private-foobar",
+            None
+        ));
+    }
+}

@@ -1,0 +1,137 @@
+//! The realtime hub: Pusher protocol 7 over WebSockets on the app's own
+//! port (`/app/{key}`), so pusher-js and Laravel Echo work unchanged, fed
+//! by the channel log (docs/realtime.md; the protocol's corners in
+//! docs/pusher-protocol.md).
+//!
+//! - [`protocol`]: frames and codes;
+//! - [`keys`]: the app's id, key and secret, channel-auth signatures;
+//! - [`registry`]: the one owner of subscription state, fed by the core's
+//!   `log_tail` and reading the log itself, resume by `seq` included;
+//! - [`connection`]: one WebSocket.
+//!
+//! `POST /broadcasting/auth` (`routes::broadcasting`) signs subscriptions
+//! with the same keys.
+
+pub mod connection;
+pub mod keys;
+pub mod protocol;
+pub mod registry;
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocketUpgrade},
+        Path, State,
+    },
+    response::Response,
+    routing::get,
+    Router,
+};
+use lockstep_core::Services;
+
+pub use keys::AppKeys;
+use registry::Registry;
+
+/// The hub's bounds (Pusher's defaults).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest inbound frame, bytes.
+    pub max_payload: usize,
+    pub max_channels: usize,
+    pub max_channel_name: usize,
+    pub max_connections: usize,
+    /// Frames queued for one connection before it counts as too slow.
+    pub queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload: 10 * 1024,
+            max_channels: 100,
+            max_channel_name: 164,
+            max_connections: 10_000,
+            queue: 1024,
+        }
+    }
+}
+
+/// A running hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub keys: Arc<AppKeys>,
+    pub limits: Arc<Limits>,
+    registry: Registry,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Hub {
+    /// Starts the registry on the current runtime.
+    pub fn start(services: Services, keys: AppKeys, limits: Limits) -> Hub {
+        Hub {
+            keys: Arc::new(keys),
+            limits: Arc::new(limits),
+            registry: registry::start(services),
+            connections: Arc::default(),
+        }
+    }
+}
+
+/// `GET /app/{key}`: the WebSocket endpoint.
+pub fn routes(hub: Hub) -> Router {
+    Router::new()
+        .route("/app/{key}", get(upgrade))
+        .with_state(hub)
+}
+
+async fn upgrade(
+    State(hub): State<Hub>,
+    Path(key): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Buffers sized for Pusher's 10 KB frames, not tungstenite's defaults.
+    let ws = ws
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(hub.limits.max_payload * 2)
+        .max_frame_size(hub.limits.max_payload * 2);
+    if !keys::constant_time_eq(key.as_bytes(), hub.keys.key.as_bytes()) {
+        crate::metrics::count_rejection("hub_unknown_app");
+        return ws.on_upgrade(|socket| {
+            refuse(
+                socket,
+                protocol::code::APP_NOT_FOUND,
+                "Application does not exist",
+            )
+        });
+    }
+    let taken = hub.connections.fetch_add(1, Ordering::SeqCst);
+    if taken >= hub.limits.max_connections {
+        hub.connections.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::count_rejection("hub_over_capacity");
+        return ws
+            .on_upgrade(|socket| refuse(socket, protocol::code::OVER_CAPACITY, "Over capacity"));
+    }
+    ws.on_upgrade(move |socket| async move {
+        let count = hub.connections.clone();
+        connection::serve(socket, hub).await;
+        count.fetch_sub(1, Ordering::SeqCst);
+    })
+}
+
+/// Sends the error, then closes with its code.
+async fn refuse(mut socket: axum::extract::ws::WebSocket, code: u16, message: &'static str) {
+    let _ = socket
+        .send(Message::Text(protocol::error(code, message).into()))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: message.into(),
+        })))
+        .await;
+}

@@ -1,0 +1,499 @@
+//! The one owner of the hub's subscription state: a task fed by commands
+//! (sockets joining and leaving, subscribing and unsubscribing) and by the
+//! core's `log_tail`. Log envelopes are read from the database once per
+//! channel (the log is the truth; `log_tail` only says where to look),
+//! encoded once, and the same bytes queued to every subscriber. A
+//! subscriber that resumes from a `seq` gets the log after it first
+//! (`meta.replay = true`), then the live envelopes, with no gap and no
+//! duplicate; one whose queue is full is disconnected with a reconnect
+//! code, never silently skipped.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use lockstep_core::{
+    eventstore::channels::{self, Appended, Channel, Envelope},
+    Services,
+};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::protocol::{self, code};
+
+/// How many envelopes one log read takes.
+const READ_BATCH: i64 = 500;
+
+/// Test seam: holds each subscriber's first read this long after it was
+/// made, so live envelopes land while it catches up (the race the resume
+/// must survive, made certain instead of likely).
+#[cfg(feature = "testing")]
+pub static CATCH_UP_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What a connection is sent.
+#[derive(Clone, Debug)]
+pub enum Out {
+    Frame(Utf8Bytes),
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+pub type SocketId = Arc<str>;
+
+enum Command {
+    Join {
+        socket: SocketId,
+        out: mpsc::Sender<Out>,
+    },
+    Leave {
+        socket: SocketId,
+    },
+    /// A log channel, already authorized.
+    Subscribe {
+        socket: SocketId,
+        channel: Channel,
+        resume: Option<i64>,
+    },
+    Unsubscribe {
+        socket: SocketId,
+        channel: String,
+    },
+    /// A subscriber's first read (the head, or the log after its seq).
+    CaughtUp {
+        socket: SocketId,
+        channel: String,
+        read: Result<channels::Since, String>,
+        asked: Option<i64>,
+    },
+    /// The live read of a channel.
+    Read {
+        channel: String,
+        read: Result<channels::Since, String>,
+    },
+}
+
+/// The handle connections hold.
+#[derive(Clone)]
+pub struct Registry {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Registry {
+    pub fn join(&self, socket: SocketId, out: mpsc::Sender<Out>) {
+        let _ = self.tx.send(Command::Join { socket, out });
+    }
+    pub fn leave(&self, socket: SocketId) {
+        let _ = self.tx.send(Command::Leave { socket });
+    }
+    pub fn subscribe(&self, socket: SocketId, channel: Channel, resume: Option<i64>) {
+        let _ = self.tx.send(Command::Subscribe {
+            socket,
+            channel,
+            resume,
+        });
+    }
+    pub fn unsubscribe(&self, socket: SocketId, channel: String) {
+        let _ = self.tx.send(Command::Unsubscribe { socket, channel });
+    }
+}
+
+/// One subscriber of a log channel.
+enum Sub {
+    /// Its replay (or first head read) is under way: live envelopes wait.
+    CatchingUp(Vec<(i64, Utf8Bytes)>),
+    /// Live; envelopes up to `after` it has already had.
+    Live { after: i64 },
+}
+
+struct LogChannel {
+    channel: Channel,
+    subs: HashMap<SocketId, Sub>,
+    /// The last seq read and pushed (None until a subscriber's read said
+    /// where the channel stands).
+    pushed: Option<i64>,
+    reading: bool,
+    /// An append arrived while a read ran: read again after it.
+    stale: bool,
+}
+
+struct Socket {
+    out: mpsc::Sender<Out>,
+    channels: HashSet<String>,
+}
+
+struct State {
+    services: Services,
+    tx: mpsc::UnboundedSender<Command>,
+    sockets: HashMap<SocketId, Socket>,
+    channels: HashMap<String, LogChannel>,
+}
+
+/// Starts the registry task; it runs until the process ends.
+pub fn start(services: Services) -> Registry {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let log = services.log_tail.subscribe();
+    let state = State {
+        services,
+        tx: tx.clone(),
+        sockets: HashMap::new(),
+        channels: HashMap::new(),
+    };
+    tokio::spawn(run(state, rx, log));
+    Registry { tx }
+}
+
+async fn run(
+    mut st: State,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    mut log: broadcast::Receiver<Appended>,
+) {
+    loop {
+        tokio::select! {
+            command = rx.recv() => match command {
+                Some(c) => st.handle(c),
+                None => return,
+            },
+            appended = log.recv() => match appended {
+                Ok(a) => st.appended(&a.channel),
+                // Missed some: the log has them; read every channel.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics::counter!("lockstep_hub_log_lagged_total").increment(n);
+                    let names: Vec<String> = st.channels.keys().cloned().collect();
+                    for name in names {
+                        st.appended(&name);
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+impl State {
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join { socket, out } => {
+                self.sockets.insert(
+                    socket,
+                    Socket {
+                        out,
+                        channels: HashSet::new(),
+                    },
+                );
+            }
+            Command::Leave { socket } => self.drop_socket(&socket),
+            Command::Subscribe {
+                socket,
+                channel,
+                resume,
+            } => self.subscribe(socket, channel, resume),
+            Command::Unsubscribe { socket, channel } => {
+                if let Some(s) = self.sockets.get_mut(&socket) {
+                    s.channels.remove(&channel);
+                }
+                self.remove_sub(&socket, &channel);
+            }
+            Command::CaughtUp {
+                socket,
+                channel,
+                read,
+                asked,
+            } => self.caught_up(socket, channel, read, asked),
+            Command::Read { channel, read } => self.read_done(channel, read),
+        }
+    }
+
+    fn drop_socket(&mut self, socket: &SocketId) {
+        if let Some(s) = self.sockets.remove(socket) {
+            for channel in s.channels {
+                self.remove_sub(socket, &channel);
+            }
+        }
+    }
+
+    fn remove_sub(&mut self, socket: &SocketId, channel: &str) {
+        let empty = match self.channels.get_mut(channel) {
+            Some(c) => {
+                c.subs.remove(socket);
+                c.subs.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.channels.remove(channel);
+            metrics::gauge!("lockstep_hub_channels").decrement(1.0);
+        }
+    }
+
+    fn subscribe(&mut self, socket: SocketId, channel: Channel, resume: Option<i64>) {
+        let name = channel.to_string();
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        s.channels.insert(name.clone());
+        let _ = s.out.try_send(Out::Frame(
+            protocol::subscription_succeeded(&name, &json!({})).into(),
+        ));
+        let entry = self.channels.entry(name.clone()).or_insert_with(|| {
+            metrics::gauge!("lockstep_hub_channels").increment(1.0);
+            LogChannel {
+                channel: channel.clone(),
+                subs: HashMap::new(),
+                pushed: None,
+                reading: false,
+                stale: false,
+            }
+        });
+        entry
+            .subs
+            .insert(socket.clone(), Sub::CatchingUp(Vec::new()));
+        // Its own first read: the log after its seq, or where the
+        // channel stands now.
+        let (db, tx) = (self.services.db.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let read = match resume {
+                Some(after) => read_all(&db, &channel, after).await,
+                None => channels::head(&db, &channel)
+                    .await
+                    .map(|seq| channels::Since {
+                        channel: channel.to_string(),
+                        seq,
+                        reset: false,
+                        events: Vec::new(),
+                    })
+                    .map_err(|e| e.to_string()),
+            };
+            #[cfg(feature = "testing")]
+            {
+                let ms = CATCH_UP_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed);
+                if ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+            }
+            let _ = tx.send(Command::CaughtUp {
+                socket,
+                channel: name,
+                read,
+                asked: resume,
+            });
+        });
+    }
+
+    fn caught_up(
+        &mut self,
+        socket: SocketId,
+        name: String,
+        read: Result<channels::Since, String>,
+        asked: Option<i64>,
+    ) {
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, channel = %name, "reading the channel log for a subscriber failed");
+                return self.close(
+                    &socket,
+                    code::RECONNECT,
+                    "the log could not be read; reconnect",
+                );
+            }
+        };
+        let Some(out) = self.sockets.get(&socket).map(|s| s.out.clone()) else {
+            return;
+        };
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        let Some(Sub::CatchingUp(buffer)) = c.subs.remove(&socket) else {
+            return;
+        };
+        let mut frames: Vec<Utf8Bytes> = Vec::new();
+        if read.reset && asked.is_some() {
+            metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
+            frames.push(
+                protocol::message(
+                    "lockstep:reset",
+                    &name,
+                    &json!({"channel": name, "seq": read.seq}).to_string(),
+                )
+                .into(),
+            );
+        }
+        let mut last = read.seq;
+        for envelope in &read.events {
+            frames.push(encode(envelope, true).into());
+            last = last.max(envelope.seq);
+        }
+        if !read.events.is_empty() {
+            metrics::counter!("lockstep_hub_resume_replayed_total")
+                .increment(read.events.len() as u64);
+        }
+        // What arrived live meanwhile, after what the read covered.
+        for (seq, frame) in buffer {
+            if seq > last {
+                frames.push(frame);
+                last = seq;
+            }
+        }
+        let mut full = false;
+        for f in frames {
+            if out.try_send(Out::Frame(f)).is_err() {
+                full = true;
+                break;
+            }
+        }
+        c.subs.insert(socket.clone(), Sub::Live { after: last });
+        if c.pushed.is_none() {
+            c.pushed = Some(read.seq.max(last));
+        }
+        if full {
+            return self.slow(&socket);
+        }
+        // Anything appended while this subscriber caught up.
+        self.appended(&name);
+    }
+
+    /// An entry was appended to `name`: read from the last pushed seq.
+    fn appended(&mut self, name: &str) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        let Some(after) = c.pushed else {
+            // The first subscriber's read is under way; it reads again
+            // when it lands.
+            return;
+        };
+        if c.reading {
+            c.stale = true;
+            return;
+        }
+        c.reading = true;
+        c.stale = false;
+        let (db, tx, channel, name) = (
+            self.services.db.clone(),
+            self.tx.clone(),
+            c.channel.clone(),
+            name.to_string(),
+        );
+        tokio::spawn(async move {
+            let read = channels::since(&db, &channel, after, READ_BATCH)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Command::Read {
+                channel: name,
+                read,
+            });
+        });
+    }
+
+    fn read_done(&mut self, name: String, read: Result<channels::Since, String>) {
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        c.reading = false;
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, channel = %name, "reading the channel log failed; retrying at the next append");
+                c.stale = true;
+                return;
+            }
+        };
+        let mut slow = Vec::new();
+        let pushed = c.pushed.unwrap_or(0);
+        let mut last = pushed;
+        for envelope in read.events.iter().filter(|e| e.seq > pushed) {
+            let frame: Utf8Bytes = encode(envelope, false).into();
+            for (socket, sub) in c.subs.iter_mut() {
+                match sub {
+                    Sub::CatchingUp(buffer) => buffer.push((envelope.seq, frame.clone())),
+                    Sub::Live { after } if envelope.seq > *after => {
+                        let sent = self
+                            .sockets
+                            .get(socket)
+                            .map(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok())
+                            .unwrap_or(true);
+                        if sent {
+                            *after = envelope.seq;
+                            metrics::counter!("lockstep_hub_messages_out_total").increment(1);
+                        } else {
+                            slow.push(socket.clone());
+                        }
+                    }
+                    Sub::Live { .. } => {}
+                }
+            }
+            last = envelope.seq;
+        }
+        c.pushed = Some(last);
+        // A pruned stretch (far behind): live subscribers jump to the head.
+        if read.reset {
+            c.pushed = Some(read.seq);
+        }
+        let again = c.stale || read.events.len() as i64 >= READ_BATCH;
+        for socket in slow {
+            self.slow(&socket);
+        }
+        if again {
+            self.appended(&name);
+        }
+    }
+
+    /// A subscriber whose queue is full: disconnected (it resumes from its
+    /// last seq when it comes back), never skipped.
+    fn slow(&mut self, socket: &SocketId) {
+        metrics::counter!("lockstep_hub_slow_disconnects_total").increment(1);
+        tracing::warn!(socket_id = %socket, "a WebSocket client fell too far behind; disconnecting it");
+        self.close(
+            socket,
+            code::OVER_CAPACITY,
+            "too far behind; reconnect and resume",
+        );
+    }
+
+    fn close(&mut self, socket: &SocketId, code: u16, reason: &'static str) {
+        if let Some(s) = self.sockets.get(socket) {
+            // A full queue: the connection task also sees the sender
+            // dropped below and closes.
+            let _ = s.out.try_send(Out::Close(code, reason));
+        }
+        self.drop_socket(socket);
+    }
+}
+
+/// The whole log after `after` (in batches).
+async fn read_all(
+    db: &lockstep_core::db::Db,
+    channel: &Channel,
+    after: i64,
+) -> Result<channels::Since, String> {
+    let mut all = channels::since(db, channel, after, READ_BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    while !all.reset && all.events.len() as i64 % READ_BATCH == 0 && !all.events.is_empty() {
+        let from = all.events.last().map(|e| e.seq).unwrap_or(after);
+        if from >= all.seq {
+            break;
+        }
+        let more = channels::since(db, channel, from, READ_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = more.events.is_empty();
+        all.seq = more.seq;
+        all.events.extend(more.events);
+        if done {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// An envelope as a Pusher message: `event` its event, `data` the
+/// envelope as a JSON string.
+fn encode(envelope: &Envelope, replay: bool) -> String {
+    let mut e = envelope.clone();
+    e.meta.replay = replay;
+    let data = serde_json::to_string(&e).unwrap_or_default();
+    protocol::message(&e.event, &e.channel, &data)
+}

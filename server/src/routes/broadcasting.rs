@@ -1,0 +1,85 @@
+//! `POST /broadcasting/auth`, as Laravel answers it: the session cookie or
+//! a bearer token names the caller, `channels::authorize` decides, and the
+//! answer is the channel's signature, `{"auth": "key:hex(HMAC-SHA256(
+//! secret, socket_id:channel))"}`.
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use lockstep_core::{
+    eventstore::channels::{self, Channel},
+    identity::tokens::Ability,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    api_error::ApiError, hub::protocol::valid_socket_id, principal::Principal, state::AppState,
+};
+
+#[derive(Debug, Deserialize)]
+struct AuthRequest {
+    socket_id: String,
+    channel_name: String,
+}
+
+/// Signs a subscription the caller may make.
+pub async fn broadcasting_auth(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = principal.require(Ability::EventsRead)?;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let request: Result<AuthRequest, String> = if json_body {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            crate::metrics::count_rejection("hub_auth_bad_request");
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                &format!("socket_id and channel_name are required: {e}"),
+            ));
+        }
+    };
+    if !valid_socket_id(&request.socket_id) {
+        crate::metrics::count_rejection("hub_auth_bad_request");
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "socket_id must look like 123.456",
+        ));
+    }
+    let allowed = match request.channel_name.parse::<Channel>() {
+        Ok(channel) => channels::authorize(&state.services.db, user, &channel).await?,
+        Err(_) => false,
+    };
+    if !allowed {
+        crate::metrics::count_rejection("hub_auth_refused");
+        tracing::info!(user_id = %user.id, channel = %request.channel_name.chars().take(200).collect::<String>(), "channel auth refused");
+        return Ok(error(StatusCode::FORBIDDEN, "not allowed on this channel"));
+    }
+    let auth = state
+        .pusher
+        .channel_auth(&request.socket_id, &request.channel_name, None);
+    Ok(Json(json!({ "auth": auth })).into_response())
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": status.as_u16(), "message": message}})),
+    )
+        .into_response()
+}

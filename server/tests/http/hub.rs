@@ -1,0 +1,431 @@
+//! The realtime hub over a real WebSocket (tokio-tungstenite): Pusher
+//! protocol 7 handshake, ping, unknown app, `/broadcasting/auth`, signed
+//! subscriptions, log envelopes pushed live, resume by `seq` racing with
+//! appends, and `lockstep:reset` for a pruned seq.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lockstep_core::{
+    eventstore::channels,
+    identity::accounts::Role,
+    identity::caller::Caller,
+    identity::tokens::{create_token, Abilities},
+    lockers::{self, NewBank, NewCompartment},
+    now_ms,
+    opens::{self, OpenCommandInput},
+};
+use lockstep_server::hub::{protocol, AppKeys};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn keys(app: &TestApp) -> AppKeys {
+    AppKeys::load(&app.services.db, None, None, None)
+        .await
+        .expect("keys")
+}
+
+/// Connects as pusher-js does; returns the socket and its socket_id.
+async fn connect(app: &TestApp, key: &str) -> (Ws, String) {
+    let url = format!(
+        "ws://{}/app/{key}?protocol=7&client=js&version=8.4.0&flash=false",
+        app.addr
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let hello = next_frame(&mut ws).await;
+    assert_eq!(hello["event"], "pusher:connection_established");
+    let data: Value =
+        serde_json::from_str(hello["data"].as_str().expect("data is a string")).expect("json");
+    let socket_id = data["socket_id"].as_str().expect("socket_id").to_string();
+    assert!(protocol::valid_socket_id(&socket_id), "{socket_id}");
+    assert_eq!(data["activity_timeout"], protocol::ACTIVITY_TIMEOUT_SECS);
+    (ws, socket_id)
+}
+
+/// The next text frame as JSON (within 10 s).
+async fn next_frame(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json frame");
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// `/broadcasting/auth` with a bearer token, form-encoded as pusher-js
+/// sends it.
+async fn auth(app: &TestApp, token: &str, socket_id: &str, channel: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(app.url("/broadcasting/auth"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("socket_id={socket_id}&channel_name={channel}"))
+        .send()
+        .await
+        .expect("auth");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn token_of(app: &TestApp, email: &str) -> String {
+    create_token(
+        &app.services.db,
+        email,
+        "hub test",
+        &Abilities::parse_list("*").expect("abilities"),
+    )
+    .await
+    .expect("token")
+    .secret
+}
+
+struct World {
+    app: TestApp,
+    _db: lockstep_core::testing::TestDb,
+    user: lockstep_core::identity::accounts::User,
+    user_token: String,
+    compartment: Uuid,
+}
+
+/// A user with a grant on a bank's compartment (MQTT off: opens go
+/// `accepted` → `sent`, then `failed/timeout`).
+async fn world() -> World {
+    let (app, db) = spawn_app().await;
+    let admin_user =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
+    let admin = Caller::new(
+        admin_user.clone(),
+        lockstep_core::eventstore::events::Actor::User { id: admin_user.id },
+    );
+    let bank = lockers::register_bank(
+        &app.services,
+        &admin,
+        NewBank {
+            serial: "HUB-1".into(),
+            name: "Hub".into(),
+            location: None,
+            compartments: vec![NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+        },
+    )
+    .await
+    .expect("bank");
+    let user = add_user(&app, "hub-user@lockstep.test", Role::User, "Default").await;
+    lockers::grant_access(
+        &app.services,
+        &admin,
+        bank.compartments[0].id,
+        "hub-user@lockstep.test",
+        None,
+        None,
+    )
+    .await
+    .expect("grant");
+    let user_token = token_of(&app, "hub-user@lockstep.test").await;
+    World {
+        app,
+        _db: db,
+        user,
+        user_token,
+        compartment: bank.compartments[0].id,
+    }
+}
+
+async fn open(w: &World) -> Uuid {
+    let caller = Caller::new(
+        w.user.clone(),
+        lockstep_core::eventstore::events::Actor::User { id: w.user.id },
+    );
+    opens::request_open(
+        &w.app.services,
+        &caller,
+        OpenCommandInput {
+            compartment_id: w.compartment,
+            ..Default::default()
+        },
+        now_ms(),
+    )
+    .await
+    .expect("open")
+    .command_id
+}
+
+/// Subscribes to the user's channel with a signature from
+/// `/broadcasting/auth`, optionally resuming after `seq`.
+async fn subscribe_user(w: &World, ws: &mut Ws, socket_id: &str, seq: Option<i64>) -> String {
+    let channel = format!("private-user.{}", w.user.id);
+    let (status, body) = auth(&w.app, &w.user_token, socket_id, &channel).await;
+    assert_eq!(status, 200, "{body}");
+    let mut data = json!({"channel": channel, "auth": body["auth"]});
+    if let Some(seq) = seq {
+        data["seq"] = json!(seq);
+    }
+    send(ws, json!({"event": "pusher:subscribe", "data": data})).await;
+    let ok = next_frame(ws).await;
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+    assert_eq!(ok["channel"], channel);
+    channel
+}
+
+/// The envelope inside a Pusher message on a log channel.
+fn envelope(frame: &Value) -> Value {
+    serde_json::from_str(frame["data"].as_str().expect("data is a string")).expect("envelope")
+}
+
+#[tokio::test]
+async fn the_handshake_ping_and_an_unknown_app_are_as_pusher_js_expects() {
+    let (app, _db) = spawn_app().await;
+    let keys = keys(&app).await;
+    let (mut ws, _) = connect(&app, &keys.key).await;
+    send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:pong");
+    // Garbage gets an error frame; the connection stays.
+    ws.send(Message::Text("{not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:error");
+    send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:pong");
+
+    // An unknown key: pusher:error 4001, then a close with 4001 (pusher-js
+    // then stops retrying).
+    let url = format!("ws://{}/app/no-such-key?protocol=7", app.addr);
+    let (mut bad, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let err = next_frame(&mut bad).await;
+    assert_eq!(err["event"], "pusher:error");
+    assert_eq!(err["data"]["code"], 4001);
+    let close = tokio::time::timeout(Duration::from_secs(10), bad.next())
+        .await
+        .expect("in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("expected a close with 4001, got {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn broadcasting_auth_signs_only_what_the_caller_may_read() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    let own = format!("private-user.{}", w.user.id);
+    let (status, body) = auth(&w.app, &w.user_token, "123.456", &own).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["auth"], keys.channel_auth("123.456", &own, None));
+    // JSON bodies are taken too.
+    let res = reqwest::Client::new()
+        .post(w.app.url("/broadcasting/auth"))
+        .bearer_auth(&w.user_token)
+        .json(&json!({"socket_id": "123.456", "channel_name": own}))
+        .send()
+        .await
+        .expect("auth");
+    assert_eq!(res.status().as_u16(), 200);
+    // Another user's channel, another tenant's, an unknown channel: 403.
+    let other = add_user(&w.app, "other@lockstep.test", Role::User, "Default").await;
+    let stranger = add_user(&w.app, "admin@elsewhere.test", Role::Admin, "Elsewhere").await;
+    for channel in [
+        format!("private-user.{}", other.id),
+        format!("private-tenant.{}.lockers", stranger.tenant_id),
+        format!("private-tenant.{}.lockers", w.user.tenant_id),
+        "private-anything".to_string(),
+    ] {
+        let (status, _) = auth(&w.app, &w.user_token, "123.456", &channel).await;
+        assert_eq!(status, 403, "{channel}");
+    }
+    let stranger_token = token_of(&w.app, "admin@elsewhere.test").await;
+    let (status, _) = auth(&w.app, &stranger_token, "123.456", &own).await;
+    assert_eq!(status, 403, "another tenant's admin");
+    // A bad socket id: 400; no caller: 401.
+    let (status, _) = auth(&w.app, &w.user_token, "abc", &own).await;
+    assert_eq!(status, 400);
+    let res = reqwest::Client::new()
+        .post(w.app.url("/broadcasting/auth"))
+        .form(&[("socket_id", "1.2"), ("channel_name", own.as_str())])
+        .header("origin", w.app.url(""))
+        .send()
+        .await
+        .expect("auth");
+    assert_eq!(res.status().as_u16(), 401);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_forged_signature_is_refused_and_the_channel_not_joined() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    let channel = format!("private-user.{}", w.user.id);
+    // Signed for another socket, and signed with another secret.
+    let other_socket = keys.channel_auth("1.1", &channel, None);
+    let forged = AppKeys::new(
+        keys.app_id.clone(),
+        keys.key.clone(),
+        "not-the-secret".into(),
+    )
+    .channel_auth(&socket_id, &channel, None);
+    for auth in [other_socket, forged, String::new()] {
+        send(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
+        )
+        .await;
+        let err = next_frame(&mut ws).await;
+        assert_eq!(err["event"], "pusher:error");
+        assert_eq!(err["data"]["code"], 4009);
+        let sub_err = next_frame(&mut ws).await;
+        assert_eq!(sub_err["event"], "pusher:subscription_error");
+        assert_eq!(sub_err["channel"], channel.as_str());
+    }
+    // Not joined: an open's envelopes never arrive; the next frame is the
+    // pong for the ping sent after the open.
+    let _ = open(&w).await;
+    send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:pong");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn an_opens_lifecycle_arrives_live_as_envelopes() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    let channel = subscribe_user(&w, &mut ws, &socket_id, None).await;
+    let command_id = open(&w).await;
+    let mut statuses = Vec::new();
+    let mut last_seq = 0;
+    while statuses.len() < 2 {
+        let frame = next_frame(&mut ws).await;
+        assert_eq!(frame["channel"], channel.as_str());
+        let e = envelope(&frame);
+        assert_eq!(frame["event"], e["event"]);
+        assert_eq!(e["meta"]["replay"], false);
+        assert!(e["seq"].as_i64().expect("seq") > last_seq, "in order");
+        last_seq = e["seq"].as_i64().expect("seq");
+        if e["event"] == "CompartmentOpenStatusUpdated" {
+            assert_eq!(e["data"]["command_id"], command_id.to_string());
+            statuses.push(e["data"]["status"].as_str().expect("status").to_string());
+        }
+    }
+    assert_eq!(statuses, ["accepted", "sent"]);
+    w.app.stop().await;
+}
+
+/// Resume racing with appends: every seq of the channel exactly once, in
+/// order, the first ones replayed, then live.
+#[tokio::test]
+async fn a_resume_racing_with_appends_gets_every_seq_once_in_order() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    for _ in 0..5 {
+        open(&w).await;
+    }
+    // A subscriber already follows the channel live, so live reads run
+    // while the second one catches up; its first read is held 300 ms, so
+    // they certainly do.
+    lockstep_server::hub::registry::CATCH_UP_DELAY_MS
+        .store(300, std::sync::atomic::Ordering::Relaxed);
+    let (mut first, first_id) = connect(&w.app, &keys.key).await;
+    subscribe_user(&w, &mut first, &first_id, None).await;
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    // Opens keep landing while the subscriber catches up.
+    let appending = {
+        let services = w.app.services.clone();
+        let user = w.user.clone();
+        let compartment = w.compartment;
+        tokio::spawn(async move {
+            let caller = Caller::new(
+                user.clone(),
+                lockstep_core::eventstore::events::Actor::User { id: user.id },
+            );
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                opens::request_open(
+                    &services,
+                    &caller,
+                    OpenCommandInput {
+                        compartment_id: compartment,
+                        ..Default::default()
+                    },
+                    now_ms(),
+                )
+                .await
+                .expect("open");
+            }
+        })
+    };
+    let channel = subscribe_user(&w, &mut ws, &socket_id, Some(0)).await;
+    appending.await.expect("appends");
+    lockstep_server::hub::registry::CATCH_UP_DELAY_MS
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let head = channels::head(&w.app.services.db, &channel.parse().expect("a channel"))
+        .await
+        .expect("head");
+    let mut seqs = Vec::new();
+    let mut replayed = 0;
+    while seqs.last().copied().unwrap_or(0) < head {
+        let e = envelope(&next_frame(&mut ws).await);
+        if e["meta"]["replay"] == true {
+            replayed += 1;
+        }
+        seqs.push(e["seq"].as_i64().expect("seq"));
+    }
+    assert_eq!(
+        seqs,
+        (1..=head).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    assert!(replayed >= 10, "the first ones were replayed ({replayed})");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_resume_from_a_pruned_seq_gets_a_reset() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    open(&w).await;
+    open(&w).await;
+    // Everything so far is pruned.
+    channels::prune(&w.app.services.db, now_ms() + 1)
+        .await
+        .expect("prune");
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    let channel = subscribe_user(&w, &mut ws, &socket_id, Some(1)).await;
+    let reset = next_frame(&mut ws).await;
+    assert_eq!(reset["event"], "lockstep:reset");
+    assert_eq!(reset["channel"], channel.as_str());
+    // Then live again.
+    open(&w).await;
+    let e = envelope(&next_frame(&mut ws).await);
+    assert_eq!(e["meta"]["replay"], false);
+    w.app.stop().await;
+}
