@@ -31,7 +31,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     let silence = Duration::from_secs(ACTIVITY_TIMEOUT_SECS) + PONG_WAIT;
     let mut heard = Instant::now();
     let mut pinged = false;
-    let mut subscribed = 0usize;
+    let mut subscribed = std::collections::HashSet::new();
     while open {
         let deadline = if pinged {
             heard + silence + PONG_WAIT
@@ -128,7 +128,7 @@ fn handle(
     socket_id: &SocketId,
     out: &mpsc::Sender<Out>,
     frame: Inbound,
-    subscribed: &mut usize,
+    subscribed: &mut std::collections::HashSet<String>,
 ) {
     match frame.event.as_str() {
         "pusher:ping" => send(out, protocol::pong()),
@@ -146,7 +146,7 @@ fn handle(
         }
         "pusher:unsubscribe" => {
             if let Some(channel) = frame.data().get("channel").and_then(|c| c.as_str()) {
-                *subscribed = subscribed.saturating_sub(1);
+                subscribed.remove(channel);
                 hub.registry
                     .unsubscribe(socket_id.clone(), channel.to_string());
             }
@@ -166,7 +166,7 @@ fn subscribe(
     socket_id: &SocketId,
     out: &mpsc::Sender<Out>,
     sub: Subscribe,
-    subscribed: &mut usize,
+    subscribed: &mut std::collections::HashSet<String>,
 ) {
     let name = sub.channel.as_str();
     if !protocol::valid_channel(name, hub.limits.max_channel_name) {
@@ -176,7 +176,7 @@ fn subscribe(
             protocol::subscription_error(name, "InvalidChannel", "invalid channel name", 4009),
         );
     }
-    if *subscribed >= hub.limits.max_channels {
+    if !subscribed.contains(name) && subscribed.len() >= hub.limits.max_channels {
         crate::metrics::count_rejection("hub_too_many_channels");
         return send(
             out,
@@ -211,7 +211,9 @@ fn subscribe(
         // A Lockstep log channel: only with a signature (the auth endpoint
         // signs only what `channels::authorize` allows).
         Ok(channel) if signed => {
-            *subscribed += 1;
+            // Subscribing again is harmless: the registry replaces the
+            // subscription and answers `subscription_succeeded` again.
+            subscribed.insert(name.to_string());
             metrics::counter!("lockstep_hub_subscriptions_total", "type" => "log").increment(1);
             hub.registry.subscribe(socket_id.clone(), channel, sub.seq);
         }

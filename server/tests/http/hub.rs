@@ -213,6 +213,16 @@ async fn the_handshake_ping_and_an_unknown_app_are_as_pusher_js_expects() {
     assert_eq!(next_frame(&mut ws).await["event"], "pusher:error");
     send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
     assert_eq!(next_frame(&mut ws).await["event"], "pusher:pong");
+    // A frame over 10 KB: refused with 4301, the connection stays.
+    let big = json!({"event": "client-x", "channel": "private-x", "data": "e".repeat(11 * 1024)});
+    send(&mut ws, big).await;
+    let err = next_frame(&mut ws).await;
+    assert_eq!(
+        (err["event"].as_str(), err["data"]["code"].as_u64()),
+        (Some("pusher:error"), Some(4301))
+    );
+    send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:pong");
 
     // An unknown key: pusher:error 4001, then a close with 4001 (pusher-js
     // then stops retrying).
