@@ -68,6 +68,13 @@ enum Command {
     /// Manage locker banks.
     #[command(subcommand)]
     Locker(LockerCommand),
+    /// Print the realtime hub's Pusher app id, key and secret (for a
+    /// Laravel app or a script that signs for itself): the
+    /// LOCKSTEP_PUSHER_APP_* settings, or those made on first start.
+    PusherCredentials {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,6 +259,22 @@ async fn run(command: Command) -> Result<(), String> {
                 abilities.to_list()
             );
             println!("{}", token.secret);
+            Ok(())
+        }
+        Command::PusherCredentials { storage } => {
+            let db = open_db(&storage).await?;
+            let env = |name: &str| std::env::var(name).ok();
+            let keys = lockstep_server::hub::AppKeys::load(
+                &db,
+                env("LOCKSTEP_PUSHER_APP_ID"),
+                env("LOCKSTEP_PUSHER_APP_KEY"),
+                env("LOCKSTEP_PUSHER_APP_SECRET"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("PUSHER_APP_ID={}", keys.app_id);
+            println!("PUSHER_APP_KEY={}", keys.key);
+            println!("PUSHER_APP_SECRET={}", keys.secret());
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { id, storage }) => {

@@ -281,3 +281,57 @@ async fn cli_resets_a_banks_provisioning() {
     );
     app.stop().await;
 }
+
+/// `lockstep pusher-credentials` prints the keys the running server signs
+/// with: a signature made from them is the one the server's
+/// `/broadcasting/auth` gives.
+#[tokio::test]
+async fn cli_prints_the_pusher_credentials_the_server_signs_with() {
+    let db = fresh_database().await;
+    let app = spawn_on(&db).await;
+    let out = lockstep(&db.url, &["pusher-credentials"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_string()
+    };
+    let keys = lockstep_server::hub::AppKeys::new(
+        value("PUSHER_APP_ID"),
+        value("PUSHER_APP_KEY"),
+        value("PUSHER_APP_SECRET"),
+    );
+    let token = lockstep_core::identity::tokens::create_token(
+        &app.services.db,
+        ADMIN_EMAIL,
+        "cli",
+        &lockstep_core::identity::tokens::Abilities::parse_list("*").expect("abilities"),
+    )
+    .await
+    .expect("token")
+    .secret;
+    let admin =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
+    let channel = format!("private-user.{}", admin.id);
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(app.url("/broadcasting/auth"))
+        .bearer_auth(token)
+        .form(&[("socket_id", "1.2"), ("channel_name", channel.as_str())])
+        .send()
+        .await
+        .expect("auth")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["auth"], keys.channel_auth("1.2", &channel, None));
+    app.stop().await;
+}
