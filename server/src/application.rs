@@ -59,6 +59,7 @@ pub struct Application {
     limits: serve::Limits,
     /// The in-process broker, when one was started.
     pub embedded_broker: Option<mqtt::embedded::EmbeddedBroker>,
+    hub: hub::Hub,
     pub admin: AdminBootstrap,
 }
 
@@ -196,13 +197,14 @@ impl Application {
             .with_same_site(SameSite::Lax)
             .with_secure(config.cookie_secure)
             .with_expiry(Expiry::OnInactivity(session_ttl(&config)));
-        let router = router(state, hub, sessions, config.http_limits());
+        let router = router(state, hub.clone(), sessions, config.http_limits());
         Ok(Self {
             listener,
             router,
             services,
             mqtt,
             embedded_broker: embedded,
+            hub,
             admin,
             limits: config.serve_limits(),
         })
@@ -231,6 +233,13 @@ impl Application {
             .mqtt
             .map(|c| tokio::spawn(c.run(self.services.clone(), bridge_stopped)));
         let upkeep = spawn_metrics_upkeep(crate::metrics::handle());
+        // WebSockets are not HTTP requests the drain waits for: the hub
+        // closes them (4200, reconnect now) as soon as shutdown begins.
+        let hub = self.hub.clone();
+        let shutdown = async move {
+            shutdown.await;
+            hub.shut_down();
+        };
         let served = serve::run(self.listener, self.router, self.limits, shutdown).await;
         // The workers first: sends under way still get their PUBACKs
         // through the bridge; then the bridge says goodbye to the broker.

@@ -32,6 +32,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     let mut heard = Instant::now();
     let mut pinged = false;
     let mut subscribed = std::collections::HashSet::new();
+    let mut closing = hub.closing();
     while open {
         let deadline = if pinged {
             heard + silence + PONG_WAIT
@@ -94,6 +95,12 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                     open = false;
                 }
             }
+            _ = closed(&mut closing) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame { code: code::RECONNECT, reason: "Server shutting down".into() })))
+                    .await;
+                break;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 if pinged {
                     let _ = sink.send(Message::Text(protocol::error(code::PONG_TIMEOUT, "Pong reply not received in time").into())).await;
@@ -112,6 +119,12 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     hub.registry.leave(socket_id.clone());
     metrics::gauge!("lockstep_hub_connections").decrement(1.0);
     tracing::debug!(socket_id = %socket_id, "hub connection closed");
+}
+
+/// Completes once the hub is closing (the guard `wait_for` returns is
+/// dropped here, so the connection's future stays `Send`).
+async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
 }
 
 fn reject(out: &mpsc::Sender<Out>, code: u16, message: &str, reason: &'static str) {

@@ -67,6 +67,9 @@ pub struct Hub {
     pub limits: Arc<Limits>,
     registry: Registry,
     connections: Arc<AtomicUsize>,
+    /// True once the server is shutting down: every connection is closed
+    /// with 4200, so clients come straight back to another process.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Hub {
@@ -77,7 +80,18 @@ impl Hub {
             limits: Arc::new(limits),
             registry: registry::start(services),
             connections: Arc::default(),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Closes every connection with 4200 (reconnect now) and refuses new
+    /// ones the same way.
+    pub fn shut_down(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }
 
@@ -107,6 +121,11 @@ async fn upgrade(
                 protocol::code::APP_NOT_FOUND,
                 "Application does not exist",
             )
+        });
+    }
+    if *hub.closing.borrow() {
+        return ws.on_upgrade(|socket| {
+            refuse(socket, protocol::code::RECONNECT, "Server shutting down")
         });
     }
     let taken = hub.connections.fetch_add(1, Ordering::SeqCst);

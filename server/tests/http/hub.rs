@@ -227,6 +227,7 @@ async fn the_handshake_ping_and_an_unknown_app_are_as_pusher_js_expects() {
     // An unknown key: pusher:error 4001, then a close with 4001 (pusher-js
     // then stops retrying).
     let url = format!("ws://{}/app/no-such-key?protocol=7", app.addr);
+    let (mut staying, _) = connect(&app, &keys.key).await;
     let (mut bad, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("upgrade");
@@ -240,7 +241,17 @@ async fn the_handshake_ping_and_an_unknown_app_are_as_pusher_js_expects() {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4001),
         other => panic!("expected a close with 4001, got {other:?}"),
     }
-    app.stop().await;
+    // Shutting down closes every connection with 4200: pusher-js comes
+    // straight back (to another process).
+    let stopping = tokio::spawn(app.stop());
+    let close = tokio::time::timeout(Duration::from_secs(10), staying.next())
+        .await
+        .expect("in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4200),
+        other => panic!("expected a close with 4200, got {other:?}"),
+    }
+    stopping.await.expect("stopped");
 }
 
 #[tokio::test]
