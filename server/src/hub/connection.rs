@@ -230,17 +230,26 @@ fn subscribe(
             metrics::counter!("lockstep_hub_subscriptions_total", "type" => "log").increment(1);
             hub.registry.subscribe(socket_id.clone(), channel, sub.seq);
         }
-        _ => {
+        _ if name.starts_with("presence-") => {
             crate::metrics::count_rejection("hub_unknown_channel");
             send(
                 out,
                 protocol::subscription_error(
                     name,
                     "NotSupported",
-                    "only Lockstep's private channels are served yet",
+                    "presence channels are not served yet",
                     404,
                 ),
             );
+        }
+        // Public channels, and another app's private ones (signed above):
+        // what the HTTP API publishes to them.
+        _ => {
+            subscribed.insert(name.to_string());
+            let kind = if signed { "private" } else { "public" };
+            metrics::counter!("lockstep_hub_subscriptions_total", "type" => kind).increment(1);
+            hub.registry
+                .subscribe_ephemeral(socket_id.clone(), name.to_string());
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - [`keys`]: the app's id, key and secret, channel-auth signatures;
 //! - [`registry`]: the one owner of subscription state, fed by the core's
 //!   `log_tail` and reading the log itself, resume by `seq` included;
-//! - [`connection`]: one WebSocket.
+//! - [`connection`]: one WebSocket;
+//! - [`api`]: the Pusher HTTP API (publish, channel queries).
 //!
 //! `POST /broadcasting/auth` (`routes::broadcasting`) signs subscriptions
 //! with the same keys.
 
+pub mod api;
 pub mod connection;
 pub mod keys;
 pub mod protocol;
@@ -65,7 +67,7 @@ impl Default for Limits {
 pub struct Hub {
     pub keys: Arc<AppKeys>,
     pub limits: Arc<Limits>,
-    registry: Registry,
+    pub(crate) registry: Registry,
     connections: Arc<AtomicUsize>,
     /// True once the server is shutting down: every connection is closed
     /// with 4200, so clients come straight back to another process.
@@ -95,10 +97,18 @@ impl Hub {
     }
 }
 
-/// `GET /app/{key}`: the WebSocket endpoint.
+/// `GET /app/{key}` (the WebSocket endpoint) and the Pusher HTTP API
+/// under `/apps/{app_id}/`.
 pub fn routes(hub: Hub) -> Router {
     Router::new()
         .route("/app/{key}", get(upgrade))
+        .route("/apps/{app_id}/events", axum::routing::post(api::events))
+        .route(
+            "/apps/{app_id}/batch_events",
+            axum::routing::post(api::batch_events),
+        )
+        .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/channels/{name}", get(api::channel))
         .with_state(hub)
 }
 

@@ -60,6 +60,24 @@ enum Command {
         socket: SocketId,
         channel: String,
     },
+    /// A channel outside the log (public, or another app's private one):
+    /// only what is published to it through the HTTP API reaches it.
+    SubscribeEphemeral {
+        socket: SocketId,
+        channel: String,
+    },
+    /// One HTTP API publish: the same bytes to every subscriber of
+    /// `channel` but `except`.
+    Publish {
+        channel: String,
+        frame: Utf8Bytes,
+        except: Option<String>,
+    },
+    /// How many sockets follow each channel (with the prefix).
+    Occupancy {
+        prefix: Option<String>,
+        reply: tokio::sync::oneshot::Sender<Vec<(String, usize)>>,
+    },
     /// A subscriber's first read (the head, or the log after its seq).
     CaughtUp {
         socket: SocketId,
@@ -97,6 +115,26 @@ impl Registry {
     pub fn unsubscribe(&self, socket: SocketId, channel: String) {
         let _ = self.tx.send(Command::Unsubscribe { socket, channel });
     }
+    pub fn subscribe_ephemeral(&self, socket: SocketId, channel: String) {
+        let _ = self
+            .tx
+            .send(Command::SubscribeEphemeral { socket, channel });
+    }
+    /// Queues `frame` to every subscriber of `channel` but `except`.
+    pub fn publish(&self, channel: String, frame: Utf8Bytes, except: Option<String>) {
+        let _ = self.tx.send(Command::Publish {
+            channel,
+            frame,
+            except,
+        });
+    }
+    /// The occupied channels (whose names start with `prefix`) and how
+    /// many sockets follow each.
+    pub async fn occupancy(&self, prefix: Option<String>) -> Vec<(String, usize)> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Command::Occupancy { prefix, reply });
+        answer.await.unwrap_or_default()
+    }
 }
 
 /// One subscriber of a log channel.
@@ -128,6 +166,8 @@ struct State {
     tx: mpsc::UnboundedSender<Command>,
     sockets: HashMap<SocketId, Socket>,
     channels: HashMap<String, LogChannel>,
+    /// Channels outside the log, and who follows them.
+    ephemeral: HashMap<String, HashSet<SocketId>>,
 }
 
 /// Starts the registry task; it runs until the process ends.
@@ -139,6 +179,7 @@ pub fn start(services: Services) -> Registry {
         tx: tx.clone(),
         sockets: HashMap::new(),
         channels: HashMap::new(),
+        ephemeral: HashMap::new(),
     };
     tokio::spawn(run(state, rx, log));
     Registry { tx }
@@ -195,6 +236,32 @@ impl State {
                 }
                 self.remove_sub(&socket, &channel);
             }
+            Command::SubscribeEphemeral { socket, channel } => {
+                let Some(s) = self.sockets.get_mut(&socket) else {
+                    return;
+                };
+                s.channels.insert(channel.clone());
+                let _ = s.out.try_send(Out::Frame(
+                    protocol::subscription_succeeded(&channel, &json!({})).into(),
+                ));
+                self.ephemeral.entry(channel).or_default().insert(socket);
+            }
+            Command::Publish {
+                channel,
+                frame,
+                except,
+            } => self.publish(&channel, frame, except.as_deref()),
+            Command::Occupancy { prefix, reply } => {
+                let log = self.channels.iter().map(|(n, c)| (n.clone(), c.subs.len()));
+                let eph = self.ephemeral.iter().map(|(n, s)| (n.clone(), s.len()));
+                let all = log
+                    .chain(eph)
+                    .filter(|(n, count)| {
+                        *count > 0 && prefix.as_deref().is_none_or(|p| n.starts_with(p))
+                    })
+                    .collect();
+                let _ = reply.send(all);
+            }
             Command::CaughtUp {
                 socket,
                 channel,
@@ -213,7 +280,38 @@ impl State {
         }
     }
 
+    fn publish(&mut self, channel: &str, frame: Utf8Bytes, except: Option<&str>) {
+        let Some(subs) = self.ephemeral.get(channel) else {
+            return;
+        };
+        let mut slow = Vec::new();
+        for socket in subs {
+            if except == Some(&**socket) {
+                continue;
+            }
+            let sent = self
+                .sockets
+                .get(socket)
+                .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
+            if sent {
+                metrics::counter!("lockstep_hub_messages_out_total").increment(1);
+            } else {
+                slow.push(socket.clone());
+            }
+        }
+        for socket in slow {
+            self.slow(&socket);
+        }
+    }
+
     fn remove_sub(&mut self, socket: &SocketId, channel: &str) {
+        if let Some(subs) = self.ephemeral.get_mut(channel) {
+            subs.remove(socket);
+            if subs.is_empty() {
+                self.ephemeral.remove(channel);
+            }
+            return;
+        }
         let empty = match self.channels.get_mut(channel) {
             Some(c) => {
                 c.subs.remove(socket);

@@ -450,3 +450,213 @@ async fn a_resume_from_a_pruned_seq_gets_a_reset() {
     assert_eq!(e["meta"]["replay"], false);
     w.app.stop().await;
 }
+
+/// Signs a Pusher HTTP API request as the `pusher` libraries do: query
+/// `auth_key`, `auth_timestamp`, `auth_version`, `body_md5` (and extra
+/// params), sorted; signature over `METHOD\nPATH\nquery`.
+fn signed_url(
+    app: &TestApp,
+    keys: &AppKeys,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    use md5::{Digest, Md5};
+    let mut params: Vec<(String, String)> = vec![
+        ("auth_key".into(), keys.key.clone()),
+        ("auth_timestamp".into(), (now_ms() / 1000).to_string()),
+        ("auth_version".into(), "1.0".into()),
+    ];
+    if !body.is_empty() {
+        params.push(("body_md5".into(), hex::encode(Md5::digest(body))));
+    }
+    for (k, v) in extra {
+        params.push((k.to_string(), v.to_string()));
+    }
+    params.sort();
+    let qs = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = keys.sign(&format!("{method}\n{path}\n{qs}"));
+    app.url(&format!("{path}?{qs}&auth_signature={signature}"))
+}
+
+async fn publish(app: &TestApp, keys: &AppKeys, path: &str, body: &Value) -> (u16, Value) {
+    let text = body.to_string();
+    let res = reqwest::Client::new()
+        .post(signed_url(app, keys, "POST", path, &text, &[]))
+        .header("content-type", "application/json")
+        .body(text)
+        .send()
+        .await
+        .expect("publish");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_http_api_publishes_to_public_and_private_channels_signed_as_pusher_signs() {
+    let (app, _db) = spawn_app().await;
+    let keys = keys(&app).await;
+    let (mut a, a_id) = connect(&app, &keys.key).await;
+    let (mut b, b_id) = connect(&app, &keys.key).await;
+    for ws in [&mut a, &mut b] {
+        send(
+            ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": "orders", "auth": ""}}),
+        )
+        .await;
+        assert_eq!(
+            next_frame(ws).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    // Another app's private channel (a Laravel app's), signed with the keys.
+    let private = "private-App.Models.User.1";
+    let auth = keys.channel_auth(&a_id, private, None);
+    send(
+        &mut a,
+        json!({"event": "pusher:subscribe", "data": {"channel": private, "auth": auth}}),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut a).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+
+    let events = format!("/apps/{}/events", keys.app_id);
+    // To both channels, excluding socket b ("to others").
+    let (status, body) = publish(
+        &app,
+        &keys,
+        &events,
+        &json!({"name": "App\\Events\\OrderShipped", "channels": ["orders", private],
+                "data": "{\"id\":7}", "socket_id": b_id}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    for channel in ["orders", private] {
+        let f = next_frame(&mut a).await;
+        assert_eq!(f["event"], "App\\Events\\OrderShipped");
+        assert_eq!(f["channel"], channel);
+        assert_eq!(
+            f["data"], "{\"id\":7}",
+            "data passed on unchanged, as a string"
+        );
+    }
+    // b was excluded: its next frame is the pong of a later ping.
+    send(&mut b, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(next_frame(&mut b).await["event"], "pusher:pong");
+    // A batch reaches b too (no exclusion), `channel` singular.
+    let (status, _) = publish(
+        &app,
+        &keys,
+        &format!("/apps/{}/batch_events", keys.app_id),
+        &json!({"batch": [{"name": "one", "channel": "orders", "data": "1"},
+                           {"name": "two", "channel": "orders", "data": "2"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for ws in [&mut a, &mut b] {
+        assert_eq!(next_frame(ws).await["event"], "one");
+        assert_eq!(next_frame(ws).await["event"], "two");
+    }
+
+    // The occupied channels, with how many follow each.
+    let res: Value = reqwest::get(signed_url(
+        &app,
+        &keys,
+        "GET",
+        &format!("/apps/{}/channels", keys.app_id),
+        "",
+        &[("info", "subscription_count")],
+    ))
+    .await
+    .expect("channels")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(res["channels"]["orders"]["subscription_count"], 2, "{res}");
+    let res: Value = reqwest::get(signed_url(
+        &app,
+        &keys,
+        "GET",
+        &format!("/apps/{}/channels/nobody-here", keys.app_id),
+        "",
+        &[],
+    ))
+    .await
+    .expect("channel")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(res, json!({"occupied": false}));
+
+    // Refused: a bad signature (401), an unknown app (404), Lockstep's own
+    // channels (403), data over 10 KB (413), a malformed body or an
+    // oversize batch (400). Nothing of them reaches a subscriber.
+    let event = json!({"name": "x", "channels": ["orders"], "data": "1"}).to_string();
+    let forged = AppKeys::new(keys.app_id.clone(), keys.key.clone(), "wrong".into());
+    let res = reqwest::Client::new()
+        .post(signed_url(&app, &forged, "POST", &events, &event, &[]))
+        .body(event.clone())
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(res.status().as_u16(), 401);
+    let other_app = AppKeys::new("999".into(), keys.key.clone(), keys.secret().into());
+    let res = reqwest::Client::new()
+        .post(signed_url(
+            &app,
+            &other_app,
+            "POST",
+            "/apps/999/events",
+            &event,
+            &[],
+        ))
+        .body(event)
+        .send()
+        .await
+        .expect("other app");
+    assert_eq!(res.status().as_u16(), 404);
+    let lockstep_channel = format!("private-user.{}", Uuid::now_v7());
+    for (body, status) in [
+        (
+            json!({"name": "x", "channels": [lockstep_channel], "data": "1"}),
+            403,
+        ),
+        (
+            json!({"name": "x", "channels": ["orders"], "data": "e".repeat(11 * 1024)}),
+            413,
+        ),
+        (json!({"name": "x", "data": "1"}), 400),
+        (json!({"nothing": true}), 400),
+    ] {
+        assert_eq!(
+            publish(&app, &keys, &events, &body).await.0,
+            status,
+            "{body}"
+        );
+    }
+    let eleven: Vec<Value> = (0..11)
+        .map(|i| json!({"name": "x", "channel": "orders", "data": i.to_string()}))
+        .collect();
+    let (status, _) = publish(
+        &app,
+        &keys,
+        &format!("/apps/{}/batch_events", keys.app_id),
+        &json!({"batch": eleven}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    send(&mut a, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(
+        next_frame(&mut a).await["event"],
+        "pusher:pong",
+        "nothing refused was delivered"
+    );
+    app.stop().await;
+}
