@@ -18,13 +18,19 @@ use super::{
 
 /// How long a silent client has to answer the hub's ping.
 const PONG_WAIT: Duration = Duration::from_secs(30);
+/// How long one batch of frames may take to write.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one upgraded connection to its end.
 pub async fn serve(socket: WebSocket, hub: Hub) {
     let socket_id: SocketId = protocol::new_socket_id().into();
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(hub.limits.queue);
-    hub.registry.join(socket_id.clone(), out_tx.clone());
+    let (kill_tx, mut kill) = tokio::sync::oneshot::channel::<(u16, &'static str)>();
+    hub.registry
+        .join(socket_id.clone(), out_tx.clone(), kill_tx);
+    // Leaves the registry however this task ends (a panic included).
+    let _member = Member(hub.registry.clone(), socket_id.clone());
     metrics::gauge!("lockstep_hub_connections").increment(1.0);
     let hello = Message::Text(protocol::connection_established(&socket_id).into());
     let mut open = sink.send(hello).await.is_ok();
@@ -58,7 +64,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                 let frame: Inbound = match serde_json::from_str(&text) {
                     Ok(f) => f,
                     Err(_) => {
-                        reject(&out_tx, code::RECONNECT, "invalid message format", "hub_bad_frame");
+                        reject(&out_tx, code::REJECTED, "invalid message format", "hub_bad_frame");
                         continue;
                     }
                 };
@@ -74,26 +80,32 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                         Err(_) => break,
                     }
                 }
-                for out in batch {
-                    match out {
-                        Out::Frame(f) => {
-                            if sink.feed(Message::Text(f)).await.is_err() {
-                                open = false;
-                                break;
+                // A peer that stops reading must not park this task.
+                let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+                    for out in batch {
+                        match out {
+                            Out::Frame(f) => sink.feed(Message::Text(f)).await?,
+                            Out::Close(code, reason) => {
+                                sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await?;
+                                return Ok::<bool, axum::Error>(false);
                             }
                         }
-                        Out::Close(code, reason) => {
-                            let _ = sink
-                                .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
-                                .await;
-                            open = false;
-                            break;
-                        }
                     }
+                    sink.flush().await?;
+                    Ok(true)
+                })
+                .await;
+                open = matches!(written, Ok(Ok(true)));
+            }
+            killed = &mut kill => {
+                if let Ok((code, reason)) = killed {
+                    let _ = tokio::time::timeout(
+                        WRITE_TIMEOUT,
+                        sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))),
+                    )
+                    .await;
                 }
-                if open && sink.flush().await.is_err() {
-                    open = false;
-                }
+                break;
             }
             _ = closed(&mut closing) => {
                 let _ = sink
@@ -116,9 +128,17 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
             }
         }
     }
-    hub.registry.leave(socket_id.clone());
     metrics::gauge!("lockstep_hub_connections").decrement(1.0);
     tracing::debug!(socket_id = %socket_id, "hub connection closed");
+}
+
+/// A socket's membership of the registry, ended on drop.
+struct Member(super::registry::Registry, SocketId);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.0.leave(self.1.clone());
+    }
 }
 
 /// Completes once the hub is closing (the guard `wait_for` returns is
@@ -150,7 +170,7 @@ fn handle(
             let Some(sub) = Subscribe::parse(&frame.data()) else {
                 return reject(
                     out,
-                    code::RECONNECT,
+                    code::REJECTED,
                     "pusher:subscribe needs data.channel",
                     "hub_bad_frame",
                 );
@@ -202,10 +222,31 @@ fn subscribe(
         );
     }
     let signed = name.starts_with("private-") || name.starts_with("presence-");
+    let log_channel = name.parse::<Channel>().ok();
+    if log_channel.as_ref().is_some_and(|c| c.to_string() != name) {
+        // Another spelling of a Lockstep channel (an uppercase id): its
+        // envelopes carry the canonical name, which the client would not
+        // recognise.
+        crate::metrics::count_rejection("hub_bad_channel");
+        return send(
+            out,
+            protocol::subscription_error(
+                name,
+                "InvalidChannel",
+                "not the channel's canonical name",
+                4009,
+            ),
+        );
+    }
     if signed {
         let ok = sub.auth.as_deref().is_some_and(|auth| {
-            hub.keys
-                .verify_channel_auth(auth, socket_id, name, sub.channel_data.as_deref())
+            hub.keys.verify_channel_auth(
+                auth,
+                socket_id,
+                name,
+                sub.channel_data.as_deref(),
+                log_channel.is_some(),
+            )
         });
         if !ok {
             crate::metrics::count_rejection("hub_bad_signature");
@@ -220,10 +261,11 @@ fn subscribe(
             );
         }
     }
-    match name.parse::<Channel>() {
-        // A Lockstep log channel: only with a signature (the auth endpoint
-        // signs only what `channels::authorize` allows).
-        Ok(channel) if signed => {
+    match log_channel {
+        // A Lockstep log channel: only with a signature by the server's own
+        // key (the auth endpoint signs only what `channels::authorize`
+        // allows; the app secret a Laravel app holds cannot).
+        Some(channel) if signed => {
             // Subscribing again is harmless: the registry replaces the
             // subscription and answers `subscription_succeeded` again.
             subscribed.insert(name.to_string());

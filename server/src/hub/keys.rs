@@ -6,19 +6,34 @@ use hmac::{Hmac, Mac};
 use lockstep_core::{db::Db, error::CoreResult, identity::tokens::random_secret};
 
 /// The app a Pusher client connects to (`/app/{key}`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppKeys {
     pub app_id: String,
     pub key: String,
     secret: String,
+    /// Signs Lockstep's own channels: derived from the secret, never
+    /// handed out, so a holder of the app secret (a Laravel app signing
+    /// its own channels) cannot grant them.
+    log_secret: String,
+}
+
+impl std::fmt::Debug for AppKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppKeys")
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppKeys {
     pub fn new(app_id: String, key: String, secret: String) -> Self {
+        let log_secret = sign(&secret, "lockstep log channels");
         AppKeys {
             app_id,
             key,
             secret,
+            log_secret,
         }
     }
 
@@ -68,31 +83,49 @@ impl AppKeys {
         sign(&self.secret, text)
     }
 
-    /// The `auth` a client presents for `channel` (`key:signature`).
+    /// The `auth` a client presents for `channel` (`key:signature`),
+    /// signed with the app secret as Pusher signs.
     pub fn channel_auth(
         &self,
         socket_id: &str,
         channel: &str,
         channel_data: Option<&str>,
     ) -> String {
-        let text = match channel_data {
-            Some(data) => format!("{socket_id}:{channel}:{data}"),
-            None => format!("{socket_id}:{channel}"),
-        };
-        format!("{}:{}", self.key, self.sign(&text))
+        let text = auth_text(socket_id, channel, channel_data);
+        format!("{}:{}", self.key, sign(&self.secret, &text))
     }
 
-    /// Whether `auth` is this app's signature of the subscription, checked
-    /// in constant time.
+    /// The `auth` for one of Lockstep's own channels: the same shape,
+    /// signed with the key only the server holds.
+    pub fn log_channel_auth(&self, socket_id: &str, channel: &str) -> String {
+        let text = auth_text(socket_id, channel, None);
+        format!("{}:{}", self.key, sign(&self.log_secret, &text))
+    }
+
+    /// Whether `auth` signs the subscription (with the server's own key
+    /// for a Lockstep channel), checked in constant time.
     pub fn verify_channel_auth(
         &self,
         auth: &str,
         socket_id: &str,
         channel: &str,
         channel_data: Option<&str>,
+        lockstep_channel: bool,
     ) -> bool {
-        let expected = self.channel_auth(socket_id, channel, channel_data);
-        constant_time_eq(auth.as_bytes(), expected.as_bytes())
+        let expected = if lockstep_channel {
+            self.log_channel_auth(socket_id, channel)
+        } else {
+            self.channel_auth(socket_id, channel, channel_data)
+        };
+        // An empty signature (never made) verifies nothing.
+        !expected.ends_with(':') && constant_time_eq(auth.as_bytes(), expected.as_bytes())
+    }
+}
+
+fn auth_text(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
     }
 }
 
@@ -129,23 +162,22 @@ mod tests {
             keys.channel_auth("1234.1234", "private-foobar", None),
             "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
         );
-        assert!(keys.verify_channel_auth(
-            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4",
-            "1234.1234",
-            "private-foobar",
-            None
-        ));
+        let good =
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
+        assert!(keys.verify_channel_auth(good, "1234.1234", "private-foobar", None, false));
         assert!(!keys.verify_channel_auth(
             "278d425bdf160c739803:00",
             "1234.1234",
             "private-foobar",
-            None
+            None,
+            false
         ));
-        assert!(!keys.verify_channel_auth(
-            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4",
-            "1234.1235",
-            "private-foobar",
-            None
-        ));
+        assert!(!keys.verify_channel_auth(good, "1234.1235", "private-foobar", None, false));
+        // The app secret's signature does not open a Lockstep channel; the
+        // server's own key does, and only there.
+        assert!(!keys.verify_channel_auth(good, "1234.1234", "private-foobar", None, true));
+        let own = keys.log_channel_auth("1234.1234", "private-foobar");
+        assert!(keys.verify_channel_auth(&own, "1234.1234", "private-foobar", None, true));
+        assert!(!keys.verify_channel_auth(&own, "1234.1234", "private-foobar", None, false));
     }
 }

@@ -139,17 +139,28 @@ async fn upgrade(
         });
     }
     let taken = hub.connections.fetch_add(1, Ordering::SeqCst);
+    // Given back when the connection ends, or when the upgrade never
+    // happens (the callback is then dropped unrun).
+    let slot = Slot(hub.connections.clone());
     if taken >= hub.limits.max_connections {
-        hub.connections.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
         crate::metrics::count_rejection("hub_over_capacity");
         return ws
             .on_upgrade(|socket| refuse(socket, protocol::code::OVER_CAPACITY, "Over capacity"));
     }
     ws.on_upgrade(move |socket| async move {
-        let count = hub.connections.clone();
+        let _slot = slot;
         connection::serve(socket, hub).await;
-        count.fetch_sub(1, Ordering::SeqCst);
     })
+}
+
+/// One taken connection slot.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Sends the error, then closes with its code.

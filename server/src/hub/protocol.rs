@@ -71,7 +71,10 @@ impl Subscribe {
                 .get("channel_data")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            seq: data.get("seq").and_then(Value::as_i64),
+            seq: data.get("seq").and_then(|s| {
+                s.as_i64()
+                    .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+            }),
         })
     }
 }

@@ -46,6 +46,7 @@ enum Command {
     Join {
         socket: SocketId,
         out: mpsc::Sender<Out>,
+        kill: tokio::sync::oneshot::Sender<(u16, &'static str)>,
     },
     Leave {
         socket: SocketId,
@@ -78,12 +79,17 @@ enum Command {
         prefix: Option<String>,
         reply: tokio::sync::oneshot::Sender<Vec<(String, usize)>>,
     },
-    /// A subscriber's first read (the head, or the log after its seq).
+    /// A subscriber's catch-up task sent the log up to `last` (or the
+    /// head was `last`), or failed.
     CaughtUp {
         socket: SocketId,
         channel: String,
-        read: Result<channels::Since, String>,
-        asked: Option<i64>,
+        generation: u64,
+        last: Result<i64, String>,
+    },
+    /// Read a channel again (after a failed read).
+    Retry {
+        channel: String,
     },
     /// The live read of a channel.
     Read {
@@ -99,8 +105,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn join(&self, socket: SocketId, out: mpsc::Sender<Out>) {
-        let _ = self.tx.send(Command::Join { socket, out });
+    /// Registers a connection: frames go to `out`; `kill` closes it with
+    /// a code even when `out` is full.
+    pub fn join(
+        &self,
+        socket: SocketId,
+        out: mpsc::Sender<Out>,
+        kill: tokio::sync::oneshot::Sender<(u16, &'static str)>,
+    ) {
+        let _ = self.tx.send(Command::Join { socket, out, kill });
     }
     pub fn leave(&self, socket: SocketId) {
         let _ = self.tx.send(Command::Leave { socket });
@@ -139,11 +152,19 @@ impl Registry {
 
 /// One subscriber of a log channel.
 enum Sub {
-    /// Its replay (or first head read) is under way: live envelopes wait.
-    CatchingUp(Vec<(i64, Utf8Bytes)>),
+    /// Its catch-up task (replay, or the head read) is under way: live
+    /// envelopes wait here, at most `MAX_BUFFER`.
+    CatchingUp {
+        generation: u64,
+        buffer: Vec<(i64, Utf8Bytes)>,
+        task: tokio::task::AbortHandle,
+    },
     /// Live; envelopes up to `after` it has already had.
     Live { after: i64 },
 }
+
+/// Live envelopes a catching-up subscriber may have waiting.
+const MAX_BUFFER: usize = 10_000;
 
 struct LogChannel {
     channel: Channel,
@@ -158,6 +179,7 @@ struct LogChannel {
 
 struct Socket {
     out: mpsc::Sender<Out>,
+    kill: Option<tokio::sync::oneshot::Sender<(u16, &'static str)>>,
     channels: HashSet<String>,
 }
 
@@ -166,6 +188,7 @@ struct State {
     tx: mpsc::UnboundedSender<Command>,
     sockets: HashMap<SocketId, Socket>,
     channels: HashMap<String, LogChannel>,
+    next_generation: u64,
     /// Channels outside the log, and who follows them.
     ephemeral: HashMap<String, HashSet<SocketId>>,
 }
@@ -179,6 +202,7 @@ pub fn start(services: Services) -> Registry {
         tx: tx.clone(),
         sockets: HashMap::new(),
         channels: HashMap::new(),
+        next_generation: 0,
         ephemeral: HashMap::new(),
     };
     tokio::spawn(run(state, rx, log));
@@ -215,15 +239,17 @@ async fn run(
 impl State {
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Join { socket, out } => {
+            Command::Join { socket, out, kill } => {
                 self.sockets.insert(
                     socket,
                     Socket {
                         out,
+                        kill: Some(kill),
                         channels: HashSet::new(),
                     },
                 );
             }
+            Command::Retry { channel } => self.appended(&channel),
             Command::Leave { socket } => self.drop_socket(&socket),
             Command::Subscribe {
                 socket,
@@ -265,9 +291,9 @@ impl State {
             Command::CaughtUp {
                 socket,
                 channel,
-                read,
-                asked,
-            } => self.caught_up(socket, channel, read, asked),
+                generation,
+                last,
+            } => self.caught_up(socket, channel, generation, last),
             Command::Read { channel, read } => self.read_done(channel, read),
         }
     }
@@ -314,7 +340,9 @@ impl State {
         }
         let empty = match self.channels.get_mut(channel) {
             Some(c) => {
-                c.subs.remove(socket);
+                if let Some(Sub::CatchingUp { task, .. }) = c.subs.remove(socket) {
+                    task.abort();
+                }
                 c.subs.is_empty()
             }
             None => false,
@@ -331,9 +359,9 @@ impl State {
             return;
         };
         s.channels.insert(name.clone());
-        let _ = s.out.try_send(Out::Frame(
-            protocol::subscription_succeeded(&name, &json!({})).into(),
-        ));
+        let out = s.out.clone();
+        self.next_generation += 1;
+        let generation = self.next_generation;
         let entry = self.channels.entry(name.clone()).or_insert_with(|| {
             metrics::gauge!("lockstep_hub_channels").increment(1.0);
             LogChannel {
@@ -344,55 +372,59 @@ impl State {
                 stale: false,
             }
         });
-        entry
-            .subs
-            .insert(socket.clone(), Sub::CatchingUp(Vec::new()));
-        // Its own first read: the log after its seq, or where the
-        // channel stands now.
+        // Its own catch-up, off the registry: `subscription_succeeded`,
+        // then the log after its seq (or nothing but the head), sent with
+        // backpressure; live envelopes wait in its buffer meanwhile.
         let (db, tx) = (self.services.db.clone(), self.tx.clone());
-        tokio::spawn(async move {
-            let read = match resume {
-                Some(after) => read_all(&db, &channel, after).await,
-                None => channels::head(&db, &channel)
-                    .await
-                    .map(|seq| channels::Since {
-                        channel: channel.to_string(),
-                        seq,
-                        reset: false,
-                        events: Vec::new(),
-                    })
-                    .map_err(|e| e.to_string()),
-            };
-            #[cfg(feature = "testing")]
-            {
-                let ms = CATCH_UP_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed);
-                if ms > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                }
-            }
+        let (task_socket, task_name) = (socket.clone(), name.clone());
+        let task = tokio::spawn(async move {
+            let last = catch_up(&db, &channel, resume, &out).await;
             let _ = tx.send(Command::CaughtUp {
-                socket,
-                channel: name,
-                read,
-                asked: resume,
+                socket: task_socket,
+                channel: task_name,
+                generation,
+                last,
             });
-        });
+        })
+        .abort_handle();
+        // Subscribing again replaces the subscription (and its catch-up).
+        if let Some(Sub::CatchingUp { task, .. }) = entry.subs.insert(
+            socket,
+            Sub::CatchingUp {
+                generation,
+                buffer: Vec::new(),
+                task,
+            },
+        ) {
+            task.abort();
+        }
     }
 
     fn caught_up(
         &mut self,
         socket: SocketId,
         name: String,
-        read: Result<channels::Since, String>,
-        asked: Option<i64>,
+        generation: u64,
+        last: Result<i64, String>,
     ) {
-        let read = match read {
-            Ok(r) => r,
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        match c.subs.get(&socket) {
+            Some(Sub::CatchingUp { generation: g, .. }) if *g == generation => {}
+            // An earlier subscription of the same socket, replaced since.
+            _ => return,
+        }
+        let Some(Sub::CatchingUp { buffer, .. }) = c.subs.remove(&socket) else {
+            return;
+        };
+        let mut last = match last {
+            Ok(last) => last,
             Err(e) => {
-                tracing::error!(error = %e, channel = %name, "reading the channel log for a subscriber failed");
+                tracing::error!(error = %e, channel = %name, socket_id = %socket, "catching a subscriber up failed");
                 return self.close(
                     &socket,
-                    code::RECONNECT,
+                    code::OVER_CAPACITY,
                     "the log could not be read; reconnect",
                 );
             }
@@ -400,55 +432,31 @@ impl State {
         let Some(out) = self.sockets.get(&socket).map(|s| s.out.clone()) else {
             return;
         };
-        let Some(c) = self.channels.get_mut(&name) else {
-            return;
-        };
-        let Some(Sub::CatchingUp(buffer)) = c.subs.remove(&socket) else {
-            return;
-        };
-        let mut frames: Vec<Utf8Bytes> = Vec::new();
-        if read.reset && asked.is_some() {
-            metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
-            frames.push(
-                protocol::message(
-                    "lockstep:reset",
-                    &name,
-                    &json!({"channel": name, "seq": read.seq}).to_string(),
-                )
-                .into(),
-            );
-        }
-        let mut last = read.seq;
-        for envelope in &read.events {
-            frames.push(encode(envelope, true).into());
-            last = last.max(envelope.seq);
-        }
-        if !read.events.is_empty() {
-            metrics::counter!("lockstep_hub_resume_replayed_total")
-                .increment(read.events.len() as u64);
-        }
-        // What arrived live meanwhile, after what the read covered.
-        for (seq, frame) in buffer {
-            if seq > last {
-                frames.push(frame);
-                last = seq;
-            }
-        }
+        // What arrived live meanwhile, in order, only while it follows on
+        // (a later read sends the rest).
+        let mut buffer = buffer;
+        buffer.sort_by_key(|(seq, _)| *seq);
         let mut full = false;
-        for f in frames {
-            if out.try_send(Out::Frame(f)).is_err() {
+        for (seq, frame) in buffer {
+            if seq <= last {
+                continue;
+            }
+            if seq != last + 1 {
+                break;
+            }
+            if out.try_send(Out::Frame(frame)).is_err() {
                 full = true;
                 break;
             }
+            last = seq;
         }
         c.subs.insert(socket.clone(), Sub::Live { after: last });
-        if c.pushed.is_none() {
-            c.pushed = Some(read.seq.max(last));
-        }
+        // The channel's live reads start from the lowest point any of its
+        // subscribers needs (subscribers skip what they have had).
+        c.pushed = Some(c.pushed.map_or(last, |p| p.min(last)));
         if full {
             return self.slow(&socket);
         }
-        // Anything appended while this subscriber caught up.
         self.appended(&name);
     }
 
@@ -493,45 +501,89 @@ impl State {
         let read = match read {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, channel = %name, "reading the channel log failed; retrying at the next append");
-                c.stale = true;
+                tracing::error!(error = %e, channel = %name, "reading the channel log failed; retrying in 1 s");
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let _ = tx.send(Command::Retry { channel: name });
+                });
                 return;
             }
         };
-        let mut slow = Vec::new();
+        let mut slow: HashSet<SocketId> = HashSet::new();
+        let mut broken: HashSet<SocketId> = HashSet::new();
         let pushed = c.pushed.unwrap_or(0);
         let mut last = pushed;
+        if read.reset {
+            // The log no longer reaches back to what was pushed: every
+            // live subscriber is told, and follows from the head.
+            let notice: Utf8Bytes = protocol::message(
+                "lockstep:reset",
+                &name,
+                &json!({"channel": name, "seq": read.seq}).to_string(),
+            )
+            .into();
+            for (socket, sub) in c.subs.iter_mut() {
+                if let Sub::Live { after } = sub {
+                    let sent = self
+                        .sockets
+                        .get(socket)
+                        .is_none_or(|s| s.out.try_send(Out::Frame(notice.clone())).is_ok());
+                    if sent {
+                        *after = read.seq;
+                    } else {
+                        slow.insert(socket.clone());
+                    }
+                }
+            }
+            metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
+            last = read.seq;
+        }
         for envelope in read.events.iter().filter(|e| e.seq > pushed) {
             let frame: Utf8Bytes = encode(envelope, false).into();
             for (socket, sub) in c.subs.iter_mut() {
+                if slow.contains(socket) || broken.contains(socket) {
+                    continue;
+                }
                 match sub {
-                    Sub::CatchingUp(buffer) => buffer.push((envelope.seq, frame.clone())),
-                    Sub::Live { after } if envelope.seq > *after => {
+                    Sub::CatchingUp { buffer, .. } => {
+                        if buffer.len() >= MAX_BUFFER {
+                            slow.insert(socket.clone());
+                        } else {
+                            buffer.push((envelope.seq, frame.clone()));
+                        }
+                    }
+                    Sub::Live { after } if envelope.seq == *after + 1 => {
                         let sent = self
                             .sockets
                             .get(socket)
-                            .map(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok())
-                            .unwrap_or(true);
+                            .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
                         if sent {
                             *after = envelope.seq;
                             metrics::counter!("lockstep_hub_messages_out_total").increment(1);
                         } else {
-                            slow.push(socket.clone());
+                            slow.insert(socket.clone());
                         }
                     }
-                    Sub::Live { .. } => {}
+                    // Already had it.
+                    Sub::Live { after } if envelope.seq <= *after => {}
+                    // A gap for this subscriber (never expected): it
+                    // reconnects and resumes rather than skip.
+                    Sub::Live { .. } => {
+                        broken.insert(socket.clone());
+                    }
                 }
             }
             last = envelope.seq;
         }
         c.pushed = Some(last);
-        // A pruned stretch (far behind): live subscribers jump to the head.
-        if read.reset {
-            c.pushed = Some(read.seq);
-        }
         let again = c.stale || read.events.len() as i64 >= READ_BATCH;
         for socket in slow {
             self.slow(&socket);
+        }
+        for socket in broken {
+            tracing::error!(socket_id = %socket, channel = %name, "a subscriber would have missed envelopes; closing it so it resumes");
+            self.close(&socket, code::RECONNECT, "resume needed");
         }
         if again {
             self.appended(&name);
@@ -551,40 +603,82 @@ impl State {
     }
 
     fn close(&mut self, socket: &SocketId, code: u16, reason: &'static str) {
-        if let Some(s) = self.sockets.get(socket) {
-            // A full queue: the connection task also sees the sender
-            // dropped below and closes.
-            let _ = s.out.try_send(Out::Close(code, reason));
+        // Through its own signal: its queue may be full.
+        if let Some(kill) = self.sockets.get_mut(socket).and_then(|s| s.kill.take()) {
+            let _ = kill.send((code, reason));
         }
         self.drop_socket(socket);
     }
 }
 
-/// The whole log after `after` (in batches).
-async fn read_all(
+/// A subscriber's catch-up: `subscription_succeeded`, then (resuming)
+/// the log after `after` in batches, each frame sent with backpressure,
+/// or a `lockstep:reset` when the log no longer reaches back. Returns the
+/// last seq the subscriber has (the head when it did not resume).
+async fn catch_up(
     db: &lockstep_core::db::Db,
     channel: &Channel,
-    after: i64,
-) -> Result<channels::Since, String> {
-    let mut all = channels::since(db, channel, after, READ_BATCH)
-        .await
-        .map_err(|e| e.to_string())?;
-    while !all.reset && all.events.len() as i64 % READ_BATCH == 0 && !all.events.is_empty() {
-        let from = all.events.last().map(|e| e.seq).unwrap_or(after);
-        if from >= all.seq {
-            break;
-        }
-        let more = channels::since(db, channel, from, READ_BATCH)
+    resume: Option<i64>,
+    out: &mpsc::Sender<Out>,
+) -> Result<i64, String> {
+    let name = channel.to_string();
+    let gone = |_| "the connection is gone".to_string();
+    let Some(mut after) = resume else {
+        // The head first, then the answer: nothing committed after the
+        // client hears `subscription_succeeded` is missed.
+        let head = channels::head(db, channel)
             .await
             .map_err(|e| e.to_string())?;
-        let done = more.events.is_empty();
-        all.seq = more.seq;
-        all.events.extend(more.events);
-        if done {
+        out.send(Out::Frame(
+            protocol::subscription_succeeded(&name, &json!({})).into(),
+        ))
+        .await
+        .map_err(gone)?;
+        return Ok(head);
+    };
+    out.send(Out::Frame(
+        protocol::subscription_succeeded(&name, &json!({})).into(),
+    ))
+    .await
+    .map_err(gone)?;
+    let mut replayed = 0u64;
+    loop {
+        let read = channels::since(db, channel, after, READ_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        if read.reset {
+            metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
+            let notice = protocol::message(
+                "lockstep:reset",
+                &name,
+                &json!({"channel": name, "seq": read.seq}).to_string(),
+            );
+            out.send(Out::Frame(notice.into())).await.map_err(gone)?;
+            return Ok(read.seq);
+        }
+        let Some(last) = read.events.last().map(|e| e.seq) else {
+            break;
+        };
+        for envelope in &read.events {
+            out.send(Out::Frame(encode(envelope, true).into()))
+                .await
+                .map_err(gone)?;
+        }
+        replayed += read.events.len() as u64;
+        after = last;
+        if after >= read.seq {
             break;
         }
     }
-    Ok(all)
+    metrics::counter!("lockstep_hub_resume_replayed_total").increment(replayed);
+    #[cfg(feature = "testing")]
+    {
+        let ms = CATCH_UP_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+    Ok(after)
 }
 
 /// An envelope as a Pusher message: `event` its event, `data` the

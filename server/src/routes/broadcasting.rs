@@ -62,8 +62,11 @@ pub async fn broadcasting_auth(
         ));
     }
     let allowed = match request.channel_name.parse::<Channel>() {
-        Ok(channel) => channels::authorize(&state.services.db, user, &channel).await?,
-        Err(_) => false,
+        // Only the canonical spelling (the one its envelopes carry).
+        Ok(channel) if channel.to_string() == request.channel_name => {
+            channels::authorize(&state.services.db, user, &channel).await?
+        }
+        _ => false,
     };
     if !allowed {
         crate::metrics::count_rejection("hub_auth_refused");
@@ -72,7 +75,7 @@ pub async fn broadcasting_auth(
     }
     let auth = state
         .pusher
-        .channel_auth(&request.socket_id, &request.channel_name, None);
+        .log_channel_auth(&request.socket_id, &request.channel_name);
     Ok(Json(json!({ "auth": auth })).into_response())
 }
 

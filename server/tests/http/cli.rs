@@ -332,6 +332,6 @@ async fn cli_prints_the_pusher_credentials_the_server_signs_with() {
         .json()
         .await
         .expect("json");
-    assert_eq!(body["auth"], keys.channel_auth("1.2", &channel, None));
+    assert_eq!(body["auth"], keys.log_channel_auth("1.2", &channel));
     app.stop().await;
 }

@@ -261,7 +261,7 @@ async fn broadcasting_auth_signs_only_what_the_caller_may_read() {
     let own = format!("private-user.{}", w.user.id);
     let (status, body) = auth(&w.app, &w.user_token, "123.456", &own).await;
     assert_eq!(status, 200);
-    assert_eq!(body["auth"], keys.channel_auth("123.456", &own, None));
+    assert_eq!(body["auth"], keys.log_channel_auth("123.456", &own));
     // JSON bodies are taken too.
     let res = reqwest::Client::new()
         .post(w.app.url("/broadcasting/auth"))
@@ -307,14 +307,16 @@ async fn a_forged_signature_is_refused_and_the_channel_not_joined() {
     let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
     let channel = format!("private-user.{}", w.user.id);
     // Signed for another socket, and signed with another secret.
-    let other_socket = keys.channel_auth("1.1", &channel, None);
+    let other_socket = keys.log_channel_auth("1.1", &channel);
+    // What any holder of the app secret (a Laravel app) can sign.
+    let app_secret = keys.channel_auth(&socket_id, &channel, None);
     let forged = AppKeys::new(
         keys.app_id.clone(),
         keys.key.clone(),
         "not-the-secret".into(),
     )
     .channel_auth(&socket_id, &channel, None);
-    for auth in [other_socket, forged, String::new()] {
+    for auth in [other_socket, forged, app_secret, String::new()] {
         send(
             &mut ws,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
@@ -659,4 +661,77 @@ async fn the_http_api_publishes_to_public_and_private_channels_signed_as_pusher_
         "nothing refused was delivered"
     );
     app.stop().await;
+}
+
+/// A replay longer than a connection's queue (1,024 frames) arrives whole
+/// and in order: the catch-up waits for the client instead of overflowing.
+#[tokio::test]
+async fn a_replay_longer_than_the_queue_arrives_whole() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    // Two envelopes per open on the user's channel (accepted, sent).
+    for _ in 0..600 {
+        open(&w).await;
+    }
+    let channel: lockstep_core::eventstore::channels::Channel =
+        format!("private-user.{}", w.user.id)
+            .parse()
+            .expect("channel");
+    let head = channels::head(&w.app.services.db, &channel)
+        .await
+        .expect("head");
+    assert!(head > 1100, "{head} envelopes");
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    subscribe_user(&w, &mut ws, &socket_id, Some(0)).await;
+    let mut expected = 1;
+    while expected <= head {
+        let e = envelope(&next_frame(&mut ws).await);
+        assert_eq!(e["seq"].as_i64(), Some(expected));
+        expected += 1;
+    }
+    w.app.stop().await;
+}
+
+/// Subscribing again (or after unsubscribing) while a catch-up runs
+/// leaves one live subscription, not none.
+#[tokio::test]
+async fn subscribing_again_during_a_catch_up_keeps_the_subscription() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    for _ in 0..50 {
+        open(&w).await;
+    }
+    let (mut ws, socket_id) = connect(&w.app, &keys.key).await;
+    let channel = format!("private-user.{}", w.user.id);
+    let auth = keys.log_channel_auth(&socket_id, &channel);
+    let subscribe =
+        json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "seq": 0}});
+    send(&mut ws, subscribe.clone()).await;
+    send(
+        &mut ws,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": channel}}),
+    )
+    .await;
+    send(&mut ws, subscribe.clone()).await;
+    send(&mut ws, subscribe).await;
+    // Whatever replays come (a replaced catch-up may have sent part of
+    // one), an open's envelope arrives (replayed if the last catch-up read
+    // after it), and then a later open's arrive live.
+    let first = open(&w).await;
+    let mut live = None;
+    loop {
+        let frame = next_frame(&mut ws).await;
+        if frame["event"] != "CompartmentOpenStatusUpdated" {
+            continue;
+        }
+        let e = envelope(&frame);
+        let id = e["data"]["command_id"].as_str().map(str::to_string);
+        if live.is_none() && id == Some(first.to_string()) {
+            live = Some(open(&w).await);
+        } else if live.is_some() && id == live.map(|c| c.to_string()) {
+            assert_eq!(e["meta"]["replay"], false);
+            break;
+        }
+    }
+    w.app.stop().await;
 }

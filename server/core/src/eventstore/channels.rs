@@ -256,6 +256,19 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
     .bind(limit.clamp(1, 1000))
     .fetch_all(&db.pool)
     .await?;
+    // A prune between the statements above and this one: the first row
+    // no longer follows `after`, so this is a reset, not a silent gap.
+    if let Some(first) = rows.first() {
+        let seq: i64 = first.try_get("seq")?;
+        if seq != after + 1 {
+            return Ok(Since {
+                channel: name,
+                seq: head,
+                reset: true,
+                events: Vec::new(),
+            });
+        }
+    }
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         let body: String = row.try_get("body")?;
