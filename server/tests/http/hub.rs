@@ -735,3 +735,135 @@ async fn subscribing_again_during_a_catch_up_keeps_the_subscription() {
     }
     w.app.stop().await;
 }
+
+/// Tenant isolation over the hub: users and admins of two tenants against
+/// every kind of Lockstep channel of both, through `/broadcasting/auth`,
+/// a subscribe signed with the app secret (what a Laravel app holding it
+/// could forge), a subscribe with another socket's signature, and
+/// `events/since`. Allowed exactly where `channels::authorize` says so;
+/// zero leaks.
+#[tokio::test]
+async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
+    let (app, _db) = spawn_app().await;
+    let keys = keys(&app).await;
+    let admin_a =
+        lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
+            .await
+            .expect("q")
+            .expect("admin");
+    let user_a = add_user(&app, "a1@lockstep.test", Role::User, "Default").await;
+    let other_a = add_user(&app, "a2@lockstep.test", Role::User, "Default").await;
+    let admin_b = add_user(&app, "admin@b.test", Role::Admin, "Tenant B").await;
+    let user_b = add_user(&app, "b1@b.test", Role::User, "Tenant B").await;
+    let bank_of = |admin: lockstep_core::identity::accounts::User, serial: &'static str| {
+        let services = app.services.clone();
+        async move {
+            let caller = Caller::new(
+                admin.clone(),
+                lockstep_core::eventstore::events::Actor::User { id: admin.id },
+            );
+            lockers::register_bank(
+                &services,
+                &caller,
+                NewBank {
+                    serial: serial.into(),
+                    name: serial.into(),
+                    location: None,
+                    compartments: vec![NewCompartment {
+                        number: 1,
+                        size: "small".into(),
+                        label: None,
+                    }],
+                },
+            )
+            .await
+            .expect("bank")
+            .id
+        }
+    };
+    let bank_a = bank_of(admin_a.clone(), "ISO-A").await;
+    let bank_b = bank_of(admin_b.clone(), "ISO-B").await;
+    let (ta, tb) = (admin_a.tenant_id, admin_b.tenant_id);
+    // (channel, who may read it)
+    let channels_and_readers: Vec<(String, Vec<Uuid>)> = vec![
+        (
+            format!("private-user.{}", user_a.id),
+            vec![user_a.id, admin_a.id],
+        ),
+        (
+            format!("private-user.{}", other_a.id),
+            vec![other_a.id, admin_a.id],
+        ),
+        (
+            format!("private-user.{}", user_b.id),
+            vec![user_b.id, admin_b.id],
+        ),
+        (format!("private-tenant.{ta}.lockers"), vec![admin_a.id]),
+        (
+            format!("private-tenant.{ta}.open-requests"),
+            vec![admin_a.id],
+        ),
+        (format!("private-tenant.{tb}.lockers"), vec![admin_b.id]),
+        (
+            format!("private-tenant.{tb}.open-requests"),
+            vec![admin_b.id],
+        ),
+        (format!("private-locker-bank.{bank_a}"), vec![admin_a.id]),
+        (format!("private-locker-bank.{bank_b}"), vec![admin_b.id]),
+    ];
+    let people = [&admin_a, &user_a, &other_a, &admin_b, &user_b];
+    let mut checked = 0;
+    for person in people {
+        let token = token_of(&app, &person.email).await;
+        let (mut ws, socket_id) = connect(&app, &keys.key).await;
+        for (channel, readers) in &channels_and_readers {
+            let may = readers.contains(&person.id);
+            let (status, body) = auth(&app, &token, &socket_id, channel).await;
+            assert_eq!(
+                status == 200,
+                may,
+                "{} auth {channel}: {status}",
+                person.email
+            );
+            let since = reqwest::Client::new()
+                .get(app.url(&format!("/api/v1/events/since?channel={channel}&seq=0")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("since")
+                .status()
+                .as_u16();
+            assert_eq!(
+                since == 200,
+                may,
+                "{} since {channel}: {since}",
+                person.email
+            );
+            // Forged subscribes never join: the app secret's signature, and
+            // the signature of another socket.
+            for forged in [
+                keys.channel_auth(&socket_id, channel, None),
+                keys.log_channel_auth("1.1", channel),
+            ] {
+                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": forged}})).await;
+                assert_eq!(next_frame(&mut ws).await["data"]["code"], 4009, "{channel}");
+                assert_eq!(
+                    next_frame(&mut ws).await["event"],
+                    "pusher:subscription_error"
+                );
+            }
+            if may {
+                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": body["auth"]}})).await;
+                let ok = next_frame(&mut ws).await;
+                assert_eq!(
+                    ok["event"], "pusher_internal:subscription_succeeded",
+                    "{ok}"
+                );
+                assert_eq!(ok["channel"], channel.as_str());
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 45);
+    app.stop().await;
+}
