@@ -20,7 +20,7 @@ pub struct SignedIn {
 /// Where to go after signing in: `next` when it is a plain path on this
 /// site that this user may open, else the user's home.
 pub fn landing_path(next: Option<&str>, is_admin: bool) -> String {
-    let home = if is_admin { "/admin" } else { "/app" };
+    let home = if is_admin { "/admin" } else { "/my" };
     match next {
         Some(p)
             if is_plain_local_path(p)
@@ -210,24 +210,24 @@ mod tests {
     #[test]
     fn landing_path_only_follows_safe_local_paths() {
         assert_eq!(landing_path(None, true), "/admin");
-        assert_eq!(landing_path(None, false), "/app");
-        assert_eq!(landing_path(Some("/app?x=1"), false), "/app?x=1");
-        assert_eq!(landing_path(Some("//evil.example"), false), "/app");
+        assert_eq!(landing_path(None, false), "/my");
+        assert_eq!(landing_path(Some("/my?x=1"), false), "/my?x=1");
+        assert_eq!(landing_path(Some("//evil.example"), false), "/my");
         assert_eq!(landing_path(Some("https://evil.example"), true), "/admin");
-        assert_eq!(landing_path(Some("/admin"), false), "/app");
+        assert_eq!(landing_path(Some("/admin"), false), "/my");
         assert_eq!(landing_path(Some("/admin"), true), "/admin");
         assert_eq!(landing_path(Some("/login"), true), "/admin");
         // Browsers strip tabs and newlines: these would leave the site.
         assert_eq!(landing_path(Some("/\t/evil.example"), true), "/admin");
-        assert_eq!(landing_path(Some("/\n/evil.example"), false), "/app");
-        assert_eq!(landing_path(Some("/\\evil.example"), false), "/app");
+        assert_eq!(landing_path(Some("/\n/evil.example"), false), "/my");
+        assert_eq!(landing_path(Some("/\\evil.example"), false), "/my");
         // A control character would panic building the Location header.
-        assert_eq!(landing_path(Some("/\u{7f}"), false), "/app");
-        assert_eq!(landing_path(Some("/app\r\nSet-Cookie: x=1"), false), "/app");
-        assert_eq!(landing_path(Some("/caf\u{e9}"), false), "/app");
+        assert_eq!(landing_path(Some("/\u{7f}"), false), "/my");
+        assert_eq!(landing_path(Some("/my\r\nSet-Cookie: x=1"), false), "/my");
+        assert_eq!(landing_path(Some("/caf\u{e9}"), false), "/my");
         assert_eq!(
             landing_path(Some(&format!("/{}", "a".repeat(3000))), false),
-            "/app"
+            "/my"
         );
     }
 }

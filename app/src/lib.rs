@@ -85,7 +85,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=pages::not_found::NotFound>
                 <Route path=path!("/login") view=pages::login::LoginPage/>
                 <Route path=path!("/admin") view=pages::admin::AdminDashboard/>
-                <Route path=path!("/app") view=pages::user_home::UserHome/>
+                <Route path=path!("/my") view=pages::user_home::UserHome/>
             </Routes>
         </Router>
     }

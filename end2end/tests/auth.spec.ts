@@ -38,7 +38,7 @@ test("admin signs in and gets a working, hydrated admin dashboard", async ({ pag
 test("a user gets the user app and is refused the admin panel", async ({ page }) => {
   const errors = watchErrors(page);
   await signIn(page, USER);
-  await expect(page).toHaveURL(/\/app$/);
+  await expect(page).toHaveURL(/\/my$/);
   await expect(page.getByTestId("user-app")).toBeVisible();
   await expect(page.getByText("My compartments")).toBeVisible();
   await expect(page.getByRole("heading", { name: "Hello, Uma User" })).toBeVisible();

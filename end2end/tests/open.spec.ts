@@ -28,7 +28,7 @@ test("a user taps Open: the answer comes at once, the real result live", async (
   const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
   const errors = watchErrors(page);
   await signIn(page, USER);
-  await expect(page).toHaveURL(/\/app$/);
+  await expect(page).toHaveURL(/\/my$/);
   await page.locator("body[data-hydrated]").waitFor();
   const row = page.getByTestId("compartment-1");
   await expect(row).toContainText("E2E Lobby · #1 Parcels");

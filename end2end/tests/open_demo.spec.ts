@@ -34,7 +34,7 @@ test("with demo lockers, Open ends opened, live", async ({ browser }) => {
   const page = await browser.newPage({ baseURL: demo, viewport: { width: 390, height: 800 } });
   const errors = watchErrors(page);
   await signIn(page, USER);
-  await expect(page).toHaveURL(/\/app$/);
+  await expect(page).toHaveURL(/\/my$/);
   await page.locator("body[data-hydrated]").waitFor();
   const row = page.getByTestId("compartment-1");
   await expect(row).toContainText("DEMO-1");

@@ -318,6 +318,12 @@ pub fn router(
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        // The end-user app lives at /my: `/app/{key}` is the realtime
+        // hub's WebSocket, as pusher-js and Echo expect it.
+        .route(
+            "/app",
+            get(|| async { axum::response::Redirect::permanent("/my") }),
+        )
         .route(
             "/broadcasting/auth",
             axum::routing::post(routes::broadcasting::broadcasting_auth),

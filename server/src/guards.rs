@@ -21,7 +21,7 @@ use tower_sessions::Session;
 use crate::{api_error::ApiError, state::AppState};
 
 fn is_app_page(path: &str) -> bool {
-    ["/admin", "/app"]
+    ["/admin", "/my"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
@@ -43,7 +43,7 @@ pub async fn pages(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     match (path, user) {
         ("/", Some(user)) if user.role == Role::Admin => Redirect::to("/admin").into_response(),
-        ("/", Some(_)) => Redirect::to("/app").into_response(),
+        ("/", Some(_)) => Redirect::to("/my").into_response(),
         (_, None) => {
             let wanted = req
                 .uri()
@@ -151,8 +151,10 @@ mod tests {
     fn app_pages_are_recognised() {
         assert!(is_app_page("/admin"));
         assert!(is_app_page("/admin/users"));
-        assert!(is_app_page("/app"));
-        assert!(!is_app_page("/application"));
+        assert!(is_app_page("/my"));
+        assert!(!is_app_page("/mystery"));
+        // `/app/{key}` is the hub's WebSocket, not a page.
+        assert!(!is_app_page("/app/some-key"));
         assert!(!is_app_page("/login"));
     }
 

@@ -49,7 +49,7 @@ pub fn Forbidden() -> impl IntoView {
             <p class="mt-2 text-sm text-amber-800">
                 "Your account cannot open the admin panel."
             </p>
-            <a href="/app" class="mt-4 inline-block text-sm font-medium text-amber-900 underline">
+            <a href="/my" class="mt-4 inline-block text-sm font-medium text-amber-900 underline">
                 "Go to my compartments"
             </a>
         </div>

@@ -273,7 +273,11 @@ async fn pages_are_guarded_on_the_server() {
     let html = res.text().await.expect("html");
     assert!(html.contains("Administrators only"));
     assert!(!html.contains("admin-dashboard"));
+    // The end-user app moved to /my (`/app/{key}` is the realtime hub's).
     let res = user.get(app.url("/app")).send().await.expect("get");
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "/my");
+    let res = user.get(app.url("/my")).send().await.expect("get");
     assert_eq!(res.status(), 200);
     assert!(res.text().await.expect("html").contains("My compartments"));
     // The admin-only server function refuses too, not just the page.
@@ -311,7 +315,7 @@ async fn sign_in_never_redirects_off_site_or_panics_on_next() {
         "/\n",
         "/\r\nSet-Cookie: x=1",
         "/\\evil.example",
-        "/app",
+        "/my",
     ] {
         let client = browser(Arc::new(Jar::default()));
         let res = client
@@ -333,7 +337,7 @@ async fn sign_in_never_redirects_off_site_or_panics_on_next() {
             res.status()
         );
         let to = res.headers()["location"].to_str().expect("location");
-        let want = if next == "/app" { "/app" } else { "/admin" };
+        let want = if next == "/my" { "/my" } else { "/admin" };
         assert_eq!(to, want, "next={next:?}");
         // Signed in all the same.
         assert_eq!(me_status(&app, &client).await, 200, "next={next:?}");
