@@ -177,7 +177,14 @@ impl Application {
         )
         .await
         .map_err(StartError::Hub)?;
-        let hub = hub::Hub::start(services.clone(), keys, hub::Limits::default());
+        let hub = hub::Hub::start(
+            services.clone(),
+            keys,
+            hub::Limits {
+                activity_timeout_secs: config.hub_activity_timeout_secs.max(1),
+                ..hub::Limits::default()
+            },
+        );
         let state = AppState {
             pusher: hub.keys.clone(),
             leptos_options: leptos_options(local_addr),

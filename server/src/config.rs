@@ -135,6 +135,12 @@ pub struct ServeConfig {
     pub pusher_app_key: Option<String>,
     #[arg(long, env = "LOCKSTEP_PUSHER_APP_SECRET", hide_env_values = true)]
     pub pusher_app_secret: Option<String>,
+    /// Seconds of silence after which a WebSocket client pings (Pusher's
+    /// `activity_timeout`); a client silent for twice that (at most that
+    /// plus 30 s) is pinged by the hub and closed with 4201 if it does not
+    /// answer.
+    #[arg(long, env = "LOCKSTEP_HUB_ACTIVITY_TIMEOUT_SECS", default_value_t = 30)]
+    pub hub_activity_timeout_secs: u64,
     /// The shared password lockers provision with on the embedded broker
     /// (with Mosquitto it lives in the provisioning listener's password file).
     #[arg(
@@ -267,6 +273,7 @@ impl ServeConfig {
             pusher_app_id: None,
             pusher_app_key: None,
             pusher_app_secret: None,
+            hub_activity_timeout_secs: 30,
             provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,

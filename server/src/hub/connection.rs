@@ -11,13 +11,11 @@ use lockstep_core::eventstore::channels::Channel;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    protocol::{self, code, Inbound, Subscribe, ACTIVITY_TIMEOUT_SECS},
+    protocol::{self, code, Inbound, Subscribe},
     registry::{Out, SocketId},
     Hub,
 };
 
-/// How long a silent client has to answer the hub's ping.
-const PONG_WAIT: Duration = Duration::from_secs(30);
 /// How long one batch of frames may take to write.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,16 +30,24 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     // Leaves the registry however this task ends (a panic included).
     let _member = Member(hub.registry.clone(), socket_id.clone());
     metrics::gauge!("lockstep_hub_connections").increment(1.0);
-    let hello = Message::Text(protocol::connection_established(&socket_id).into());
+    let hello = Message::Text(
+        protocol::connection_established(&socket_id, hub.limits.activity_timeout_secs.max(1))
+            .into(),
+    );
     let mut open = sink.send(hello).await.is_ok();
-    let silence = Duration::from_secs(ACTIVITY_TIMEOUT_SECS) + PONG_WAIT;
+    // A client pings after `activity_timeout` of silence; one silent for
+    // that plus the time it has to answer is pinged by the hub, and closed
+    // (4201) when that ping is not answered in the same time.
+    let activity = Duration::from_secs(hub.limits.activity_timeout_secs.max(1));
+    let pong_wait = activity.min(Duration::from_secs(30));
+    let silence = activity + pong_wait;
     let mut heard = Instant::now();
     let mut pinged = false;
     let mut subscribed = std::collections::HashSet::new();
     let mut closing = hub.closing();
     while open {
         let deadline = if pinged {
-            heard + silence + PONG_WAIT
+            heard + silence + pong_wait
         } else {
             heard + silence
         };

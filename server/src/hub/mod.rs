@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Frames queued for one connection before it counts as too slow.
     pub queue: usize,
+    /// The `activity_timeout` told to clients (seconds).
+    pub activity_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +60,7 @@ impl Default for Limits {
             max_channel_name: 164,
             max_connections: 10_000,
             queue: 1024,
+            activity_timeout_secs: protocol::ACTIVITY_TIMEOUT_SECS,
         }
     }
 }

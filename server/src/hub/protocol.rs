@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Seconds of silence after which a client pings (sent in
+/// Seconds of silence after which a client pings, by default (sent in
 /// `connection_established`); the hub pings a client silent for longer,
 /// and closes one that does not answer.
 pub const ACTIVITY_TIMEOUT_SECS: u64 = 30;
@@ -90,11 +90,11 @@ pub fn frame(event: &str, channel: Option<&str>, data: &Value) -> String {
     .to_string()
 }
 
-pub fn connection_established(socket_id: &str) -> String {
+pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
     frame(
         "pusher:connection_established",
         None,
-        &json!({"socket_id": socket_id, "activity_timeout": ACTIVITY_TIMEOUT_SECS}),
+        &json!({"socket_id": socket_id, "activity_timeout": activity_timeout_secs}),
     )
 }
 
@@ -176,7 +176,8 @@ mod tests {
 
     #[test]
     fn frames_carry_data_as_a_json_string() {
-        let f: Value = serde_json::from_str(&connection_established("1.2")).expect("json");
+        let f: Value = serde_json::from_str(&connection_established("1.2", ACTIVITY_TIMEOUT_SECS))
+            .expect("json");
         assert_eq!(f["event"], "pusher:connection_established");
         let data: Value = serde_json::from_str(f["data"].as_str().expect("string")).expect("json");
         assert_eq!(data["socket_id"], "1.2");

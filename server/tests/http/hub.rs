@@ -867,3 +867,41 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
     assert_eq!(checked, 45);
     app.stop().await;
 }
+
+/// A client that falls silent is pinged, and closed with 4201 when it
+/// does not answer (pusher-js then reconnects at once); one that answers
+/// stays.
+#[tokio::test]
+async fn a_silent_client_is_pinged_then_closed_with_4201() {
+    let db = lockstep_core::testing::fresh_database().await;
+    let mut config = lockstep_server::ServeConfig::for_tests(&db.url, db.dir.clone());
+    config.hub_activity_timeout_secs = 1;
+    let app = start(config).await;
+    let keys = keys(&app).await;
+    let url = format!("ws://{}/app/{}?protocol=7", app.addr, keys.key);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let hello = next_frame(&mut ws).await;
+    let data: Value = serde_json::from_str(hello["data"].as_str().expect("string")).expect("json");
+    assert_eq!(data["activity_timeout"], 1);
+    // Silent: the hub pings; answered, it stays.
+    assert_eq!(next_frame(&mut ws).await["event"], "pusher:ping");
+    send(&mut ws, json!({"event": "pusher:pong", "data": {}})).await;
+    assert_eq!(
+        next_frame(&mut ws).await["event"],
+        "pusher:ping",
+        "pinged again, not closed"
+    );
+    // Not answered: an error frame, then a close with 4201.
+    let err = next_frame(&mut ws).await;
+    assert_eq!(err["data"]["code"], 4201);
+    let close = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4201),
+        other => panic!("expected a close with 4201, got {other:?}"),
+    }
+    app.stop().await;
+}
