@@ -173,7 +173,10 @@ impl Application {
             &db,
             config.pusher_app_id.clone(),
             config.pusher_app_key.clone(),
-            config.pusher_app_secret.clone(),
+            config
+                .pusher_app_secret
+                .as_ref()
+                .map(|s| s.expose().to_string()),
         )
         .await
         .map_err(StartError::Hub)?;

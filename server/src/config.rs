@@ -134,7 +134,7 @@ pub struct ServeConfig {
     #[arg(long, env = "LOCKSTEP_PUSHER_APP_KEY")]
     pub pusher_app_key: Option<String>,
     #[arg(long, env = "LOCKSTEP_PUSHER_APP_SECRET", hide_env_values = true)]
-    pub pusher_app_secret: Option<String>,
+    pub pusher_app_secret: Option<Secret>,
     /// Seconds of silence after which a WebSocket client pings (Pusher's
     /// `activity_timeout`); a client silent for twice that (at most that
     /// plus 30 s) is pinged by the hub and closed with 4201 if it does not
@@ -302,9 +302,11 @@ mod tests {
     fn secrets_never_print() {
         let mut config = ServeConfig::for_tests("sqlite://x.db", PathBuf::from("/tmp"));
         config.mqtt_url = Some(Secret::new("mqtt://lockstep:hunter2@broker:1883"));
+        config.pusher_app_secret = Some(Secret::new("pusher-secret-xyz"));
         let printed = format!("{config:?}");
         for secret in [
             "hunter2",
+            "pusher-secret-xyz",
             "admin-password-123",
             "provisioning-test-password",
         ] {
