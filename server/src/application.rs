@@ -185,6 +185,7 @@ impl Application {
             keys,
             hub::Limits {
                 activity_timeout_secs: config.hub_activity_timeout_secs.max(1),
+                queue: config.hub_queue.max(16),
                 ..hub::Limits::default()
             },
         );

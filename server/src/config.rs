@@ -141,6 +141,10 @@ pub struct ServeConfig {
     /// answer.
     #[arg(long, env = "LOCKSTEP_HUB_ACTIVITY_TIMEOUT_SECS", default_value_t = 30)]
     pub hub_activity_timeout_secs: u64,
+    /// Frames queued for one WebSocket connection; a live subscriber that
+    /// falls this far behind is closed with 4100 and resumes.
+    #[arg(long, env = "LOCKSTEP_HUB_QUEUE", default_value_t = 1024)]
+    pub hub_queue: usize,
     /// The shared password lockers provision with on the embedded broker
     /// (with Mosquitto it lives in the provisioning listener's password file).
     #[arg(
@@ -274,6 +278,7 @@ impl ServeConfig {
             pusher_app_key: None,
             pusher_app_secret: None,
             hub_activity_timeout_secs: 30,
+            hub_queue: 1024,
             provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,
