@@ -260,26 +260,7 @@ async fn record(
     events: Vec<DomainEvent>,
     meta: &Metadata,
 ) -> CoreResult<()> {
-    for _ in 0..store::MAX_RETRIES {
-        let (tx, version) = store::begin_on(&s.db, bank_id).await?;
-        let written = store::commit_at(
-            s,
-            tx,
-            "locker_bank",
-            bank_id,
-            version,
-            events.clone(),
-            meta,
-            now_ms(),
-        )
-        .await?;
-        if written.is_some() {
-            return Ok(());
-        }
-    }
-    Err(CoreError::Conflict(format!(
-        "locker bank {bank_id} kept changing"
-    )))
+    append(s, bank_id, None, events, meta).await.map(|_| ())
 }
 
 /// Appends `events` at the bank's head unless a decommission or reset was
@@ -291,19 +272,33 @@ async fn record_unless_superseded(
     events: Vec<DomainEvent>,
     meta: &Metadata,
 ) -> CoreResult<Option<String>> {
+    append(s, bank_id, Some(after), events, meta).await
+}
+
+/// The two above: with `superseded_after`, first looks for a decommission
+/// or reset recorded after that version (and then appends nothing).
+async fn append(
+    s: &Services,
+    bank_id: Uuid,
+    superseded_after: Option<i64>,
+    events: Vec<DomainEvent>,
+    meta: &Metadata,
+) -> CoreResult<Option<String>> {
     for _ in 0..store::MAX_RETRIES {
         let (mut tx, version) = store::begin_on(&s.db, bank_id).await?;
-        let superseded = sqlx::query(
-            "SELECT event_type FROM stored_events WHERE aggregate_uuid = $1 AND aggregate_version > $2 \
-             AND event_type IN ('LockerDecommissioned', 'LockerProvisioningReset') \
-             ORDER BY aggregate_version LIMIT 1",
-        )
-        .bind(bank_id.to_string())
-        .bind(after)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = superseded {
-            return Ok(Some(row.try_get("event_type")?));
+        if let Some(after) = superseded_after {
+            let superseded = sqlx::query(
+                "SELECT event_type FROM stored_events WHERE aggregate_uuid = $1 AND aggregate_version > $2 \
+                 AND event_type IN ('LockerDecommissioned', 'LockerProvisioningReset') \
+                 ORDER BY aggregate_version LIMIT 1",
+            )
+            .bind(bank_id.to_string())
+            .bind(after)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = superseded {
+                return Ok(Some(row.try_get("event_type")?));
+            }
         }
         let written = store::commit_at(
             s,

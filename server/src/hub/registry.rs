@@ -517,12 +517,7 @@ impl State {
         if read.reset {
             // The log no longer reaches back to what was pushed: every
             // live subscriber is told, and follows from the head.
-            let notice: Utf8Bytes = protocol::message(
-                "lockstep:reset",
-                &name,
-                &json!({"channel": name, "seq": read.seq}).to_string(),
-            )
-            .into();
+            let notice: Utf8Bytes = reset_notice(&name, read.seq).into();
             for (socket, sub) in c.subs.iter_mut() {
                 if let Sub::Live { after } = sub {
                     let sent = self
@@ -648,12 +643,9 @@ async fn catch_up(
             .map_err(|e| e.to_string())?;
         if read.reset {
             metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
-            let notice = protocol::message(
-                "lockstep:reset",
-                &name,
-                &json!({"channel": name, "seq": read.seq}).to_string(),
-            );
-            out.send(Out::Frame(notice.into())).await.map_err(gone)?;
+            out.send(Out::Frame(reset_notice(&name, read.seq).into()))
+                .await
+                .map_err(gone)?;
             return Ok(read.seq);
         }
         let Some(last) = read.events.last().map(|e| e.seq) else {
@@ -679,6 +671,16 @@ async fn catch_up(
         }
     }
     Ok(after)
+}
+
+/// `lockstep:reset` on `channel`: the log no longer reaches back; refetch,
+/// then follow from `seq`.
+fn reset_notice(channel: &str, seq: i64) -> String {
+    protocol::message(
+        "lockstep:reset",
+        channel,
+        &json!({"channel": channel, "seq": seq}).to_string(),
+    )
 }
 
 /// An envelope as a Pusher message: `event` its event, `data` the
