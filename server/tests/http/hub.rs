@@ -724,21 +724,26 @@ async fn subscribing_again_during_a_catch_up_keeps_the_subscription() {
     // Whatever replays come (a replaced catch-up may have sent part of
     // one), an open's envelope arrives (replayed if the last catch-up read
     // after it), and then a later open's arrive live.
-    let first = open(&w).await;
-    let mut live = None;
+    // Each time the latest open shows up replayed, open again: once the
+    // last catch-up is done, one arrives live (a lost subscription would
+    // time out here).
+    let mut latest = open(&w).await;
+    let mut opens = 1;
     loop {
         let frame = next_frame(&mut ws).await;
         if frame["event"] != "CompartmentOpenStatusUpdated" {
             continue;
         }
         let e = envelope(&frame);
-        let id = e["data"]["command_id"].as_str().map(str::to_string);
-        if live.is_none() && id == Some(first.to_string()) {
-            live = Some(open(&w).await);
-        } else if live.is_some() && id == live.map(|c| c.to_string()) {
-            assert_eq!(e["meta"]["replay"], false);
+        if e["data"]["command_id"] != latest.to_string() {
+            continue;
+        }
+        if e["meta"]["replay"] == false {
             break;
         }
+        assert!(opens < 20, "no envelope arrived live after {opens} opens");
+        latest = open(&w).await;
+        opens += 1;
     }
     w.app.stop().await;
 }
