@@ -101,6 +101,7 @@ pub mod ssr {
     use leptos::prelude::*;
     use lockstep_core::{
         identity::accounts::{Role, User},
+        identity::caller::Caller,
         identity::principal::Principal,
         identity::session_auth,
         identity::tokens::Ability,
@@ -190,6 +191,27 @@ pub mod ssr {
         session_user()
             .await?
             .ok_or_else(|| refuse(AppError::Unauthenticated, "unauthenticated"))
+    }
+
+    /// The core's caller for `principal`, carrying the request's
+    /// `X-Socket-ID` (its WebSocket connection is spared the broadcasts
+    /// this call causes); a malformed one is refused.
+    pub fn caller(principal: &Principal) -> Result<Caller, AppError> {
+        let header = use_context::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get("x-socket-id").cloned());
+        let socket_id = match header {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(id) if lockstep_wire::channel::valid_socket_id(id) => Some(id.to_string()),
+                _ => {
+                    return Err(refuse(
+                        AppError::Invalid("X-Socket-ID must be a socket id like 123.456".into()),
+                        "bad_socket_id",
+                    ))
+                }
+            },
+        };
+        Ok(principal.caller().with_socket_id(socket_id))
     }
 
     /// The signed-in caller, when they may `ability`: the same check (the

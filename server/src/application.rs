@@ -180,14 +180,28 @@ impl Application {
         )
         .await
         .map_err(StartError::Hub)?;
+        let keys = Arc::new(keys);
+        let webhook_urls = config.webhook_urls();
+        let hub_events = if webhook_urls.is_empty() {
+            None
+        } else {
+            services =
+                services.with_webhooks(Arc::new(hub::webhooks::HttpSender::new(keys.clone())));
+            Some(hub::webhooks::start(services.clone(), webhook_urls))
+        };
         let hub = hub::Hub::start(
             services.clone(),
             keys,
             hub::Limits {
                 activity_timeout_secs: config.hub_activity_timeout_secs.max(1),
                 queue: config.hub_queue.max(16),
+                max_connections: config.hub_max_connections,
+                rate_limit: config.hub_rate_limit,
+                rate_window: std::time::Duration::from_secs(config.hub_rate_window_secs.max(1)),
+                client_events: config.pusher_client_events,
                 ..hub::Limits::default()
             },
+            hub_events,
         );
         let state = AppState {
             pusher: hub.keys.clone(),

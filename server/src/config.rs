@@ -145,6 +145,27 @@ pub struct ServeConfig {
     /// falls this far behind is closed with 4100 and resumes.
     #[arg(long, env = "LOCKSTEP_HUB_QUEUE", default_value_t = 1024)]
     pub hub_queue: usize,
+    /// WebSocket connections the hub holds at most (more are refused with
+    /// 4100, so clients back off).
+    #[arg(long, env = "LOCKSTEP_HUB_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub hub_max_connections: usize,
+    /// Messages one WebSocket connection may send per
+    /// `LOCKSTEP_HUB_RATE_WINDOW_SECS` (pings aside); more are refused
+    /// with a 4301 error. 0: no limit.
+    #[arg(long, env = "LOCKSTEP_HUB_RATE_LIMIT", default_value_t = 30)]
+    pub hub_rate_limit: u32,
+    #[arg(long, env = "LOCKSTEP_HUB_RATE_WINDOW_SECS", default_value_t = 10)]
+    pub hub_rate_window_secs: u64,
+    /// Relay Pusher client events (`client-…`) on private and presence
+    /// channels between subscribers.
+    #[arg(long, env = "LOCKSTEP_PUSHER_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub pusher_client_events: bool,
+    /// Where Pusher webhooks go (comma-separated URLs): channel_occupied,
+    /// channel_vacated, member_added, member_removed, client_event; signed
+    /// with the app secret, delivered through the outbox (retried for
+    /// about five minutes). Unset: none.
+    #[arg(long, env = "LOCKSTEP_PUSHER_WEBHOOK_URLS")]
+    pub pusher_webhook_urls: Option<String>,
     /// The shared password lockers provision with on the embedded broker
     /// (with Mosquitto it lives in the provisioning listener's password file).
     #[arg(
@@ -238,6 +259,18 @@ impl ServeConfig {
         }
     }
 
+    /// `LOCKSTEP_PUSHER_WEBHOOK_URLS`, split.
+    pub fn webhook_urls(&self) -> Vec<String> {
+        self.pusher_webhook_urls
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn throttle(&self) -> ThrottleConfig {
         ThrottleConfig {
             per_account_burst: self.login_burst_account,
@@ -279,6 +312,11 @@ impl ServeConfig {
             pusher_app_secret: None,
             hub_activity_timeout_secs: 30,
             hub_queue: 1024,
+            hub_max_connections: 10_000,
+            hub_rate_limit: 30,
+            hub_rate_window_secs: 10,
+            pusher_client_events: false,
+            pusher_webhook_urls: None,
             provisioning_password: Secret::new("provisioning-test-password"),
             mqtt_dynsec: true,
             demo: false,

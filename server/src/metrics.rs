@@ -38,6 +38,12 @@ pub fn handle() -> PrometheusHandle {
                     )
                 })
                 .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("lockstep_hub_commit_to_send_seconds".into()),
+                        &buckets,
+                    )
+                })
+                .and_then(|b| {
                     // Up to the open timeout and past it.
                     b.set_buckets_for_metric(
                         Matcher::Full("lockstep_mqtt_command_round_trip_seconds".into()),

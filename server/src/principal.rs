@@ -10,6 +10,7 @@ use axum::{
 };
 use lockstep_core::{
     identity::accounts::User,
+    identity::caller::Caller,
     identity::principal,
     identity::session_auth,
     identity::tokens::{authenticate_token, Ability},
@@ -18,9 +19,11 @@ use tower_sessions::Session;
 
 use crate::{api_error::ApiError, state::AppState};
 
-/// The caller of an API request.
+/// The caller of an API request, and the WebSocket connection it names
+/// in `X-Socket-ID` (spared the broadcasts it causes, as Laravel's
+/// `toOthers()`).
 #[derive(Clone, Debug)]
-pub struct Principal(pub principal::Principal);
+pub struct Principal(pub principal::Principal, pub Option<String>);
 
 impl Deref for Principal {
     type Target = principal::Principal;
@@ -37,6 +40,28 @@ impl Principal {
             .require(ability)
             .map_err(|_| ApiError::MissingAbility(ability.as_str()))
     }
+
+    /// The core's caller, carrying the request's `X-Socket-ID`.
+    pub fn caller(&self) -> Caller {
+        self.0.caller().with_socket_id(self.1.clone())
+    }
+}
+
+/// The request's `X-Socket-ID`, when it names a socket (`123.456`); a
+/// malformed one is refused rather than silently ignored.
+fn socket_id(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Some(value) = parts.headers.get("x-socket-id") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(id) if crate::hub::protocol::valid_socket_id(id) => Ok(Some(id.to_string())),
+        _ => {
+            crate::metrics::count_rejection("bad_socket_id");
+            Err(ApiError::BadRequest(
+                "X-Socket-ID must be a socket id like 123.456".into(),
+            ))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -44,6 +69,7 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let db = &state.services.db;
+        let socket_id = socket_id(parts)?;
         if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
             let secret = value
                 .to_str()
@@ -54,11 +80,14 @@ impl FromRequestParts<AppState> for Principal {
                     "the Authorization header must be `Bearer <token>`",
                 ))?;
             return match authenticate_token(db, secret).await? {
-                Some(grant) => Ok(Principal(principal::Principal::Token {
-                    token_id: grant.token_id,
-                    user: grant.user,
-                    abilities: grant.abilities,
-                })),
+                Some(grant) => Ok(Principal(
+                    principal::Principal::Token {
+                        token_id: grant.token_id,
+                        user: grant.user,
+                        abilities: grant.abilities,
+                    },
+                    socket_id,
+                )),
                 None => Err(ApiError::InvalidToken("unknown or revoked token")),
             };
         }
@@ -69,7 +98,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthenticated)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         match session_auth::session_user_renewing(db, &session, safe).await? {
-            Some(user) => Ok(Principal(principal::Principal::Session(user))),
+            Some(user) => Ok(Principal(principal::Principal::Session(user), socket_id)),
             None => Err(ApiError::Unauthenticated),
         }
     }

@@ -86,7 +86,7 @@ pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, Ap
     let principal = ssr::require(Ability::CompartmentOpen).await?;
     let services = ssr::services()?;
     let id = uuid_of(&compartment_id)?;
-    let caller = principal.caller();
+    let caller = ssr::caller(&principal)?;
     let input = opens::OpenCommandInput {
         compartment_id: id,
         ..Default::default()

@@ -46,6 +46,7 @@ pub mod services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod webhooks;
 pub mod workers;
 
 pub use error::CoreError;

@@ -19,6 +19,7 @@ use crate::{
     now_ms,
     opens::{self, OpenStatus},
     services::Services,
+    webhooks,
 };
 
 /// The command behind an authorized event, if it still waits to be sent.
@@ -48,6 +49,39 @@ async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<Open
         issued_at,
         expires_at: issued_at + s.settings.open_timeout.as_millis() as i64,
     }))
+}
+
+/// Delivers a stored webhook batch; a failure is retried with backoff
+/// (`webhooks::MAX_ATTEMPTS`).
+async fn deliver_webhook(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
+    let (Some(sender), Some((url, body))) =
+        (&s.webhooks, webhooks::pending(&s.db, job.event_id).await?)
+    else {
+        // Delivered already, or webhooks are no longer configured.
+        outbox::complete(&s.db, job.id, now).await?;
+        return Ok(());
+    };
+    let sent = tokio::time::timeout(s.settings.gateway_deadline, sender.deliver(&url, &body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {:?}",
+                s.settings.gateway_deadline
+            ))
+        });
+    match sent {
+        Ok(()) => {
+            metrics::counter!("lockstep_webhooks_delivered_total").increment(1);
+            webhooks::delivered(&s.db, job.event_id).await?;
+            outbox::complete(&s.db, job.id, now).await?;
+        }
+        Err(e) => {
+            metrics::counter!("lockstep_webhooks_failed_total").increment(1);
+            let outcome = outbox::fail_within(&s.db, job, &e, now, webhooks::MAX_ATTEMPTS).await?;
+            tracing::warn!(%url, error = %e, ?outcome, "a webhook delivery failed");
+        }
+    }
+    Ok(())
 }
 
 /// Runs one claimed outbox job (the workers bound it with a deadline).
@@ -104,6 +138,7 @@ pub async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()
                 }
             }
         }
+        outbox::PUSHER_WEBHOOK => deliver_webhook(s, job, now).await?,
         other => {
             tracing::error!(reactor = other, "unknown reactor; dead letter");
             let dead = outbox::Job {

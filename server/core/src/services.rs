@@ -14,6 +14,7 @@ use crate::{
     eventstore::store::{Committer, Written},
     gateway::{AccountTurns, LockerGateway, RecordingGateway},
     identity::throttle::{LoginThrottle, ThrottleConfig},
+    webhooks::WebhookSender,
     workers::progress::SharedHealth,
 };
 
@@ -67,6 +68,8 @@ pub struct Services {
     pub locker_broker_url: Option<Arc<str>>,
     /// One bank's broker-account changes at a time.
     pub account_turns: AccountTurns,
+    /// Delivers the hub's webhooks (none configured: None).
+    pub webhooks: Option<Arc<dyn WebhookSender>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -92,7 +95,13 @@ impl Services {
             workers: SharedHealth::default(),
             locker_broker_url: None,
             account_turns: AccountTurns::default(),
+            webhooks: None,
         }
+    }
+
+    pub fn with_webhooks(mut self, sender: Arc<dyn WebhookSender>) -> Self {
+        self.webhooks = Some(sender);
+        self
     }
 
     pub fn with_locker_broker_url(mut self, url: Option<String>) -> Self {

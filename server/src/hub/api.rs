@@ -1,7 +1,7 @@
 //! The Pusher HTTP API, so a Laravel app with the `pusher` broadcaster (or
 //! any Pusher server library) publishes through Lockstep: `POST
-//! /apps/{app_id}/events` and `/batch_events`, `GET /apps/{app_id}/channels`
-//! and `/channels/{name}`, signed as Pusher signs (docs/pusher-protocol.md
+//! /apps/{app_id}/events` and `/batch_events`, `GET /apps/{app_id}/channels`,
+//! `/channels/{name}` and `/channels/{name}/users`, signed as Pusher signs (docs/pusher-protocol.md
 //! §6). Publishes are ephemeral, as on Pusher: nothing is written to the
 //! database; Lockstep's own channels are written only by the core (403).
 
@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use lockstep_core::eventstore::channels::Channel;
+use lockstep_core::eventstore::channels::{Channel, PresenceChannel};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -166,7 +166,7 @@ fn check(hub: &Hub, event: Event) -> Result<Checked, Fail> {
         if !protocol::valid_channel(c, hub.limits.max_channel_name) {
             return Err(bad("invalid channel name"));
         }
-        if c.parse::<Channel>().is_ok() {
+        if c.parse::<Channel>().is_ok() || c.parse::<PresenceChannel>().is_ok() {
             return Err(fail(
                 StatusCode::FORBIDDEN,
                 format!("{c} is written only by Lockstep"),
@@ -270,20 +270,29 @@ pub async fn channels(
 ) -> Result<Json<Value>, Fail> {
     verify(&hub, &app_id, &Method::GET, &uri, &[])?;
     let q = query_of(&uri);
-    if wants(&q.info, "user_count") {
+    let user_count = wants(&q.info, "user_count");
+    // As Pusher: user counts only when the listing is of presence channels.
+    if user_count
+        && !q
+            .filter_by_prefix
+            .as_deref()
+            .is_some_and(|p| p.starts_with("presence-"))
+    {
         return Err(fail(
             StatusCode::BAD_REQUEST,
-            "user_count is only for presence channels, which are not served yet",
+            "info=user_count needs filter_by_prefix=presence-",
         ));
     }
     let mut out = Map::new();
-    for (name, count) in hub.registry.occupancy(q.filter_by_prefix).await {
-        let info = if wants(&q.info, "subscription_count") {
-            json!({"subscription_count": count})
-        } else {
-            json!({})
-        };
-        out.insert(name, info);
+    for c in hub.registry.occupancy(q.filter_by_prefix).await {
+        let mut info = Map::new();
+        if wants(&q.info, "subscription_count") {
+            info.insert("subscription_count".into(), json!(c.subscriptions));
+        }
+        if let (true, Some(users)) = (user_count, c.users) {
+            info.insert("user_count".into(), json!(users));
+        }
+        out.insert(c.name, Value::Object(info));
     }
     Ok(Json(json!({"channels": out})))
 }
@@ -296,18 +305,51 @@ pub async fn channel(
 ) -> Result<Json<Value>, Fail> {
     verify(&hub, &app_id, &Method::GET, &uri, &[])?;
     let q = query_of(&uri);
-    let count = hub
+    if wants(&q.info, "user_count") && !name.starts_with("presence-") {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "user_count is only for presence channels",
+        ));
+    }
+    let found = hub
         .registry
         .occupancy(Some(name.clone()))
         .await
         .into_iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, c)| c);
+        .find(|c| c.name == name);
+    let count = found.as_ref().map_or(0, |c| c.subscriptions);
     let mut out = json!({"occupied": count > 0});
     if wants(&q.info, "subscription_count") {
         out["subscription_count"] = json!(count);
     }
+    if wants(&q.info, "user_count") {
+        out["user_count"] = json!(found.and_then(|c| c.users).unwrap_or(0));
+    }
     Ok(Json(out))
+}
+
+/// `GET /apps/{app_id}/channels/{name}/users`: a presence channel's
+/// members (each user once).
+pub async fn users(
+    State(hub): State<Hub>,
+    Path((app_id, name)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, Fail> {
+    verify(&hub, &app_id, &Method::GET, &uri, &[])?;
+    if !name.starts_with("presence-") {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "users are listed only for presence channels",
+        ));
+    }
+    let users: Vec<Value> = hub
+        .registry
+        .users(name)
+        .await
+        .into_iter()
+        .map(|id| json!({"id": id}))
+        .collect();
+    Ok(Json(json!({"users": users})))
 }
 
 #[cfg(test)]

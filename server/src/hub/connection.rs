@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use lockstep_core::eventstore::channels::Channel;
+use lockstep_core::eventstore::channels::{Channel, PresenceChannel};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     protocol::{self, code, Inbound, Subscribe},
-    registry::{Out, SocketId},
+    registry::{Member, Out, SocketId},
     Hub,
 };
 
@@ -28,7 +28,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     hub.registry
         .join(socket_id.clone(), out_tx.clone(), kill_tx);
     // Leaves the registry however this task ends (a panic included).
-    let _member = Member(hub.registry.clone(), socket_id.clone());
+    let _member = Membership(hub.registry.clone(), socket_id.clone());
     metrics::gauge!("lockstep_hub_connections").increment(1.0);
     let hello = Message::Text(
         protocol::connection_established(&socket_id, hub.limits.activity_timeout_secs.max(1))
@@ -44,6 +44,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     let mut heard = Instant::now();
     let mut pinged = false;
     let mut subscribed = std::collections::HashSet::new();
+    let mut rate = Rate::new(hub.limits.rate_limit, hub.limits.rate_window);
     let mut closing = hub.closing();
     while open {
         let deadline = if pinged {
@@ -74,6 +75,16 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                         continue;
                     }
                 };
+                // Pings answer whatever the rate; everything else counts.
+                let keepalive = matches!(frame.event.as_str(), "pusher:ping" | "pusher:pong");
+                if !keepalive && !rate.admit(Instant::now()) {
+                    reject(&out_tx, code::REJECTED, "too many messages; slow down", "hub_rate_limited");
+                    continue;
+                }
+                if frame.event.len() > hub.limits.max_event_name {
+                    reject(&out_tx, code::REJECTED, "event name over the size limit", "hub_event_name");
+                    continue;
+                }
                 handle(&hub, &socket_id, &out_tx, frame, &mut subscribed);
             }
             queued = out_rx.recv() => {
@@ -87,6 +98,14 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                     }
                 }
                 // A peer that stops reading must not park this task.
+                let bytes: usize = batch
+                    .iter()
+                    .map(|o| match o {
+                        Out::Frame(f) => f.len(),
+                        Out::Close(..) => 0,
+                    })
+                    .sum();
+                metrics::counter!("lockstep_hub_bytes_out_total").increment(bytes as u64);
                 let written = tokio::time::timeout(WRITE_TIMEOUT, async {
                     for out in batch {
                         match out {
@@ -138,10 +157,41 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     tracing::debug!(socket_id = %socket_id, "hub connection closed");
 }
 
-/// A socket's membership of the registry, ended on drop.
-struct Member(super::registry::Registry, SocketId);
+/// Inbound messages admitted per window (a fixed window; 0 = no limit).
+struct Rate {
+    limit: u32,
+    window: Duration,
+    started: Instant,
+    used: u32,
+}
 
-impl Drop for Member {
+impl Rate {
+    fn new(limit: u32, window: Duration) -> Self {
+        Rate {
+            limit,
+            window,
+            started: Instant::now(),
+            used: 0,
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        if now.duration_since(self.started) >= self.window {
+            self.started = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.limit
+    }
+}
+
+/// A socket's membership of the registry, ended on drop.
+struct Membership(super::registry::Registry, SocketId);
+
+impl Drop for Membership {
     fn drop(&mut self) {
         self.0.leave(self.1.clone());
     }
@@ -190,14 +240,79 @@ fn handle(
                     .unsubscribe(socket_id.clone(), channel.to_string());
             }
         }
-        e if e.starts_with("client-") => reject(
+        e if e.starts_with("client-") => client_event(hub, socket_id, out, frame, subscribed),
+        _ => {}
+    }
+}
+
+/// A `client-…` event: only when enabled, only on a private or presence
+/// channel this connection joined (never a Lockstep log channel, which
+/// only the core writes), to the other subscribers.
+fn client_event(
+    hub: &Hub,
+    socket_id: &SocketId,
+    out: &mpsc::Sender<Out>,
+    frame: Inbound,
+    subscribed: &std::collections::HashSet<String>,
+) {
+    if !hub.limits.client_events {
+        return reject(
             out,
             code::REJECTED,
             "client events are not enabled on this server",
-            "hub_client_event",
-        ),
-        _ => {}
+            "hub_client_event_disabled",
+        );
     }
+    let Some(channel) = frame.channel else {
+        return reject(
+            out,
+            code::REJECTED,
+            "a client event needs a channel",
+            "hub_bad_frame",
+        );
+    };
+    if !(channel.starts_with("private-") || channel.starts_with("presence-")) {
+        return reject(
+            out,
+            code::REJECTED,
+            "client events only on private and presence channels",
+            "hub_client_event_public",
+        );
+    }
+    if channel.parse::<Channel>().is_ok() {
+        return reject(
+            out,
+            code::REJECTED,
+            "Lockstep's channels are written only by Lockstep",
+            "hub_client_event_log_channel",
+        );
+    }
+    if !subscribed.contains(&channel) {
+        return reject(
+            out,
+            code::REJECTED,
+            "client events only on a channel this connection has joined",
+            "hub_client_event_not_subscribed",
+        );
+    }
+    hub.registry
+        .client_event(socket_id.clone(), channel, frame.event, frame.data);
+}
+
+/// A presence subscription's member, from its signed `channel_data`:
+/// `user_id` (a string or a number, as Laravel sends it) and `user_info`.
+fn member(channel_data: Option<&str>, max_info: usize) -> Option<Member> {
+    let data: serde_json::Value = serde_json::from_str(channel_data?).ok()?;
+    let user_id = match data.get("user_id")? {
+        serde_json::Value::String(s) if !s.is_empty() && s.len() <= 128 => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let user_info = data
+        .get("user_info")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    (user_info.to_string().len() <= max_info).then_some(Member { user_id, user_info })
 }
 
 fn subscribe(
@@ -229,7 +344,12 @@ fn subscribe(
     }
     let signed = name.starts_with("private-") || name.starts_with("presence-");
     let log_channel = name.parse::<Channel>().ok();
-    if log_channel.as_ref().is_some_and(|c| c.to_string() != name) {
+    let lockstep_presence = name.parse::<PresenceChannel>().ok();
+    let misspelt = log_channel.as_ref().is_some_and(|c| c.to_string() != name)
+        || lockstep_presence
+            .as_ref()
+            .is_some_and(|c| c.to_string() != name);
+    if misspelt {
         // Another spelling of a Lockstep channel (an uppercase id): its
         // envelopes carry the canonical name, which the client would not
         // recognise.
@@ -251,7 +371,7 @@ fn subscribe(
                 socket_id,
                 name,
                 sub.channel_data.as_deref(),
-                log_channel.is_some(),
+                log_channel.is_some() || lockstep_presence.is_some(),
             )
         });
         if !ok {
@@ -278,17 +398,29 @@ fn subscribe(
             metrics::counter!("lockstep_hub_subscriptions_total", "type" => "log").increment(1);
             hub.registry.subscribe(socket_id.clone(), channel, sub.seq);
         }
+        // Presence (Lockstep's, signed by the auth endpoint, or an app's):
+        // the member comes from the signed `channel_data`.
         _ if name.starts_with("presence-") => {
-            crate::metrics::count_rejection("hub_unknown_channel");
-            send(
-                out,
-                protocol::subscription_error(
-                    name,
-                    "NotSupported",
-                    "presence channels are not served yet",
-                    404,
-                ),
-            );
+            let Some(member) = member(
+                sub.channel_data.as_deref(),
+                hub.limits.max_presence_member_size,
+            ) else {
+                crate::metrics::count_rejection("hub_bad_channel_data");
+                return send(
+                    out,
+                    protocol::subscription_error(
+                        name,
+                        "AuthError",
+                        "channel_data must carry user_id (and user_info under 1 KB)",
+                        400,
+                    ),
+                );
+            };
+            subscribed.insert(name.to_string());
+            metrics::counter!("lockstep_hub_subscriptions_total", "type" => "presence")
+                .increment(1);
+            hub.registry
+                .subscribe_presence(socket_id.clone(), name.to_string(), member);
         }
         // Public channels, and another app's private ones (signed above):
         // what the HTTP API publishes to them.

@@ -98,7 +98,18 @@ impl AppKeys {
     /// The `auth` for one of Lockstep's own channels: the same shape,
     /// signed with the key only the server holds.
     pub fn log_channel_auth(&self, socket_id: &str, channel: &str) -> String {
-        let text = auth_text(socket_id, channel, None);
+        self.lockstep_channel_auth(socket_id, channel, None)
+    }
+
+    /// The same for a Lockstep presence channel, whose `channel_data` (the
+    /// member) is signed with it.
+    pub fn lockstep_channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
+        let text = auth_text(socket_id, channel, channel_data);
         format!("{}:{}", self.key, sign(&self.log_secret, &text))
     }
 
@@ -113,7 +124,7 @@ impl AppKeys {
         lockstep_channel: bool,
     ) -> bool {
         let expected = if lockstep_channel {
-            self.log_channel_auth(socket_id, channel)
+            self.lockstep_channel_auth(socket_id, channel, channel_data)
         } else {
             self.channel_auth(socket_id, channel, channel_data)
         };

@@ -8,7 +8,9 @@
 //! - [`registry`]: the one owner of subscription state, fed by the core's
 //!   `log_tail` and reading the log itself, resume by `seq` included;
 //! - [`connection`]: one WebSocket;
-//! - [`api`]: the Pusher HTTP API (publish, channel queries).
+//! - [`api`]: the Pusher HTTP API (publish, channel queries);
+//! - [`webhooks`]: Pusher webhooks, batched and delivered through the
+//!   outbox.
 //!
 //! `POST /broadcasting/auth` (`routes::broadcasting`) signs subscriptions
 //! with the same keys.
@@ -18,6 +20,7 @@ pub mod connection;
 pub mod keys;
 pub mod protocol;
 pub mod registry;
+pub mod webhooks;
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -50,6 +53,17 @@ pub struct Limits {
     pub queue: usize,
     /// The `activity_timeout` told to clients (seconds).
     pub activity_timeout_secs: u64,
+    pub max_event_name: usize,
+    /// Distinct users on one presence channel.
+    pub max_presence_members: usize,
+    /// Bytes of one member's `user_info`.
+    pub max_presence_member_size: usize,
+    /// Inbound messages (pings aside) one connection may send per
+    /// `rate_window`; 0 = no limit.
+    pub rate_limit: u32,
+    pub rate_window: std::time::Duration,
+    /// Whether `client-…` events are relayed (Pusher's "client events").
+    pub client_events: bool,
 }
 
 impl Default for Limits {
@@ -61,6 +75,12 @@ impl Default for Limits {
             max_connections: 10_000,
             queue: 1024,
             activity_timeout_secs: protocol::ACTIVITY_TIMEOUT_SECS,
+            max_event_name: 200,
+            max_presence_members: 100,
+            max_presence_member_size: 1024,
+            rate_limit: 30,
+            rate_window: std::time::Duration::from_secs(10),
+            client_events: false,
         }
     }
 }
@@ -78,12 +98,21 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the registry on the current runtime.
-    pub fn start(services: Services, keys: AppKeys, limits: Limits) -> Hub {
+    /// Starts the registry on the current runtime; `events` receives
+    /// what webhooks report (channel occupancy, members, client events).
+    pub fn start(
+        services: Services,
+        keys: Arc<AppKeys>,
+        limits: Limits,
+        events: Option<tokio::sync::mpsc::UnboundedSender<registry::HubEvent>>,
+    ) -> Hub {
+        let config = registry::Config {
+            max_presence_members: limits.max_presence_members,
+        };
         Hub {
-            keys: Arc::new(keys),
+            keys,
             limits: Arc::new(limits),
-            registry: registry::start(services),
+            registry: registry::start(services, config, events),
             connections: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
@@ -112,6 +141,7 @@ pub fn routes(hub: Hub) -> Router {
         )
         .route("/apps/{app_id}/channels", get(api::channels))
         .route("/apps/{app_id}/channels/{name}", get(api::channel))
+        .route("/apps/{app_id}/channels/{name}/users", get(api::users))
         .with_state(hub)
 }
 

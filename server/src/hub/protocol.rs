@@ -135,6 +135,18 @@ pub fn message(event: &str, channel: &str, data: &str) -> String {
     json!({"event": event, "channel": channel, "data": data}).to_string()
 }
 
+/// A client event as the other subscribers get it: `data` passed on as
+/// the sender wrote it, with the sender's `user_id` on a presence channel.
+pub fn client_event(event: &str, channel: &str, data: &Value, user_id: Option<&str>) -> String {
+    match user_id {
+        Some(user_id) => {
+            json!({"event": event, "channel": channel, "data": data, "user_id": user_id})
+        }
+        None => json!({"event": event, "channel": channel, "data": data}),
+    }
+    .to_string()
+}
+
 /// A socket id as every Pusher library checks it: `\d+\.\d+`.
 pub fn new_socket_id() -> String {
     use rand::Rng;
@@ -146,20 +158,7 @@ pub fn new_socket_id() -> String {
     )
 }
 
-/// Whether `id` looks like a socket id.
-pub fn valid_socket_id(id: &str) -> bool {
-    match id.split_once('.') {
-        Some((a, b)) => {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.len() <= 20
-                && b.len() <= 20
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
-        }
-        None => false,
-    }
-}
+pub use lockstep_wire::channel::valid_socket_id;
 
 /// Pusher's channel-name rule: `[-a-zA-Z0-9_=@,.;]`, at most `max` long.
 pub fn valid_channel(name: &str, max: usize) -> bool {

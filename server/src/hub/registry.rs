@@ -67,6 +67,25 @@ enum Command {
         socket: SocketId,
         channel: String,
     },
+    /// A presence channel (signed, with its member): an ephemeral channel
+    /// whose members are announced.
+    SubscribePresence {
+        socket: SocketId,
+        channel: String,
+        member: Member,
+    },
+    /// A client event (`client-…`) from a subscriber, to the others.
+    ClientEvent {
+        socket: SocketId,
+        channel: String,
+        event: String,
+        data: serde_json::Value,
+    },
+    /// A presence channel's members (None: no such channel occupied).
+    Users {
+        channel: String,
+        reply: tokio::sync::oneshot::Sender<Vec<String>>,
+    },
     /// One HTTP API publish: the same bytes to every subscriber of
     /// `channel` but `except`.
     Publish {
@@ -77,7 +96,7 @@ enum Command {
     /// How many sockets follow each channel (with the prefix).
     Occupancy {
         prefix: Option<String>,
-        reply: tokio::sync::oneshot::Sender<Vec<(String, usize)>>,
+        reply: tokio::sync::oneshot::Sender<Vec<Occupied>>,
     },
     /// A subscriber's catch-up task sent the log up to `last` (or the
     /// head was `last`), or failed.
@@ -94,7 +113,7 @@ enum Command {
     /// The live read of a channel.
     Read {
         channel: String,
-        read: Result<channels::Since, String>,
+        read: Result<channels::LogRead, String>,
     },
 }
 
@@ -141,13 +160,101 @@ impl Registry {
             except,
         });
     }
+    /// Joins a presence channel as `member` (already verified).
+    pub fn subscribe_presence(&self, socket: SocketId, channel: String, member: Member) {
+        let _ = self.tx.send(Command::SubscribePresence {
+            socket,
+            channel,
+            member,
+        });
+    }
+    /// A client event from `socket`, for the other subscribers of
+    /// `channel` (the socket must have joined it).
+    pub fn client_event(
+        &self,
+        socket: SocketId,
+        channel: String,
+        event: String,
+        data: serde_json::Value,
+    ) {
+        let _ = self.tx.send(Command::ClientEvent {
+            socket,
+            channel,
+            event,
+            data,
+        });
+    }
     /// The occupied channels (whose names start with `prefix`) and how
-    /// many sockets follow each.
-    pub async fn occupancy(&self, prefix: Option<String>) -> Vec<(String, usize)> {
+    /// many sockets (and, on presence channels, users) follow each.
+    pub async fn occupancy(&self, prefix: Option<String>) -> Vec<Occupied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let _ = self.tx.send(Command::Occupancy { prefix, reply });
         answer.await.unwrap_or_default()
     }
+    /// The user ids present on a presence channel.
+    pub async fn users(&self, channel: String) -> Vec<String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Command::Users { channel, reply });
+        answer.await.unwrap_or_default()
+    }
+}
+
+/// One occupied channel.
+#[derive(Clone, Debug)]
+pub struct Occupied {
+    pub name: String,
+    pub subscriptions: usize,
+    /// Distinct members, on a presence channel.
+    pub users: Option<usize>,
+}
+
+/// A presence channel's member, as `channel_data` names it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub user_id: String,
+    pub user_info: serde_json::Value,
+}
+
+/// What happened that webhooks report (Pusher's webhook events).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubEvent {
+    ChannelOccupied {
+        channel: String,
+    },
+    ChannelVacated {
+        channel: String,
+    },
+    MemberAdded {
+        channel: String,
+        user_id: String,
+    },
+    MemberRemoved {
+        channel: String,
+        user_id: String,
+    },
+    ClientEvent {
+        channel: String,
+        event: String,
+        data: String,
+        socket_id: String,
+        user_id: Option<String>,
+    },
+}
+
+/// What the registry is started with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Distinct users one presence channel admits (Pusher: 100).
+    pub max_presence_members: usize,
+}
+
+/// A presence channel's members: each user once, however many of their
+/// connections joined.
+#[derive(Default)]
+struct Presence {
+    /// user id → (user_info, how many sockets).
+    members: HashMap<String, (serde_json::Value, usize)>,
+    by_socket: HashMap<SocketId, String>,
 }
 
 /// One subscriber of a log channel.
@@ -156,7 +263,8 @@ enum Sub {
     /// envelopes wait here, at most `MAX_BUFFER`.
     CatchingUp {
         generation: u64,
-        buffer: Vec<(i64, Utf8Bytes)>,
+        /// (seq, frame); no frame for an envelope that spares it.
+        buffer: Vec<(i64, Option<Utf8Bytes>)>,
         task: tokio::task::AbortHandle,
     },
     /// Live; envelopes up to `after` it has already had.
@@ -191,10 +299,20 @@ struct State {
     next_generation: u64,
     /// Channels outside the log, and who follows them.
     ephemeral: HashMap<String, HashSet<SocketId>>,
+    /// The members of presence channels (also in `ephemeral`).
+    presence: HashMap<String, Presence>,
+    config: Config,
+    /// Where webhook-worthy events go, when webhooks are configured.
+    events: Option<mpsc::UnboundedSender<HubEvent>>,
 }
 
-/// Starts the registry task; it runs until the process ends.
-pub fn start(services: Services) -> Registry {
+/// Starts the registry task; it runs until the process ends. `events`
+/// receives what webhooks report.
+pub fn start(
+    services: Services,
+    config: Config,
+    events: Option<mpsc::UnboundedSender<HubEvent>>,
+) -> Registry {
     let (tx, rx) = mpsc::unbounded_channel();
     let log = services.log_tail.subscribe();
     let state = State {
@@ -204,6 +322,9 @@ pub fn start(services: Services) -> Registry {
         channels: HashMap::new(),
         next_generation: 0,
         ephemeral: HashMap::new(),
+        presence: HashMap::new(),
+        config,
+        events,
     };
     tokio::spawn(run(state, rx, log));
     Registry { tx }
@@ -270,7 +391,26 @@ impl State {
                 let _ = s.out.try_send(Out::Frame(
                     protocol::subscription_succeeded(&channel, &json!({})).into(),
                 ));
-                self.ephemeral.entry(channel).or_default().insert(socket);
+                self.join_ephemeral(socket, channel);
+            }
+            Command::SubscribePresence {
+                socket,
+                channel,
+                member,
+            } => self.subscribe_presence(socket, channel, member),
+            Command::ClientEvent {
+                socket,
+                channel,
+                event,
+                data,
+            } => self.client_event(socket, channel, event, data),
+            Command::Users { channel, reply } => {
+                let users = self
+                    .presence
+                    .get(&channel)
+                    .map(|p| p.members.keys().cloned().collect())
+                    .unwrap_or_default();
+                let _ = reply.send(users);
             }
             Command::Publish {
                 channel,
@@ -278,12 +418,17 @@ impl State {
                 except,
             } => self.publish(&channel, frame, except.as_deref()),
             Command::Occupancy { prefix, reply } => {
-                let log = self.channels.iter().map(|(n, c)| (n.clone(), c.subs.len()));
-                let eph = self.ephemeral.iter().map(|(n, s)| (n.clone(), s.len()));
+                let log = self.channels.iter().map(|(n, c)| (n, c.subs.len()));
+                let eph = self.ephemeral.iter().map(|(n, s)| (n, s.len()));
                 let all = log
                     .chain(eph)
                     .filter(|(n, count)| {
                         *count > 0 && prefix.as_deref().is_none_or(|p| n.starts_with(p))
+                    })
+                    .map(|(name, subscriptions)| Occupied {
+                        name: name.clone(),
+                        subscriptions,
+                        users: self.presence.get(name).map(|p| p.members.len()),
                     })
                     .collect();
                 let _ = reply.send(all);
@@ -332,9 +477,18 @@ impl State {
 
     fn remove_sub(&mut self, socket: &SocketId, channel: &str) {
         if let Some(subs) = self.ephemeral.get_mut(channel) {
-            subs.remove(socket);
+            if !subs.remove(socket) {
+                return;
+            }
             if subs.is_empty() {
                 self.ephemeral.remove(channel);
+                metrics::gauge!("lockstep_hub_channels").decrement(1.0);
+            }
+            self.leave_presence(socket, channel);
+            if !self.ephemeral.contains_key(channel) {
+                self.emit(HubEvent::ChannelVacated {
+                    channel: channel.to_string(),
+                });
             }
             return;
         }
@@ -350,7 +504,175 @@ impl State {
         if empty {
             self.channels.remove(channel);
             metrics::gauge!("lockstep_hub_channels").decrement(1.0);
+            self.emit(HubEvent::ChannelVacated {
+                channel: channel.to_string(),
+            });
         }
+    }
+
+    fn emit(&self, event: HubEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Adds `socket` to an ephemeral channel's followers.
+    fn join_ephemeral(&mut self, socket: SocketId, channel: String) {
+        let subs = self.ephemeral.entry(channel.clone()).or_default();
+        let first = subs.is_empty();
+        subs.insert(socket);
+        if first {
+            metrics::gauge!("lockstep_hub_channels").increment(1.0);
+            self.emit(HubEvent::ChannelOccupied { channel });
+        }
+    }
+
+    fn subscribe_presence(&mut self, socket: SocketId, channel: String, member: Member) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        let out = s.out.clone();
+        // Subscribing again starts over (as a fresh join).
+        if s.channels.contains(&channel) {
+            self.remove_sub(&socket, &channel);
+        }
+        let presence = self.presence.entry(channel.clone()).or_default();
+        if !presence.members.contains_key(&member.user_id)
+            && presence.members.len() >= self.config.max_presence_members
+        {
+            if presence.members.is_empty() {
+                self.presence.remove(&channel);
+            }
+            crate::metrics::count_rejection("hub_presence_full");
+            let _ = out.try_send(Out::Frame(
+                protocol::subscription_error(
+                    &channel,
+                    "LimitReached",
+                    "this presence channel has its maximum of members",
+                    4100,
+                )
+                .into(),
+            ));
+            return;
+        }
+        presence
+            .by_socket
+            .insert(socket.clone(), member.user_id.clone());
+        let entry = presence
+            .members
+            .entry(member.user_id.clone())
+            .or_insert_with(|| (member.user_info.clone(), 0));
+        entry.0 = member.user_info.clone();
+        entry.1 += 1;
+        let first_of_user = entry.1 == 1;
+        let ids: Vec<&String> = presence.members.keys().collect();
+        let hash: serde_json::Map<String, serde_json::Value> = presence
+            .members
+            .iter()
+            .map(|(id, (info, _))| (id.clone(), info.clone()))
+            .collect();
+        let here = json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}});
+        if let Some(s) = self.sockets.get_mut(&socket) {
+            s.channels.insert(channel.clone());
+        }
+        let _ = out.try_send(Out::Frame(
+            protocol::subscription_succeeded(&channel, &here).into(),
+        ));
+        self.join_ephemeral(socket.clone(), channel.clone());
+        if first_of_user {
+            // The others hear of a user's first connection only.
+            let added = protocol::frame(
+                "pusher_internal:member_added",
+                Some(&channel),
+                &json!({"user_id": member.user_id, "user_info": member.user_info}),
+            );
+            self.publish(&channel, added.into(), Some(&socket));
+            self.emit(HubEvent::MemberAdded {
+                channel,
+                user_id: member.user_id,
+            });
+        }
+    }
+
+    /// `socket` left a presence channel: its user leaves with their last
+    /// connection.
+    fn leave_presence(&mut self, socket: &SocketId, channel: &str) {
+        let Some(presence) = self.presence.get_mut(channel) else {
+            return;
+        };
+        let Some(user_id) = presence.by_socket.remove(socket) else {
+            return;
+        };
+        let gone = match presence.members.get_mut(&user_id) {
+            Some((_, n)) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if gone {
+            presence.members.remove(&user_id);
+        }
+        if presence.members.is_empty() {
+            self.presence.remove(channel);
+        }
+        if gone {
+            let removed = protocol::frame(
+                "pusher_internal:member_removed",
+                Some(channel),
+                &json!({"user_id": user_id}),
+            );
+            self.publish(channel, removed.into(), None);
+            self.emit(HubEvent::MemberRemoved {
+                channel: channel.to_string(),
+                user_id,
+            });
+        }
+    }
+
+    /// A client event: to every other subscriber, with the sender's
+    /// `user_id` on a presence channel; never echoed to the sender.
+    fn client_event(
+        &mut self,
+        socket: SocketId,
+        channel: String,
+        event: String,
+        data: serde_json::Value,
+    ) {
+        let joined = self
+            .ephemeral
+            .get(&channel)
+            .is_some_and(|subs| subs.contains(&socket));
+        if !joined {
+            crate::metrics::count_rejection("hub_client_event_not_subscribed");
+            if let Some(s) = self.sockets.get(&socket) {
+                let _ = s.out.try_send(Out::Frame(
+                    protocol::error(
+                        code::REJECTED,
+                        "client events only on a channel this connection has joined",
+                    )
+                    .into(),
+                ));
+            }
+            return;
+        }
+        let user_id = self
+            .presence
+            .get(&channel)
+            .and_then(|p| p.by_socket.get(&socket).cloned());
+        let frame = protocol::client_event(&event, &channel, &data, user_id.as_deref());
+        metrics::counter!("lockstep_hub_client_events_total").increment(1);
+        self.publish(&channel, frame.into(), Some(&socket));
+        self.emit(HubEvent::ClientEvent {
+            channel,
+            event,
+            data: match data {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            },
+            socket_id: socket.to_string(),
+            user_id,
+        });
     }
 
     fn subscribe(&mut self, socket: SocketId, channel: Channel, resume: Option<i64>) {
@@ -362,6 +684,11 @@ impl State {
         let out = s.out.clone();
         self.next_generation += 1;
         let generation = self.next_generation;
+        if !self.channels.contains_key(&name) {
+            self.emit(HubEvent::ChannelOccupied {
+                channel: name.clone(),
+            });
+        }
         let entry = self.channels.entry(name.clone()).or_insert_with(|| {
             metrics::gauge!("lockstep_hub_channels").increment(1.0);
             LogChannel {
@@ -378,7 +705,7 @@ impl State {
         let (db, tx) = (self.services.db.clone(), self.tx.clone());
         let (task_socket, task_name) = (socket.clone(), name.clone());
         let task = tokio::spawn(async move {
-            let last = catch_up(&db, &channel, resume, &out).await;
+            let last = catch_up(&db, &channel, resume, &task_socket, &out).await;
             let _ = tx.send(Command::CaughtUp {
                 socket: task_socket,
                 channel: task_name,
@@ -444,9 +771,11 @@ impl State {
             if seq != last + 1 {
                 break;
             }
-            if out.try_send(Out::Frame(frame)).is_err() {
-                full = true;
-                break;
+            if let Some(frame) = frame {
+                if out.try_send(Out::Frame(frame)).is_err() {
+                    full = true;
+                    break;
+                }
             }
             last = seq;
         }
@@ -483,7 +812,7 @@ impl State {
             name.to_string(),
         );
         tokio::spawn(async move {
-            let read = channels::since(&db, &channel, after, READ_BATCH)
+            let read = channels::read(&db, &channel, after, READ_BATCH)
                 .await
                 .map_err(|e| e.to_string());
             let _ = tx.send(Command::Read {
@@ -493,7 +822,7 @@ impl State {
         });
     }
 
-    fn read_done(&mut self, name: String, read: Result<channels::Since, String>) {
+    fn read_done(&mut self, name: String, read: Result<channels::LogRead, String>) {
         let Some(c) = self.channels.get_mut(&name) else {
             return;
         };
@@ -534,8 +863,18 @@ impl State {
             metrics::counter!("lockstep_hub_resume_resets_total").increment(1);
             last = read.seq;
         }
-        for envelope in read.events.iter().filter(|e| e.seq > pushed) {
+        for entry in read.entries.iter().filter(|e| e.envelope.seq > pushed) {
+            let envelope = &entry.envelope;
             let frame: Utf8Bytes = encode(envelope, false).into();
+            observe_commit_to_send(envelope);
+            tracing::debug!(
+                channel = %name,
+                seq = envelope.seq,
+                event = %envelope.event,
+                correlation_id = %envelope.correlation_id,
+                subscribers = c.subs.len(),
+                "pushing a log envelope"
+            );
             for (socket, sub) in c.subs.iter_mut() {
                 if slow.contains(socket) || broken.contains(socket) {
                     continue;
@@ -545,8 +884,17 @@ impl State {
                         if buffer.len() >= MAX_BUFFER {
                             slow.insert(socket.clone());
                         } else {
-                            buffer.push((envelope.seq, frame.clone()));
+                            let spared = entry.except_socket.as_deref() == Some(&**socket);
+                            buffer.push((envelope.seq, (!spared).then(|| frame.clone())));
                         }
+                    }
+                    // The request's own connection ("to others"): it
+                    // moves on without it.
+                    Sub::Live { after }
+                        if envelope.seq == *after + 1
+                            && entry.except_socket.as_deref() == Some(&**socket) =>
+                    {
+                        *after = envelope.seq;
                     }
                     Sub::Live { after } if envelope.seq == *after + 1 => {
                         let sent = self
@@ -572,7 +920,7 @@ impl State {
             last = envelope.seq;
         }
         c.pushed = Some(last);
-        let again = c.stale || read.events.len() as i64 >= READ_BATCH;
+        let again = c.stale || read.entries.len() as i64 >= READ_BATCH;
         for socket in slow {
             self.slow(&socket);
         }
@@ -614,6 +962,7 @@ async fn catch_up(
     db: &lockstep_core::db::Db,
     channel: &Channel,
     resume: Option<i64>,
+    socket: &str,
     out: &mpsc::Sender<Out>,
 ) -> Result<i64, String> {
     let name = channel.to_string();
@@ -638,7 +987,7 @@ async fn catch_up(
     .map_err(gone)?;
     let mut replayed = 0u64;
     loop {
-        let read = channels::since(db, channel, after, READ_BATCH)
+        let read = channels::read(db, channel, after, READ_BATCH)
             .await
             .map_err(|e| e.to_string())?;
         if read.reset {
@@ -648,15 +997,18 @@ async fn catch_up(
                 .map_err(gone)?;
             return Ok(read.seq);
         }
-        let Some(last) = read.events.last().map(|e| e.seq) else {
+        let Some(last) = read.entries.last().map(|e| e.envelope.seq) else {
             break;
         };
-        for envelope in &read.events {
-            out.send(Out::Frame(encode(envelope, true).into()))
+        for entry in &read.entries {
+            if entry.except_socket.as_deref() == Some(socket) {
+                continue;
+            }
+            out.send(Out::Frame(encode(&entry.envelope, true).into()))
                 .await
                 .map_err(gone)?;
+            replayed += 1;
         }
-        replayed += read.events.len() as u64;
         after = last;
         if after >= read.seq {
             break;
@@ -671,6 +1023,16 @@ async fn catch_up(
         }
     }
     Ok(after)
+}
+
+/// How long after its event an envelope is queued to live subscribers
+/// (the event's time is taken just before its commit).
+fn observe_commit_to_send(envelope: &Envelope) {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339) {
+        let secs = (time::OffsetDateTime::now_utc() - at).as_seconds_f64();
+        metrics::histogram!("lockstep_hub_commit_to_send_seconds").record(secs.max(0.0));
+    }
 }
 
 /// `lockstep:reset` on `channel`: the log no longer reaches back; refetch,

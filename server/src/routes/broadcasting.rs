@@ -1,7 +1,8 @@
 //! `POST /broadcasting/auth`, as Laravel answers it: the session cookie or
 //! a bearer token names the caller, `channels::authorize` decides, and the
 //! answer is the channel's signature, `{"auth": "key:hex(HMAC-SHA256(
-//! secret, socket_id:channel))"}`.
+//! secret, socket_id:channel))"}`; for a presence channel, also the member
+//! (`channel_data`: `user_id`, `user_info.name`), signed with it.
 
 use axum::{
     body::Bytes,
@@ -11,7 +12,7 @@ use axum::{
     Json,
 };
 use lockstep_core::{
-    eventstore::channels::{self, Channel},
+    eventstore::channels::{self, Channel, PresenceChannel, RecordType},
     identity::tokens::Ability,
 };
 use serde::Deserialize;
@@ -61,21 +62,47 @@ pub async fn broadcasting_auth(
             "socket_id must look like 123.456",
         ));
     }
-    let allowed = match request.channel_name.parse::<Channel>() {
-        // Only the canonical spelling (the one its envelopes carry).
-        Ok(channel) if channel.to_string() == request.channel_name => {
-            channels::authorize(&state.services.db, user, &channel).await?
+    let name = request.channel_name.as_str();
+    // Only the canonical spelling (the one its envelopes carry).
+    let log = name
+        .parse::<Channel>()
+        .ok()
+        .filter(|c| c.to_string() == name);
+    let presence = name
+        .parse::<PresenceChannel>()
+        .ok()
+        .filter(|c| c.to_string() == name);
+    let db = &state.services.db;
+    let allowed = match (&log, &presence) {
+        (Some(channel), _) => channels::authorize(db, user, channel).await?,
+        (None, Some(channel)) => {
+            // A record's presence also needs the right to read that kind
+            // of record (a token's abilities).
+            let reads = match channel {
+                PresenceChannel::Record(RecordType::User, _) => Ability::UserRead,
+                _ => Ability::LockerRead,
+            };
+            principal.require(reads).is_ok()
+                && channels::authorize_presence(db, user, channel).await?
         }
-        _ => false,
+        (None, None) => false,
     };
     if !allowed {
         crate::metrics::count_rejection("hub_auth_refused");
-        tracing::info!(user_id = %user.id, channel = %request.channel_name.chars().take(200).collect::<String>(), "channel auth refused");
+        tracing::info!(user_id = %user.id, channel = %name.chars().take(200).collect::<String>(), "channel auth refused");
         return Ok(error(StatusCode::FORBIDDEN, "not allowed on this channel"));
     }
-    let auth = state
-        .pusher
-        .log_channel_auth(&request.socket_id, &request.channel_name);
+    if presence.is_some() {
+        // The member, as Laravel's presence channels describe one.
+        let channel_data =
+            json!({"user_id": user.id.to_string(), "user_info": {"name": user.name}}).to_string();
+        let auth =
+            state
+                .pusher
+                .lockstep_channel_auth(&request.socket_id, name, Some(&channel_data));
+        return Ok(Json(json!({ "auth": auth, "channel_data": channel_data })).into_response());
+    }
+    let auth = state.pusher.log_channel_auth(&request.socket_id, name);
     Ok(Json(json!({ "auth": auth })).into_response())
 }
 

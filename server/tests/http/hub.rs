@@ -22,17 +22,17 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn keys(app: &TestApp) -> AppKeys {
+pub(crate) async fn keys(app: &TestApp) -> AppKeys {
     AppKeys::load(&app.services.db, None, None, None)
         .await
         .expect("keys")
 }
 
 /// Connects as pusher-js does; returns the socket and its socket_id.
-async fn connect(app: &TestApp, key: &str) -> (Ws, String) {
+pub(crate) async fn connect(app: &TestApp, key: &str) -> (Ws, String) {
     let url = format!(
         "ws://{}/app/{key}?protocol=7&client=js&version=8.4.0&flash=false",
         app.addr
@@ -51,7 +51,7 @@ async fn connect(app: &TestApp, key: &str) -> (Ws, String) {
 }
 
 /// The next text frame as JSON (within 10 s).
-async fn next_frame(ws: &mut Ws) -> Value {
+pub(crate) async fn next_frame(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -64,7 +64,7 @@ async fn next_frame(ws: &mut Ws) -> Value {
     }
 }
 
-async fn send(ws: &mut Ws, frame: Value) {
+pub(crate) async fn send(ws: &mut Ws, frame: Value) {
     ws.send(Message::Text(frame.to_string().into()))
         .await
         .expect("send");
@@ -72,7 +72,12 @@ async fn send(ws: &mut Ws, frame: Value) {
 
 /// `/broadcasting/auth` with a bearer token, form-encoded as pusher-js
 /// sends it.
-async fn auth(app: &TestApp, token: &str, socket_id: &str, channel: &str) -> (u16, Value) {
+pub(crate) async fn auth(
+    app: &TestApp,
+    token: &str,
+    socket_id: &str,
+    channel: &str,
+) -> (u16, Value) {
     let res = reqwest::Client::new()
         .post(app.url("/broadcasting/auth"))
         .bearer_auth(token)
@@ -85,7 +90,7 @@ async fn auth(app: &TestApp, token: &str, socket_id: &str, channel: &str) -> (u1
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn token_of(app: &TestApp, email: &str) -> String {
+pub(crate) async fn token_of(app: &TestApp, email: &str) -> String {
     create_token(
         &app.services.db,
         email,
@@ -367,6 +372,82 @@ async fn an_opens_lifecycle_arrives_live_as_envelopes() {
     w.app.stop().await;
 }
 
+/// `X-Socket-ID` spares the request's own connection the envelopes the
+/// request causes ("to others"), and only those: the same connection gets
+/// what follows (the reactor's `sent`) without a gap closing it; another
+/// connection, and a replay elsewhere, get everything.
+#[tokio::test]
+async fn x_socket_id_spares_the_requests_own_connection() {
+    let w = world().await;
+    let keys = keys(&w.app).await;
+    let (mut own, own_id) = connect(&w.app, &keys.key).await;
+    let (mut other, other_id) = connect(&w.app, &keys.key).await;
+    subscribe_user(&w, &mut own, &own_id, None).await;
+    subscribe_user(&w, &mut other, &other_id, None).await;
+    let client = reqwest::Client::new();
+    let url = w
+        .app
+        .url(&format!("/api/v1/compartments/{}/open", w.compartment));
+    let bad = client
+        .post(&url)
+        .bearer_auth(&w.user_token)
+        .header("x-socket-id", "not-a-socket")
+        .send()
+        .await
+        .expect("open");
+    assert_eq!(
+        bad.status().as_u16(),
+        400,
+        "a malformed X-Socket-ID is refused"
+    );
+    let res = client
+        .post(&url)
+        .bearer_auth(&w.user_token)
+        .header("x-socket-id", &own_id)
+        .send()
+        .await
+        .expect("open");
+    assert_eq!(res.status().as_u16(), 202);
+    let statuses = |frames: &[Value]| -> Vec<String> {
+        frames
+            .iter()
+            .map(envelope)
+            .map(|e| e["data"]["status"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let mut theirs = Vec::new();
+    while theirs.len() < 2 {
+        theirs.push(next_frame(&mut other).await);
+    }
+    assert_eq!(statuses(&theirs), ["accepted", "sent"]);
+    let sent = next_frame(&mut own).await;
+    assert_eq!(
+        statuses(std::slice::from_ref(&sent)),
+        ["sent"],
+        "own connection: no accepted"
+    );
+    assert_eq!(envelope(&sent)["seq"], envelope(&theirs[1])["seq"]);
+    // Still subscribed (no gap closed it): the next open, without the
+    // header, arrives whole.
+    open(&w).await;
+    let next = envelope(&next_frame(&mut own).await);
+    assert_eq!(next["data"]["status"], "accepted");
+    // A replay on a new connection has the spared envelope too.
+    let (mut late, late_id) = connect(&w.app, &keys.key).await;
+    subscribe_user(&w, &mut late, &late_id, Some(0)).await;
+    let spared = envelope(&theirs[0])["seq"].as_i64().expect("seq");
+    let mut expected = 1;
+    while expected <= spared {
+        let e = envelope(&next_frame(&mut late).await);
+        assert_eq!(e["seq"].as_i64(), Some(expected), "every seq, in order");
+        if expected == spared {
+            assert_eq!(e["data"]["status"], "accepted");
+        }
+        expected += 1;
+    }
+    w.app.stop().await;
+}
+
 /// Resume racing with appends: every seq of the channel exactly once, in
 /// order, the first ones replayed, then live.
 #[tokio::test]
@@ -460,7 +541,7 @@ async fn a_resume_from_a_pruned_seq_gets_a_reset() {
 /// Signs a Pusher HTTP API request as the `pusher` libraries do: query
 /// `auth_key`, `auth_timestamp`, `auth_version`, `body_md5` (and extra
 /// params), sorted; signature over `METHOD\nPATH\nquery`.
-fn signed_url(
+pub(crate) fn signed_url(
     app: &TestApp,
     keys: &AppKeys,
     method: &str,
@@ -490,7 +571,12 @@ fn signed_url(
     app.url(&format!("{path}?{qs}&auth_signature={signature}"))
 }
 
-async fn publish(app: &TestApp, keys: &AppKeys, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn publish(
+    app: &TestApp,
+    keys: &AppKeys,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let text = body.to_string();
     let res = reqwest::Client::new()
         .post(signed_url(app, keys, "POST", path, &text, &[]))
@@ -756,7 +842,11 @@ async fn subscribing_again_during_a_catch_up_keeps_the_subscription() {
 /// zero leaks.
 #[tokio::test]
 async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
-    let (app, _db) = spawn_app().await;
+    // Four subscribes per channel and connection: over the default rate.
+    let _db = lockstep_core::testing::fresh_database().await;
+    let mut config = lockstep_server::ServeConfig::for_tests(&_db.url, _db.dir.clone());
+    config.hub_rate_limit = 0;
+    let app = start(config).await;
     let keys = keys(&app).await;
     let admin_a =
         lockstep_core::identity::accounts::find_user_by_email(&app.services.db, ADMIN_EMAIL)
@@ -822,6 +912,20 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
         ),
         (format!("private-locker-bank.{bank_a}"), vec![admin_a.id]),
         (format!("private-locker-bank.{bank_b}"), vec![admin_b.id]),
+        (format!("presence-locker-bank.{bank_a}"), vec![admin_a.id]),
+        (format!("presence-locker-bank.{bank_b}"), vec![admin_b.id]),
+        (
+            format!("presence-record.locker-bank.{bank_b}"),
+            vec![admin_b.id],
+        ),
+        (
+            format!("presence-record.user.{}", user_a.id),
+            vec![admin_a.id],
+        ),
+        (
+            format!("presence-record.user.{}", user_b.id),
+            vec![admin_b.id],
+        ),
     ];
     let people = [&admin_a, &user_a, &other_a, &admin_b, &user_b];
     let mut checked = 0;
@@ -837,6 +941,7 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
                 "{} auth {channel}: {status}",
                 person.email
             );
+            let presence = channel.starts_with("presence-");
             let since = reqwest::Client::new()
                 .get(app.url(&format!("/api/v1/events/since?channel={channel}&seq=0")))
                 .bearer_auth(&token)
@@ -847,17 +952,25 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
                 .as_u16();
             assert_eq!(
                 since == 200,
-                may,
+                may && !presence,
                 "{} since {channel}: {since}",
                 person.email
             );
-            // Forged subscribes never join: the app secret's signature, and
-            // the signature of another socket.
-            for forged in [
-                keys.channel_auth(&socket_id, channel, None),
-                keys.log_channel_auth("1.1", channel),
-            ] {
-                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": forged}})).await;
+            // Forged subscribes never join: the app secret's signature, the
+            // signature of another socket, and (presence) another member
+            // than the one signed.
+            let member =
+                json!({"user_id": person.id.to_string(), "user_info": {"name": "x"}}).to_string();
+            let data = presence.then_some(member.as_str());
+            let mut forgeries = vec![
+                (keys.channel_auth(&socket_id, channel, data), data),
+                (keys.lockstep_channel_auth("1.1", channel, data), data),
+            ];
+            if let (true, Some(auth)) = (presence, body["auth"].as_str()) {
+                forgeries.push((auth.to_string(), Some(member.as_str())));
+            }
+            for (forged, data) in forgeries {
+                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": forged, "channel_data": data}})).await;
                 assert_eq!(next_frame(&mut ws).await["data"]["code"], 4009, "{channel}");
                 assert_eq!(
                     next_frame(&mut ws).await["event"],
@@ -865,7 +978,7 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
                 );
             }
             if may {
-                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": body["auth"]}})).await;
+                send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": body["auth"], "channel_data": body["channel_data"]}})).await;
                 let ok = next_frame(&mut ws).await;
                 assert_eq!(
                     ok["event"], "pusher_internal:subscription_succeeded",
@@ -876,7 +989,7 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 45);
+    assert_eq!(checked, 70);
     app.stop().await;
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod hardening;
 mod helpers;
 mod hub;
+mod hub_presence;
 mod mqtt;
 mod open_flow;
 mod operations;

@@ -1,6 +1,7 @@
 //! The channels of the channel log, named as Pusher clients subscribe to
-//! them (`private-…`). Who may read which is decided in the core
-//! (`lockstep_core::eventstore::channels::authorize`).
+//! them (`private-…`), and Lockstep's presence channels (`presence-…`).
+//! Who may read or join which is decided in the core
+//! (`lockstep_core::eventstore::channels::authorize`, `authorize_presence`).
 
 use std::{fmt, str::FromStr};
 
@@ -64,6 +65,73 @@ impl FromStr for Channel {
     }
 }
 
+/// Whether `id` is a WebSocket socket id as the hub hands them out and
+/// every Pusher library checks them (`\d+\.\d+`): what `X-Socket-ID`
+/// and `socket_id` parameters must look like.
+pub fn valid_socket_id(id: &str) -> bool {
+    match id.split_once('.') {
+        Some((a, b)) => {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.len() <= 20
+                && b.len() <= 20
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+wire_enum! {
+    /// The records whose editors see each other on
+    /// `presence-record.{type}.{id}`.
+    pub enum RecordType ("record type") {
+        LockerBank = "locker-bank",
+        Compartment = "compartment",
+        Grant = "grant",
+        User = "user",
+    }
+}
+
+/// One of Lockstep's presence channels: who is here, not a log (nothing is
+/// appended to them; members come and go with their connections).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PresenceChannel {
+    /// `presence-locker-bank.{bank_id}`: the admins watching a bank.
+    LockerBank(Uuid),
+    /// `presence-record.{type}.{id}`: who has this record open.
+    Record(RecordType, Uuid),
+}
+
+const PRESENCE_LOCKER_BANK: &str = "presence-locker-bank.";
+const PRESENCE_RECORD: &str = "presence-record.";
+
+impl fmt::Display for PresenceChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PresenceChannel::LockerBank(id) => write!(f, "{PRESENCE_LOCKER_BANK}{id}"),
+            PresenceChannel::Record(kind, id) => write!(f, "{PRESENCE_RECORD}{kind}.{id}"),
+        }
+    }
+}
+
+impl FromStr for PresenceChannel {
+    type Err = NotAChannel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || NotAChannel(s.chars().take(200).collect());
+        let uuid = |t: &str| Uuid::parse_str(t).map_err(|_| bad());
+        if let Some(rest) = s.strip_prefix(PRESENCE_LOCKER_BANK) {
+            return Ok(PresenceChannel::LockerBank(uuid(rest)?));
+        }
+        if let Some(rest) = s.strip_prefix(PRESENCE_RECORD) {
+            let (kind, id) = rest.split_once('.').ok_or_else(bad)?;
+            let kind = kind.parse::<RecordType>().map_err(|_| bad())?;
+            return Ok(PresenceChannel::Record(kind, uuid(id)?));
+        }
+        Err(bad())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +158,31 @@ mod tests {
             "private-tenant.lockers",
         ] {
             assert!(bad.parse::<Channel>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn presence_channels_round_trip_and_garbage_is_refused() {
+        let id = Uuid::now_v7();
+        for c in std::iter::once(PresenceChannel::LockerBank(id)).chain(
+            RecordType::ALL
+                .iter()
+                .map(|kind| PresenceChannel::Record(*kind, id)),
+        ) {
+            assert_eq!(c.to_string().parse::<PresenceChannel>().ok(), Some(c));
+        }
+        assert_eq!(
+            PresenceChannel::Record(RecordType::LockerBank, id).to_string(),
+            format!("presence-record.locker-bank.{id}")
+        );
+        for bad in [
+            "presence-record.widget.{id}",
+            "presence-record.user",
+            "presence-locker-bank.1",
+            "private-locker-bank.{id}",
+        ] {
+            let bad = bad.replace("{id}", &id.to_string());
+            assert!(bad.parse::<PresenceChannel>().is_err(), "{bad}");
         }
     }
 }

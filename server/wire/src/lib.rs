@@ -23,7 +23,7 @@ pub mod envelope;
 pub mod mqtt;
 pub mod open;
 
-pub use channel::Channel;
+pub use channel::{Channel, PresenceChannel, RecordType};
 pub use envelope::{Actor, Envelope, EnvelopeMeta, Subject};
 pub use open::{DenialReason, FailureReason, OpenReason, OpenStatus};
 

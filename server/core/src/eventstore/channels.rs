@@ -18,7 +18,10 @@ use crate::{
     identity::accounts::{find_user, Role, User},
 };
 
-pub use lockstep_wire::{envelope::ENVELOPE_VERSION, Channel, Envelope, EnvelopeMeta, Subject};
+pub use lockstep_wire::{
+    envelope::ENVELOPE_VERSION, Channel, Envelope, EnvelopeMeta, PresenceChannel, RecordType,
+    Subject,
+};
 
 impl From<lockstep_wire::channel::NotAChannel> for CoreError {
     fn from(e: lockstep_wire::channel::NotAChannel) -> Self {
@@ -51,6 +54,38 @@ pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bo
                     .is_some_and(|t| t == user.tenant_id.to_string())
         }
     })
+}
+
+/// Whether `user` may join a Lockstep presence channel: an admin, on a
+/// record of their own tenant (a bank's watchers; a record's editors).
+pub async fn authorize_presence(
+    db: &Db,
+    user: &User,
+    channel: &PresenceChannel,
+) -> CoreResult<bool> {
+    if user.role != Role::Admin {
+        return Ok(false);
+    }
+    let (table, id) = match channel {
+        PresenceChannel::LockerBank(id) => ("locker_banks", id),
+        PresenceChannel::Record(kind, id) => (
+            match kind {
+                RecordType::LockerBank => "locker_banks",
+                RecordType::Compartment => "compartments",
+                RecordType::Grant => "grants",
+                RecordType::User => "users",
+            },
+            id,
+        ),
+    };
+    let tenant: Option<String> =
+        sqlx::query(&format!("SELECT tenant_id FROM {table} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&db.pool)
+            .await?
+            .map(|row| row.try_get("tenant_id"))
+            .transpose()?;
+    Ok(tenant.is_some_and(|t| t == user.tenant_id.to_string()))
 }
 
 /// A notification a projector wants on some channels.
@@ -141,6 +176,7 @@ pub async fn append(
         sender: &source.metadata.actor,
         correlation_id: source.metadata.correlation_id,
         data: &note.data,
+        except_socket: source.metadata.socket_id.as_deref(),
     };
     let body = serde_json::to_string(&body)
         .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?;
@@ -180,20 +216,50 @@ struct Body<'a> {
     sender: &'a Actor,
     correlation_id: Uuid,
     data: &'a Value,
+    /// Not pushed to this WebSocket connection (the request's own);
+    /// never shown to clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    except_socket: Option<&'a str>,
 }
 
-/// The envelope of one log row: its stored body with the row's channel and
+/// The entry of one log row: its stored body with the row's channel and
 /// seq (older bodies, whole envelopes, read the same way).
-fn envelope_of(body: &str, channel: &str, seq: i64) -> CoreResult<Envelope> {
+fn entry_of(body: &str, channel: &str, seq: i64) -> CoreResult<Logged> {
     let mut value: Value = serde_json::from_str(body)
         .map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))?;
     let fields = value
         .as_object_mut()
         .ok_or_else(|| CoreError::Invalid("stored envelope is not an object".into()))?;
+    let except_socket = match fields.remove("except_socket") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
     fields.insert("channel".into(), Value::from(channel));
     fields.insert("seq".into(), Value::from(seq));
     fields.insert("meta".into(), serde_json::json!({ "replay": true }));
-    serde_json::from_value(value).map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))
+    let envelope = serde_json::from_value(value)
+        .map_err(|e| CoreError::Invalid(format!("stored envelope: {e}")))?;
+    Ok(Logged {
+        envelope,
+        except_socket,
+    })
+}
+
+/// One log entry as the hub reads it: the envelope, and the WebSocket
+/// connection it is not pushed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub envelope: Envelope,
+    pub except_socket: Option<String>,
+}
+
+/// [`since`] with each entry's `except_socket` (the hub's read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRead {
+    pub channel: String,
+    pub seq: i64,
+    pub reset: bool,
+    pub entries: Vec<Logged>,
 }
 
 /// The answer to "what happened on this channel after `seq`".
@@ -223,6 +289,18 @@ pub async fn head(db: &Db, channel: &Channel) -> CoreResult<i64> {
 }
 
 pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreResult<Since> {
+    let read = read(db, channel, after, limit).await?;
+    Ok(Since {
+        channel: read.channel,
+        seq: read.seq,
+        reset: read.reset,
+        events: read.entries.into_iter().map(|l| l.envelope).collect(),
+    })
+}
+
+/// What happened on the channel after `seq`, each entry with the socket
+/// it spares.
+pub async fn read(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreResult<LogRead> {
     let name = channel.to_string();
     let head = head(db, channel).await?;
     let oldest: Option<i64> =
@@ -240,11 +318,11 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
             None => true,
         };
     if reset || after > head {
-        return Ok(Since {
+        return Ok(LogRead {
             channel: name,
             seq: head,
             reset: true,
-            events: Vec::new(),
+            entries: Vec::new(),
         });
     }
     let rows = sqlx::query(
@@ -261,24 +339,24 @@ pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRe
     if let Some(first) = rows.first() {
         let seq: i64 = first.try_get("seq")?;
         if seq != after + 1 {
-            return Ok(Since {
+            return Ok(LogRead {
                 channel: name,
                 seq: head,
                 reset: true,
-                events: Vec::new(),
+                entries: Vec::new(),
             });
         }
     }
-    let mut events = Vec::with_capacity(rows.len());
+    let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
         let body: String = row.try_get("body")?;
-        events.push(envelope_of(&body, &name, row.try_get("seq")?)?);
+        entries.push(entry_of(&body, &name, row.try_get("seq")?)?);
     }
-    Ok(Since {
+    Ok(LogRead {
         channel: name,
         seq: head,
         reset: false,
-        events,
+        entries,
     })
 }
 
@@ -325,7 +403,9 @@ mod tests {
             meta: EnvelopeMeta { replay: false },
         };
         let text = serde_json::to_string(&old).expect("json");
-        let read = envelope_of(&text, "private-user.new", 9).expect("read");
+        let entry = entry_of(&text, "private-user.new", 9).expect("read");
+        assert_eq!(entry.except_socket, None);
+        let read = entry.envelope;
         assert_eq!((read.channel.as_str(), read.seq), ("private-user.new", 9));
         assert!(read.meta.replay);
         assert_eq!((read.event, read.data), (old.event, old.data));

@@ -25,6 +25,10 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
     pub actor: Actor,
     pub tenant_id: Uuid,
+    /// The WebSocket connection the request came from (`X-Socket-ID`): the
+    /// envelopes of this event are not pushed to it ("to others").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<String>,
 }
 
 impl Metadata {
@@ -36,6 +40,7 @@ impl Metadata {
             causation_id: None,
             actor: Actor::System,
             tenant_id,
+            socket_id: None,
         }
     }
 }

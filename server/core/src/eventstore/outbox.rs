@@ -17,6 +17,8 @@ use crate::{
 pub const SEND_OPEN: &str = "send_open";
 /// Disables a decommissioned locker's broker account.
 pub const DISABLE_LOCKER: &str = "disable_locker";
+/// Delivers a stored Pusher webhook batch (`crate::webhooks`).
+pub const PUSHER_WEBHOOK: &str = "pusher_webhook";
 pub const MAX_ATTEMPTS: i64 = 5;
 /// How long a claim holds a job; `CoreSettings::job_deadline` stays under it.
 pub const LEASE_MS: i64 = 30_000;
@@ -106,8 +108,19 @@ pub enum Failure {
 
 /// Records a failed attempt: a retry later, or the dead letter.
 pub async fn fail(db: &Db, job: &Job, error: &str, now: i64) -> CoreResult<Failure> {
+    fail_within(db, job, error, now, MAX_ATTEMPTS).await
+}
+
+/// [`fail`] for a job allowed `max_attempts`.
+pub async fn fail_within(
+    db: &Db,
+    job: &Job,
+    error: &str,
+    now: i64,
+    max_attempts: i64,
+) -> CoreResult<Failure> {
     let attempts = job.attempts + 1;
-    if attempts >= MAX_ATTEMPTS {
+    if attempts >= max_attempts {
         sqlx::query(
             "UPDATE outbox SET status = 'dead', attempts = $1, last_error = $2, finished_at = $3 WHERE id = $4",
         )

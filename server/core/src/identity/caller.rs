@@ -13,6 +13,9 @@ pub struct Caller {
     pub user: User,
     pub actor: Actor,
     pub correlation_id: Uuid,
+    /// The caller's WebSocket connection (`X-Socket-ID`), spared the
+    /// broadcasts of what it does.
+    pub socket_id: Option<String>,
 }
 
 impl Caller {
@@ -21,7 +24,14 @@ impl Caller {
             user,
             actor,
             correlation_id: Uuid::now_v7(),
+            socket_id: None,
         }
+    }
+
+    /// The same caller, its broadcasts sparing WebSocket `socket_id`.
+    pub fn with_socket_id(mut self, socket_id: Option<String>) -> Self {
+        self.socket_id = socket_id;
+        self
     }
 
     pub fn is_admin(&self) -> bool {
@@ -34,6 +44,7 @@ impl Caller {
             causation_id: None,
             actor: self.actor.clone(),
             tenant_id: self.user.tenant_id,
+            socket_id: self.socket_id.clone(),
         }
     }
 }
