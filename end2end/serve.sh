@@ -9,6 +9,10 @@ bin="${LOCKSTEP_BIN:-$root/target/release/lockstep}"
 data="$(mktemp -d /tmp/lockstep-e2e.XXXXXX)"
 unset DATABASE_URL
 export LOCKSTEP_DATA_DIR="$data"
+# The hub's Pusher app, the same for both servers (helpers.ts has them too).
+export LOCKSTEP_PUSHER_APP_ID="e2e-app"
+export LOCKSTEP_PUSHER_APP_KEY="e2e-key"
+export LOCKSTEP_PUSHER_APP_SECRET="e2e-secret-0123456789abcdef"
 if [ "${1:-}" = "--demo" ]; then
   export LOCKSTEP_ADDR="127.0.0.1:${E2E_DEMO_PORT:-3101}"
   export LOCKSTEP_MQTT=embedded

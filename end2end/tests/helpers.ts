@@ -3,6 +3,12 @@ import type { Page } from "@playwright/test";
 export const ADMIN = { email: "admin@e2e.test", password: "admin-e2e-password" };
 export const USER = { email: "user@e2e.test", password: "user-e2e-password" };
 
+// The realtime hub's Pusher app, fixed for both servers by serve.sh
+// (LOCKSTEP_PUSHER_APP_ID / _KEY / _SECRET).
+export const PUSHER_APP_ID = "e2e-app";
+export const PUSHER_APP_KEY = "e2e-key";
+export const PUSHER_APP_SECRET = "e2e-secret-0123456789abcdef";
+
 // Collects browser errors so a broken hydration (e.g. a bad wasm-opt)
 // fails the test even when the server-rendered page looks right.
 export function watchErrors(page: Page): string[] {
