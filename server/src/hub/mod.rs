@@ -150,10 +150,14 @@ async fn upgrade(
     Path(key): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // Buffers sized for Pusher's 10 KB frames, not tungstenite's defaults.
+    // Small buffers, not tungstenite's 128 KiB defaults: the read buffer
+    // is allocated (and touched) up front for every connection, and grows
+    // for a larger frame (up to the 10 KB payload limit) only when one
+    // comes; writes go out every 4 KiB, so a burst does not leave a large
+    // write buffer behind (measured in docs/benchmarks.md, hubload).
     let ws = ws
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(hub.limits.max_payload * 2)
         .max_frame_size(hub.limits.max_payload * 2);
     if !keys::constant_time_eq(key.as_bytes(), hub.keys.key.as_bytes()) {

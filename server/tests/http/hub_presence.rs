@@ -385,6 +385,15 @@ async fn client_events_reach_the_other_subscribers_of_private_and_presence_chann
         json!({"who": "a"}),
         "data as the sender wrote it"
     );
+    // A frame near the 10 KB limit (over the 4 KiB read buffer) whole.
+    let big = "b".repeat(9 * 1024);
+    send(
+        &mut a,
+        json!({"event": "client-big", "channel": chat, "data": {"text": big}}),
+    )
+    .await;
+    let got = next_frame(&mut b).await;
+    assert_eq!(got["data"]["text"].as_str(), Some(big.as_str()));
     // Never echoed to the sender.
     next_is_marker(&app, &keys, &mut a, vec![&mut b], chat, "after typing").await;
 
