@@ -54,11 +54,21 @@ async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<Open
 /// Delivers a stored webhook batch; a failure is retried with backoff
 /// (`webhooks::MAX_ATTEMPTS`).
 async fn deliver_webhook(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
-    let (Some(sender), Some((url, body))) =
-        (&s.webhooks, webhooks::pending(&s.db, job.event_id).await?)
-    else {
-        // Delivered already, or webhooks are no longer configured.
+    let Some(sender) = &s.webhooks else {
+        // Webhooks are no longer configured: nothing will send it.
+        webhooks::delivered(&s.db, job.event_id).await?;
         outbox::complete(&s.db, job.id, now).await?;
+        return Ok(());
+    };
+    let Some((url, body)) = webhooks::pending(&s.db, job.event_id).await? else {
+        outbox::complete(&s.db, job.id, now).await?;
+        return Ok(());
+    };
+    // A few deliveries at a time: a slow receiver must not take the
+    // workers' slots from the lockers' commands. The rest wait their turn
+    // (no attempt counted).
+    let Ok(_permit) = webhooks::IN_FLIGHT.try_acquire() else {
+        outbox::postpone(&s.db, job.id, now + webhooks::POSTPONE_MS).await?;
         return Ok(());
     };
     let sent = tokio::time::timeout(s.settings.gateway_deadline, sender.deliver(&url, &body))
@@ -188,7 +198,13 @@ pub async fn give_up(s: &Services, job: &outbox::Job, why: &str, now: i64) -> Co
         // Sent or ended meanwhile: nothing is left to retry.
         return outbox::complete(&s.db, job.id, now).await;
     }
-    outbox::fail(&s.db, job, why, now).await.map(|_| ())
+    let max_attempts = match job.reactor.as_str() {
+        outbox::PUSHER_WEBHOOK => webhooks::MAX_ATTEMPTS,
+        _ => outbox::MAX_ATTEMPTS,
+    };
+    outbox::fail_within(&s.db, job, why, now, max_attempts)
+        .await
+        .map(|_| ())
 }
 
 /// Fires every due timer once; returns how many fired. A timer that fails

@@ -14,6 +14,13 @@ use crate::{db::Db, error::CoreResult, eventstore::outbox, eventstore::store::be
 /// Pusher retries.
 pub const MAX_ATTEMPTS: i64 = 12;
 
+/// Deliveries in flight at once, in this process (the outbox workers run
+/// up to 256 jobs; a black-holed receiver must not hold them).
+pub static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+/// How long a delivery waits when all of [`IN_FLIGHT`] are taken.
+pub const POSTPONE_MS: i64 = 250;
+
 /// Delivers one webhook body to a URL; an `Err` is retried.
 #[async_trait]
 pub trait WebhookSender: Send + Sync {

@@ -45,13 +45,35 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
     let mut pinged = false;
     let mut subscribed = std::collections::HashSet::new();
     let mut rate = Rate::new(hub.limits.rate_limit, hub.limits.rate_window);
+    // Subscribes have a budget of their own: a client (re)subscribing all
+    // its channels at once after a reconnect is not throttled by the
+    // message rate, yet a subscribe loop is.
+    let subscribe_budget = match hub.limits.rate_limit {
+        0 => 0,
+        _ => (hub.limits.max_channels as u32)
+            .saturating_mul(2)
+            .max(hub.limits.rate_limit),
+    };
+    let mut subscribes = Rate::new(subscribe_budget, hub.limits.rate_window);
     let mut closing = hub.closing();
+    // Made once, not per loop: every delivery wakes this loop, and a fresh
+    // timer or watch waiter per wake-up is a lock on state every
+    // connection shares (measured: docs/benchmarks.md, hubload).
+    let closed = closed(&mut closing);
+    tokio::pin!(closed);
+    let idle = tokio::time::sleep_until(heard + silence);
+    tokio::pin!(idle);
+    let bytes_out = metrics::counter!("lockstep_hub_bytes_out_total");
+    let messages_in = metrics::counter!("lockstep_hub_messages_in_total");
     while open {
         let deadline = if pinged {
             heard + silence + pong_wait
         } else {
             heard + silence
         };
+        if idle.deadline() != deadline {
+            idle.as_mut().reset(deadline);
+        }
         tokio::select! {
             inbound = stream.next() => {
                 let Some(Ok(message)) = inbound else { break };
@@ -63,7 +85,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                     // Control frames count as activity; binary is not Pusher.
                     _ => continue,
                 };
-                metrics::counter!("lockstep_hub_messages_in_total").increment(1);
+                messages_in.increment(1);
                 if text.len() > hub.limits.max_payload {
                     reject(&out_tx, code::REJECTED, "message over the size limit", "hub_oversize");
                     continue;
@@ -75,11 +97,26 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                         continue;
                     }
                 };
-                // Pings answer whatever the rate; everything else counts.
-                let keepalive = matches!(frame.event.as_str(), "pusher:ping" | "pusher:pong");
-                if !keepalive && !rate.admit(Instant::now()) {
-                    reject(&out_tx, code::REJECTED, "too many messages; slow down", "hub_rate_limited");
-                    continue;
+                // Pings answer whatever the rate; subscribes count against
+                // their own budget (a refused one gets its channel's
+                // `subscription_error`, so Echo's `.error()` fires);
+                // everything else against the message rate.
+                match frame.event.as_str() {
+                    "pusher:ping" | "pusher:pong" => {}
+                    "pusher:subscribe" | "pusher:unsubscribe" => {
+                        if !subscribes.admit(Instant::now()) {
+                            crate::metrics::count_rejection("hub_subscribe_rate_limited");
+                            let channel = frame.data().get("channel").and_then(|c| c.as_str()).unwrap_or("").chars().take(200).collect::<String>();
+                            send(&out_tx, protocol::subscription_error(&channel, "LimitReached", "too many subscribes; slow down", 4301));
+                            continue;
+                        }
+                    }
+                    _ => {
+                        if !rate.admit(Instant::now()) {
+                            reject(&out_tx, code::REJECTED, "too many messages; slow down", "hub_rate_limited");
+                            continue;
+                        }
+                    }
                 }
                 if frame.event.len() > hub.limits.max_event_name {
                     reject(&out_tx, code::REJECTED, "event name over the size limit", "hub_event_name");
@@ -105,7 +142,7 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                         Out::Close(..) => 0,
                     })
                     .sum();
-                metrics::counter!("lockstep_hub_bytes_out_total").increment(bytes as u64);
+                bytes_out.increment(bytes as u64);
                 let written = tokio::time::timeout(WRITE_TIMEOUT, async {
                     for out in batch {
                         match out {
@@ -132,13 +169,13 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                 }
                 break;
             }
-            _ = closed(&mut closing) => {
+            _ = &mut closed => {
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame { code: code::RECONNECT, reason: "Server shutting down".into() })))
                     .await;
                 break;
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut idle => {
                 if pinged {
                     let _ = sink.send(Message::Text(protocol::error(code::PONG_TIMEOUT, "Pong reply not received in time").into())).await;
                     let _ = sink
@@ -183,7 +220,7 @@ impl Rate {
             self.started = now;
             self.used = 0;
         }
-        self.used += 1;
+        self.used = self.used.saturating_add(1);
         self.used <= self.limit
     }
 }

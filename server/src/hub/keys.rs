@@ -11,9 +11,10 @@ pub struct AppKeys {
     pub app_id: String,
     pub key: String,
     secret: String,
-    /// Signs Lockstep's own channels: derived from the secret, never
-    /// handed out, so a holder of the app secret (a Laravel app signing
-    /// its own channels) cannot grant them.
+    /// Signs Lockstep's own channels (log and presence): a random key of
+    /// the server's own, kept in the database and never handed out or
+    /// derived from the app secret, so a holder of the app secret (a
+    /// Laravel app signing its own channels) cannot grant them.
     log_secret: String,
 }
 
@@ -27,8 +28,11 @@ impl std::fmt::Debug for AppKeys {
 }
 
 impl AppKeys {
+    /// Keys for the app; Lockstep's own channels get a fresh random key
+    /// (one no other `AppKeys` shares) until [`AppKeys::with_channel_secret`]
+    /// sets the server's.
     pub fn new(app_id: String, key: String, secret: String) -> Self {
-        let log_secret = sign(&secret, "lockstep log channels");
+        let log_secret = random_secret("", 48);
         AppKeys {
             app_id,
             key,
@@ -71,7 +75,16 @@ impl AppKeys {
             Some(v) => v,
             None => get_or_create(db, "pusher_app_secret", || random_secret("", 40)).await?,
         };
-        Ok(AppKeys::new(app_id, key, secret))
+        // Shared by every process on this database, and by restarts.
+        let channel_secret =
+            get_or_create(db, "lockstep_channel_secret", || random_secret("", 48)).await?;
+        Ok(AppKeys::new(app_id, key, secret).with_channel_secret(channel_secret))
+    }
+
+    /// The key that signs Lockstep's own channels.
+    pub fn with_channel_secret(mut self, channel_secret: String) -> Self {
+        self.log_secret = channel_secret;
+        self
     }
 
     pub fn secret(&self) -> &str {

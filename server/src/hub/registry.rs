@@ -456,6 +456,7 @@ impl State {
             return;
         };
         let mut slow = Vec::new();
+        let mut sent_to = 0u64;
         for socket in subs {
             if except == Some(&**socket) {
                 continue;
@@ -465,11 +466,13 @@ impl State {
                 .get(socket)
                 .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
             if sent {
-                metrics::counter!("lockstep_hub_messages_out_total").increment(1);
+                sent_to += 1;
             } else {
                 slow.push(socket.clone());
             }
         }
+        // Once per message, not per subscriber (the hot path).
+        metrics::counter!("lockstep_hub_messages_out_total").increment(sent_to);
         for socket in slow {
             self.slow(&socket);
         }
@@ -480,12 +483,15 @@ impl State {
             if !subs.remove(socket) {
                 return;
             }
-            if subs.is_empty() {
+            // Decided now: telling the members below may close a slow one,
+            // whose own removal then reports the channel vacated.
+            let vacated = subs.is_empty();
+            if vacated {
                 self.ephemeral.remove(channel);
                 metrics::gauge!("lockstep_hub_channels").decrement(1.0);
             }
             self.leave_presence(socket, channel);
-            if !self.ephemeral.contains_key(channel) {
+            if vacated {
                 self.emit(HubEvent::ChannelVacated {
                     channel: channel.to_string(),
                 });
@@ -532,8 +538,27 @@ impl State {
             return;
         };
         let out = s.out.clone();
-        // Subscribing again starts over (as a fresh join).
-        if s.channels.contains(&channel) {
+        let joined = s.channels.contains(&channel);
+        let same_member = self
+            .presence
+            .get(&channel)
+            .and_then(|p| p.by_socket.get(&socket))
+            .is_some_and(|id| *id == member.user_id);
+        if joined && same_member {
+            // The same member subscribing again: nobody comes or goes; it
+            // gets the member list again (with its user_info updated).
+            if let Some(p) = self.presence.get_mut(&channel) {
+                if let Some(entry) = p.members.get_mut(&member.user_id) {
+                    entry.0 = member.user_info;
+                }
+                let _ = out.try_send(Out::Frame(
+                    protocol::subscription_succeeded(&channel, &here_of(p)).into(),
+                ));
+            }
+            return;
+        }
+        // Another member on the same socket: a leave, then a join.
+        if joined {
             self.remove_sub(&socket, &channel);
         }
         let presence = self.presence.entry(channel.clone()).or_default();
@@ -565,13 +590,7 @@ impl State {
         entry.0 = member.user_info.clone();
         entry.1 += 1;
         let first_of_user = entry.1 == 1;
-        let ids: Vec<&String> = presence.members.keys().collect();
-        let hash: serde_json::Map<String, serde_json::Value> = presence
-            .members
-            .iter()
-            .map(|(id, (info, _))| (id.clone(), info.clone()))
-            .collect();
-        let here = json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}});
+        let here = here_of(presence);
         if let Some(s) = self.sockets.get_mut(&socket) {
             s.channels.insert(channel.clone());
         }
@@ -622,11 +641,13 @@ impl State {
                 Some(channel),
                 &json!({"user_id": user_id}),
             );
-            self.publish(channel, removed.into(), None);
+            // Reported before the others are told (telling them may close
+            // a slow one, and with it the channel).
             self.emit(HubEvent::MemberRemoved {
                 channel: channel.to_string(),
                 user_id,
             });
+            self.publish(channel, removed.into(), None);
         }
     }
 
@@ -843,6 +864,7 @@ impl State {
         let mut broken: HashSet<SocketId> = HashSet::new();
         let pushed = c.pushed.unwrap_or(0);
         let mut last = pushed;
+        let mut sent_to = 0u64;
         if read.reset {
             // The log no longer reaches back to what was pushed: every
             // live subscriber is told, and follows from the head.
@@ -903,7 +925,7 @@ impl State {
                             .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
                         if sent {
                             *after = envelope.seq;
-                            metrics::counter!("lockstep_hub_messages_out_total").increment(1);
+                            sent_to += 1;
                         } else {
                             slow.insert(socket.clone());
                         }
@@ -920,6 +942,7 @@ impl State {
             last = envelope.seq;
         }
         c.pushed = Some(last);
+        metrics::counter!("lockstep_hub_messages_out_total").increment(sent_to);
         let again = c.stale || read.entries.len() as i64 >= READ_BATCH;
         for socket in slow {
             self.slow(&socket);
@@ -952,6 +975,18 @@ impl State {
         }
         self.drop_socket(socket);
     }
+}
+
+/// A presence channel's `subscription_succeeded` data:
+/// `{"presence": {"ids", "hash", "count"}}`.
+fn here_of(presence: &Presence) -> serde_json::Value {
+    let ids: Vec<&String> = presence.members.keys().collect();
+    let hash: serde_json::Map<String, serde_json::Value> = presence
+        .members
+        .iter()
+        .map(|(id, (info, _))| (id.clone(), info.clone()))
+        .collect();
+    json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
 }
 
 /// A subscriber's catch-up: `subscription_succeeded`, then (resuming)

@@ -29,7 +29,7 @@ impl HttpSender {
     pub fn new(keys: Arc<AppKeys>) -> Self {
         HttpSender {
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
             keys,

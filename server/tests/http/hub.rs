@@ -325,7 +325,22 @@ async fn a_forged_signature_is_refused_and_the_channel_not_joined() {
         "not-the-secret".into(),
     )
     .channel_auth(&socket_id, &channel, None);
-    for auth in [other_socket, forged, app_secret, String::new()] {
+    // All a holder of the app secret can make of Lockstep's own signing:
+    // nothing (its key is the server's own, not derived from the secret).
+    let from_app_secret = AppKeys::new(
+        keys.app_id.clone(),
+        keys.key.clone(),
+        keys.secret().to_string(),
+    )
+    .log_channel_auth(&socket_id, &channel);
+    assert_ne!(from_app_secret, keys.log_channel_auth(&socket_id, &channel));
+    for auth in [
+        other_socket,
+        forged,
+        app_secret,
+        from_app_secret,
+        String::new(),
+    ] {
         send(
             &mut ws,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
@@ -432,10 +447,24 @@ async fn x_socket_id_spares_the_requests_own_connection() {
     open(&w).await;
     let next = envelope(&next_frame(&mut own).await);
     assert_eq!(next["data"]["status"], "accepted");
+    // Its `sent` too, so nothing more is on its way live.
+    let next = envelope(&next_frame(&mut own).await);
+    assert_eq!(next["data"]["status"], "sent");
+    // A replay to the same connection spares it as well.
+    let spared = envelope(&theirs[0])["seq"].as_i64().expect("seq");
+    subscribe_user(&w, &mut own, &own_id, Some(spared - 1)).await;
+    let replayed = envelope(&next_frame(&mut own).await);
+    assert_eq!(
+        (
+            replayed["seq"].as_i64(),
+            replayed["meta"]["replay"].as_bool()
+        ),
+        (Some(spared + 1), Some(true)),
+        "the replay skips the spared envelope"
+    );
     // A replay on a new connection has the spared envelope too.
     let (mut late, late_id) = connect(&w.app, &keys.key).await;
     subscribe_user(&w, &mut late, &late_id, Some(0)).await;
-    let spared = envelope(&theirs[0])["seq"].as_i64().expect("seq");
     let mut expected = 1;
     while expected <= spared {
         let e = envelope(&next_frame(&mut late).await);
@@ -966,8 +995,13 @@ async fn no_channel_of_another_tenant_or_user_leaks_through_the_hub() {
                 (keys.channel_auth(&socket_id, channel, data), data),
                 (keys.lockstep_channel_auth("1.1", channel, data), data),
             ];
+            // The real signature with another member claimed (someone
+            // else's id).
+            let impostor =
+                json!({"user_id": Uuid::now_v7().to_string(), "user_info": {"name": "x"}})
+                    .to_string();
             if let (true, Some(auth)) = (presence, body["auth"].as_str()) {
-                forgeries.push((auth.to_string(), Some(member.as_str())));
+                forgeries.push((auth.to_string(), Some(impostor.as_str())));
             }
             for (forged, data) in forgeries {
                 send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": forged, "channel_data": data}})).await;

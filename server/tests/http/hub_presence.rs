@@ -114,6 +114,20 @@ async fn presence_members_come_and_go_once_per_user() {
         );
     }
 
+    // The same member subscribing again: the list again, nobody told
+    // (no member_removed/member_added flapping).
+    let again = join(&mut a2, &keys, &a2_id, room, "7").await;
+    assert_eq!(again["presence"]["count"], 2);
+    next_is_marker(
+        &app,
+        &keys,
+        &mut b,
+        vec![&mut a1, &mut a2],
+        room,
+        "no flapping",
+    )
+    .await;
+
     // The HTTP API: each user once, user counts on presence listings only.
     let (status, users) = api_get(
         &app,
@@ -172,9 +186,14 @@ async fn presence_members_come_and_go_once_per_user() {
         .1["subscription_count"]
             .as_i64()
     };
-    while count().await != Some(2) {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // Polled (no event says the hub has seen the close), within 10 s.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while count().await != Some(2) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the closed tab left in time");
     next_is_marker(&app, &keys, &mut b, vec![&mut a2], room, "7 is still here").await;
     a2.send(tokio_tungstenite::tungstenite::Message::Close(None))
         .await
@@ -510,7 +529,9 @@ async fn the_inbound_rate_limit_refuses_the_excess_of_one_connection_only() {
     let (mut a, _) = connect(&app, &keys.key).await;
     let (mut b, _) = connect(&app, &keys.key).await;
     let before = rejections(&app, "hub_rate_limited").await;
-    for i in 0..5 {
+    // Subscribes have their own budget (twice the channel limit): twelve
+    // pass a message rate of five.
+    for i in 0..12 {
         send(
             &mut a,
             json!({"event": "pusher:subscribe", "data": {"channel": format!("c{i}")}}),
@@ -521,28 +542,74 @@ async fn the_inbound_rate_limit_refuses_the_excess_of_one_connection_only() {
             "pusher_internal:subscription_succeeded"
         );
     }
+    // Five other messages pass (client events are off: each gets that
+    // refusal), the sixth is over the rate.
+    for _ in 0..5 {
+        send(
+            &mut a,
+            json!({"event": "client-x", "channel": "private-x", "data": {}}),
+        )
+        .await;
+        let refused = next_frame(&mut a).await;
+        assert_eq!(
+            refused["data"]["message"],
+            "client events are not enabled on this server"
+        );
+    }
     send(
         &mut a,
-        json!({"event": "pusher:subscribe", "data": {"channel": "c5"}}),
+        json!({"event": "client-x", "channel": "private-x", "data": {}}),
     )
     .await;
     let refused = next_frame(&mut a).await;
     assert_eq!(
-        (refused["event"].as_str(), refused["data"]["code"].as_i64()),
-        (Some("pusher:error"), Some(4301)),
+        (
+            refused["event"].as_str(),
+            refused["data"]["code"].as_i64(),
+            refused["data"]["message"].as_str()
+        ),
+        (
+            Some("pusher:error"),
+            Some(4301),
+            Some("too many messages; slow down")
+        ),
         "{refused}"
     );
     assert_eq!(rejections(&app, "hub_rate_limited").await, before + 1);
     send(&mut a, json!({"event": "pusher:ping", "data": {}})).await;
     assert_eq!(next_frame(&mut a).await["event"], "pusher:pong");
-    // c5 was never joined: a publish to it reaches nobody on `a` (its next
-    // frame is the one from c0).
+    // The subscribe budget runs out too (200 here): the next subscribe
+    // gets its channel's subscription_error, and is not joined.
+    for _ in 12..200 {
+        send(
+            &mut a,
+            json!({"event": "pusher:subscribe", "data": {"channel": "c0"}}),
+        )
+        .await;
+        assert_eq!(
+            next_frame(&mut a).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    send(
+        &mut a,
+        json!({"event": "pusher:subscribe", "data": {"channel": "c5b"}}),
+    )
+    .await;
+    let refused = next_frame(&mut a).await;
+    assert_eq!(
+        (refused["event"].as_str(), refused["channel"].as_str()),
+        (Some("pusher:subscription_error"), Some("c5b")),
+        "{refused}"
+    );
+    // c5b was never joined: a publish to it reaches nobody on `a` (its
+    // next frame is the one from c0).
     let events = format!("/apps/{}/events", keys.app_id);
     publish(
         &app,
         &keys,
         &events,
-        &json!({"name": "e", "channel": "c5", "data": "5"}),
+        &json!({"name": "e", "channel": "c5b", "data": "5"}),
     )
     .await;
     publish(

@@ -100,6 +100,17 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     (500_i64 * 2_i64.pow(exp)).min(60_000)
 }
 
+/// Gives a claimed job back, due again at `at`, without counting an
+/// attempt (it did not run).
+pub async fn postpone(db: &Db, id: i64, at: i64) -> CoreResult<()> {
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND status = 'pending'")
+        .bind(at)
+        .bind(id)
+        .execute_write(db)
+        .await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     RetryAt(i64),
