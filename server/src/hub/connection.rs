@@ -75,6 +75,40 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
             idle.as_mut().reset(deadline);
         }
         tokio::select! {
+            // Deliveries first: most wake-ups are one, and then the read
+            // side is not polled for nothing.
+            biased;
+            queued = out_rx.recv() => {
+                let Some(first) = queued else { break };
+                // Everything queued (up to 256 frames) goes in one write;
+                // a peer that stops reading must not park this task.
+                let mut bytes = 0u64;
+                let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+                    let mut next = Some(first);
+                    let mut fed = 0;
+                    while let Some(out) = next.take() {
+                        match out {
+                            Out::Frame(f) => {
+                                bytes += f.len() as u64;
+                                sink.feed(Message::Text(f)).await?;
+                            }
+                            Out::Close(code, reason) => {
+                                sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await?;
+                                return Ok::<bool, axum::Error>(false);
+                            }
+                        }
+                        fed += 1;
+                        if fed < 256 {
+                            next = out_rx.try_recv().ok();
+                        }
+                    }
+                    sink.flush().await?;
+                    Ok(true)
+                })
+                .await;
+                bytes_out.increment(bytes);
+                open = matches!(written, Ok(Ok(true)));
+            }
             inbound = stream.next() => {
                 let Some(Ok(message)) = inbound else { break };
                 heard = Instant::now();
@@ -123,41 +157,6 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                     continue;
                 }
                 handle(&hub, &socket_id, &out_tx, frame, &mut subscribed);
-            }
-            queued = out_rx.recv() => {
-                let Some(first) = queued else { break };
-                // Everything queued goes in one write.
-                let mut batch = vec![first];
-                while batch.len() < 256 {
-                    match out_rx.try_recv() {
-                        Ok(o) => batch.push(o),
-                        Err(_) => break,
-                    }
-                }
-                // A peer that stops reading must not park this task.
-                let bytes: usize = batch
-                    .iter()
-                    .map(|o| match o {
-                        Out::Frame(f) => f.len(),
-                        Out::Close(..) => 0,
-                    })
-                    .sum();
-                bytes_out.increment(bytes as u64);
-                let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-                    for out in batch {
-                        match out {
-                            Out::Frame(f) => sink.feed(Message::Text(f)).await?,
-                            Out::Close(code, reason) => {
-                                sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await?;
-                                return Ok::<bool, axum::Error>(false);
-                            }
-                        }
-                    }
-                    sink.flush().await?;
-                    Ok(true)
-                })
-                .await;
-                open = matches!(written, Ok(Ok(true)));
             }
             killed = &mut kill => {
                 if let Ok((code, reason)) = killed {

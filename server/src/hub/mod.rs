@@ -151,12 +151,13 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     // Small buffers, not tungstenite's 128 KiB defaults: the read buffer
-    // is allocated (and touched) up front for every connection, and grows
-    // for a larger frame (up to the 10 KB payload limit) only when one
-    // comes; writes go out every 4 KiB, so a burst does not leave a large
+    // is allocated up front for every connection and zeroed on every read
+    // attempt; it grows for a larger frame (up to the 10 KB payload limit)
+    // only when one comes (client frames are small); writes go out every
+    // 4 KiB, so a burst does not leave a large
     // write buffer behind (measured in docs/benchmarks.md, hubload).
     let ws = ws
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(hub.limits.max_payload * 2)
         .max_frame_size(hub.limits.max_payload * 2);
