@@ -282,11 +282,11 @@ async fn cli_resets_a_banks_provisioning() {
     app.stop().await;
 }
 
-/// `lockstep pusher-credentials` prints the keys the running server signs
-/// with: a signature made from them is the one the server's
-/// `/broadcasting/auth` gives.
+/// `lockstep pusher-credentials` prints the app the running server uses:
+/// its key is the one `/broadcasting/auth` answers with, and its secret
+/// signs the HTTP API; Lockstep's own channels it cannot sign.
 #[tokio::test]
-async fn cli_prints_the_pusher_credentials_the_server_signs_with() {
+async fn cli_prints_the_pusher_credentials_the_server_uses() {
     let db = fresh_database().await;
     let app = spawn_on(&db).await;
     let out = lockstep(&db.url, &["pusher-credentials"]);
@@ -332,6 +332,20 @@ async fn cli_prints_the_pusher_credentials_the_server_signs_with() {
         .json()
         .await
         .expect("json");
-    assert_eq!(body["auth"], keys.log_channel_auth("1.2", &channel));
+    // The server answers with the printed key; it signs its own channels
+    // with a key of its own, which the printed secret cannot make.
+    let auth = body["auth"].as_str().expect("auth");
+    assert!(auth.starts_with(&format!("{}:", keys.key)), "{auth}");
+    assert_ne!(auth, keys.log_channel_auth("1.2", &channel));
+    // What the printed credentials are for: signing the HTTP API (and an
+    // app's own channels) as the server checks them.
+    let (status, answer) = crate::hub::publish(
+        &app,
+        &keys,
+        &format!("/apps/{}/events", keys.app_id),
+        &serde_json::json!({"name": "e", "channel": "orders", "data": "{}"}),
+    )
+    .await;
+    assert_eq!((status, answer), (200, serde_json::json!({})));
     app.stop().await;
 }
