@@ -33,6 +33,7 @@
 #   HUBLOAD_P99_MAX_MS=100           what "kept up" means, with nothing lost
 #   HUBLOAD_SOCKUDO_METRICS=0        1: sockudo's Prometheus exporter on, on a free port
 #   HUBLOAD_KEEP=0                   1: keep the work directory (logs, RESULT json)
+#   HUBLOAD_PIN=0                    1: server on CPU 0, hubload on CPU 1 (taskset)
 #
 # Each server and hubload run as separate processes on this machine, so on
 # a small machine they share the same cores. The figures compare the two
@@ -80,6 +81,15 @@ SOCKUDO_METRICS=${HUBLOAD_SOCKUDO_METRICS:-0}
 KEEP=${HUBLOAD_KEEP:-0}
 
 [[ -x $LOCKSTEP_BIN ]] || die "no Lockstep binary at $LOCKSTEP_BIN (cargo build --release -p lockstep, or set LOCKSTEP_BIN)"
+# HUBLOAD_PIN=1: the server on CPU 0, hubload on CPU 1 (taskset), so each
+# server gets one whole core and the tool never takes from it.
+if [[ ${HUBLOAD_PIN:-0} == 1 ]]; then
+    SERVER_PIN=(taskset -c 0)
+    TOOL_PIN=(taskset -c 1)
+else
+    SERVER_PIN=()
+    TOOL_PIN=()
+fi
 [[ -x $HUBLOAD_BIN ]] || die "no hubload binary at $HUBLOAD_BIN (cargo build --release -p lockstep-hubload, or set HUBLOAD_BIN)"
 if [[ " $SERVERS " == *" sockudo "* && ! -x $SOCKUDO_BIN ]]; then
     echo "compare.sh: sockudo is not installed at $SOCKUDO_BIN; running Lockstep alone." >&2
@@ -192,7 +202,7 @@ start_lockstep() { # run-name
         return 1
     fi
     SERVER_LOG="$dir/server.log"
-    env -i "${vars[@]}" "$LOCKSTEP_BIN" serve >"$SERVER_LOG" 2>&1 &
+    "${SERVER_PIN[@]}" env -i "${vars[@]}" "$LOCKSTEP_BIN" serve >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     SERVER_PORT=$port
     if ! code=$(wait_up "http://127.0.0.1:$port/healthz") || [[ $code != 200 ]]; then
@@ -282,7 +292,7 @@ start_sockudo() { # run-name
     # From an empty directory (sockudo first reads ./config/config.json),
     # with only our file and no inherited settings (PORT, HOST, REDIS_URL,
     # SOCKUDO_DEFAULT_APP_* … would override it).
-    (cd "$dir" && exec env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
+    (cd "$dir" && exec "${SERVER_PIN[@]}" env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
         "$SOCKUDO_BIN" --config "$dir/config.json") >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     SERVER_PORT=$port
@@ -337,7 +347,7 @@ run_load() {
         --label "$name"
     )
     [[ $batch == 1 ]] && args+=(--batch)
-    "$HUBLOAD_BIN" "${args[@]}" 2>&1 | tee "$out" | grep -v '^RESULT ' | sed 's/^/    /'
+    "${TOOL_PIN[@]}" "$HUBLOAD_BIN" "${args[@]}" 2>&1 | tee "$out" | grep -v '^RESULT ' | sed 's/^/    /'
     local line
     line=$(grep '^RESULT ' "$out" | tail -n 1)
     if [[ -n $line ]]; then
