@@ -276,7 +276,7 @@ fn handle(
                     .unsubscribe(socket_id.clone(), channel.to_string());
             }
         }
-        e if e.starts_with("client-") => client_event(hub, socket_id, out, frame, subscribed),
+        e if e.starts_with("client-") => client_event(hub, socket_id, out, frame),
         _ => {}
     }
 }
@@ -284,13 +284,7 @@ fn handle(
 /// A `client-…` event: only when enabled, only on a private or presence
 /// channel this connection joined (never a Lockstep log channel, which
 /// only the core writes), to the other subscribers.
-fn client_event(
-    hub: &Hub,
-    socket_id: &SocketId,
-    out: &mpsc::Sender<Out>,
-    frame: Inbound,
-    subscribed: &std::collections::HashSet<String>,
-) {
+fn client_event(hub: &Hub, socket_id: &SocketId, out: &mpsc::Sender<Out>, frame: Inbound) {
     if !hub.limits.client_events {
         return reject(
             out,
@@ -323,14 +317,8 @@ fn client_event(
             "hub_client_event_log_channel",
         );
     }
-    if !subscribed.contains(&channel) {
-        return reject(
-            out,
-            code::REJECTED,
-            "client events only on a channel this connection has joined",
-            "hub_client_event_not_subscribed",
-        );
-    }
+    // Whether it joined the channel is the registry's to say (it knows
+    // which subscriptions succeeded).
     hub.registry
         .client_event(socket_id.clone(), channel, frame.event, frame.data);
 }

@@ -104,8 +104,7 @@ impl AppKeys {
         channel: &str,
         channel_data: Option<&str>,
     ) -> String {
-        let text = auth_text(socket_id, channel, channel_data);
-        format!("{}:{}", self.key, sign(&self.secret, &text))
+        self.auth_with(&self.secret, socket_id, channel, channel_data)
     }
 
     /// The `auth` for one of Lockstep's own channels: the same shape,
@@ -122,8 +121,22 @@ impl AppKeys {
         channel: &str,
         channel_data: Option<&str>,
     ) -> String {
-        let text = auth_text(socket_id, channel, channel_data);
-        format!("{}:{}", self.key, sign(&self.log_secret, &text))
+        self.auth_with(&self.log_secret, socket_id, channel, channel_data)
+    }
+
+    /// `key:hex(HMAC-SHA256(secret, socket_id:channel[:channel_data]))`.
+    fn auth_with(
+        &self,
+        secret: &str,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
+        let text = match channel_data {
+            Some(data) => format!("{socket_id}:{channel}:{data}"),
+            None => format!("{socket_id}:{channel}"),
+        };
+        format!("{}:{}", self.key, sign(secret, &text))
     }
 
     /// Whether `auth` signs the subscription (with the server's own key
@@ -143,13 +156,6 @@ impl AppKeys {
         };
         // An empty signature (never made) verifies nothing.
         !expected.ends_with(':') && constant_time_eq(auth.as_bytes(), expected.as_bytes())
-    }
-}
-
-fn auth_text(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
-    match channel_data {
-        Some(data) => format!("{socket_id}:{channel}:{data}"),
-        None => format!("{socket_id}:{channel}"),
     }
 }
 

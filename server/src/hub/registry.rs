@@ -461,11 +461,7 @@ impl State {
             if except == Some(&**socket) {
                 continue;
             }
-            let sent = self
-                .sockets
-                .get(socket)
-                .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
-            if sent {
+            if queue(&self.sockets, socket, &frame) {
                 sent_to += 1;
             } else {
                 slow.push(socket.clone());
@@ -871,11 +867,7 @@ impl State {
             let notice: Utf8Bytes = reset_notice(&name, read.seq).into();
             for (socket, sub) in c.subs.iter_mut() {
                 if let Sub::Live { after } = sub {
-                    let sent = self
-                        .sockets
-                        .get(socket)
-                        .is_none_or(|s| s.out.try_send(Out::Frame(notice.clone())).is_ok());
-                    if sent {
+                    if queue(&self.sockets, socket, &notice) {
                         *after = read.seq;
                     } else {
                         slow.insert(socket.clone());
@@ -919,11 +911,7 @@ impl State {
                         *after = envelope.seq;
                     }
                     Sub::Live { after } if envelope.seq == *after + 1 => {
-                        let sent = self
-                            .sockets
-                            .get(socket)
-                            .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok());
-                        if sent {
+                        if queue(&self.sockets, socket, &frame) {
                             *after = envelope.seq;
                             sent_to += 1;
                         } else {
@@ -975,6 +963,14 @@ impl State {
         }
         self.drop_socket(socket);
     }
+}
+
+/// Queues `frame` to `socket` without waiting; false when its queue is
+/// full (a socket already gone counts as served).
+fn queue(sockets: &HashMap<SocketId, Socket>, socket: &SocketId, frame: &Utf8Bytes) -> bool {
+    sockets
+        .get(socket)
+        .is_none_or(|s| s.out.try_send(Out::Frame(frame.clone())).is_ok())
 }
 
 /// A presence channel's `subscription_succeeded` data:
