@@ -7,18 +7,23 @@
 //! Map:
 //! - [`error`]: the error type every server function returns.
 //! - [`auth`]: who is signed in; login, logout; the server-side guards.
+//! - [`format`]: times, statuses and reasons in words.
 //! - [`pages`]: one module per page.
+//! - [`realtime`]: the tab's realtime client (hub socket, polling
+//!   fallback) and the hooks pages follow channels with.
 #![recursion_limit = "256"]
 
 pub mod auth;
 pub mod error;
+pub mod format;
 pub mod pages;
+pub mod realtime;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    path,
+    components::{ParentRoute, Route, Router, Routes},
+    path, SsrMode,
 };
 
 /// The Content-Security-Policy of a page: scripts only from this site or
@@ -50,12 +55,16 @@ fn send_csp() {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     send_csp();
+    let pusher_key = use_context::<realtime::PusherKey>()
+        .map(|k| k.0)
+        .unwrap_or_default();
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="lockstep-pusher-key" content=pusher_key/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -70,6 +79,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    realtime::provide_realtime();
     // Effects run only in the browser: once this one has run, the page is
     // hydrated and interactive (browser tests wait for this marker).
     Effect::new(move |_| {
@@ -84,7 +94,17 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=pages::not_found::NotFound>
                 <Route path=path!("/login") view=pages::login::LoginPage/>
-                <Route path=path!("/admin") view=pages::admin::AdminDashboard/>
+                // Async: the server sends each page whole, once its data
+                // is read (no streamed fallbacks to swap in), so what the
+                // browser hydrates is exactly what it was sent.
+                <ParentRoute path=path!("/admin") view=pages::admin::AdminLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=pages::admin::dashboard::Dashboard ssr=SsrMode::Async/>
+                    <Route path=path!("banks") view=pages::admin::banks::Banks ssr=SsrMode::Async/>
+                    <Route path=path!("banks/:id") view=pages::admin::banks::BankPage ssr=SsrMode::Async/>
+                    <Route path=path!("commands") view=pages::admin::commands::Commands ssr=SsrMode::Async/>
+                    <Route path=path!("commands/:id") view=pages::admin::commands::CommandTimeline ssr=SsrMode::Async/>
+                    <Route path=path!("users") view=pages::admin::users::Users ssr=SsrMode::Async/>
+                </ParentRoute>
                 <Route path=path!("/my") view=pages::user_home::UserHome/>
             </Routes>
         </Router>

@@ -8,6 +8,10 @@ test("admin signs in and gets a working, hydrated admin dashboard", async ({ pag
   await expect(page.getByTestId("admin-dashboard")).toBeVisible();
   await page.locator("body[data-hydrated]").waitFor();
 
+  // The sidebar's links navigate within the panel (client-side).
+  await page.getByRole("link", { name: "Users" }).click();
+  await expect(page).toHaveURL(/\/admin\/users$/);
+  await expect(page.getByRole("link", { name: "Users" })).toHaveAttribute("aria-current", "page");
   // Typing filters the user table: only possible once hydrated.
   const rows = page.getByTestId("user-rows").locator("tr");
   await expect(rows).toHaveCount(2);

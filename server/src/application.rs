@@ -324,9 +324,11 @@ pub fn router(
     let context = {
         let services = state.services.clone();
         let counter = RejectionCounter(Arc::new(count_rejection));
+        let pusher_key = app::realtime::PusherKey(state.pusher.key.clone());
         move || {
             provide_context(services.clone());
             provide_context(counter.clone());
+            provide_context(pusher_key.clone());
         }
     };
     let pages = Router::new()

@@ -3,7 +3,10 @@
 
 use leptos::prelude::*;
 
-use crate::auth::{Logout, SignedIn};
+use crate::{
+    auth::{Logout, SignedIn},
+    realtime::ConnectionIndicator,
+};
 
 #[component]
 pub fn SignOut() -> impl IntoView {
@@ -32,6 +35,7 @@ pub fn TopBar(user: SignedIn, #[prop(into)] area: String) -> impl IntoView {
                 </span>
             </div>
             <div class="flex items-center gap-3">
+                <ConnectionIndicator/>
                 <span class="hidden text-sm text-slate-600 sm:inline" data-testid="whoami">
                     {user.email}
                 </span>

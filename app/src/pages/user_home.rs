@@ -1,17 +1,19 @@
 //! The end-user app's home: "my compartments", each with an Open button
 //! that answers at once (`accepted` / `denied`) and then shows the locker's
-//! real result live. Live means following `private-user.{me}` in the
-//! channel log; until the WebSocket hub exists the page polls it (the same
-//! envelopes, the same seqs), which is also the fallback afterwards.
+//! real result live, from `private-user.{me}` through the tab's realtime
+//! client (the hub's socket, or polling when it cannot connect).
 
 use std::collections::HashMap;
 
 use leptos::prelude::*;
-use lockstep_wire::{OpenReason, OpenStatus};
+use lockstep_wire::{
+    envelope::{names, OpenStatusUpdated},
+    OpenReason, OpenStatus,
+};
 use serde::{Deserialize, Serialize};
 
 use super::common::{ErrorPanel, TopBar};
-use crate::{auth::SignedIn, error::AppError};
+use crate::{auth::SignedIn, error::AppError, realtime::Delivery};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MyCompartmentRow {
@@ -27,6 +29,8 @@ pub struct MyCompartmentRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserHomeData {
     pub me: SignedIn,
+    /// `private-user.{me}`.
+    pub channel: String,
     pub compartments: Vec<MyCompartmentRow>,
     /// The head of the user's channel when the page was rendered.
     pub seq: i64,
@@ -44,13 +48,6 @@ pub struct StatusUpdate {
     pub detail: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Follow {
-    pub seq: i64,
-    pub reset: bool,
-    pub updates: Vec<StatusUpdate>,
-}
-
 #[server(prefix = "/sfn", endpoint = "user_home")]
 pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     use crate::auth::ssr;
@@ -58,7 +55,8 @@ pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     let principal = ssr::require(Ability::CompartmentRead).await?;
     let user = principal.user();
     let services = ssr::services()?;
-    let seq = channels::head(&services.db, &channels::Channel::User(user.id)).await?;
+    let channel = channels::Channel::User(user.id);
+    let seq = channels::head(&services.db, &channel).await?;
     let compartments = lockers::my_compartments(&services, user.id, now_ms())
         .await?
         .into_iter()
@@ -74,12 +72,13 @@ pub async fn load_user_home() -> Result<UserHomeData, AppError> {
         .collect();
     Ok(UserHomeData {
         me: ssr::to_current(user),
+        channel: channel.to_string(),
         compartments,
         seq,
     })
 }
 
-#[server(prefix = "/sfn", endpoint = "open_compartment")]
+#[server(prefix = "/sfn", endpoint = "open_compartment", client = crate::realtime::client::SocketClient)]
 pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, now_ms, opens, CoreError};
@@ -110,37 +109,6 @@ pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, Ap
 fn uuid_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
     s.parse()
         .map_err(|_| AppError::Invalid("That compartment does not exist.".into()))
-}
-
-#[server(prefix = "/sfn", endpoint = "follow_my_channel")]
-pub async fn follow_my_channel(after: i64) -> Result<Follow, AppError> {
-    use crate::auth::ssr;
-    use lockstep_core::eventstore::channels;
-    use lockstep_core::identity::tokens::Ability;
-    use lockstep_wire::envelope::{names, OpenStatusUpdated};
-    let principal = ssr::require(Ability::EventsRead).await?;
-    let user = principal.user();
-    let services = ssr::services()?;
-    let since =
-        channels::since(&services.db, &channels::Channel::User(user.id), after, 200).await?;
-    let updates = since
-        .events
-        .iter()
-        .filter_map(|e| e.data_as::<OpenStatusUpdated>(names::OPEN_STATUS_UPDATED))
-        .map(|u| StatusUpdate {
-            compartment_id: u.compartment_id.to_string(),
-            command_id: u.command_id.to_string(),
-            status: u.status,
-            reason: u.reason,
-            detail: u.detail,
-        })
-        .collect();
-    let seq = since.events.last().map(|e| e.seq).unwrap_or(since.seq);
-    Ok(Follow {
-        seq,
-        reset: since.reset,
-        updates,
-    })
 }
 
 #[component]
@@ -211,56 +179,36 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
     let apply = move |u: StatusUpdate| {
         latest.update(|m| {
             // Only the latest command of a compartment is shown; an older
-            // command's late envelope must not overwrite a newer one.
-            let newer = m
-                .get(&u.compartment_id)
-                .is_none_or(|cur| cur.command_id <= u.command_id);
+            // command's late envelope must not overwrite a newer one, nor
+            // an earlier status of the same command a later one.
+            let newer = m.get(&u.compartment_id).is_none_or(|cur| {
+                cur.command_id < u.command_id
+                    || (cur.command_id == u.command_id && cur.status.stage() <= u.status.stage())
+            });
             if newer {
                 m.insert(u.compartment_id.clone(), u);
             }
         })
     };
-    let open = Action::new(move |id: &String| {
-        let id = id.clone();
-        async move { open_compartment(id).await }
-    });
-    Effect::new(move |_| {
-        if let Some(Ok(u)) = open.value().get() {
-            apply(u);
-        }
-    });
-    let open_error = move || {
-        open.value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
+    // Each card has its own Open action (and pending state).
+    let open_error = RwSignal::new(None::<String>);
 
-    // Follow the user's channel from where the page was rendered.
-    let seq = StoredValue::new(data.seq);
-    let busy = StoredValue::new(false);
-    Effect::new(move |_| {
-        let tick = move || {
-            if busy.get_value() {
-                return;
+    // Follow the user's channel from where the page's data was read.
+    crate::realtime::use_channel(data.channel.clone(), data.seq, move |d| match d {
+        Delivery::Envelope(e) => {
+            if let Some(u) = e.data_as::<OpenStatusUpdated>(names::OPEN_STATUS_UPDATED) {
+                apply(StatusUpdate {
+                    compartment_id: u.compartment_id.to_string(),
+                    command_id: u.command_id.to_string(),
+                    status: u.status,
+                    reason: u.reason,
+                    detail: u.detail,
+                });
             }
-            busy.set_value(true);
-            leptos::task::spawn_local(async move {
-                if let Ok(f) = follow_my_channel(seq.get_value()).await {
-                    if f.reset {
-                        // History was pruned: the page's data is stale.
-                        let _ = window().location().reload();
-                    }
-                    seq.set_value(f.seq);
-                    for u in f.updates {
-                        apply(u);
-                    }
-                }
-                busy.set_value(false);
-            });
-        };
-        if let Ok(handle) = set_interval_with_handle(tick, std::time::Duration::from_millis(1000)) {
-            on_cleanup(move || handle.clear());
+        }
+        // History was pruned past this page's data: read it again.
+        Delivery::Reset => {
+            let _ = window().location().reload();
         }
     });
 
@@ -273,8 +221,10 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                 <h2 class="mt-6 text-sm font-semibold uppercase tracking-wide text-slate-500">
                     "My compartments"
                 </h2>
-                <Show when=move || open_error().is_some()>
-                    <p role="alert" class="mt-2 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{open_error}</p>
+                <Show when=move || open_error.get().is_some()>
+                    <p role="alert" class="mt-2 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">
+                        {move || open_error.get()}
+                    </p>
                 </Show>
                 {if compartments.is_empty() {
                     view! {
@@ -292,6 +242,18 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                     let id = c.id.clone();
                                     let id_for_state = c.id.clone();
                                     let state = move || latest.with(|m| m.get(&id_for_state).cloned());
+                                    let open = Action::new(move |id: &String| {
+                                        let id = id.clone();
+                                        async move {
+                                            match open_compartment(id).await {
+                                                Ok(u) => {
+                                                    open_error.set(None);
+                                                    apply(u);
+                                                }
+                                                Err(e) => open_error.set(Some(e.to_string())),
+                                            }
+                                        }
+                                    });
                                     let pending = move || open.pending().get();
                                     let title = match &c.label {
                                         Some(l) => format!("{} · #{} {}", c.bank_name, c.number, l),
@@ -305,6 +267,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                             <div>
                                                 <p class="font-medium">{title}</p>
                                                 <p class="text-xs text-slate-500">{c.size.clone()}</p>
+                                                <div role="status" aria-live="polite">
                                                 {move || {
                                                     state()
                                                         .map(|s| {
@@ -320,6 +283,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                                             }
                                                         })
                                                 }}
+                                                </div>
                                             </div>
                                             <button
                                                 type="button"

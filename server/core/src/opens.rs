@@ -677,3 +677,86 @@ pub async fn history(
         total,
     ))
 }
+
+/// Opens that ended in one minute (the dashboard's chart).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteCount {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub opened: i64,
+    pub failed: i64,
+}
+
+/// The admin dashboard's figures for a tenant at `now` (ms).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardStats {
+    /// Commands opened since midnight UTC.
+    pub opened_today: i64,
+    /// Commands failed in the last 60 minutes.
+    pub failed_last_hour: i64,
+    /// The last 60 minutes, oldest first, one entry per minute (zeros
+    /// included), the current minute last.
+    pub per_minute: Vec<MinuteCount>,
+}
+
+pub async fn dashboard_stats(
+    s: &Services,
+    tenant_id: Uuid,
+    now: i64,
+) -> CoreResult<DashboardStats> {
+    const MINUTE: i64 = 60_000;
+    let today = now - now.rem_euclid(86_400_000);
+    let hour_ago = now - 60 * MINUTE;
+    let tenant = tenant_id.to_string();
+    let opened_today: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM open_requests WHERE tenant_id = $1 AND opened_at >= $2",
+    )
+    .bind(&tenant)
+    .bind(today)
+    .fetch_one(&s.db.pool)
+    .await?
+    .try_get("n")?;
+    let failed_last_hour: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM open_requests WHERE tenant_id = $1 AND failed_at >= $2",
+    )
+    .bind(&tenant)
+    .bind(hour_ago)
+    .fetch_one(&s.db.pool)
+    .await?
+    .try_get("n")?;
+    let last = now.div_euclid(MINUTE);
+    let first = last - 59;
+    let mut per_minute: Vec<MinuteCount> = (first..=last)
+        .map(|minute| MinuteCount {
+            minute,
+            opened: 0,
+            failed: 0,
+        })
+        .collect();
+    for column in ["opened_at", "failed_at"] {
+        let rows = sqlx::query(&format!(
+            "SELECT {column} / {MINUTE} AS m, COUNT(*) AS n FROM open_requests \
+             WHERE tenant_id = $1 AND {column} >= $2 GROUP BY {column} / {MINUTE}"
+        ))
+        .bind(&tenant)
+        .bind(first * MINUTE)
+        .fetch_all(&s.db.pool)
+        .await?;
+        for r in rows {
+            let minute: i64 = r.try_get("m")?;
+            let n: i64 = r.try_get("n")?;
+            if let Some(slot) = per_minute.get_mut((minute - first) as usize) {
+                if column == "opened_at" {
+                    slot.opened = n;
+                } else {
+                    slot.failed = n;
+                }
+            }
+        }
+    }
+    Ok(DashboardStats {
+        opened_today,
+        failed_last_hour,
+        per_minute,
+    })
+}

@@ -92,6 +92,11 @@ pub async fn serve(socket: WebSocket, hub: Hub) {
                                 bytes += f.len() as u64;
                                 sink.feed(Message::Text(f)).await?;
                             }
+                            Out::Refused(channel, f) => {
+                                subscribed.remove(&channel);
+                                bytes += f.len() as u64;
+                                sink.feed(Message::Text(f)).await?;
+                            }
                             Out::Close(code, reason) => {
                                 sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await?;
                                 return Ok::<bool, axum::Error>(false);

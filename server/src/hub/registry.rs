@@ -36,6 +36,10 @@ pub static CATCH_UP_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::
 #[derive(Clone, Debug)]
 pub enum Out {
     Frame(Utf8Bytes),
+    /// A subscription the registry refused (its `subscription_error`
+    /// frame): the connection forgets the channel, so it does not count
+    /// against the connection's channel limit.
+    Refused(String, Utf8Bytes),
     /// Close with this code and reason.
     Close(u16, &'static str),
 }
@@ -565,15 +569,13 @@ impl State {
                 self.presence.remove(&channel);
             }
             crate::metrics::count_rejection("hub_presence_full");
-            let _ = out.try_send(Out::Frame(
-                protocol::subscription_error(
-                    &channel,
-                    "LimitReached",
-                    "this presence channel has its maximum of members",
-                    4100,
-                )
-                .into(),
-            ));
+            let refusal = protocol::subscription_error(
+                &channel,
+                "LimitReached",
+                "this presence channel has its maximum of members",
+                4100,
+            );
+            let _ = out.try_send(Out::Refused(channel, refusal.into()));
             return;
         }
         presence

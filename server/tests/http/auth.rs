@@ -295,8 +295,17 @@ async fn pages_are_guarded_on_the_server() {
     assert_eq!(res.status(), 200);
     let html = res.text().await.expect("html");
     assert!(html.contains("admin-dashboard"));
+    let res = admin
+        .get(app.url("/admin/users"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
     assert!(
-        html.contains("ursula@lockstep.test"),
+        res.text()
+            .await
+            .expect("html")
+            .contains("ursula@lockstep.test"),
         "lists the tenant's users"
     );
     let res = admin.get(app.url("/")).send().await.expect("get");
@@ -377,7 +386,7 @@ async fn server_functions_answer_client_errors_with_4xx() {
     let (status, body) = post("/sfn/open_compartment", String::new()).await;
     assert!((400..500).contains(&status), "{status} {body}");
     // A malformed one.
-    let (status, body) = post("/sfn/follow_my_channel", "after=soon".into()).await;
+    let (status, body) = post("/sfn/command_history", "page=soon".into()).await;
     assert!((400..500).contains(&status), "{status} {body}");
     // Too large.
     let (status, body) = post(

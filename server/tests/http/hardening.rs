@@ -321,14 +321,6 @@ async fn the_api_and_the_server_functions_refuse_the_same_caller_for_the_same_ab
         .expect("uma");
     let channel = format!("/api/v1/events/since?channel=private-user.{}&seq=0", me.id);
     assert_eq!(get(&user, &channel).await, 200);
-    let follow = user
-        .post(app.url("/sfn/follow_my_channel"))
-        .header("Origin", app.origin())
-        .form(&[("after", "0")])
-        .send()
-        .await
-        .expect("follow");
-    assert_eq!(follow.status(), 200);
     // Signed out: refused on both, as unauthenticated.
     let nobody = browser(Arc::new(Jar::default()));
     assert_eq!(server_fn(&app, &nobody, "admin_overview").await, 401);

@@ -747,3 +747,52 @@ async fn webhooks_report_occupancy_and_members_signed_and_retried() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_presence_channel_refused_as_full_does_not_count_against_the_channel_limit() {
+    let (app, _db) = spawn_app().await;
+    let keys = keys(&app).await;
+    let room = "presence-full.1";
+    let limits = lockstep_server::hub::Limits::default();
+    // The room fills up: one member per connection.
+    let mut members = Vec::new();
+    for i in 0..limits.max_presence_members {
+        let (mut ws, id) = connect(&app, &keys.key).await;
+        join(&mut ws, &keys, &id, room, &format!("u{i}")).await;
+        members.push(ws);
+    }
+    let (mut late, late_id) = connect(&app, &keys.key).await;
+    let channel_data = json!({"user_id": "late", "user_info": {"name": "Late"}}).to_string();
+    let auth = keys.channel_auth(&late_id, room, Some(&channel_data));
+    send(
+        &mut late,
+        json!({"event": "pusher:subscribe",
+               "data": {"channel": room, "auth": auth, "channel_data": channel_data}}),
+    )
+    .await;
+    let refused = next_frame(&mut late).await;
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    assert_eq!(refused["channel"], room);
+    assert_eq!(refused["data"]["type"], "LimitReached", "{refused}");
+    // The refused room is not one of the connection's channels: it can
+    // still join its full allowance of others.
+    for i in 0..limits.max_channels {
+        let channel = format!("public-{i}");
+        send(
+            &mut late,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
+        )
+        .await;
+        let ok = next_frame(&mut late).await;
+        assert_eq!(
+            (ok["event"].as_str(), ok["channel"].as_str()),
+            (
+                Some("pusher_internal:subscription_succeeded"),
+                Some(channel.as_str())
+            ),
+            "channel {i} of {}: {ok}",
+            limits.max_channels
+        );
+    }
+    app.stop().await;
+}

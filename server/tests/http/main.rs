@@ -2,6 +2,7 @@
 //! (SQLite, or PostgreSQL when `LOCKSTEP_TEST_DATABASE_URL` is set), driven
 //! with reqwest. One test binary, one module per area.
 
+mod admin_pages;
 mod auth;
 mod broker_acl;
 mod cli;

@@ -75,6 +75,20 @@ impl Envelope {
     }
 }
 
+/// The answer to "what happened on this channel after `seq`"
+/// (`GET /api/v1/events/since`, the polling fallback of the hub).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    pub channel: String,
+    /// The channel's current seq (0 when nothing was ever written).
+    pub seq: i64,
+    /// True when history no longer reaches back to the asked seq: the
+    /// client must refetch its resources, then follow from `seq`.
+    pub reset: bool,
+    pub events: Vec<Envelope>,
+}
+
 /// The event names of the envelopes clients act on. Provisioning, door
 /// and occupancy envelopes carry the domain event's own name.
 pub mod names {

@@ -24,7 +24,7 @@ pub mod mqtt;
 pub mod open;
 
 pub use channel::{Channel, PresenceChannel, RecordType};
-pub use envelope::{Actor, Envelope, EnvelopeMeta, Subject};
+pub use envelope::{Actor, Envelope, EnvelopeMeta, Since, Subject};
 pub use open::{DenialReason, FailureReason, OpenReason, OpenStatus};
 
 /// A wire name that matched no variant.

@@ -30,6 +30,18 @@ impl OpenStatus {
             OpenStatus::Denied | OpenStatus::Opened | OpenStatus::Failed
         )
     }
+
+    /// How far along its lifecycle a command with this status is: a
+    /// status never replaces one further along (the answer to an open can
+    /// reach a page after the `sent` pushed on the socket).
+    pub fn stage(self) -> u8 {
+        match self {
+            OpenStatus::Requested => 0,
+            OpenStatus::Accepted => 1,
+            OpenStatus::Sent => 2,
+            OpenStatus::Denied | OpenStatus::Opened | OpenStatus::Failed => 3,
+        }
+    }
 }
 
 wire_enum! {

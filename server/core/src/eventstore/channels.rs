@@ -5,7 +5,7 @@
 //!
 //! [`authorize`] is the one place that decides who may read a channel.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -262,18 +262,9 @@ pub struct LogRead {
     pub entries: Vec<Logged>,
 }
 
-/// The answer to "what happened on this channel after `seq`".
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Since {
-    pub channel: String,
-    /// The channel's current seq (0 when nothing was ever written).
-    pub seq: i64,
-    /// True when history no longer reaches back to the asked seq: the
-    /// client must refetch its resources, then follow from `seq`.
-    pub reset: bool,
-    pub events: Vec<Envelope>,
-}
+/// The answer to "what happened on this channel after `seq`" (a wire
+/// type: the browser's polling fallback reads it too).
+pub use lockstep_wire::envelope::Since;
 
 /// The channel's current seq (0 when nothing was ever written).
 pub async fn head(db: &Db, channel: &Channel) -> CoreResult<i64> {

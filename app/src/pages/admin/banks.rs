@@ -1,0 +1,596 @@
+//! The locker banks table (status, last seen as a ticking relative time,
+//! firmware, compartments, provisioning state; search, a status filter and
+//! pagination; live) and a bank's page (its compartments with door,
+//! occupancy and latest open status; an admin Open that asks for a reason
+//! and shows the command id at once, then the result live; decommission
+//! with a confirmation).
+
+use leptos::prelude::*;
+use leptos_router::{
+    components::{Form, A},
+    hooks::{use_params_map, use_query_map},
+};
+use lockstep_wire::OpenStatus;
+use serde::{Deserialize, Serialize};
+
+use super::{failure, Followed, PageTitle};
+use crate::{
+    error::AppError,
+    format,
+    realtime::{client::SocketClient, use_refetch_on},
+};
+
+pub const PER_PAGE: usize = 25;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankRow {
+    pub id: String,
+    pub name: String,
+    pub serial: String,
+    pub location: Option<String>,
+    pub state: String,
+    pub online: Option<bool>,
+    pub last_seen_at: Option<i64>,
+    pub firmware: Option<String>,
+    pub compartments: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankListData {
+    pub rows: Vec<BankRow>,
+    pub total: usize,
+    pub page: usize,
+    pub pages: usize,
+    /// The server's clock when read (relative times tick from it).
+    pub now: i64,
+    pub live: Followed,
+}
+
+#[cfg(feature = "ssr")]
+fn row_of(b: &BankDetail) -> BankRow {
+    BankRow {
+        id: b.id.clone(),
+        name: b.name.clone(),
+        serial: b.serial.clone(),
+        location: b.location.clone(),
+        state: b.state.clone(),
+        online: b.online,
+        last_seen_at: b.last_seen_at,
+        firmware: b.firmware.clone(),
+        compartments: b.compartments.len(),
+    }
+}
+
+/// Whether a bank matches the search text and the status filter.
+pub fn matches(b: &BankRow, q: &str, status: &str) -> bool {
+    let q = q.trim().to_lowercase();
+    let text = q.is_empty()
+        || b.name.to_lowercase().contains(&q)
+        || b.serial.to_lowercase().contains(&q)
+        || b.location
+            .as_deref()
+            .is_some_and(|l| l.to_lowercase().contains(&q));
+    let state = match status {
+        "online" => b.online == Some(true),
+        "offline" => b.online != Some(true) && b.state == "provisioned",
+        "provisioning" => b.state != "provisioned" && b.state != "decommissioned",
+        "decommissioned" => b.state == "decommissioned",
+        _ => true,
+    };
+    text && state
+}
+
+#[server(prefix = "/sfn", endpoint = "bank_list")]
+pub async fn bank_list(
+    q: Option<String>,
+    status: Option<String>,
+    page: Option<u32>,
+) -> Result<BankListData, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::{
+        eventstore::channels::Channel, identity::tokens::Ability, lockers, now_ms,
+    };
+    let principal = ssr::require(Ability::LockerRead).await?;
+    let tenant = principal.user().tenant_id;
+    let services = ssr::services()?;
+    let live = super::followed(&services, Channel::TenantLockers(tenant)).await?;
+    let all: Vec<BankRow> = lockers::list_banks(&services, tenant)
+        .await?
+        .into_iter()
+        .map(|b| row_of(&BankDetail::from_view(b)))
+        .filter(|b| {
+            matches(
+                b,
+                q.as_deref().unwrap_or(""),
+                status.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    let total = all.len();
+    let pages = total.div_ceil(PER_PAGE).max(1);
+    let page = (page.unwrap_or(1) as usize).clamp(1, pages);
+    Ok(BankListData {
+        rows: all
+            .into_iter()
+            .skip((page - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect(),
+        total,
+        page,
+        pages,
+        now: now_ms(),
+        live,
+    })
+}
+
+/// A clock that ticks every second in the browser, starting from the
+/// server's time (so the server-rendered text and the first hydrated one
+/// agree).
+fn ticking_now(server_now: i64) -> ReadSignal<i64> {
+    let (now, set_now) = signal(server_now);
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        let skew = js_sys::Date::now() as i64 - server_now;
+        #[cfg(not(feature = "hydrate"))]
+        let skew = 0;
+        if let Ok(h) = set_interval_with_handle(
+            move || {
+                #[cfg(feature = "hydrate")]
+                set_now.set(js_sys::Date::now() as i64 - skew);
+                #[cfg(not(feature = "hydrate"))]
+                let _ = (set_now, skew);
+            },
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || h.clear());
+        }
+    });
+    now
+}
+
+fn online_badge(online: Option<bool>, state: &str) -> (&'static str, String) {
+    match (state, online) {
+        ("decommissioned", _) => (
+            "rounded-full bg-slate-200 px-2 py-0.5 text-xs font-medium text-slate-700",
+            "decommissioned".into(),
+        ),
+        (_, Some(true)) => (
+            "rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800",
+            "online".into(),
+        ),
+        (_, Some(false)) => (
+            "rounded-full bg-red-100 px-2 py-0.5 text-xs font-medium text-red-800",
+            "offline".into(),
+        ),
+        (_, None) => (
+            "rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-700",
+            "never seen".into(),
+        ),
+    }
+}
+
+#[component]
+pub fn Banks() -> impl IntoView {
+    let query = use_query_map();
+    let data = Resource::new_blocking(
+        move || query.get(),
+        |q| {
+            bank_list(
+                q.get("q"),
+                q.get("status"),
+                q.get("page").and_then(|p| p.parse().ok()),
+            )
+        },
+    );
+    view! {
+        <PageTitle title="Locker banks" lead="Every bank of the tenant, live."/>
+        <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(l) => {
+                        use_refetch_on(l.live.channel.clone(), l.live.seq, move || data.refetch());
+                        view! { <BankTable l query=query.get_untracked()/> }.into_any()
+                    }
+                    Err(e) => failure(e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl IntoView {
+    let now = ticking_now(l.now);
+    let status = query.get("status").unwrap_or_default();
+    let q = query.get("q").unwrap_or_default();
+    let href = {
+        let (status, q) = (status.clone(), q.clone());
+        move |page: usize| format!("/admin/banks?q={q}&status={status}&page={page}")
+    };
+    let prev = (l.page > 1).then(|| href(l.page - 1));
+    let next = (l.page < l.pages).then(|| href(l.page + 1));
+    view! {
+        <Form method="GET" action="/admin/banks" attr:class="mt-6 flex flex-wrap items-end gap-3" attr:aria-label="Search">
+            <label class="text-sm">
+                <span class="block text-slate-700">"Search"</span>
+                <input type="search" name="q" value=q data-testid="bank-search" placeholder="Name, serial or place" class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"/>
+            </label>
+            <label class="text-sm">
+                <span class="block text-slate-700">"Status"</span>
+                <select name="status" data-testid="bank-status" class="mt-1 rounded-md border border-slate-300 px-2 py-1.5">
+                    {[("", "Any"), ("online", "Online"), ("offline", "Offline"), ("provisioning", "Provisioning"), ("decommissioned", "Decommissioned")]
+                        .into_iter()
+                        .map(|(v, label)| view! { <option value=v selected=status == v>{label}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <button type="submit" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Search"</button>
+        </Form>
+        <p class="mt-4 text-sm text-slate-600" data-testid="bank-total">{format!("{} bank(s)", l.total)}</p>
+        <div class="mt-2 overflow-x-auto rounded-xl border border-slate-200 bg-white">
+            <table class="w-full min-w-[40rem] text-left text-sm">
+                <thead class="text-slate-600">
+                    <tr>
+                        <th scope="col" class="px-4 py-2 font-medium">"Bank"</th>
+                        <th scope="col" class="px-4 py-2 font-medium">"Status"</th>
+                        <th scope="col" class="px-4 py-2 font-medium">"Last seen"</th>
+                        <th scope="col" class="px-4 py-2 font-medium">"Firmware"</th>
+                        <th scope="col" class="px-4 py-2 font-medium">"Compartments"</th>
+                        <th scope="col" class="px-4 py-2 font-medium">"Provisioning"</th>
+                    </tr>
+                </thead>
+                <tbody data-testid="bank-rows">
+                    {l.rows
+                        .into_iter()
+                        .map(|b| {
+                            let (badge, label) = online_badge(b.online, &b.state);
+                            let seen = b.last_seen_at;
+                            view! {
+                                <tr class="border-t border-slate-100" data-testid="bank-row" data-bank-id=b.id.clone()>
+                                    <td class="px-4 py-2">
+                                        <A href=format!("/admin/banks/{}", b.id) attr:class="font-medium underline">{b.name.clone()}</A>
+                                        <span class="block text-xs text-slate-600">{b.serial.clone()}{b.location.clone().map(|l| format!(" · {l}"))}</span>
+                                    </td>
+                                    <td class="px-4 py-2"><span class=badge data-testid="bank-online">{label}</span></td>
+                                    <td class="px-4 py-2 tabular-nums">{move || format::ago(now.get(), seen)}</td>
+                                    <td class="px-4 py-2">{b.firmware.clone().unwrap_or_else(|| "—".into())}</td>
+                                    <td class="px-4 py-2 tabular-nums">{b.compartments}</td>
+                                    <td class="px-4 py-2">{b.state.clone()}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <nav aria-label="Pages" class="mt-3 flex items-center gap-3 text-sm">
+            {prev.map(|h| view! { <a href=h class="rounded-md border border-slate-300 px-3 py-1.5">"Previous"</a> })}
+            <span class="text-slate-600">{format!("Page {} of {}", l.page, l.pages)}</span>
+            {next.map(|h| view! { <a href=h class="rounded-md border border-slate-300 px-3 py-1.5">"Next"</a> })}
+        </nav>
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompartmentRow {
+    pub id: String,
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+    pub door_open: Option<bool>,
+    pub occupied: Option<bool>,
+    pub status: Option<OpenStatus>,
+    pub command_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankDetail {
+    pub id: String,
+    pub name: String,
+    pub serial: String,
+    pub location: Option<String>,
+    pub state: String,
+    pub online: Option<bool>,
+    pub last_seen_at: Option<i64>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub provisioning_error: Option<String>,
+    pub compartments: Vec<CompartmentRow>,
+}
+
+#[cfg(feature = "ssr")]
+impl BankDetail {
+    fn from_view(b: lockstep_core::lockers::BankView) -> Self {
+        BankDetail {
+            id: b.id.to_string(),
+            name: b.name,
+            serial: b.serial,
+            location: b.location,
+            state: b.state,
+            online: b.online,
+            last_seen_at: b.last_seen_at,
+            model: b.model,
+            firmware: b.firmware,
+            provisioning_error: b.provisioning_error,
+            compartments: b
+                .compartments
+                .into_iter()
+                .map(|c| CompartmentRow {
+                    id: c.id.to_string(),
+                    number: c.number,
+                    size: c.size,
+                    label: c.label,
+                    door_open: c.door_open,
+                    occupied: c.occupied,
+                    status: c.latest_status,
+                    command_id: c.latest_command_id.map(|id| id.to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPageData {
+    pub bank: BankDetail,
+    pub now: i64,
+    pub live: Followed,
+}
+
+#[server(prefix = "/sfn", endpoint = "bank_page")]
+pub async fn bank_page(bank_id: String) -> Result<BankPageData, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::{
+        eventstore::channels::Channel, identity::tokens::Ability, lockers, now_ms,
+    };
+    let principal = ssr::require(Ability::LockerRead).await?;
+    let tenant = principal.user().tenant_id;
+    let services = ssr::services()?;
+    let id = super::id_of(&bank_id)?;
+    let live = super::followed(&services, Channel::LockerBank(id)).await?;
+    let bank = lockers::get_bank(&services, tenant, id)
+        .await?
+        .ok_or_else(|| ssr::refuse(AppError::NotFound, "not_found"))?;
+    Ok(BankPageData {
+        bank: BankDetail::from_view(bank),
+        now: now_ms(),
+        live,
+    })
+}
+
+/// The answer to an admin Open: the command id at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opened {
+    pub command_id: String,
+    pub status: OpenStatus,
+    pub reason: Option<String>,
+}
+
+#[server(prefix = "/sfn", endpoint = "admin_open", client = SocketClient)]
+pub async fn admin_open(compartment_id: String, reason: String) -> Result<Opened, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::{identity::tokens::Ability, now_ms, opens, CoreError};
+    let principal = ssr::require(Ability::LockerWrite).await?;
+    let services = ssr::services()?;
+    let id = super::id_of(&compartment_id)?;
+    let caller = ssr::caller(&principal)?;
+    let input = opens::OpenCommandInput {
+        compartment_id: id,
+        override_: true,
+        reason: Some(reason),
+        ..Default::default()
+    };
+    match opens::request_open(&services, &caller, input, now_ms()).await {
+        Ok(d) => Ok(Opened {
+            command_id: d.command_id.to_string(),
+            status: d.status,
+            reason: d.reason.map(|r| r.as_str().to_string()),
+        }),
+        Err(CoreError::NotFound) => Err(ssr::refuse(AppError::NotFound, "not_found")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[server(prefix = "/sfn", endpoint = "decommission_bank", client = SocketClient)]
+pub async fn decommission_bank(bank_id: String, reason: String) -> Result<(), AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::{identity::tokens::Ability, lockers, provisioning};
+    let principal = ssr::require(Ability::LockerWrite).await?;
+    let services = ssr::services()?;
+    let id = super::id_of(&bank_id)?;
+    let caller = ssr::caller(&principal)?;
+    // Another tenant's bank reads as "not found".
+    lockers::get_bank(&services, principal.user().tenant_id, id)
+        .await?
+        .ok_or_else(|| ssr::refuse(AppError::NotFound, "not_found"))?;
+    provisioning::decommission(&services, &caller, id, &reason).await?;
+    Ok(())
+}
+
+#[component]
+pub fn BankPage() -> impl IntoView {
+    let params = use_params_map();
+    let data = Resource::new_blocking(
+        move || params.get().get("id").unwrap_or_default(),
+        bank_page,
+    );
+    view! {
+        <A href="/admin/banks" attr:class="text-sm text-slate-700 underline">"← Locker banks"</A>
+        <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(d) => {
+                        use_refetch_on(d.live.channel.clone(), d.live.seq, move || data.refetch());
+                        view! { <BankView d/> }.into_any()
+                    }
+                    Err(e) => failure(e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn yes_no(v: Option<bool>, yes: &'static str, no: &'static str) -> &'static str {
+    match v {
+        Some(true) => yes,
+        Some(false) => no,
+        None => "—",
+    }
+}
+
+#[component]
+fn BankView(d: BankPageData) -> impl IntoView {
+    let now = ticking_now(d.now);
+    let b = d.bank;
+    let (badge, label) = online_badge(b.online, &b.state);
+    let seen = b.last_seen_at;
+    let bank_id = b.id.clone();
+    let decommission = Action::new(move |reason: &String| {
+        let (id, reason) = (bank_id.clone(), reason.clone());
+        async move { decommission_bank(id, reason).await }
+    });
+    let decommissioned = b.state == "decommissioned";
+    view! {
+        <div class="mt-3">
+            <PageTitle title=b.name.clone() lead=format!("{} · {}", b.serial, b.location.clone().unwrap_or_default())/>
+            <dl class="mt-4 grid grid-cols-2 gap-3 text-sm sm:grid-cols-4">
+                <div><dt class="text-slate-600">"Status"</dt><dd><span class=badge data-testid="bank-online">{label}</span></dd></div>
+                <div><dt class="text-slate-600">"Last seen"</dt><dd class="tabular-nums">{move || format::ago(now.get(), seen)}</dd></div>
+                <div><dt class="text-slate-600">"Firmware"</dt><dd>{b.firmware.clone().unwrap_or_else(|| "—".into())}</dd></div>
+                <div><dt class="text-slate-600">"Provisioning"</dt><dd data-testid="bank-state">{b.state.clone()}</dd></div>
+            </dl>
+            {b.provisioning_error.clone().map(|e| view! {
+                <p role="alert" class="mt-3 rounded-md bg-red-50 px-3 py-2 text-sm text-red-800">{format!("Last provisioning attempt failed: {}", format::words(&e))}</p>
+            })}
+            <h2 class="mt-8 font-semibold">"Compartments"</h2>
+            <ul class="mt-2 grid gap-3 sm:grid-cols-2 xl:grid-cols-3" data-testid="compartments">
+                {b.compartments
+                    .into_iter()
+                    .map(|c| view! { <CompartmentCard c/> })
+                    .collect_view()}
+            </ul>
+            <section class="mt-10 rounded-xl border border-red-200 bg-white p-4">
+                <h2 class="font-semibold text-red-800">"Decommission"</h2>
+                <p class="mt-1 text-sm text-slate-700">
+                    "Takes the bank out of service: its broker account is disabled and a connected locker is disconnected."
+                </p>
+                {if decommissioned {
+                    view! { <p class="mt-2 text-sm font-medium" role="status">"This bank is decommissioned."</p> }.into_any()
+                } else {
+                    view! { <Confirm action=decommission label="Decommission" testid="decommission"/> }.into_any()
+                }}
+                {move || decommission.value().get().map(|r| match r {
+                    Ok(()) => view! { <p role="status" class="mt-2 text-sm text-emerald-800">"Decommissioned."</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
+                })}
+            </section>
+        </div>
+    }
+}
+
+/// A button that asks for a reason and a confirmation before `action`.
+#[component]
+fn Confirm(
+    action: Action<String, Result<(), AppError>>,
+    label: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    let asking = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
+    view! {
+        <Show
+            when=move || asking.get()
+            fallback=move || view! {
+                <button type="button" data-testid=testid on:click=move |_| asking.set(true)
+                    class="mt-3 rounded-md border border-red-300 px-3 py-1.5 text-sm font-medium text-red-800 hover:bg-red-50">
+                    {label}
+                </button>
+            }
+        >
+            <form class="mt-3 flex flex-wrap items-end gap-2" on:submit=move |ev| {
+                ev.prevent_default();
+                action.dispatch(reason.get_untracked());
+                asking.set(false);
+            }>
+                <label class="text-sm">
+                    <span class="block text-slate-700">"Reason (required)"</span>
+                    <input required maxlength="500" data-testid=format!("{testid}-reason") class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"
+                        prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" data-testid=format!("{testid}-confirm") class="rounded-md bg-red-700 px-3 py-1.5 text-sm font-semibold text-white hover:bg-red-600">
+                    {format!("Yes, {}", label.to_lowercase())}
+                </button>
+                <button type="button" on:click=move |_| asking.set(false) class="rounded-md border border-slate-300 px-3 py-1.5 text-sm">"Cancel"</button>
+            </form>
+        </Show>
+    }
+}
+
+#[component]
+fn CompartmentCard(c: CompartmentRow) -> impl IntoView {
+    let asking = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
+    let compartment_id = c.id.clone();
+    let open = Action::new(move |reason: &String| {
+        let (id, reason) = (compartment_id.clone(), reason.clone());
+        async move { admin_open(id, reason).await }
+    });
+    let title = match &c.label {
+        Some(l) => format!("#{} {l}", c.number),
+        None => format!("#{}", c.number),
+    };
+    let status = c.status;
+    let command = c.command_id.clone();
+    view! {
+        <li class="rounded-xl border border-slate-200 bg-white p-4" data-testid=format!("compartment-{}", c.number)>
+            <div class="flex items-start justify-between gap-2">
+                <div>
+                    <p class="font-medium">{title}</p>
+                    <p class="text-xs text-slate-600">
+                        {format!("{} · door {} · {}", c.size, yes_no(c.door_open, "open", "closed"), yes_no(c.occupied, "occupied", "empty"))}
+                    </p>
+                </div>
+                <div role="status" class="text-right">
+                    {status.map(|s| view! {
+                        <span class=format::status_badge(s) data-testid="open-status" data-status=s.as_str()>{s.as_str()}</span>
+                    })}
+                    {command.map(|id| view! {
+                        <a href=format!("/admin/commands/{id}") class="mt-1 block font-mono text-xs text-slate-600 underline" data-testid="latest-command">{id[..8].to_string()}</a>
+                    })}
+                </div>
+            </div>
+            <Show
+                when=move || asking.get()
+                fallback=move || view! {
+                    <button type="button" data-testid="admin-open" on:click=move |_| asking.set(true)
+                        class="mt-3 rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
+                        "Open"
+                    </button>
+                }
+            >
+                <form class="mt-3 flex flex-wrap items-end gap-2" on:submit=move |ev| {
+                    ev.prevent_default();
+                    open.dispatch(reason.get_untracked());
+                    asking.set(false);
+                }>
+                    <label class="text-sm">
+                        <span class="block text-slate-700">"Reason for the override"</span>
+                        <input required maxlength="500" data-testid="open-reason" class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"
+                            prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                    </label>
+                    <button type="submit" data-testid="open-confirm" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Open now"</button>
+                    <button type="button" on:click=move |_| asking.set(false) class="rounded-md border border-slate-300 px-3 py-1.5 text-sm">"Cancel"</button>
+                </form>
+            </Show>
+            {move || open.value().get().map(|r| match r {
+                Ok(o) => view! {
+                    <p role="status" class="mt-2 text-sm" data-testid="open-answer" data-status=o.status.as_str() data-command-id=o.command_id.clone()>
+                        {format!("{}: command {}", o.status.as_str(), o.command_id)}
+                        {o.reason.map(|r| format!(" ({})", format::words(&r)))}
+                    </p>
+                }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
+            })}
+        </li>
+    }
+}
