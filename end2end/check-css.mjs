@@ -6,7 +6,10 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const cssPath = process.argv[2] ?? join(root, "target/site/pkg/lockstep.css");
+// The build names it by its content (lockstep.<hash>.css).
+const pkg = join(root, "target/site/pkg");
+const built = readdirSync(pkg).filter((f) => /^lockstep(\.[\w-]+)?\.css$/.test(f));
+const cssPath = process.argv[2] ?? join(pkg, built.sort((a, b) => statSync(join(pkg, b)).mtimeMs - statSync(join(pkg, a)).mtimeMs)[0] ?? "lockstep.css");
 const css = readFileSync(cssPath, "utf8");
 
 function rustFiles(dir) {

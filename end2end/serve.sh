@@ -16,7 +16,10 @@ export LOCKSTEP_PUSHER_APP_SECRET="e2e-secret-0123456789abcdef"
 if [ "${1:-}" = "--demo" ]; then
   export LOCKSTEP_ADDR="127.0.0.1:${E2E_DEMO_PORT:-3101}"
   export LOCKSTEP_MQTT=embedded
-  export MQTT_EMBEDDED_ADDR="127.0.0.1:${E2E_DEMO_MQTT_PORT:-0}"
+  # A known port and provisioning password: provision.spec.ts provisions
+  # a locker of its own (MQTT.js, written from docs/mqtt.md).
+  export MQTT_EMBEDDED_ADDR="127.0.0.1:${E2E_DEMO_MQTT_PORT:-3183}"
+  export LOCKSTEP_PROVISIONING_PASSWORD="e2e-provisioning-password"
 else
   export LOCKSTEP_ADDR="127.0.0.1:${E2E_PORT:-3100}"
   export LOCKSTEP_MQTT=off

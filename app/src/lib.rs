@@ -20,7 +20,7 @@ pub mod pages;
 pub mod realtime;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, Link, MetaTags, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
     path, SsrMode,
@@ -65,6 +65,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="lockstep-pusher-key" content=pusher_key/>
+                <meta name="theme-color" content="#4f46e5"/>
+                <link rel="manifest" href="/manifest.webmanifest"/>
+                <link rel="apple-touch-icon" href="/apple-touch-icon.png"/>
+                <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -88,7 +92,6 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/lockstep.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title text="Lockstep"/>
         <Router>
@@ -100,7 +103,9 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("/admin") view=pages::admin::AdminLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=pages::admin::dashboard::Dashboard ssr=SsrMode::Async/>
                     <Route path=path!("banks") view=pages::admin::banks::Banks ssr=SsrMode::Async/>
+                    <Route path=path!("banks/:id/provisioning") view=pages::admin::provisioning::ProvisioningProgress ssr=SsrMode::Async/>
                     <Route path=path!("banks/:id") view=pages::admin::banks::BankPage ssr=SsrMode::Async/>
+                    <Route path=path!("provisioning") view=pages::admin::provisioning::Provisioning ssr=SsrMode::Async/>
                     <Route path=path!("commands") view=pages::admin::commands::Commands ssr=SsrMode::Async/>
                     <Route path=path!("commands/:id") view=pages::admin::commands::CommandTimeline ssr=SsrMode::Async/>
                     <Route path=path!("users") view=pages::admin::users::Users ssr=SsrMode::Async/>

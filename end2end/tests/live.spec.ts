@@ -231,15 +231,19 @@ test("two contexts: the admin's history and dashboard show a user's open live; t
   await admin.locator("body[data-hydrated]").waitFor();
   const adminCard = admin.getByTestId("compartment-6");
   await adminCard.getByTestId("admin-open").click();
-  await adminCard.getByTestId("open-reason").fill("courier at the door");
-  await adminCard.getByTestId("open-confirm").click();
-  await expect(adminCard.getByTestId("open-answer").or(adminCard.getByTestId("latest-command"))).toBeVisible();
+  await admin.getByTestId("open-reason").fill("courier at the door");
+  await admin.getByTestId("open-confirm").click();
+  // The command id at once...
+  const answer = admin.getByTestId("open-answer");
+  await expect(answer).toHaveAttribute("data-status", "accepted");
+  const overrideId = await answer.getAttribute("data-command-id");
   await expect(admin.getByTestId("toast")).toHaveCount(1, { timeout: 20_000 });
   await expect(admin.getByTestId("toast")).toContainText(/opened|failed/);
+  // ...the result live on the card, under the same command.
   await expect(adminCard.getByTestId("open-status")).toHaveAttribute("data-status", /^(opened|failed)$/);
+  await expect(adminCard.getByTestId("latest-command")).toHaveAttribute("href", `/admin/commands/${overrideId}`);
   // Its timeline: requested, authorized, sent, then the result, with the reason.
-  const id = await adminCard.getByTestId("latest-command").getAttribute("href");
-  await admin.goto(id!);
+  await admin.goto(`/admin/commands/${overrideId}`);
   await expect(admin.getByTestId("timeline-step")).toHaveCount(4);
   await expect(admin.getByText("courier at the door")).toBeVisible();
   expect(errors).toEqual([]);

@@ -16,7 +16,10 @@ use lockstep_core::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::{
+    compression::CompressionLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
@@ -26,6 +29,7 @@ use tower_sessions::{
 
 use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
+    caching,
     config::HttpLimits,
     config::{MqttMode, Secret, ServeConfig},
     guards, hub,
@@ -73,6 +77,15 @@ fn leptos_options(addr: SocketAddr) -> LeptosOptions {
         .map(|conf| conf.leptos_options)
         .unwrap_or_else(|_| LeptosOptions::builder().output_name("lockstep").build());
     options.site_addr = addr;
+    // cargo-leptos (`hash-files = true`) names the assets by their content
+    // and writes the names to hash.txt beside the binary: use them when
+    // they are there (a plain `cargo build` has none).
+    let hashes = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&*options.hash_file)));
+    if hashes.is_some_and(|h| h.is_file()) {
+        options.hash_files = true;
+    }
     options
 }
 
@@ -341,7 +354,28 @@ pub fn router(
             _,
         >(context, shell));
 
+    // The site's assets: precompressed at build time (`cargo leptos build
+    // --release --precompress` writes .br and .gz beside each), immutable
+    // when their names are hashed.
+    let site = std::path::PathBuf::from(&*state.leptos_options.site_root);
+    let pkg_dir = state.leptos_options.site_pkg_dir.to_string();
+    let pkg = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static(if state.leptos_options.hash_files {
+                caching::IMMUTABLE
+            } else {
+                caching::SHORT
+            }),
+        ))
+        .service(
+            ServeDir::new(site.join(&pkg_dir))
+                .precompressed_br()
+                .precompressed_gzip(),
+        );
+
     Router::new()
+        .nest_service(&format!("/{pkg_dir}"), pkg)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
@@ -368,6 +402,10 @@ pub fn router(
             limits.request_timeout,
         ))
         .layer(middleware::from_fn(security::headers))
+        .layer(middleware::from_fn(caching::headers))
+        // Dynamic answers (pages, JSON) compressed as the client accepts;
+        // a precompressed asset (already encoded) passes through.
+        .layer(CompressionLayer::new())
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -10,6 +10,7 @@
 //!   read timeouts, graceful shutdown.
 //! - [`security`]: security headers (CSP with a per-response nonce) on
 //!   every response.
+//! - [`caching`]: `Cache-Control` for assets, static files and pages.
 //! - [`bootstrap`]: the first admin account on a fresh database.
 //! - [`hub`]: the realtime hub, Pusher protocol 7 over the channel log.
 //! - [`telemetry`]: tracing output, human or JSON.
@@ -26,6 +27,7 @@
 pub mod api_error;
 pub mod application;
 pub mod bootstrap;
+pub mod caching;
 pub mod config;
 pub mod demo;
 pub mod guards;

@@ -169,6 +169,11 @@ pub fn listen(shared: &Shared, channel: &str, from_seq: i64, f: Listen) -> u64 {
     id
 }
 
+/// The last seq delivered on `channel`, if it is followed.
+pub fn cursor(shared: &Shared, channel: &str) -> Option<i64> {
+    shared.borrow().cursors.get(channel)
+}
+
 /// Stops a listener; its channel is left a moment after its last one.
 pub fn unlisten(shared: &Shared, id: u64) {
     let Some((channel, _)) = shared.borrow_mut().listeners.remove(&id) else {

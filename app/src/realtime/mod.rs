@@ -140,6 +140,123 @@ pub fn use_refetch_on(channel: String, from_seq: i64, refetch: impl Fn() + 'stat
     let _ = (channel, from_seq, refetch);
 }
 
+/// A page whose channels come with its data (read inside a `Suspend`):
+/// [`use_live_refetch`] is called at the component's top level, where
+/// the component's owner is current, and [`LiveRefetch::follow`] each time
+/// the data arrives. The first call (or one naming other channels) starts
+/// following them from the seqs given; the listeners live as long as the
+/// component, not as long as one render of its data (a `Suspend` that
+/// resumes after an await has no owner to hang them on).
+#[derive(Clone, Copy)]
+pub struct LiveRefetch {
+    #[cfg(feature = "hydrate")]
+    inner: StoredValue<LiveInner, LocalStorage>,
+}
+
+#[cfg(feature = "hydrate")]
+struct LiveInner {
+    rt: Option<Realtime>,
+    /// Asks for a refetch; a burst within 150 ms is one.
+    poke: std::rc::Rc<dyn Fn()>,
+    following: Vec<String>,
+    ids: Vec<u64>,
+}
+
+/// See [`LiveRefetch`]: envelopes on the followed channels call `refetch`,
+/// a burst coalesced into one call.
+pub fn use_live_refetch(refetch: impl Fn() + 'static) -> LiveRefetch {
+    #[cfg(feature = "hydrate")]
+    {
+        let refetch = std::rc::Rc::new(refetch);
+        let scheduled = std::rc::Rc::new(std::cell::Cell::new(false));
+        let poke = std::rc::Rc::new(move || {
+            if scheduled.replace(true) {
+                return;
+            }
+            let (refetch, scheduled) = (refetch.clone(), scheduled.clone());
+            set_timeout(
+                move || {
+                    scheduled.set(false);
+                    refetch();
+                },
+                std::time::Duration::from_millis(150),
+            );
+        });
+        let live = LiveRefetch {
+            inner: StoredValue::new_local(LiveInner {
+                rt: use_realtime(),
+                poke,
+                following: Vec::new(),
+                ids: Vec::new(),
+            }),
+        };
+        on_cleanup(move || live.stop());
+        live
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = refetch;
+        LiveRefetch {}
+    }
+}
+
+impl LiveRefetch {
+    /// Follows `channels` (name, seq the data was read at), unless they are
+    /// the ones followed already. Data read at a seq the tab is already
+    /// past (an older refetch answered after a newer one) asks for another
+    /// refetch, so the page never settles on stale data.
+    pub fn follow(&self, channels: &[(&str, i64)]) {
+        #[cfg(feature = "hydrate")]
+        {
+            let names: Vec<String> = channels.iter().map(|(c, _)| c.to_string()).collect();
+            let Some((same, rt, poke)) = self
+                .inner
+                .try_with_value(|i| (i.following == names, i.rt, i.poke.clone()))
+            else {
+                return;
+            };
+            let Some(rt) = rt else { return };
+            let shared = rt.driver.get_value();
+            if same {
+                let stale = channels
+                    .iter()
+                    .any(|(c, seq)| driver::cursor(&shared, c).is_some_and(|at| at > *seq));
+                if stale {
+                    poke();
+                }
+                return;
+            }
+            self.stop();
+            let on = std::rc::Rc::new(move |_: &Delivery| poke());
+            let ids: Vec<u64> = channels
+                .iter()
+                .map(|(c, seq)| driver::listen(&shared, c, *seq, on.clone()))
+                .collect();
+            self.inner.update_value(|i| {
+                i.following = names;
+                i.ids = ids;
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = channels;
+    }
+
+    #[cfg(feature = "hydrate")]
+    fn stop(&self) {
+        let Some((rt, ids)) = self.inner.try_update_value(|i| {
+            i.following.clear();
+            (i.rt, std::mem::take(&mut i.ids))
+        }) else {
+            return;
+        };
+        if let Some(shared) = rt.and_then(|rt| rt.driver.try_get_value()) {
+            for id in ids {
+                driver::unlisten(&shared, id);
+            }
+        }
+    }
+}
+
 /// The header's connection indicator.
 #[component]
 pub fn ConnectionIndicator() -> impl IntoView {

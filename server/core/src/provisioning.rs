@@ -900,3 +900,77 @@ pub async fn account_of_event(
     disable_stored_account(s, &username).await?;
     Ok(Some((username, turn)))
 }
+
+/// One step of a bank's provisioning, as the progress page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressStep {
+    /// `received`, `validated`, `credentials_created`, `delivered`,
+    /// `first_heartbeat`.
+    pub step: String,
+    pub at: i64,
+}
+
+/// Where a bank's latest provisioning attempt stands, from its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The latest attempt's steps so far, in order.
+    pub steps: Vec<ProgressStep>,
+    /// The attempt failed: the reason code, what the server said, when.
+    pub failure: Option<(String, Option<String>, i64)>,
+    /// The locker was heard on its own credentials.
+    pub complete: bool,
+}
+
+/// The steps of provisioning, in order.
+pub const PROGRESS_STEPS: [&str; 5] = [
+    "received",
+    "validated",
+    "credentials_created",
+    "delivered",
+    "first_heartbeat",
+];
+
+/// The provisioning progress of a bank of `tenant_id`; `None` for a bank
+/// that is not one of the tenant's.
+pub async fn progress(
+    s: &Services,
+    tenant_id: Uuid,
+    bank_id: Uuid,
+) -> CoreResult<Option<Progress>> {
+    if lockers::get_bank(s, tenant_id, bank_id).await?.is_none() {
+        return Ok(None);
+    }
+    let mut conn = s.db.pool.acquire().await?;
+    let events = crate::eventstore::events::load_stream(&mut conn, bank_id).await?;
+    let mut p = Progress::default();
+    let step = |p: &mut Progress, name: &str, at: i64| {
+        p.steps.push(ProgressStep {
+            step: name.into(),
+            at,
+        })
+    };
+    for e in events {
+        let at = e.occurred_at;
+        match e.event {
+            DomainEvent::LockerProvisioningRequested { .. } => {
+                // A new attempt starts over.
+                p = Progress::default();
+                step(&mut p, "received", at);
+            }
+            DomainEvent::LockerProvisioningValidated { .. } => step(&mut p, "validated", at),
+            DomainEvent::LockerCredentialsCreated { .. } => step(&mut p, "credentials_created", at),
+            DomainEvent::LockerCredentialsDelivered { .. } => step(&mut p, "delivered", at),
+            DomainEvent::LockerWasProvisioned { .. } => {
+                step(&mut p, "first_heartbeat", at);
+                p.complete = true;
+                p.failure = None;
+            }
+            DomainEvent::LockerProvisioningFailed { reason, detail, .. } => {
+                p.failure = Some((reason.as_str().to_string(), detail, at));
+            }
+            DomainEvent::LockerProvisioningReset { .. } => p = Progress::default(),
+            _ => {}
+        }
+    }
+    Ok(Some(p))
+}

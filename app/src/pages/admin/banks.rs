@@ -17,7 +17,7 @@ use super::{failure, Followed, PageTitle};
 use crate::{
     error::AppError,
     format,
-    realtime::{client::SocketClient, use_refetch_on},
+    realtime::{client::SocketClient, use_live_refetch},
 };
 
 pub const PER_PAGE: usize = 25;
@@ -182,13 +182,14 @@ pub fn Banks() -> impl IntoView {
             )
         },
     );
+    let live = use_live_refetch(move || data.refetch());
     view! {
         <PageTitle title="Locker banks" lead="Every bank of the tenant, live."/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(l) => {
-                        use_refetch_on(l.live.channel.clone(), l.live.seq, move || data.refetch());
+                        live.follow(&[(&l.live.channel, l.live.seq)]);
                         view! { <BankTable l query=query.get_untracked()/> }.into_any()
                     }
                     Err(e) => failure(e),
@@ -407,26 +408,103 @@ pub async fn decommission_bank(bank_id: String, reason: String) -> Result<(), Ap
     Ok(())
 }
 
+/// The compartment an admin is about to open (id, its name): the override
+/// form lives outside the live region, so a refetch never resets it.
+#[derive(Clone, Copy)]
+struct OpenTarget(RwSignal<Option<(String, String)>>);
+
 #[component]
 pub fn BankPage() -> impl IntoView {
     let params = use_params_map();
-    let data = Resource::new_blocking(
-        move || params.get().get("id").unwrap_or_default(),
-        bank_page,
-    );
+    let bank_id = move || params.get().get("id").unwrap_or_default();
+    let data = Resource::new_blocking(bank_id, bank_page);
+    let live = use_live_refetch(move || data.refetch());
+    let target = RwSignal::new(None::<(String, String)>);
+    provide_context(OpenTarget(target));
+    let open = Action::new(move |(id, reason): &(String, String)| {
+        let (id, reason) = (id.clone(), reason.clone());
+        async move { admin_open(id, reason).await }
+    });
+    let decommission = Action::new(move |reason: &String| {
+        let (id, reason) = (bank_id(), reason.clone());
+        async move {
+            let r = decommission_bank(id, reason).await;
+            data.refetch();
+            r
+        }
+    });
     view! {
         <A href="/admin/banks" attr:class="text-sm text-slate-700 underline">"← Locker banks"</A>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(d) => {
-                        use_refetch_on(d.live.channel.clone(), d.live.seq, move || data.refetch());
+                        live.follow(&[(&d.live.channel, d.live.seq)]);
                         view! { <BankView d/> }.into_any()
                     }
                     Err(e) => failure(e),
                 }
             })}
         </Transition>
+        <OverrideForm target open/>
+        <section class="mt-10 rounded-xl border border-red-200 bg-white p-4" aria-labelledby="decommission-h">
+            <h2 id="decommission-h" class="font-semibold text-red-800">"Decommission"</h2>
+            <p class="mt-1 text-sm text-slate-700">
+                "Takes the bank out of service: its broker account is disabled and a connected locker is disconnected."
+            </p>
+            <Confirm action=decommission label="Decommission" testid="decommission"/>
+            {move || decommission.value().get().map(|r| match r {
+                Ok(()) => view! { <p role="status" class="mt-2 text-sm text-emerald-800" data-testid="decommissioned">"Decommissioned."</p> }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+/// The admin override: a reason, then the command id at once; the result
+/// follows live on the compartment's card (and as a toast).
+#[component]
+fn OverrideForm(
+    target: RwSignal<Option<(String, String)>>,
+    open: Action<(String, String), Result<Opened, AppError>>,
+) -> impl IntoView {
+    let reason = RwSignal::new(String::new());
+    view! {
+        <Show when=move || target.get().is_some()>
+            <form
+                class="mt-6 flex flex-wrap items-end gap-2 rounded-xl border border-indigo-200 bg-indigo-50 p-4"
+                aria-label="Open with an override"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    if let Some((id, _)) = target.get_untracked() {
+                        open.dispatch((id, reason.get_untracked()));
+                    }
+                    target.set(None);
+                    reason.set(String::new());
+                }
+            >
+                <label class="text-sm">
+                    <span class="block text-slate-700">
+                        {move || target.get().map(|(_, name)| format!("Reason to open {name}")).unwrap_or_default()}
+                    </span>
+                    <input required maxlength="500" data-testid="open-reason" class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"
+                        prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" data-testid="open-confirm" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Open now"</button>
+                <button type="button" on:click=move |_| target.set(None) class="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm">"Cancel"</button>
+            </form>
+        </Show>
+        <div role="status" class="mt-3">
+            {move || open.value().get().map(|r| match r {
+                Ok(o) => view! {
+                    <p class="text-sm" data-testid="open-answer" data-status=o.status.as_str() data-command-id=o.command_id.clone()>
+                        {format!("{}: command {}", o.status.as_str(), o.command_id)}
+                        {o.reason.map(|r| format!(" ({})", format::words(&r)))}
+                    </p>
+                }.into_any(),
+                Err(e) => view! { <p class="text-sm text-red-800">{e.to_string()}</p> }.into_any(),
+            })}
+        </div>
     }
 }
 
@@ -444,12 +522,6 @@ fn BankView(d: BankPageData) -> impl IntoView {
     let b = d.bank;
     let (badge, label) = online_badge(b.online, &b.state);
     let seen = b.last_seen_at;
-    let bank_id = b.id.clone();
-    let decommission = Action::new(move |reason: &String| {
-        let (id, reason) = (bank_id.clone(), reason.clone());
-        async move { decommission_bank(id, reason).await }
-    });
-    let decommissioned = b.state == "decommissioned";
     view! {
         <div class="mt-3">
             <PageTitle title=b.name.clone() lead=format!("{} · {}", b.serial, b.location.clone().unwrap_or_default())/>
@@ -457,7 +529,9 @@ fn BankView(d: BankPageData) -> impl IntoView {
                 <div><dt class="text-slate-600">"Status"</dt><dd><span class=badge data-testid="bank-online">{label}</span></dd></div>
                 <div><dt class="text-slate-600">"Last seen"</dt><dd class="tabular-nums">{move || format::ago(now.get(), seen)}</dd></div>
                 <div><dt class="text-slate-600">"Firmware"</dt><dd>{b.firmware.clone().unwrap_or_else(|| "—".into())}</dd></div>
-                <div><dt class="text-slate-600">"Provisioning"</dt><dd data-testid="bank-state">{b.state.clone()}</dd></div>
+                <div><dt class="text-slate-600">"Provisioning"</dt><dd data-testid="bank-state">
+                    <A href=format!("/admin/banks/{}/provisioning", b.id) attr:class="underline">{b.state.clone()}</A>
+                </dd></div>
             </dl>
             {b.provisioning_error.clone().map(|e| view! {
                 <p role="alert" class="mt-3 rounded-md bg-red-50 px-3 py-2 text-sm text-red-800">{format!("Last provisioning attempt failed: {}", format::words(&e))}</p>
@@ -469,21 +543,6 @@ fn BankView(d: BankPageData) -> impl IntoView {
                     .map(|c| view! { <CompartmentCard c/> })
                     .collect_view()}
             </ul>
-            <section class="mt-10 rounded-xl border border-red-200 bg-white p-4">
-                <h2 class="font-semibold text-red-800">"Decommission"</h2>
-                <p class="mt-1 text-sm text-slate-700">
-                    "Takes the bank out of service: its broker account is disabled and a connected locker is disconnected."
-                </p>
-                {if decommissioned {
-                    view! { <p class="mt-2 text-sm font-medium" role="status">"This bank is decommissioned."</p> }.into_any()
-                } else {
-                    view! { <Confirm action=decommission label="Decommission" testid="decommission"/> }.into_any()
-                }}
-                {move || decommission.value().get().map(|r| match r {
-                    Ok(()) => view! { <p role="status" class="mt-2 text-sm text-emerald-800">"Decommissioned."</p> }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
-                })}
-            </section>
         </div>
     }
 }
@@ -528,17 +587,13 @@ fn Confirm(
 
 #[component]
 fn CompartmentCard(c: CompartmentRow) -> impl IntoView {
-    let asking = RwSignal::new(false);
-    let reason = RwSignal::new(String::new());
-    let compartment_id = c.id.clone();
-    let open = Action::new(move |reason: &String| {
-        let (id, reason) = (compartment_id.clone(), reason.clone());
-        async move { admin_open(id, reason).await }
-    });
+    let target = use_context::<OpenTarget>().map(|t| t.0);
     let title = match &c.label {
         Some(l) => format!("#{} {l}", c.number),
         None => format!("#{}", c.number),
     };
+    let name = format!("compartment {title}");
+    let id = c.id.clone();
     let status = c.status;
     let command = c.command_id.clone();
     view! {
@@ -559,38 +614,15 @@ fn CompartmentCard(c: CompartmentRow) -> impl IntoView {
                     })}
                 </div>
             </div>
-            <Show
-                when=move || asking.get()
-                fallback=move || view! {
-                    <button type="button" data-testid="admin-open" on:click=move |_| asking.set(true)
-                        class="mt-3 rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
-                        "Open"
-                    </button>
+            <button type="button" data-testid="admin-open" aria-label=format!("Open {name}")
+                on:click=move |_| {
+                    if let Some(t) = target {
+                        t.set(Some((id.clone(), name.clone())));
+                    }
                 }
-            >
-                <form class="mt-3 flex flex-wrap items-end gap-2" on:submit=move |ev| {
-                    ev.prevent_default();
-                    open.dispatch(reason.get_untracked());
-                    asking.set(false);
-                }>
-                    <label class="text-sm">
-                        <span class="block text-slate-700">"Reason for the override"</span>
-                        <input required maxlength="500" data-testid="open-reason" class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"
-                            prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
-                    </label>
-                    <button type="submit" data-testid="open-confirm" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Open now"</button>
-                    <button type="button" on:click=move |_| asking.set(false) class="rounded-md border border-slate-300 px-3 py-1.5 text-sm">"Cancel"</button>
-                </form>
-            </Show>
-            {move || open.value().get().map(|r| match r {
-                Ok(o) => view! {
-                    <p role="status" class="mt-2 text-sm" data-testid="open-answer" data-status=o.status.as_str() data-command-id=o.command_id.clone()>
-                        {format!("{}: command {}", o.status.as_str(), o.command_id)}
-                        {o.reason.map(|r| format!(" ({})", format::words(&r)))}
-                    </p>
-                }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
-            })}
+                class="mt-3 rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
+                "Open"
+            </button>
         </li>
     }
 }

@@ -15,7 +15,7 @@ use lockstep_wire::OpenStatus;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, Followed, PageTitle};
-use crate::{error::AppError, format, realtime::use_refetch_on};
+use crate::{error::AppError, format, realtime::use_live_refetch};
 
 /// Rows per page.
 pub const PER_PAGE: u32 = 25;
@@ -230,6 +230,7 @@ pub fn Commands() -> impl IntoView {
             )
         },
     );
+    let live = use_live_refetch(move || data.refetch());
     // Rows shown so far and their status: after the first load, a row not
     // among them arrived live (`data-new`), and a row that is new or whose
     // status moved is highlighted for this render.
@@ -242,7 +243,7 @@ pub fn Commands() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(p) => {
-                        use_refetch_on(p.live.channel.clone(), p.live.seq, move || data.refetch());
+                        live.follow(&[(&p.live.channel, p.live.seq)]);
                         let first = !loaded.get_value();
                         loaded.set_value(true);
                         let mut changed = HashSet::new();
@@ -501,13 +502,14 @@ pub fn CommandTimeline() -> impl IntoView {
         move || params.get().get("id").unwrap_or_default(),
         command_timeline,
     );
+    let live = use_live_refetch(move || data.refetch());
     view! {
         <A href="/admin/commands" attr:class="text-sm text-slate-700 underline">"← Commands"</A>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(t) => {
-                        use_refetch_on(t.live.channel.clone(), t.live.seq, move || data.refetch());
+                        live.follow(&[(&t.live.channel, t.live.seq)]);
                         view! { <TimelineView t/> }.into_any()
                     }
                     Err(e) => failure(e),

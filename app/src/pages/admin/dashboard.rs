@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, Followed, PageTitle};
-use crate::{error::AppError, realtime::use_refetch_on};
+use crate::{error::AppError, realtime::use_live_refetch};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Minute {
@@ -67,6 +67,7 @@ pub async fn admin_dashboard() -> Result<DashboardData, AppError> {
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let data = Resource::new_blocking(|| (), |_| admin_dashboard());
+    let live = use_live_refetch(move || data.refetch());
     // The chart's minutes move on even when nothing happens.
     Effect::new(move |_| {
         if let Ok(h) =
@@ -82,8 +83,7 @@ pub fn Dashboard() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(d) => {
-                        use_refetch_on(d.lockers.channel.clone(), d.lockers.seq, move || data.refetch());
-                        use_refetch_on(d.opens.channel.clone(), d.opens.seq, move || data.refetch());
+                        live.follow(&[(&d.lockers.channel, d.lockers.seq), (&d.opens.channel, d.opens.seq)]);
                         view! { <Figures d/> }.into_any()
                     }
                     Err(e) => failure(e),

@@ -8,6 +8,8 @@
 //!   admin Open with a reason);
 //! - [`commands`]: the command history with filters, and each command's
 //!   timeline;
+//! - [`provisioning`]: provisioning keys, pre-registration, and a bank's
+//!   live provisioning progress;
 //! - [`users`]: the tenant's accounts;
 //! - [`toasts`]: the toasts, and the notification of the admin's own
 //!   commands ending.
@@ -15,6 +17,7 @@
 pub mod banks;
 pub mod commands;
 pub mod dashboard;
+pub mod provisioning;
 pub mod toasts;
 pub mod users;
 
@@ -86,9 +89,10 @@ pub(crate) fn id_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
     s.parse().map_err(|_| AppError::NotFound)
 }
 
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/admin", "Dashboard"),
     ("/admin/banks", "Locker banks"),
+    ("/admin/provisioning", "Provisioning"),
     ("/admin/commands", "Commands"),
     ("/admin/users", "Users"),
 ];
