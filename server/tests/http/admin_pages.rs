@@ -112,6 +112,7 @@ async fn page_functions_answer_not_found_for_another_tenants_ids_and_nothing_to_
     // ...another tenant's are not found, exactly as ids that do not exist.
     for (name, args) in [
         ("bank_page", vec![("bank_id", bank_b.as_str())]),
+        ("provisioning_progress", vec![("bank_id", bank_b.as_str())]),
         ("command_timeline", vec![("command_id", cmd_b.as_str())]),
         (
             "admin_open",
@@ -158,7 +159,12 @@ async fn page_functions_answer_not_found_for_another_tenants_ids_and_nothing_to_
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""total":0"#), "{body}");
     assert!(!body.contains(&cmd_b), "{body}");
-    for name in ["admin_dashboard", "bank_list", "command_history"] {
+    for name in [
+        "admin_dashboard",
+        "bank_list",
+        "command_history",
+        "provisioning_overview",
+    ] {
         let (status, body) = call(&app, &admin, name, &[]).await;
         assert_eq!(status, 200, "{name}: {body}");
         assert!(
@@ -178,6 +184,13 @@ async fn page_functions_answer_not_found_for_another_tenants_ids_and_nothing_to_
         ("bank_list", vec![]),
         ("bank_page", vec![("bank_id", bank_a.as_str())]),
         ("command_history", vec![]),
+        ("provisioning_overview", vec![]),
+        ("provisioning_progress", vec![("bank_id", bank_a.as_str())]),
+        ("create_provisioning_key", vec![("name", "k")]),
+        (
+            "preregister_bank",
+            vec![("serial", "X-1"), ("name", "x"), ("compartments", "1")],
+        ),
         ("command_timeline", vec![("command_id", cmd_a.as_str())]),
         (
             "admin_open",
