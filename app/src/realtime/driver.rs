@@ -24,6 +24,8 @@ const POLL_EVERY: Duration = Duration::from_secs(3);
 const POLL_HIDDEN: Duration = Duration::from_secs(15);
 /// A socket not established by then is given up (and retried).
 const CONNECT_DEADLINE: Duration = Duration::from_secs(8);
+/// How long after the client is made (during hydration) it connects.
+const AFTER_HYDRATION: Duration = Duration::from_millis(500);
 /// Consecutive connection attempts that never got established before
 /// polling takes over (a socket that was up and dropped is not one: the
 /// hub resumes it, gap-free, as soon as it is back).
@@ -142,7 +144,14 @@ pub fn start(transport: RwSignal<Transport>) -> Shared {
         activity: Duration::from_secs(120),
         pinged: false,
     }));
-    connect(&shared);
+    // Not during hydration: a socket event that re-renders a region the
+    // hydration has not reached yet (a refetch, a toast) breaks it. The
+    // page's data carries its seqs, so connecting a moment later misses
+    // nothing.
+    {
+        let shared = shared.clone();
+        set_timeout(move || connect(&shared), AFTER_HYDRATION);
+    }
     watchdog(&shared);
     on_network_change(&shared);
     shared
