@@ -142,20 +142,6 @@ fn describe(status: OpenStatus, reason: Option<OpenReason>, detail: Option<&str>
     }
 }
 
-fn badge_class(status: OpenStatus) -> &'static str {
-    match status {
-        OpenStatus::Opened => {
-            "rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-medium text-emerald-800"
-        }
-        OpenStatus::Failed | OpenStatus::Denied => {
-            "rounded-full bg-red-100 px-2 py-0.5 text-xs font-medium text-red-800"
-        }
-        OpenStatus::Requested | OpenStatus::Accepted | OpenStatus::Sent => {
-            "rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-800"
-        }
-    }
-}
-
 #[component]
 fn MyCompartments(data: UserHomeData) -> impl IntoView {
     // compartment id → (status, reason, command id) of its latest command.
@@ -273,7 +259,7 @@ fn MyCompartments(data: UserHomeData) -> impl IntoView {
                                                         .map(|s| {
                                                             view! {
                                                                 <span
-                                                                    class=badge_class(s.status)
+                                                                    class=crate::format::status_badge(s.status)
                                                                     data-testid="open-status"
                                                                     data-status=s.status.as_str()
                                                                     data-command-id=s.command_id.clone()
