@@ -69,6 +69,28 @@ pub fn day_start_ms(s: &str) -> Option<i64> {
     (civil_from_days(days) == (y, m, d)).then_some(days * 86_400_000)
 }
 
+/// The time (ms, UTC) of a `datetime-local` value, `YYYY-MM-DDTHH:MM`
+/// (seconds allowed), read as UTC; `None` if it is not one.
+pub fn minute_ms(s: &str) -> Option<i64> {
+    let (day, time) = s.trim().split_once('T')?;
+    let day = day_start_ms(day)?;
+    let mut hms = time.splitn(3, ':');
+    let h: i64 = hms.next()?.parse().ok()?;
+    let m: i64 = hms.next()?.parse().ok()?;
+    let sec: i64 = match hms.next() {
+        Some(s) => s.parse::<f64>().ok().filter(|s| (0.0..60.0).contains(s))? as i64,
+        None => 0,
+    };
+    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(day + (h * 3600 + m * 60 + sec) * 1000)
+}
+
+/// A `datetime-local` value (UTC, to the minute) for a time in ms.
+pub fn minute_input(ms: i64) -> String {
+    let full = utc(ms);
+    // "2026-12-05 01:13:07 UTC" → "2026-12-05T01:13".
+    format!("{}T{}", &full[..10], &full[11..16])
+}
+
 /// "12 s ago", "5 min ago", "3 h ago", "2 d ago"; "never" for `None`.
 pub fn ago(now_ms: i64, then_ms: Option<i64>) -> String {
     let Some(then) = then_ms else {
@@ -122,6 +144,18 @@ mod tests {
         assert_eq!(day_start_ms("2026-13-01"), None);
         assert_eq!(day_start_ms("soon"), None);
         assert_eq!(day_start_ms(""), None);
+    }
+
+    #[test]
+    fn datetime_local_values_read_as_utc() {
+        let d = day_start_ms("2026-12-05").expect("a day");
+        assert_eq!(minute_ms("2026-12-05T01:02"), Some(d + 3_720_000));
+        assert_eq!(minute_ms("2026-12-05T01:02:03"), Some(d + 3_723_000));
+        assert_eq!(minute_input(d + 3_723_000), "2026-12-05T01:02");
+        assert_eq!(minute_ms("2026-12-05T24:00"), None);
+        assert_eq!(minute_ms("2026-12-05"), None);
+        assert_eq!(minute_ms("2026-12-05T1x:00"), None);
+        assert_eq!(minute_ms(""), None);
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("provisioning") view=pages::admin::provisioning::Provisioning ssr=SsrMode::Async/>
                     <Route path=path!("commands") view=pages::admin::commands::Commands ssr=SsrMode::Async/>
                     <Route path=path!("commands/:id") view=pages::admin::commands::CommandTimeline ssr=SsrMode::Async/>
+                    <Route path=path!("access") view=pages::admin::access::Access ssr=SsrMode::Async/>
                     <Route path=path!("users") view=pages::admin::users::Users ssr=SsrMode::Async/>
+                    <Route path=path!("notifications") view=pages::admin::notifications::Notifications ssr=SsrMode::Async/>
                 </ParentRoute>
                 <Route path=path!("/my") view=pages::user_home::UserHome/>
             </Routes>

@@ -213,6 +213,8 @@ test("two contexts: the admin's history and dashboard show a user's open live; t
   await admin.locator("body[data-hydrated]").waitFor();
   await expect(connection(admin)).toHaveAttribute("data-state", "live");
   const openedBefore = Number(await dashboard.getByTestId("stat-opened-today").getAttribute("data-value"));
+  // A filter chosen but not applied yet survives the live refresh below.
+  await admin.getByTestId("filter-status").selectOption("opened");
 
   const { page: user } = await page(browser, USER);
   await login(user, USER);
@@ -221,6 +223,11 @@ test("two contexts: the admin's history and dashboard show a user's open live; t
   const row = admin.locator(`[data-testid=command-row][data-command-id="${commandId}"]`);
   await expect(row).toHaveAttribute("data-status", "opened");
   await expect(row).toHaveAttribute("data-new", "true");
+  await expect(admin.getByTestId("filter-status")).toHaveValue("opened");
+  await admin.getByTestId("filter-apply").click();
+  await expect(admin).toHaveURL(/status=opened/);
+  await expect(admin.locator("[data-testid=command-row]:not([data-status=opened])")).toHaveCount(0);
+  await expect(row).toBeVisible();
   await expect(dashboard.getByTestId("stat-opened-today")).not.toHaveAttribute("data-value", String(openedBefore));
   // The user's command is not the admin's: no toast.
   await expect(admin.getByTestId("toast")).toHaveCount(0);
@@ -246,6 +253,17 @@ test("two contexts: the admin's history and dashboard show a user's open live; t
   await admin.goto(`/admin/commands/${overrideId}`);
   await expect(admin.getByTestId("timeline-step")).toHaveCount(4);
   await expect(admin.getByText("courier at the door")).toBeVisible();
+  // It is in the notification list, unread, with the count in the sidebar;
+  // marked read, the count goes.
+  await expect(admin.getByTestId("unread-count")).toBeVisible();
+  await admin.goto("/admin/notifications");
+  await admin.locator("body[data-hydrated]").waitFor();
+  const note = admin.locator(`[data-testid=note][data-command="${overrideId}"]`);
+  await expect(note).toHaveAttribute("data-unread", "true");
+  await admin.getByTestId("notes-mark-read").click();
+  await expect(note).toHaveAttribute("data-unread", "false");
+  await expect(admin.getByTestId("notes-unread")).toHaveText("0 unread");
+  await expect(admin.getByTestId("unread-count")).toHaveCount(0);
   expect(errors).toEqual([]);
 });
 
@@ -288,7 +306,17 @@ test("accessibility: no serious or critical axe violation on any page", async ({
   await login(admin, ADMIN);
   const bank = await onlineBank(admin, "DEMO-3");
   const history = await (await admin.request.get("/api/v1/compartments/open-requests?per_page=1")).json();
-  for (const path of ["/admin", "/admin/banks", `/admin/banks/${bank.id}`, "/admin/commands", "/admin/users"]) {
+  for (const path of [
+    "/admin",
+    "/admin/banks",
+    `/admin/banks/${bank.id}`,
+    `/admin/banks/${bank.id}/provisioning`,
+    "/admin/provisioning",
+    "/admin/commands",
+    "/admin/access",
+    "/admin/users",
+    "/admin/notifications",
+  ]) {
     await check(admin, path);
   }
   if (history.items.length) await check(admin, `/admin/commands/${history.items[0].command_id}`);

@@ -11,7 +11,8 @@
 //! - [`backoff`]: capped exponential reconnect delays with jitter;
 //! - [`cursor`]: the last seq per channel (dedup and resume);
 //! - [`client`]: the server-function client that sends `X-Socket-ID`;
-//! - `driver` (browser only): the socket, the polling loop, the listeners.
+//! - `driver` (browser only): the socket, the polling loop, the listeners;
+//! - [`live_resource`]: page data that live refetches replace in place.
 
 pub mod backoff;
 pub mod client;
@@ -19,6 +20,9 @@ pub mod cursor;
 #[cfg(feature = "hydrate")]
 mod driver;
 pub mod frames;
+pub mod live_resource;
+
+pub use live_resource::LiveResource;
 
 use leptos::prelude::*;
 use lockstep_wire::Envelope;
@@ -120,24 +124,31 @@ pub fn use_channel(channel: String, from_seq: i64, on: impl Fn(&Delivery) + 'sta
 pub fn use_refetch_on(channel: String, from_seq: i64, refetch: impl Fn() + 'static) {
     #[cfg(feature = "hydrate")]
     {
-        let refetch = std::rc::Rc::new(refetch);
-        let scheduled = std::rc::Rc::new(std::cell::Cell::new(false));
-        use_channel(channel, from_seq, move |_| {
-            if scheduled.replace(true) {
-                return;
-            }
-            let (refetch, scheduled) = (refetch.clone(), scheduled.clone());
-            set_timeout(
-                move || {
-                    scheduled.set(false);
-                    refetch();
-                },
-                std::time::Duration::from_millis(150),
-            );
-        });
+        let poke = coalesced(refetch);
+        use_channel(channel, from_seq, move |_| poke());
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (channel, from_seq, refetch);
+}
+
+/// `refetch`, called 150 ms after the first of a burst of pokes, once.
+#[cfg(feature = "hydrate")]
+fn coalesced(refetch: impl Fn() + 'static) -> std::rc::Rc<dyn Fn()> {
+    let refetch = std::rc::Rc::new(refetch);
+    let scheduled = std::rc::Rc::new(std::cell::Cell::new(false));
+    std::rc::Rc::new(move || {
+        if scheduled.replace(true) {
+            return;
+        }
+        let (refetch, scheduled) = (refetch.clone(), scheduled.clone());
+        set_timeout(
+            move || {
+                scheduled.set(false);
+                refetch();
+            },
+            std::time::Duration::from_millis(150),
+        );
+    })
 }
 
 /// A page whose channels come with its data (read inside a `Suspend`):
@@ -156,8 +167,11 @@ pub struct LiveRefetch {
 #[cfg(feature = "hydrate")]
 struct LiveInner {
     rt: Option<Realtime>,
-    /// Asks for a refetch; a burst within 150 ms is one.
-    poke: std::rc::Rc<dyn Fn()>,
+    /// What each delivery is given to.
+    on: std::rc::Rc<dyn Fn(&Delivery)>,
+    /// Asks for a refetch (a burst within 150 ms is one), when following
+    /// refetches: also called when data arrives read before the cursor.
+    poke: Option<std::rc::Rc<dyn Fn()>>,
     following: Vec<String>,
     ids: Vec<u64>,
 }
@@ -167,37 +181,48 @@ struct LiveInner {
 pub fn use_live_refetch(refetch: impl Fn() + 'static) -> LiveRefetch {
     #[cfg(feature = "hydrate")]
     {
-        let refetch = std::rc::Rc::new(refetch);
-        let scheduled = std::rc::Rc::new(std::cell::Cell::new(false));
-        let poke = std::rc::Rc::new(move || {
-            if scheduled.replace(true) {
-                return;
-            }
-            let (refetch, scheduled) = (refetch.clone(), scheduled.clone());
-            set_timeout(
-                move || {
-                    scheduled.set(false);
-                    refetch();
-                },
-                std::time::Duration::from_millis(150),
-            );
-        });
-        let live = LiveRefetch {
-            inner: StoredValue::new_local(LiveInner {
-                rt: use_realtime(),
-                poke,
-                following: Vec::new(),
-                ids: Vec::new(),
-            }),
-        };
-        on_cleanup(move || live.stop());
-        live
+        let poke = coalesced(refetch);
+        let on_poke = poke.clone();
+        live_follower(std::rc::Rc::new(move |_: &Delivery| on_poke()), Some(poke))
     }
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = refetch;
         LiveRefetch {}
     }
+}
+
+/// Like [`use_channel`], for a channel known only once data arrives:
+/// call it at the component's top level and [`LiveRefetch::follow`] the
+/// channel from the data; `on` gets each delivery once, in order.
+pub fn use_deliveries(on: impl Fn(&Delivery) + 'static) -> LiveRefetch {
+    #[cfg(feature = "hydrate")]
+    {
+        live_follower(std::rc::Rc::new(on), None)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = on;
+        LiveRefetch {}
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn live_follower(
+    on: std::rc::Rc<dyn Fn(&Delivery)>,
+    poke: Option<std::rc::Rc<dyn Fn()>>,
+) -> LiveRefetch {
+    let live = LiveRefetch {
+        inner: StoredValue::new_local(LiveInner {
+            rt: use_realtime(),
+            on,
+            poke,
+            following: Vec::new(),
+            ids: Vec::new(),
+        }),
+    };
+    on_cleanup(move || live.stop());
+    live
 }
 
 impl LiveRefetch {
@@ -209,9 +234,9 @@ impl LiveRefetch {
         #[cfg(feature = "hydrate")]
         {
             let names: Vec<String> = channels.iter().map(|(c, _)| c.to_string()).collect();
-            let Some((same, rt, poke)) = self
+            let Some((same, rt, on, poke)) = self
                 .inner
-                .try_with_value(|i| (i.following == names, i.rt, i.poke.clone()))
+                .try_with_value(|i| (i.following == names, i.rt, i.on.clone(), i.poke.clone()))
             else {
                 return;
             };
@@ -221,13 +246,12 @@ impl LiveRefetch {
                 let stale = channels
                     .iter()
                     .any(|(c, seq)| driver::cursor(&shared, c).is_some_and(|at| at > *seq));
-                if stale {
+                if let (true, Some(poke)) = (stale, poke) {
                     poke();
                 }
                 return;
             }
             self.stop();
-            let on = std::rc::Rc::new(move |_: &Delivery| poke());
             let ids: Vec<u64> = channels
                 .iter()
                 .map(|(c, seq)| driver::listen(&shared, c, *seq, on.clone()))

@@ -11,6 +11,8 @@
 //!   the outbox and the timers, replay.
 //! - [`identity`]: accounts, passwords, tokens, sessions, the sign-in
 //!   throttle, the caller.
+//! - [`inbox`]: a user's notification list (their ended commands) and
+//!   its unread count.
 //! - [`lockers`]: locker banks, compartments, grants, heartbeats, the
 //!   offline sweep.
 //! - [`opens`]: the open command, from request to `opened`/`failed`.
@@ -37,6 +39,7 @@ pub mod error;
 pub mod eventstore;
 pub mod gateway;
 pub mod identity;
+pub mod inbox;
 pub mod lockers;
 pub mod opens;
 pub mod provisioning;

@@ -441,6 +441,59 @@ pub async fn list_grants(
         .collect()
 }
 
+/// A grant of the tenant with what an admin reads it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantGrant {
+    pub grant: GrantView,
+    pub bank_id: Uuid,
+    pub bank_name: String,
+    pub compartment_number: i64,
+}
+
+/// Every grant of a tenant (the access page), newest first; revoked ones
+/// only when `include_revoked`.
+pub async fn list_tenant_grants(
+    s: &Services,
+    tenant_id: Uuid,
+    include_revoked: bool,
+) -> CoreResult<Vec<TenantGrant>> {
+    let revoked = if include_revoked {
+        ""
+    } else {
+        " AND g.revoked_at IS NULL"
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT g.id, g.compartment_id, g.user_id, u.email, g.valid_from, g.valid_until, \
+         g.revoked_at, g.created_at, c.bank_id, b.name AS bank_name, c.number \
+         FROM grants g JOIN users u ON u.id = g.user_id \
+         JOIN compartments c ON c.id = g.compartment_id \
+         JOIN locker_banks b ON b.id = c.bank_id \
+         WHERE g.tenant_id = $1{revoked} ORDER BY g.created_at DESC, g.id DESC"
+    ))
+    .bind(tenant_id.to_string())
+    .fetch_all(&s.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TenantGrant {
+                grant: GrantView {
+                    id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+                    compartment_id: parse_uuid(&r.try_get::<String, _>("compartment_id")?)?,
+                    user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
+                    user_email: r.try_get("email")?,
+                    valid_from: r.try_get("valid_from")?,
+                    valid_until: r.try_get("valid_until")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                    created_at: r.try_get("created_at")?,
+                },
+                bank_id: parse_uuid(&r.try_get::<String, _>("bank_id")?)?,
+                bank_name: r.try_get("bank_name")?,
+                compartment_number: r.try_get("number")?,
+            })
+        })
+        .collect()
+}
+
 /// The compartments a user may open now or later (active grants), with
 /// their latest status.
 pub async fn my_compartments(

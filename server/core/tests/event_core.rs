@@ -798,20 +798,21 @@ async fn channel_seq_stays_gap_free_under_eight_concurrent_writers() {
 #[tokio::test]
 async fn since_says_reset_when_history_was_pruned() {
     let w = world().await;
+    // The world's bank registered and its grant: two envelopes.
     let ch = Channel::TenantLockers(w.admin.user.tenant_id);
     let all = channels::since(&w.s.db, &ch, 0, 100).await.expect("since");
-    assert_eq!((all.seq, all.reset, all.events.len()), (1, false, 1));
-    let nothing_new = channels::since(&w.s.db, &ch, 1, 100).await.expect("since");
+    assert_eq!((all.seq, all.reset, all.events.len()), (2, false, 2));
+    let nothing_new = channels::since(&w.s.db, &ch, 2, 100).await.expect("since");
     assert_eq!(
         (nothing_new.seq, nothing_new.reset, nothing_new.events.len()),
-        (1, false, 0)
+        (2, false, 0)
     );
     let future = channels::since(&w.s.db, &ch, 99, 100).await.expect("since");
     assert!(future.reset, "a seq the server never issued");
     channels::prune(&w.s.db, now_ms() + 1).await.expect("prune");
     let gone = channels::since(&w.s.db, &ch, 0, 100).await.expect("since");
-    assert!(gone.reset && gone.events.is_empty() && gone.seq == 1);
-    let caught_up = channels::since(&w.s.db, &ch, 1, 100).await.expect("since");
+    assert!(gone.reset && gone.events.is_empty() && gone.seq == 2);
+    let caught_up = channels::since(&w.s.db, &ch, 2, 100).await.expect("since");
     assert!(
         !caught_up.reset,
         "a client already at the head lost nothing"

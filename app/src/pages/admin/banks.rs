@@ -6,6 +6,8 @@
 //! with a confirmation).
 
 use leptos::prelude::*;
+
+use crate::realtime::LiveResource;
 use leptos_router::{
     components::{Form, A},
     hooks::{use_params_map, use_query_map},
@@ -172,7 +174,7 @@ fn online_badge(online: Option<bool>, state: &str) -> (&'static str, String) {
 #[component]
 pub fn Banks() -> impl IntoView {
     let query = use_query_map();
-    let data = Resource::new_blocking(
+    let data = LiveResource::new(
         move || query.get(),
         |q| {
             bank_list(
@@ -187,7 +189,7 @@ pub fn Banks() -> impl IntoView {
         <PageTitle title="Locker banks" lead="Every bank of the tenant, live."/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(l) => {
                         live.follow(&[(&l.live.channel, l.live.seq)]);
                         view! { <BankTable l query=query.get_untracked()/> }.into_any()
@@ -417,7 +419,7 @@ struct OpenTarget(RwSignal<Option<(String, String)>>);
 pub fn BankPage() -> impl IntoView {
     let params = use_params_map();
     let bank_id = move || params.get().get("id").unwrap_or_default();
-    let data = Resource::new_blocking(bank_id, bank_page);
+    let data = LiveResource::new(bank_id, bank_page);
     let live = use_live_refetch(move || data.refetch());
     let target = RwSignal::new(None::<(String, String)>);
     provide_context(OpenTarget(target));
@@ -437,7 +439,7 @@ pub fn BankPage() -> impl IntoView {
         <A href="/admin/banks" attr:class="text-sm text-slate-700 underline">"← Locker banks"</A>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(d) => {
                         live.follow(&[(&d.live.channel, d.live.seq)]);
                         view! { <BankView d/> }.into_any()

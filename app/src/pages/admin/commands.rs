@@ -7,6 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use leptos::prelude::*;
+
+use crate::realtime::LiveResource;
 use leptos_router::{
     components::{Form, A},
     hooks::{use_params_map, use_query_map},
@@ -214,10 +216,54 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The filter form's values, owned by the page: a live refetch re-renders
+/// the form from these (not from the URL), so a half-made choice stays.
+/// Reset from the URL whenever it changes (a filter applied, a page link).
+#[derive(Clone, Copy)]
+struct Filters([RwSignal<String>; 5]);
+
+const FILTER_KEYS: [&str; 5] = ["status", "bank", "user", "from", "to"];
+
+impl Filters {
+    fn new(query: &leptos_router::params::ParamsMap) -> Self {
+        let f = Filters(std::array::from_fn(|_| RwSignal::new(String::new())));
+        f.reset(query);
+        f
+    }
+
+    fn reset(&self, query: &leptos_router::params::ParamsMap) {
+        for (signal, key) in self.0.iter().zip(FILTER_KEYS) {
+            signal.set(query.get(key).unwrap_or_default());
+        }
+    }
+
+    fn get(&self, key: &str) -> String {
+        FILTER_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .map(|i| self.0[i].get_untracked())
+            .unwrap_or_default()
+    }
+
+    fn setter(&self, key: &str) -> impl Fn(leptos::ev::Event) + 'static {
+        let signal = FILTER_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .map(|i| self.0[i]);
+        move |ev| {
+            if let Some(s) = signal {
+                s.set(event_target_value(&ev));
+            }
+        }
+    }
+}
+
 #[component]
 pub fn Commands() -> impl IntoView {
     let query = use_query_map();
-    let data = Resource::new_blocking(
+    let filters = Filters::new(&query.get_untracked());
+    Effect::new(move |_| filters.reset(&query.get()));
+    let data = LiveResource::new(
         move || query.get(),
         |q| {
             command_history(
@@ -241,7 +287,7 @@ pub fn Commands() -> impl IntoView {
         <PageTitle title="Commands" lead="Every open request, newest first."/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(p) => {
                         live.follow(&[(&p.live.channel, p.live.seq)]);
                         let first = !loaded.get_value();
@@ -262,7 +308,7 @@ pub fn Commands() -> impl IntoView {
                             s.extend(p.rows.iter().map(|r| (r.command_id.clone(), r.status)))
                         });
                         let live = arrived.get_value();
-                        view! { <History p changed live query=query.get_untracked()/> }.into_any()
+                        view! { <History p changed live filters query=query.get_untracked()/> }.into_any()
                     }
                     Err(e) => failure(e),
                 }
@@ -278,9 +324,10 @@ fn History(
     changed: HashSet<String>,
     /// Arrived after the page loaded.
     live: HashSet<String>,
+    filters: Filters,
     query: leptos_router::params::ParamsMap,
 ) -> impl IntoView {
-    let value = |key: &str| query.get(key).unwrap_or_default();
+    let value = |key: &str| filters.get(key);
     let (status_v, bank_v, user_v) = (value("status"), value("bank"), value("user"));
     let (from_v, to_v) = (value("from"), value("to"));
     let statuses = [
@@ -296,7 +343,7 @@ fn History(
         <Form method="GET" action="/admin/commands" attr:class="mt-6 flex flex-wrap items-end gap-3 rounded-xl border border-slate-200 bg-white p-4" attr:aria-label="Filters">
             <label class="text-sm">
                 <span class="block text-slate-700">"Status"</span>
-                <select name="status" data-testid="filter-status" class="mt-1 rounded-md border border-slate-300 px-2 py-1.5">
+                <select name="status" data-testid="filter-status" on:change=filters.setter("status") class="mt-1 rounded-md border border-slate-300 px-2 py-1.5">
                     <option value="" selected=status_v.is_empty()>"Any"</option>
                     {statuses
                         .iter()
@@ -306,7 +353,7 @@ fn History(
             </label>
             <label class="text-sm">
                 <span class="block text-slate-700">"Bank"</span>
-                <select name="bank" data-testid="filter-bank" class="mt-1 max-w-[12rem] rounded-md border border-slate-300 px-2 py-1.5">
+                <select name="bank" data-testid="filter-bank" on:change=filters.setter("bank") class="mt-1 max-w-[12rem] rounded-md border border-slate-300 px-2 py-1.5">
                     <option value="" selected=bank_v.is_empty()>"Any"</option>
                     {p.banks
                         .iter()
@@ -316,7 +363,7 @@ fn History(
             </label>
             <label class="text-sm">
                 <span class="block text-slate-700">"User"</span>
-                <select name="user" data-testid="filter-user" class="mt-1 max-w-[14rem] rounded-md border border-slate-300 px-2 py-1.5">
+                <select name="user" data-testid="filter-user" on:change=filters.setter("user") class="mt-1 max-w-[14rem] rounded-md border border-slate-300 px-2 py-1.5">
                     <option value="" selected=user_v.is_empty()>"Anyone"</option>
                     {p.users
                         .iter()
@@ -326,11 +373,11 @@ fn History(
             </label>
             <label class="text-sm">
                 <span class="block text-slate-700">"From"</span>
-                <input type="date" name="from" value=from_v class="mt-1 rounded-md border border-slate-300 px-2 py-1"/>
+                <input type="date" name="from" value=from_v on:input=filters.setter("from") class="mt-1 rounded-md border border-slate-300 px-2 py-1"/>
             </label>
             <label class="text-sm">
                 <span class="block text-slate-700">"To"</span>
-                <input type="date" name="to" value=to_v class="mt-1 rounded-md border border-slate-300 px-2 py-1"/>
+                <input type="date" name="to" value=to_v on:input=filters.setter("to") class="mt-1 rounded-md border border-slate-300 px-2 py-1"/>
             </label>
             <button type="submit" data-testid="filter-apply" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
                 "Filter"
@@ -498,7 +545,7 @@ pub async fn command_timeline(command_id: String) -> Result<Timeline, AppError> 
 #[component]
 pub fn CommandTimeline() -> impl IntoView {
     let params = use_params_map();
-    let data = Resource::new_blocking(
+    let data = LiveResource::new(
         move || params.get().get("id").unwrap_or_default(),
         command_timeline,
     );
@@ -507,7 +554,7 @@ pub fn CommandTimeline() -> impl IntoView {
         <A href="/admin/commands" attr:class="text-sm text-slate-700 underline">"← Commands"</A>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(t) => {
                         live.follow(&[(&t.live.channel, t.live.seq)]);
                         view! { <TimelineView t/> }.into_any()

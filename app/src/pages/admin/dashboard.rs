@@ -4,6 +4,8 @@
 //! and open-requests channels.
 
 use leptos::prelude::*;
+
+use crate::realtime::LiveResource;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, Followed, PageTitle};
@@ -66,7 +68,7 @@ pub async fn admin_dashboard() -> Result<DashboardData, AppError> {
 
 #[component]
 pub fn Dashboard() -> impl IntoView {
-    let data = Resource::new_blocking(|| (), |_| admin_dashboard());
+    let data = LiveResource::new(|| (), |_| admin_dashboard());
     let live = use_live_refetch(move || data.refetch());
     // The chart's minutes move on even when nothing happens.
     Effect::new(move |_| {
@@ -77,20 +79,18 @@ pub fn Dashboard() -> impl IntoView {
         }
     });
     view! {
-        <div data-testid="admin-dashboard">
         <PageTitle title="Dashboard" lead="Your fleet right now."/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(d) => {
                         live.follow(&[(&d.lockers.channel, d.lockers.seq), (&d.opens.channel, d.opens.seq)]);
-                        view! { <Figures d/> }.into_any()
+                        view! { <div data-testid="admin-dashboard"><Figures d/></div> }.into_any()
                     }
                     Err(e) => failure(e),
                 }
             })}
         </Transition>
-        </div>
     }
 }
 

@@ -10,13 +10,17 @@
 //!   timeline;
 //! - [`provisioning`]: provisioning keys, pre-registration, and a bank's
 //!   live provisioning progress;
-//! - [`users`]: the tenant's accounts;
+//! - [`access`]: granting and revoking compartments, with validity windows;
+//! - [`users`]: the tenant's accounts (create, role, disable);
+//! - [`notifications`]: the admin's ended commands and the unread count;
 //! - [`toasts`]: the toasts, and the notification of the admin's own
 //!   commands ending.
 
+pub mod access;
 pub mod banks;
 pub mod commands;
 pub mod dashboard;
+pub mod notifications;
 pub mod provisioning;
 pub mod toasts;
 pub mod users;
@@ -37,6 +41,8 @@ pub struct FrameData {
     /// its head when the frame was read.
     pub my_channel: String,
     pub my_seq: i64,
+    /// The notification list's unread count when the frame was read.
+    pub unread: i64,
 }
 
 #[server(prefix = "/sfn", endpoint = "admin_frame")]
@@ -58,6 +64,9 @@ pub async fn admin_frame() -> Result<FrameData, AppError> {
         me: ssr::to_current(user),
         tenant_name,
         my_seq: channels::head(&services.db, &channel).await?,
+        unread: lockstep_core::inbox::inbox(&services.db, user.id, 1)
+            .await?
+            .unread,
         my_channel: channel.to_string(),
     })
 }
@@ -89,12 +98,14 @@ pub(crate) fn id_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
     s.parse().map_err(|_| AppError::NotFound)
 }
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 7] = [
     ("/admin", "Dashboard"),
     ("/admin/banks", "Locker banks"),
     ("/admin/provisioning", "Provisioning"),
     ("/admin/commands", "Commands"),
+    ("/admin/access", "Access"),
     ("/admin/users", "Users"),
+    ("/admin/notifications", "Notifications"),
 ];
 
 #[component]
@@ -102,28 +113,28 @@ pub fn AdminLayout() -> impl IntoView {
     // Blocking: the server waits for it before sending the page, so a
     // refusal is sent with its 403 status.
     let frame = Resource::new_blocking(|| (), |_| admin_frame());
-    view! {
-        <Suspense fallback=|| view! { <p class="p-6 text-sm text-slate-600">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match frame.await {
-                    Ok(f) => view! { <AdminChrome frame=f/> }.into_any(),
-                    Err(AppError::Forbidden) => view! { <Forbidden/> }.into_any(),
-                    Err(e) => view! { <ErrorPanel message=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
-}
-
-#[component]
-fn AdminChrome(frame: FrameData) -> impl IntoView {
     let (nav_open, set_nav_open) = signal(false);
     let toasts = toasts::provide_toasts();
-    toasts::notify_my_commands(toasts, frame.my_channel.clone(), frame.my_seq);
-    provide_context(frame.clone());
+    let mine = toasts::notify_my_commands(toasts);
+    let (unread, badge) = notifications::provide_unread();
+    // The page (the outlet) is not inside the frame's `Suspend`: rendered
+    // there, the server rendered it twice now and then (a second copy of
+    // its resource, the first failing), and hydration broke on the mismatch.
     view! {
         <div class="min-h-screen" data-testid="admin">
-            <TopBar user=frame.me.clone() area="Admin"/>
+            <Suspense fallback=|| view! { <div class="h-14 border-b border-slate-200 bg-white"></div> }>
+                {move || Suspend::new(async move {
+                    match frame.await {
+                        Ok(f) => {
+                            mine.follow(&[(&f.my_channel, f.my_seq)]);
+                            badge.follow(&[(&f.my_channel, f.my_seq)]);
+                            view! { <TopBar user=f.me.clone() area="Admin"/> }.into_any()
+                        }
+                        // The page below says why (its own call is refused too).
+                        Err(_) => ().into_any(),
+                    }
+                })}
+            </Suspense>
             <div class="md:flex">
                 <div class="border-b border-slate-200 bg-white px-4 py-2 md:hidden">
                     <button
@@ -148,27 +159,11 @@ fn AdminChrome(frame: FrameData) -> impl IntoView {
                         }
                     }
                 >
-                    <p class="mb-2 px-3 text-xs font-semibold uppercase tracking-wide text-slate-500">
-                        {frame.tenant_name.clone()}
-                    </p>
-                    <ul class="space-y-1 text-sm">
-                        {NAV
-                            .iter()
-                            .map(|(href, label)| {
-                                view! {
-                                    <li>
-                                        <A
-                                            href=*href
-                                            exact=*href == "/admin"
-                                            attr:class="block rounded-md px-3 py-2 text-slate-700 hover:bg-slate-100 aria-[current=page]:bg-indigo-50 aria-[current=page]:font-medium aria-[current=page]:text-indigo-700"
-                                        >
-                                            {*label}
-                                        </A>
-                                    </li>
-                                }
-                            })
-                            .collect_view()}
-                    </ul>
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            frame.await.ok().map(|f| view! { <NavLinks tenant=f.tenant_name unread base=f.unread/> })
+                        })}
+                    </Suspense>
                 </nav>
                 <main class="min-w-0 flex-1 p-4 md:p-8">
                     <Outlet/>
@@ -176,6 +171,32 @@ fn AdminChrome(frame: FrameData) -> impl IntoView {
             </div>
             <toasts::ToastRegion toasts/>
         </div>
+    }
+}
+
+#[component]
+fn NavLinks(tenant: String, unread: notifications::Unread, base: i64) -> impl IntoView {
+    view! {
+        <p class="mb-2 px-3 text-xs font-semibold uppercase tracking-wide text-slate-500">{tenant}</p>
+        <ul class="space-y-1 text-sm">
+            {NAV
+                .iter()
+                .map(|(href, label)| {
+                    view! {
+                        <li>
+                            <A
+                                href=*href
+                                exact=*href == "/admin"
+                                attr:class="block rounded-md px-3 py-2 text-slate-700 hover:bg-slate-100 aria-[current=page]:bg-indigo-50 aria-[current=page]:font-medium aria-[current=page]:text-indigo-700"
+                            >
+                                {*label}
+                                {(*href == "/admin/notifications").then(|| view! { <notifications::UnreadBadge unread base/> })}
+                            </A>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
     }
 }
 

@@ -7,6 +7,8 @@
 //! reason, and on to the bank's page when done.
 
 use leptos::prelude::*;
+
+use crate::realtime::LiveResource;
 use leptos_router::{
     components::A,
     hooks::{use_navigate, use_params_map},
@@ -159,7 +161,7 @@ pub async fn preregister_bank(
 
 #[component]
 pub fn Provisioning() -> impl IntoView {
-    let data = Resource::new_blocking(|| (), |_| provisioning_overview());
+    let data = LiveResource::new(|| (), |_| provisioning_overview());
     let live = use_live_refetch(move || data.refetch());
     // Outside the live region: a refetch must not lose the new key's
     // secret (it is shown once).
@@ -184,7 +186,7 @@ pub fn Provisioning() -> impl IntoView {
         <NewKeyForm create/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
+                match data.read().await {
                     Ok(d) => {
                         live.follow(&[(&d.live.channel, d.live.seq)]);
                         view! { <ProvisioningView d revoke/> }.into_any()
@@ -424,7 +426,7 @@ const STEPS: [(&str, &str); 5] = [
 #[component]
 pub fn ProvisioningProgress() -> impl IntoView {
     let params = use_params_map();
-    let data = Resource::new_blocking(
+    let data = LiveResource::new(
         move || params.get().get("id").unwrap_or_default(),
         provisioning_progress,
     );
@@ -439,7 +441,7 @@ pub fn ProvisioningProgress() -> impl IntoView {
             {move || {
                 let navigate = navigate.clone();
                 Suspend::new(async move {
-                    match data.await {
+                    match data.read().await {
                         Ok(d) => {
                             live.follow(&[(&d.live.channel, d.live.seq)]);
                             if !d.complete {

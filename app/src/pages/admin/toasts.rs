@@ -66,9 +66,10 @@ pub fn use_toasts() -> Option<Toasts> {
 }
 
 /// A toast for each command of the admin's own reaching `opened` or
-/// `failed`. Their channel carries only commands they issued.
-pub fn notify_my_commands(toasts: Toasts, channel: String, seq: i64) {
-    crate::realtime::use_channel(channel, seq, move |d| {
+/// `failed`. Their channel carries only commands they issued: the caller
+/// follows `private-user.{me}` with the returned follower once known.
+pub fn notify_my_commands(toasts: Toasts) -> crate::realtime::LiveRefetch {
+    crate::realtime::use_deliveries(move |d| {
         let Delivery::Envelope(e) = d else { return };
         let Some(u) = e.data_as::<OpenStatusUpdated>(names::OPEN_STATUS_UPDATED) else {
             return;
@@ -86,7 +87,7 @@ pub fn notify_my_commands(toasts: Toasts, channel: String, seq: i64) {
             }
             _ => {}
         }
-    });
+    })
 }
 
 #[component]

@@ -1,16 +1,24 @@
-//! The tenant's accounts, with a filter.
+//! The tenant's accounts: a filterable table where an admin creates an
+//! account (its first password generated and shown once), sets a role,
+//! and disables or enables an account. Their own account is listed but
+//! not editable here (a tenant never loses its last admin by a slip).
 
 use leptos::prelude::*;
+
+use crate::realtime::LiveResource;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, PageTitle};
-use crate::{auth::SignedIn, error::AppError};
+use crate::{auth::SignedIn, error::AppError, realtime::client::SocketClient};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRow {
+    pub id: String,
     pub email: String,
     pub name: String,
     pub role: String,
+    pub disabled: bool,
+    pub is_me: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,13 +40,16 @@ pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
         .await?
         .map(|t| t.name)
         .unwrap_or_default();
-    let users = accounts::list_users(&services.db, user.tenant_id)
+    let users = accounts::list_accounts(&services.db, user.tenant_id)
         .await?
         .into_iter()
-        .map(|u| UserRow {
-            email: u.email,
-            name: u.name,
-            role: u.role.to_string(),
+        .map(|a| UserRow {
+            id: a.user.id.to_string(),
+            is_me: a.user.id == user.id,
+            email: a.user.email,
+            name: a.user.name,
+            role: a.user.role.to_string(),
+            disabled: a.disabled_at.is_some(),
         })
         .collect();
     Ok(AdminOverviewData {
@@ -48,15 +59,100 @@ pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
     })
 }
 
+/// A new account and its first password, shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAccount {
+    pub email: String,
+    pub password: String,
+}
+
+#[server(prefix = "/sfn", endpoint = "create_user", client = SocketClient)]
+pub async fn create_user(
+    email: String,
+    name: Option<String>,
+    role: String,
+) -> Result<NewAccount, AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::identity::{accounts, tokens};
+    let principal = ssr::require(tokens::Ability::UserWrite).await?;
+    let services = ssr::services()?;
+    let role: accounts::Role = role.parse()?;
+    let password = tokens::random_secret("", 20);
+    let name = name.filter(|n| !n.trim().is_empty());
+    let user = accounts::create_account(
+        &services.db,
+        principal.user(),
+        &email,
+        name.as_deref(),
+        role,
+        &password,
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, role = %user.role, "account created");
+    Ok(NewAccount {
+        email: user.email,
+        password,
+    })
+}
+
+#[server(prefix = "/sfn", endpoint = "set_user_role", client = SocketClient)]
+pub async fn set_user_role(user_id: String, role: String) -> Result<(), AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::identity::{accounts, tokens::Ability};
+    let principal = ssr::require(Ability::UserWrite).await?;
+    let services = ssr::services()?;
+    let id = super::id_of(&user_id)?;
+    accounts::set_role(&services.db, principal.user(), id, role.parse()?).await?;
+    tracing::info!(user_id = %id, %role, "role set");
+    Ok(())
+}
+
+#[server(prefix = "/sfn", endpoint = "set_user_disabled", client = SocketClient)]
+pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<(), AppError> {
+    use crate::auth::ssr;
+    use lockstep_core::identity::{accounts, tokens::Ability};
+    let principal = ssr::require(Ability::UserWrite).await?;
+    let services = ssr::services()?;
+    let id = super::id_of(&user_id)?;
+    accounts::set_disabled(&services.db, principal.user(), id, disabled).await?;
+    tracing::info!(user_id = %id, disabled, "account disabled flag set");
+    Ok(())
+}
+
 #[component]
 pub fn Users() -> impl IntoView {
-    let overview = Resource::new_blocking(|| (), |_| load_admin_overview());
+    let overview = LiveResource::new(|| (), |_| load_admin_overview());
+    // Outside the table, so a refetch keeps them.
+    let filter = RwSignal::new(String::new());
+    let create = Action::new(move |(email, name, role): &(String, String, String)| {
+        let (email, name, role) = (email.clone(), name.clone(), role.clone());
+        async move {
+            let r = create_user(email, Some(name), role).await;
+            overview.refetch();
+            r
+        }
+    });
+    let change = Action::new(move |c: &Change| {
+        let c = c.clone();
+        async move {
+            let r = match c {
+                Change::Role(id, role) => set_user_role(id, role).await,
+                Change::Disabled(id, disabled) => set_user_disabled(id, disabled).await,
+            };
+            overview.refetch();
+            r
+        }
+    });
     view! {
-        <PageTitle title="Users" lead="The accounts of this tenant."/>
+        <PageTitle title="Users" lead="The accounts of this tenant: create one, set its role, disable it."/>
+        <NewUserForm create/>
+        {move || change.value().get().and_then(|r| r.err()).map(|e| view! {
+            <p role="alert" class="mt-4 rounded-md bg-red-50 px-3 py-2 text-sm text-red-800">{e.to_string()}</p>
+        })}
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match overview.await {
-                    Ok(o) => view! { <UserTable overview=o/> }.into_any(),
+                match overview.read().await {
+                    Ok(o) => view! { <UserTable users=o.users filter change/> }.into_any(),
                     Err(e) => failure(e),
                 }
             })}
@@ -64,10 +160,67 @@ pub fn Users() -> impl IntoView {
     }
 }
 
+/// One edit of an account.
+#[derive(Clone, Debug)]
+enum Change {
+    Role(String, String),
+    Disabled(String, bool),
+}
+
+type CreateAction = Action<(String, String, String), Result<NewAccount, AppError>>;
+
 #[component]
-fn UserTable(overview: AdminOverviewData) -> impl IntoView {
-    let (filter, set_filter) = signal(String::new());
-    let users = overview.users;
+fn NewUserForm(create: CreateAction) -> impl IntoView {
+    let (email, name, role) = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new("user".to_string()),
+    );
+    let input = "mt-1 w-full rounded-md border border-slate-300 px-3 py-1.5";
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-labelledby="new-user-h">
+            <h2 id="new-user-h" class="font-semibold">"New account"</h2>
+            <form class="mt-3 grid gap-3 sm:grid-cols-4" on:submit=move |ev| {
+                ev.prevent_default();
+                create.dispatch((email.get_untracked(), name.get_untracked(), role.get_untracked()));
+            }>
+                <label class="text-sm"><span class="block text-slate-700">"Email"</span>
+                    <input required type="email" maxlength="254" data-testid="new-user-email" class=input
+                        prop:value=move || email.get() on:input=move |ev| email.set(event_target_value(&ev))/></label>
+                <label class="text-sm"><span class="block text-slate-700">"Name (optional)"</span>
+                    <input maxlength="120" data-testid="new-user-name" class=input
+                        prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/></label>
+                <label class="text-sm"><span class="block text-slate-700">"Role"</span>
+                    <select data-testid="new-user-role" class=input prop:value=move || role.get()
+                        on:change=move |ev| role.set(event_target_value(&ev))>
+                        <option value="user">"user"</option>
+                        <option value="admin">"admin"</option>
+                    </select></label>
+                <div class="flex items-end">
+                    <button type="submit" data-testid="new-user-create" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
+                        "Create account"
+                    </button>
+                </div>
+            </form>
+            {move || create.value().get().map(|r| match r {
+                Ok(a) => view! {
+                    <div role="status" class="mt-3 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm">
+                        <p class="font-medium">{format!("{} can sign in with this password; pass it on now, it is shown only once.", a.email)}</p>
+                        <code class="mt-2 inline-block break-all rounded bg-white px-2 py-1 font-mono text-xs" data-testid="new-user-password">{a.password}</code>
+                    </div>
+                }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-3 text-sm text-red-800">{e.to_string()}</p> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn UserTable(
+    users: Vec<UserRow>,
+    filter: RwSignal<String>,
+    change: Action<Change, Result<(), AppError>>,
+) -> impl IntoView {
     let visible = move || {
         let needle = filter.get().to_lowercase();
         users
@@ -89,7 +242,7 @@ fn UserTable(overview: AdminOverviewData) -> impl IntoView {
                     placeholder="Filter by name or email"
                     aria-label="Filter by name or email"
                     data-testid="user-filter"
-                    on:input=move |ev| set_filter.set(event_target_value(&ev))
+                    on:input=move |ev| filter.set(event_target_value(&ev))
                     prop:value=filter
                     class="w-full max-w-xs rounded-md border border-slate-300 px-3 py-1.5 text-sm"
                 />
@@ -101,19 +254,55 @@ fn UserTable(overview: AdminOverviewData) -> impl IntoView {
                             <th scope="col" class="px-4 py-2 font-medium">"Email"</th>
                             <th scope="col" class="px-4 py-2 font-medium">"Name"</th>
                             <th scope="col" class="px-4 py-2 font-medium">"Role"</th>
+                            <th scope="col" class="px-4 py-2 font-medium">"Status"</th>
                         </tr>
                     </thead>
                     <tbody data-testid="user-rows">
-                        <For each=visible key=|u| u.email.clone() let:u>
-                            <tr class="border-t border-slate-100">
-                                <td class="px-4 py-2">{u.email}</td>
-                                <td class="px-4 py-2">{u.name}</td>
-                                <td class="px-4 py-2">{u.role}</td>
-                            </tr>
+                        <For each=visible key=|u| (u.id.clone(), u.role.clone(), u.disabled) let:u>
+                            <UserRowView u change/>
                         </For>
                     </tbody>
                 </table>
             </div>
         </section>
+    }
+}
+
+#[component]
+fn UserRowView(u: UserRow, change: Action<Change, Result<(), AppError>>) -> impl IntoView {
+    let (id, id2) = (u.id.clone(), u.id.clone());
+    let disabled = u.disabled;
+    let role_label = format!("Role of {}", u.email);
+    view! {
+        <tr class="border-t border-slate-100" data-testid="user-row" data-email=u.email.clone()>
+            <td class="px-4 py-2">{u.email.clone()}{u.is_me.then_some(" (you)")}</td>
+            <td class="px-4 py-2">{u.name.clone()}</td>
+            <td class="px-4 py-2">
+                {if u.is_me {
+                    view! { <span>{u.role.clone()}</span> }.into_any()
+                } else {
+                    view! {
+                        <select aria-label=role_label data-testid="user-role" prop:value=u.role.clone()
+                            class="rounded-md border border-slate-300 px-2 py-1 text-sm"
+                            on:change=move |ev| { change.dispatch(Change::Role(id.clone(), event_target_value(&ev))); }>
+                            <option value="user" selected=u.role == "user">"user"</option>
+                            <option value="admin" selected=u.role == "admin">"admin"</option>
+                        </select>
+                    }.into_any()
+                }}
+            </td>
+            <td class="px-4 py-2">
+                <span class=if disabled { "text-red-800" } else { "text-emerald-800" } data-testid="user-status">
+                    {if disabled { "disabled" } else { "active" }}
+                </span>
+                {(!u.is_me).then(|| view! {
+                    <button type="button" data-testid="user-toggle"
+                        class="ml-3 rounded-md border border-slate-300 px-2 py-1 text-xs font-medium hover:bg-slate-100"
+                        on:click=move |_| { change.dispatch(Change::Disabled(id2.clone(), !disabled)); }>
+                        {if disabled { format!("Enable {}", u.email) } else { format!("Disable {}", u.email) }}
+                    </button>
+                })}
+            </td>
+        </tr>
     }
 }

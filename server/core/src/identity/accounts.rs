@@ -129,23 +129,53 @@ pub async fn ensure_tenant(db: &Db, name: &str) -> CoreResult<Tenant> {
 
 /// Creates a user in the named tenant (creating the tenant if needed).
 pub async fn add_user(db: &Db, new: NewUser) -> CoreResult<User> {
-    let email = normalize_email(&new.email)?;
-    if new.password.chars().count() < MIN_PASSWORD_LEN {
+    // Checked before the tenant is created for it.
+    normalize_email(&new.email)?;
+    check_password(&new.password)?;
+    let tenant = ensure_tenant(db, &new.tenant_name).await?;
+    insert_user(
+        db,
+        tenant.id,
+        &new.email,
+        new.name.as_deref(),
+        new.role,
+        &new.password,
+    )
+    .await
+}
+
+fn check_password(password: &str) -> CoreResult<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(CoreError::Invalid(format!(
             "password must have at least {MIN_PASSWORD_LEN} characters"
         )));
     }
-    let tenant = ensure_tenant(db, &new.tenant_name).await?;
-    let name =
-        crate::text::check_optional_text("name", new.name.as_deref(), crate::text::NAME_MAX)?
-            .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
-    let hash = hash_password(&new.password)?;
+    Ok(())
+}
+
+async fn insert_user(
+    db: &Db,
+    tenant_id: Uuid,
+    email: &str,
+    name: Option<&str>,
+    role: Role,
+    password: &str,
+) -> CoreResult<User> {
+    let email = normalize_email(email)?;
+    check_password(password)?;
+    let name = crate::text::check_optional_text("name", name, crate::text::NAME_MAX)?
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+    let password = password.to_string();
+    // Argon2 is slow on purpose: off the async workers.
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| CoreError::Hashing(e.to_string()))??;
     let user = User {
         id: Uuid::now_v7(),
-        tenant_id: tenant.id,
+        tenant_id,
         email,
         name,
-        role: new.role,
+        role,
     };
     let inserted = sqlx::query(
         "INSERT INTO users (id, tenant_id, email, name, role, password_hash, created_at) \
@@ -184,11 +214,15 @@ pub async fn find_tenant(db: &Db, id: Uuid) -> CoreResult<Option<Tenant>> {
     .transpose()
 }
 
+/// The enabled user with this id (a disabled one is as good as gone: its
+/// session and tokens resolve to nobody).
 pub async fn find_user(db: &Db, id: Uuid) -> CoreResult<Option<User>> {
-    let row = sqlx::query("SELECT id, tenant_id, email, name, role FROM users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&db.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, tenant_id, email, name, role FROM users WHERE id = $1 AND disabled_at IS NULL",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
@@ -196,7 +230,7 @@ pub async fn find_user_by_email(db: &Db, email: &str) -> CoreResult<Option<User>
     let Ok(email) = normalize_email(email) else {
         return Ok(None);
     };
-    let row = sqlx::query("SELECT id, tenant_id, email, name, role FROM users WHERE email = $1")
+    let row = sqlx::query("SELECT id, tenant_id, email, name, role FROM users WHERE email = $1 AND disabled_at IS NULL")
         .bind(email)
         .fetch_optional(&db.pool)
         .await?;
@@ -225,12 +259,15 @@ pub async fn count_admins(db: &Db) -> CoreResult<i64> {
 /// whether or not the email exists.
 pub async fn authenticate(db: &Db, email: &str, password: &str) -> CoreResult<Option<User>> {
     let row = match normalize_email(email) {
-        Ok(email) => sqlx::query(
-            "SELECT id, tenant_id, email, name, role, password_hash FROM users WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&db.pool)
-        .await?,
+        Ok(email) => {
+            sqlx::query(
+                "SELECT id, tenant_id, email, name, role, password_hash FROM users \
+             WHERE email = $1 AND disabled_at IS NULL",
+            )
+            .bind(email)
+            .fetch_optional(&db.pool)
+            .await?
+        }
         Err(_) => None,
     };
     let hash = match &row {
@@ -245,6 +282,97 @@ pub async fn authenticate(db: &Db, email: &str, password: &str) -> CoreResult<Op
         (true, Some(row)) => Ok(Some(user_from_row(&row)?)),
         _ => Ok(None),
     }
+}
+
+/// One account as its tenant's admins see it, disabled ones included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub user: User,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Every account of a tenant, by email.
+pub async fn list_accounts(db: &Db, tenant_id: Uuid) -> CoreResult<Vec<Account>> {
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, email, name, role, disabled_at, created_at FROM users \
+         WHERE tenant_id = $1 ORDER BY email",
+    )
+    .bind(tenant_id.to_string())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Account {
+                user: user_from_row(row)?,
+                disabled_at: row.try_get("disabled_at")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// An admin creates an account in their own tenant.
+pub async fn create_account(
+    db: &Db,
+    admin: &User,
+    email: &str,
+    name: Option<&str>,
+    role: Role,
+    password: &str,
+) -> CoreResult<User> {
+    require_admin(admin)?;
+    insert_user(db, admin.tenant_id, email, name, role, password).await
+}
+
+/// An admin changes the role of another account of their tenant. Their
+/// own is refused (a tenant must not lose its last admin by a slip), and
+/// it takes effect at the user's next request: roles are read per request.
+pub async fn set_role(db: &Db, admin: &User, user_id: Uuid, role: Role) -> CoreResult<()> {
+    require_other(admin, user_id, "change your own role")?;
+    let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND tenant_id = $3")
+        .bind(role.as_str())
+        .bind(user_id.to_string())
+        .bind(admin.tenant_id.to_string())
+        .execute_write(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// An admin disables (or enables again) another account of their tenant.
+/// A disabled user cannot sign in, and their sessions and API tokens
+/// resolve to nobody until the account is enabled again.
+pub async fn set_disabled(db: &Db, admin: &User, user_id: Uuid, disabled: bool) -> CoreResult<()> {
+    require_other(admin, user_id, "disable your own account")?;
+    let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND tenant_id = $3")
+        .bind(disabled.then(now_ms))
+        .bind(user_id.to_string())
+        .bind(admin.tenant_id.to_string())
+        .execute_write(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::NotFound);
+    }
+    Ok(())
+}
+
+fn require_admin(user: &User) -> CoreResult<()> {
+    if user.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(CoreError::Forbidden("only admins manage accounts".into()))
+    }
+}
+
+fn require_other(admin: &User, user_id: Uuid, what: &str) -> CoreResult<()> {
+    require_admin(admin)?;
+    if admin.id == user_id {
+        return Err(CoreError::Invalid(format!("you cannot {what}")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

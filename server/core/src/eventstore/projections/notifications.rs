@@ -157,13 +157,17 @@ pub async fn notification(
             grant_id,
             compartment_id,
             bank_id,
+            tenant_id,
             user_id,
             valid_from,
             valid_until,
-            ..
         } => {
             return Ok(Some(Notification {
-                channels: vec![Channel::User(*user_id), Channel::LockerBank(*bank_id)],
+                channels: vec![
+                    Channel::User(*user_id),
+                    Channel::LockerBank(*bank_id),
+                    Channel::TenantLockers(*tenant_id),
+                ],
                 event: names::ACCESS_GRANTED,
                 subject: Subject {
                     kind: "Compartment".into(),
@@ -179,14 +183,20 @@ pub async fn notification(
         } => {
             // The event names no bank (it predates the bank channel's
             // readers): the compartment's row does.
-            let bank = sqlx::query("SELECT bank_id FROM compartments WHERE id = $1")
+            let row = sqlx::query("SELECT bank_id, tenant_id FROM compartments WHERE id = $1")
                 .bind(compartment_id.to_string())
                 .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| crate::identity::accounts::parse_uuid(&r.try_get::<String, _>("bank_id")?))
-                .transpose()?;
+                .await?;
             let mut channels = vec![Channel::User(*user_id)];
-            channels.extend(bank.map(Channel::LockerBank));
+            if let Some(r) = row {
+                use crate::identity::accounts::parse_uuid;
+                channels.push(Channel::LockerBank(parse_uuid(
+                    &r.try_get::<String, _>("bank_id")?,
+                )?));
+                channels.push(Channel::TenantLockers(parse_uuid(
+                    &r.try_get::<String, _>("tenant_id")?,
+                )?));
+            }
             return Ok(Some(Notification {
                 channels,
                 event: names::ACCESS_REVOKED,
