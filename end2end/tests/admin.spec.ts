@@ -4,10 +4,9 @@ import { ADMIN, USER, signIn, watchErrors } from "./helpers";
 // The admin panel's access and account pages, used as an admin uses them:
 // a grant made with a validity window appears live in a second admin's
 // tab and is revoked there; an account created with a generated password
-// signs in, and once disabled can no longer. The access test runs against
-// the plain server; the accounts test against the demo one (auth.spec.ts
-// counts the plain server's accounts).
-const demo = `http://127.0.0.1:${process.env.E2E_DEMO_PORT ?? 3101}`;
+// signs in, and once disabled can no longer. Against the plain server
+// (the demo one takes most of the suite's sign-ins, and the sign-in
+// throttle limits them per address).
 
 async function admin(browser: Browser, base: string): Promise<{ page: Page; errors: string[] }> {
   const context = await browser.newContext({ baseURL: base });
@@ -65,8 +64,8 @@ test("access: a grant with a window appears live in another admin's tab, which r
   expect(errors.filter((e) => !e.includes("status of 422"))).toEqual([]);
 });
 
-test("users: an account created with a generated password signs in; disabled, it cannot", async ({ browser }) => {
-  const base = demo;
+test("users: an account created with a generated password signs in; disabled, it cannot", async ({ browser, baseURL }) => {
+  const base = baseURL!;
   const { page: a, errors } = await admin(browser, base);
   await open(a, "/admin/users");
   const email = `nia-${Date.now()}@e2e.test`;
