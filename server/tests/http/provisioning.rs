@@ -204,10 +204,12 @@ pub(crate) async fn override_open(
     .expect("open")
 }
 
-/// Waits on the log feed until the bank is in `state`.
+/// Waits on the log feed until the bank is in `state` (at most 60 s: the
+/// whole suite shares two cores with its brokers, and 20 s once ran out
+/// while the broker-restart test was at work).
 pub(crate) async fn await_bank_state(app: &TestApp, admin: &Caller, bank_id: Uuid, state: &str) {
     let mut feed = app.services.log_tail.subscribe();
-    tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let b = lockers::get_bank(&app.services, admin.user.tenant_id, bank_id)
                 .await
