@@ -44,12 +44,12 @@ fn is_plain_local_path(p: &str) -> bool {
         && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
-#[server(prefix = "/sfn", endpoint = "current_user")]
+#[server(prefix = "/sfn", endpoint = "current_user", output = crate::codec::Json)]
 pub async fn current_user() -> Result<Option<SignedIn>, AppError> {
     ssr::optional_user().await
 }
 
-#[server(prefix = "/sfn", endpoint = "login")]
+#[server(prefix = "/sfn", endpoint = "login", output = crate::codec::Json)]
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
     use lockstep_core::{identity::accounts, identity::session_auth, now_ms};
 
@@ -82,7 +82,7 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
     }
 }
 
-#[server(prefix = "/sfn", endpoint = "logout")]
+#[server(prefix = "/sfn", endpoint = "logout", output = crate::codec::Json)]
 pub async fn logout() -> Result<(), AppError> {
     let session = ssr::session().await?;
     lockstep_core::identity::session_auth::log_out(&session).await?;

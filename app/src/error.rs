@@ -1,10 +1,7 @@
 //! `AppError`: what a server function can fail with, worded for the person
 //! reading it. Internal causes are logged on the server and never shown.
 
-use leptos::server_fn::{
-    codec::JsonEncoding,
-    error::{FromServerFnError, ServerFnErrorErr},
-};
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -38,7 +35,7 @@ pub enum AppError {
 }
 
 impl FromServerFnError for AppError {
-    type Encoder = JsonEncoding;
+    type Encoder = crate::codec::TextJson;
 
     /// On the server: the call could not be decoded (a client error, 4xx).
     /// In the browser: the server could not be reached or understood.

@@ -5,7 +5,8 @@
 //! bundle (where server functions become HTTP calls).
 //!
 //! Map:
-//! - [`error`]: the error type every server function returns.
+//! - [`error`]: the error type every server function returns;
+//!   [`codec`]: the JSON encoding of their answers.
 //! - [`auth`]: who is signed in; login, logout; the server-side guards.
 //! - [`format`]: times, statuses and reasons in words.
 //! - [`pages`]: one module per page.
@@ -14,6 +15,7 @@
 #![recursion_limit = "256"]
 
 pub mod auth;
+pub mod codec;
 pub mod error;
 pub mod format;
 pub mod pages;

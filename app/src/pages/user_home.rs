@@ -48,7 +48,7 @@ pub struct StatusUpdate {
     pub detail: Option<String>,
 }
 
-#[server(prefix = "/sfn", endpoint = "user_home")]
+#[server(prefix = "/sfn", endpoint = "user_home", output = crate::codec::Json)]
 pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{eventstore::channels, identity::tokens::Ability, lockers, now_ms};
@@ -78,7 +78,12 @@ pub async fn load_user_home() -> Result<UserHomeData, AppError> {
     })
 }
 
-#[server(prefix = "/sfn", endpoint = "open_compartment", client = crate::realtime::client::SocketClient)]
+#[server(
+    prefix = "/sfn",
+    endpoint = "open_compartment",
+    client = crate::realtime::client::SocketClient,
+    output = crate::codec::Json
+)]
 pub async fn open_compartment(compartment_id: String) -> Result<StatusUpdate, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, now_ms, opens, CoreError};

@@ -58,7 +58,7 @@ pub fn grant_state(
     }
 }
 
-#[server(prefix = "/sfn", endpoint = "access_overview")]
+#[server(prefix = "/sfn", endpoint = "access_overview", output = crate::codec::Json)]
 pub async fn access_overview(include_revoked: bool) -> Result<AccessData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{
@@ -118,7 +118,7 @@ pub async fn access_overview(include_revoked: bool) -> Result<AccessData, AppErr
 
 /// Grants a compartment; the window's ends are `datetime-local` values in
 /// UTC, or empty for "from now" / "no end".
-#[server(prefix = "/sfn", endpoint = "grant_compartment", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "grant_compartment", client = SocketClient, output = crate::codec::Json)]
 pub async fn grant_compartment(
     compartment_id: String,
     user_email: String,
@@ -148,7 +148,7 @@ pub async fn grant_compartment(
     Ok(grant.id.to_string())
 }
 
-#[server(prefix = "/sfn", endpoint = "revoke_grant", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "revoke_grant", client = SocketClient, output = crate::codec::Json)]
 pub async fn revoke_grant(compartment_id: String, grant_id: String) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, lockers};

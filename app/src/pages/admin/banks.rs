@@ -9,13 +9,14 @@ use leptos::prelude::*;
 
 use crate::realtime::LiveResource;
 use leptos_router::{
-    components::{Form, A},
+    components::A,
     hooks::{use_params_map, use_query_map},
 };
 use lockstep_wire::OpenStatus;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, Followed, PageTitle};
+use crate::pages::common::navigate_on_submit;
 use crate::{
     error::AppError,
     format,
@@ -82,7 +83,7 @@ pub fn matches(b: &BankRow, q: &str, status: &str) -> bool {
     text && state
 }
 
-#[server(prefix = "/sfn", endpoint = "bank_list")]
+#[server(prefix = "/sfn", endpoint = "bank_list", output = crate::codec::Json)]
 pub async fn bank_list(
     q: Option<String>,
     status: Option<String>,
@@ -213,7 +214,7 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
     let prev = (l.page > 1).then(|| href(l.page - 1));
     let next = (l.page < l.pages).then(|| href(l.page + 1));
     view! {
-        <Form method="GET" action="/admin/banks" attr:class="mt-6 flex flex-wrap items-end gap-3" attr:aria-label="Search">
+        <form method="GET" action="/admin/banks" on:submit=navigate_on_submit() class="mt-6 flex flex-wrap items-end gap-3" aria-label="Search">
             <label class="text-sm">
                 <span class="block text-slate-700">"Search"</span>
                 <input type="search" name="q" value=q data-testid="bank-search" placeholder="Name, serial or place" class="mt-1 rounded-md border border-slate-300 px-3 py-1.5"/>
@@ -228,7 +229,7 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
                 </select>
             </label>
             <button type="submit" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Search"</button>
-        </Form>
+        </form>
         <p class="mt-4 text-sm text-slate-600" data-testid="bank-total">{format!("{} bank(s)", l.total)}</p>
         <div class="mt-2 overflow-x-auto rounded-xl border border-slate-200 bg-white">
             <table class="w-full min-w-[40rem] text-left text-sm">
@@ -340,7 +341,7 @@ pub struct BankPageData {
     pub live: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "bank_page")]
+#[server(prefix = "/sfn", endpoint = "bank_page", output = crate::codec::Json)]
 pub async fn bank_page(bank_id: String) -> Result<BankPageData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{
@@ -369,7 +370,7 @@ pub struct Opened {
     pub reason: Option<String>,
 }
 
-#[server(prefix = "/sfn", endpoint = "admin_open", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "admin_open", client = SocketClient, output = crate::codec::Json)]
 pub async fn admin_open(compartment_id: String, reason: String) -> Result<Opened, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, now_ms, opens, CoreError};
@@ -394,7 +395,7 @@ pub async fn admin_open(compartment_id: String, reason: String) -> Result<Opened
     }
 }
 
-#[server(prefix = "/sfn", endpoint = "decommission_bank", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "decommission_bank", client = SocketClient, output = crate::codec::Json)]
 pub async fn decommission_bank(bank_id: String, reason: String) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, lockers, provisioning};

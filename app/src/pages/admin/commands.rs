@@ -10,13 +10,14 @@ use leptos::prelude::*;
 
 use crate::realtime::LiveResource;
 use leptos_router::{
-    components::{Form, A},
+    components::A,
     hooks::{use_params_map, use_query_map},
 };
 use lockstep_wire::OpenStatus;
 use serde::{Deserialize, Serialize};
 
 use super::{failure, Followed, PageTitle};
+use crate::pages::common::navigate_on_submit;
 use crate::{error::AppError, format, realtime::use_live_refetch};
 
 /// Rows per page.
@@ -131,7 +132,7 @@ impl Names {
     }
 }
 
-#[server(prefix = "/sfn", endpoint = "command_history")]
+#[server(prefix = "/sfn", endpoint = "command_history", output = crate::codec::Json)]
 pub async fn command_history(
     status: Option<String>,
     bank: Option<String>,
@@ -340,7 +341,7 @@ fn History(
     let prev = (p.page > 1).then(|| page_href(&query, p.page - 1));
     let next = (p.page < p.pages).then(|| page_href(&query, p.page + 1));
     view! {
-        <Form method="GET" action="/admin/commands" attr:class="mt-6 flex flex-wrap items-end gap-3 rounded-xl border border-slate-200 bg-white p-4" attr:aria-label="Filters">
+        <form method="GET" action="/admin/commands" on:submit=navigate_on_submit() class="mt-6 flex flex-wrap items-end gap-3 rounded-xl border border-slate-200 bg-white p-4" aria-label="Filters">
             <label class="text-sm">
                 <span class="block text-slate-700">"Status"</span>
                 <select name="status" data-testid="filter-status" on:change=filters.setter("status") class="mt-1 rounded-md border border-slate-300 px-2 py-1.5">
@@ -383,7 +384,7 @@ fn History(
                 "Filter"
             </button>
             <a href="/admin/commands" class="text-sm text-slate-700 underline">"Clear"</a>
-        </Form>
+        </form>
         <p class="mt-4 text-sm text-slate-600" role="status" data-testid="command-total" data-total=p.total>
             {format!("{} command(s)", p.total)}
         </p>
@@ -467,7 +468,7 @@ pub struct Timeline {
     pub live: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "command_timeline")]
+#[server(prefix = "/sfn", endpoint = "command_timeline", output = crate::codec::Json)]
 pub async fn command_timeline(command_id: String) -> Result<Timeline, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{eventstore::channels::Channel, identity::tokens::Ability, opens};

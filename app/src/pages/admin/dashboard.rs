@@ -31,7 +31,7 @@ pub struct DashboardData {
     pub opens: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "admin_dashboard")]
+#[server(prefix = "/sfn", endpoint = "admin_dashboard", output = crate::codec::Json)]
 pub async fn admin_dashboard() -> Result<DashboardData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{
@@ -143,36 +143,38 @@ fn Figures(d: DashboardData) -> impl IntoView {
 }
 
 /// 60 stacked bars (opened below, failed on top), server-rendered SVG.
+///
+/// Coordinates are whole numbers on a 6000 × 1200 grid (the SVG stretches
+/// it): formatting floats would add the float printer to the wasm.
 #[component]
 fn Chart(minutes: Vec<Minute>) -> impl IntoView {
-    const W: f64 = 600.0;
-    const H: f64 = 120.0;
+    const W: i64 = 6000;
+    const H: i64 = 1200;
     let peak = minutes
         .iter()
         .map(|m| m.opened + m.failed)
         .max()
         .unwrap_or(0)
-        .max(1) as f64;
-    let slot = W / minutes.len().max(1) as f64;
+        .max(1);
+    let slot = W / (minutes.len().max(1) as i64);
     let opened: i64 = minutes.iter().map(|m| m.opened).sum();
     let failed: i64 = minutes.iter().map(|m| m.failed).sum();
     let label = format!(
-        "Bar chart: {opened} opened and {failed} failed over the last 60 minutes; at most {} in one minute.",
-        peak as i64
+        "Bar chart: {opened} opened and {failed} failed over the last 60 minutes; at most {peak} in one minute."
     );
     let bars = minutes
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
-            let x = i as f64 * slot + 1.0;
-            let w = (slot - 2.0).max(1.0);
-            let ho = m.opened as f64 / peak * (H - 4.0);
-            let hf = m.failed as f64 / peak * (H - 4.0);
+            let x = i as i64 * slot + 10;
+            let w = (slot - 20).max(10);
+            let ho = m.opened * (H - 40) / peak;
+            let hf = m.failed * (H - 40) / peak;
             view! {
                 <g>
                     <title>{format!("{} opened, {} failed", m.opened, m.failed)}</title>
-                    <rect x=format!("{x:.1}") y=format!("{:.1}", H - ho) width=format!("{w:.1}") height=format!("{ho:.1}") class="fill-emerald-600"></rect>
-                    <rect x=format!("{x:.1}") y=format!("{:.1}", H - ho - hf) width=format!("{w:.1}") height=format!("{hf:.1}") class="fill-red-600"></rect>
+                    <rect x=x y=H - ho width=w height=ho class="fill-emerald-600"></rect>
+                    <rect x=x y=H - ho - hf width=w height=hf class="fill-red-600"></rect>
                 </g>
             }
         })
@@ -188,7 +190,7 @@ fn Chart(minutes: Vec<Minute>) -> impl IntoView {
             data-opened=opened
             data-failed=failed
         >
-            <line x1="0" y1=H x2=W y2=H class="stroke-slate-300" stroke-width="1"></line>
+            <line x1="0" y1=H x2=W y2=H class="stroke-slate-300" stroke-width="10"></line>
             {bars}
         </svg>
     }

@@ -45,7 +45,7 @@ pub struct FrameData {
     pub unread: i64,
 }
 
-#[server(prefix = "/sfn", endpoint = "admin_frame")]
+#[server(prefix = "/sfn", endpoint = "admin_frame", output = crate::codec::Json)]
 pub async fn admin_frame() -> Result<FrameData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{

@@ -35,7 +35,7 @@ pub struct NotificationsData {
     pub live: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "my_notifications")]
+#[server(prefix = "/sfn", endpoint = "my_notifications", output = crate::codec::Json)]
 pub async fn my_notifications() -> Result<NotificationsData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{eventstore::channels::Channel, identity::tokens::Ability, inbox};
@@ -63,7 +63,7 @@ pub async fn my_notifications() -> Result<NotificationsData, AppError> {
 }
 
 /// The unread count alone (the sidebar's badge).
-#[server(prefix = "/sfn", endpoint = "unread_notifications")]
+#[server(prefix = "/sfn", endpoint = "unread_notifications", output = crate::codec::Json)]
 pub async fn unread_notifications() -> Result<i64, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, inbox};
@@ -75,7 +75,7 @@ pub async fn unread_notifications() -> Result<i64, AppError> {
 }
 
 /// Marks read what ended up to `until` (the newest item shown).
-#[server(prefix = "/sfn", endpoint = "mark_notifications_read", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "mark_notifications_read", client = SocketClient, output = crate::codec::Json)]
 pub async fn mark_notifications_read(until: i64) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, inbox};

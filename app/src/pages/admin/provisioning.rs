@@ -47,7 +47,7 @@ pub struct ProvisioningData {
     pub live: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "provisioning_overview")]
+#[server(prefix = "/sfn", endpoint = "provisioning_overview", output = crate::codec::Json)]
 pub async fn provisioning_overview() -> Result<ProvisioningData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{
@@ -96,7 +96,7 @@ pub struct NewKey {
     pub secret: String,
 }
 
-#[server(prefix = "/sfn", endpoint = "create_provisioning_key", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "create_provisioning_key", client = SocketClient, output = crate::codec::Json)]
 pub async fn create_provisioning_key(name: String) -> Result<NewKey, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, provisioning};
@@ -110,7 +110,7 @@ pub async fn create_provisioning_key(name: String) -> Result<NewKey, AppError> {
     })
 }
 
-#[server(prefix = "/sfn", endpoint = "revoke_provisioning_key", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "revoke_provisioning_key", client = SocketClient, output = crate::codec::Json)]
 pub async fn revoke_provisioning_key(key_id: String) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::{identity::tokens::Ability, provisioning, CoreError};
@@ -124,7 +124,7 @@ pub async fn revoke_provisioning_key(key_id: String) -> Result<(), AppError> {
     }
 }
 
-#[server(prefix = "/sfn", endpoint = "preregister_bank", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "preregister_bank", client = SocketClient, output = crate::codec::Json)]
 pub async fn preregister_bank(
     serial: String,
     name: String,
@@ -372,7 +372,7 @@ pub struct ProgressData {
     pub live: Followed,
 }
 
-#[server(prefix = "/sfn", endpoint = "provisioning_progress")]
+#[server(prefix = "/sfn", endpoint = "provisioning_progress", output = crate::codec::Json)]
 pub async fn provisioning_progress(bank_id: String) -> Result<ProgressData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::{

@@ -28,7 +28,7 @@ pub struct AdminOverviewData {
     pub users: Vec<UserRow>,
 }
 
-#[server(prefix = "/sfn", endpoint = "admin_overview")]
+#[server(prefix = "/sfn", endpoint = "admin_overview", output = crate::codec::Json)]
 pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
     use crate::auth::ssr;
     use lockstep_core::identity::{accounts, tokens::Ability};
@@ -66,7 +66,7 @@ pub struct NewAccount {
     pub password: String,
 }
 
-#[server(prefix = "/sfn", endpoint = "create_user", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "create_user", client = SocketClient, output = crate::codec::Json)]
 pub async fn create_user(
     email: String,
     name: Option<String>,
@@ -95,7 +95,7 @@ pub async fn create_user(
     })
 }
 
-#[server(prefix = "/sfn", endpoint = "set_user_role", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "set_user_role", client = SocketClient, output = crate::codec::Json)]
 pub async fn set_user_role(user_id: String, role: String) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::identity::{accounts, tokens::Ability};
@@ -107,7 +107,7 @@ pub async fn set_user_role(user_id: String, role: String) -> Result<(), AppError
     Ok(())
 }
 
-#[server(prefix = "/sfn", endpoint = "set_user_disabled", client = SocketClient)]
+#[server(prefix = "/sfn", endpoint = "set_user_disabled", client = SocketClient, output = crate::codec::Json)]
 pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<(), AppError> {
     use crate::auth::ssr;
     use lockstep_core::identity::{accounts, tokens::Ability};
