@@ -101,6 +101,7 @@ impl From<lockstep_core::CoreError> for AppError {
             CoreError::NotFound => AppError::NotFound,
             CoreError::Forbidden(msg) => AppError::NotAllowed(msg),
             CoreError::Conflict(msg) => AppError::Conflict(msg),
+            e @ CoreError::Stale(_) => AppError::Conflict(e.to_string()),
             CoreError::VersionConflict { .. } => {
                 AppError::Conflict("Someone else changed this meanwhile; reload and retry.".into())
             }

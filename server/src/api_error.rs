@@ -1,5 +1,5 @@
-//! The API's one error shape, `{"error": {"code", "message"}}`, with the
-//! matching status. Every refusal is logged with its reason and counted;
+//! The API's one error shape, `{"error": {"code", "message"}}` (plus
+//! `conflict` for a stale edit), with the matching status. Every refusal is logged with its reason and counted;
 //! internal causes are logged in full and never sent to the client.
 
 use axum::{
@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use lockstep_core::CoreError;
+use lockstep_core::{records::StaleEdit, CoreError};
 use serde::Serialize;
 
 use crate::metrics::count_rejection;
@@ -37,6 +37,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("this Idempotency-Key was used for a different request; send a new key")]
     IdempotencyKeyReused,
+    /// An edit made on an old version (409, with the verdict).
+    #[error("{}", CoreError::Stale(.0.clone()))]
+    Stale(Box<StaleEdit>),
+    /// An edit without `If-Match` (428).
+    #[error("send the version you edited as If-Match: \"<version>\" (from the record's ETag)")]
+    VersionRequired,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -45,13 +51,18 @@ pub enum ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    /// With `stale_version` (409): who changed the record since the
+    /// version the edit was made on, when, and which fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<StaleEdit>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthenticated`, `invalid_token`,
     /// `missing_ability`, `forbidden`, `not_found`, `bad_request`,
-    /// `unprocessable`, `conflict`, `cross_origin`, `internal`.
+    /// `unprocessable`, `conflict`, `stale_version`, `version_required`,
+    /// `cross_origin`, `internal`.
     pub code: String,
     pub message: String,
 }
@@ -69,7 +80,8 @@ impl ApiError {
             ApiError::Unprocessable(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Stale(_) => StatusCode::CONFLICT,
+            ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +98,8 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::Stale(_) => "stale_version",
+            ApiError::VersionRequired => "version_required",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -109,6 +123,10 @@ impl IntoResponse for ApiError {
                 code: code.to_string(),
                 message: self.to_string(),
             },
+            conflict: match self {
+                ApiError::Stale(stale) => Some(*stale),
+                _ => None,
+            },
         };
         (status, Json(body)).into_response()
     }
@@ -123,6 +141,7 @@ impl From<CoreError> for ApiError {
             CoreError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             CoreError::Forbidden(msg) => ApiError::Refused(msg),
             e @ CoreError::VersionConflict { .. } => ApiError::Conflict(e.to_string()),
+            CoreError::Stale(stale) => ApiError::Stale(stale),
             other => ApiError::Internal(Box::new(other)),
         }
     }

@@ -24,6 +24,13 @@ pub enum CoreError {
     },
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// An edit made on a version of a record that is no longer current:
+    /// nothing was written; the verdict says who changed what since.
+    #[error(
+        "this {} was changed since version {} (now {}); reload it and apply your edit again",
+        .0.record_type, .0.your_version, .0.current_version
+    )]
+    Stale(Box<lockstep_wire::record::StaleEdit>),
     /// An idempotency key sent again with a different request.
     #[error("this Idempotency-Key was used for a different request; send a new key")]
     IdempotencyKeyReused,

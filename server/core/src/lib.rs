@@ -20,6 +20,8 @@
 //!   accounts, decommissioning.
 //! - [`gateway`]: the locker port the MQTT bridge implements.
 //! - [`reactors`]: what each outbox job and timer does.
+//! - [`records`]: records admins edit under a version guard (stale edits
+//!   refused with who changed what).
 //! - [`secrets`]: secrets the server makes for itself and keeps.
 //! - [`workers`]: the supervised loops that run them, and the stall report.
 //! - [`services`]: the handle that bundles the above for the adapters.
@@ -44,6 +46,7 @@ pub mod lockers;
 pub mod opens;
 pub mod provisioning;
 pub mod reactors;
+pub mod records;
 pub mod secrets;
 pub mod services;
 #[cfg(any(test, feature = "testing"))]

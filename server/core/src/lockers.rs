@@ -68,6 +68,11 @@ pub struct BankView {
     pub provisioned_at: Option<i64>,
     /// The reason code of the last failed provisioning attempt.
     pub provisioning_error: Option<String>,
+    /// Free text for the operators.
+    pub notes: Option<String>,
+    /// The version of the editable fields (name, location, notes): what
+    /// an edit's `If-Match` names (see `records`).
+    pub version: i64,
     pub compartments: Vec<CompartmentView>,
 }
 
@@ -211,6 +216,8 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
         firmware: row.try_get("firmware")?,
         provisioned_at: row.try_get("provisioned_at")?,
         provisioning_error: row.try_get("provisioning_error")?,
+        notes: row.try_get("notes")?,
+        version: row.try_get("version")?,
         compartments: compartments
             .iter()
             .map(compartment_from_row)
@@ -219,7 +226,7 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
 }
 
 const BANK_COLUMNS: &str = "id, tenant_id, serial, name, location, state, online, last_seen_at, \
-     model, firmware, provisioned_at, provisioning_error";
+     model, firmware, provisioned_at, provisioning_error, notes, version";
 
 pub async fn get_bank(s: &Services, tenant_id: Uuid, id: Uuid) -> CoreResult<Option<BankView>> {
     let row = sqlx::query(&format!(

@@ -14,5 +14,6 @@ mod mqtt;
 mod open_flow;
 mod operations;
 mod provisioning;
+mod records;
 mod result_acks;
 mod tokens;

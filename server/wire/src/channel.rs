@@ -18,6 +18,9 @@ pub enum Channel {
     TenantOpenRequests(Uuid),
     /// `private-locker-bank.{bank_id}`: provisioning, compartments.
     LockerBank(Uuid),
+    /// `private-record.{type}.{id}`: `RecordUpdated` for one record, for
+    /// the admins editing or viewing it.
+    Record(RecordType, Uuid),
 }
 
 /// A string that names no Lockstep channel.
@@ -30,6 +33,7 @@ const LOCKER_BANK: &str = "private-locker-bank.";
 const TENANT: &str = "private-tenant.";
 const LOCKERS: &str = ".lockers";
 const OPEN_REQUESTS: &str = ".open-requests";
+const RECORD: &str = "private-record.";
 
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,6 +42,7 @@ impl fmt::Display for Channel {
             Channel::TenantLockers(id) => write!(f, "{TENANT}{id}{LOCKERS}"),
             Channel::TenantOpenRequests(id) => write!(f, "{TENANT}{id}{OPEN_REQUESTS}"),
             Channel::LockerBank(id) => write!(f, "{LOCKER_BANK}{id}"),
+            Channel::Record(kind, id) => write!(f, "{RECORD}{kind}.{id}"),
         }
     }
 }
@@ -52,6 +57,11 @@ impl FromStr for Channel {
         }
         if let Some(rest) = s.strip_prefix(LOCKER_BANK) {
             return Ok(Channel::LockerBank(uuid(rest)?));
+        }
+        if let Some(rest) = s.strip_prefix(RECORD) {
+            let (kind, id) = rest.split_once('.').ok_or_else(bad)?;
+            let kind = kind.parse::<RecordType>().map_err(|_| bad())?;
+            return Ok(Channel::Record(kind, uuid(id)?));
         }
         if let Some(rest) = s.strip_prefix(TENANT) {
             if let Some(id) = rest.strip_suffix(LOCKERS) {
@@ -83,7 +93,8 @@ pub fn valid_socket_id(id: &str) -> bool {
 }
 
 wire_enum! {
-    /// The records whose editors see each other on
+    /// The records admins edit (under a version guard), whose changes go
+    /// to `private-record.{type}.{id}` and whose editors see each other on
     /// `presence-record.{type}.{id}`.
     pub enum RecordType ("record type") {
         LockerBank = "locker-bank",
@@ -144,9 +155,15 @@ mod tests {
             Channel::TenantLockers(id),
             Channel::TenantOpenRequests(id),
             Channel::LockerBank(id),
+            Channel::Record(RecordType::LockerBank, id),
+            Channel::Record(RecordType::User, id),
         ] {
             assert_eq!(c.to_string().parse::<Channel>().ok(), Some(c));
         }
+        assert_eq!(
+            Channel::Record(RecordType::Compartment, id).to_string(),
+            format!("private-record.compartment.{id}")
+        );
         assert_eq!(
             Channel::TenantLockers(id).to_string(),
             format!("private-tenant.{id}.lockers")
@@ -156,6 +173,8 @@ mod tests {
             "private-user.x",
             "presence-user.1",
             "private-tenant.lockers",
+            "private-record.widget.00000000-0000-0000-0000-000000000000",
+            "private-record.locker-bank",
         ] {
             assert!(bad.parse::<Channel>().is_err(), "{bad}");
         }

@@ -100,6 +100,8 @@ pub mod names {
     pub const DEVICE_STATUS_CHANGED: &str = "DeviceStatusChanged";
     pub const ACCESS_GRANTED: &str = "AccessGranted";
     pub const ACCESS_REVOKED: &str = "AccessRevoked";
+    /// Body: [`RecordUpdated`](crate::record::RecordUpdated).
+    pub const RECORD_UPDATED: &str = "RecordUpdated";
 }
 
 /// The body of a `CompartmentOpenStatusUpdated` envelope: an open

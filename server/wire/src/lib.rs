@@ -11,6 +11,8 @@
 //! - [`envelope`]: what a client receives from the log (live or polled),
 //!   the actor behind it, and the typed bodies clients read.
 //! - [`mqtt`]: the locker topics and their JSON payloads, parsed strictly.
+//! - [`record`]: the version guard on admin-edited records: versions,
+//!   `RecordUpdated`, the stale-edit verdict.
 //! - `contract`: every wire name checked against its literal at compile
 //!   time: changing one breaks the build of every crate that uses them.
 
@@ -22,6 +24,7 @@ mod contract;
 pub mod envelope;
 pub mod mqtt;
 pub mod open;
+pub mod record;
 
 pub use channel::{Channel, PresenceChannel, RecordType};
 pub use envelope::{Actor, Envelope, EnvelopeMeta, Since, Subject};

@@ -15,7 +15,7 @@ use crate::{
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
     eventstore::events::{Actor, StoredEvent},
-    identity::accounts::{find_user, Role, User},
+    identity::accounts::{find_user, parse_uuid, Role, User},
 };
 
 pub use lockstep_wire::{
@@ -30,7 +30,8 @@ impl From<lockstep_wire::channel::NotAChannel> for CoreError {
 }
 
 /// Whether `user` may read `channel`: a user their own channel; an admin
-/// every channel of their own tenant; nobody another tenant's.
+/// every channel of their own tenant (a record's too: admins are the ones
+/// who read and edit records); nobody another tenant's.
 pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bool> {
     Ok(match channel {
         Channel::User(id) if *id == user.id => true,
@@ -53,7 +54,28 @@ pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bo
                     .transpose()?
                     .is_some_and(|t| t == user.tenant_id.to_string())
         }
+        Channel::Record(kind, id) => {
+            user.role == Role::Admin && record_tenant(db, *kind, *id).await? == Some(user.tenant_id)
+        }
     })
+}
+
+/// The tenant a record belongs to (`None`: no such record).
+async fn record_tenant(db: &Db, kind: RecordType, id: Uuid) -> CoreResult<Option<Uuid>> {
+    let table = match kind {
+        RecordType::LockerBank => "locker_banks",
+        RecordType::Compartment => "compartments",
+        RecordType::Grant => "grants",
+        RecordType::User => "users",
+    };
+    let tenant: Option<String> =
+        sqlx::query(&format!("SELECT tenant_id FROM {table} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&db.pool)
+            .await?
+            .map(|row| row.try_get("tenant_id"))
+            .transpose()?;
+    tenant.as_deref().map(parse_uuid).transpose()
 }
 
 /// Whether `user` may join a Lockstep presence channel: an admin, on a
@@ -66,26 +88,11 @@ pub async fn authorize_presence(
     if user.role != Role::Admin {
         return Ok(false);
     }
-    let (table, id) = match channel {
-        PresenceChannel::LockerBank(id) => ("locker_banks", id),
-        PresenceChannel::Record(kind, id) => (
-            match kind {
-                RecordType::LockerBank => "locker_banks",
-                RecordType::Compartment => "compartments",
-                RecordType::Grant => "grants",
-                RecordType::User => "users",
-            },
-            id,
-        ),
+    let (kind, id) = match channel {
+        PresenceChannel::LockerBank(id) => (RecordType::LockerBank, *id),
+        PresenceChannel::Record(kind, id) => (*kind, *id),
     };
-    let tenant: Option<String> =
-        sqlx::query(&format!("SELECT tenant_id FROM {table} WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&db.pool)
-            .await?
-            .map(|row| row.try_get("tenant_id"))
-            .transpose()?;
-    Ok(tenant.is_some_and(|t| t == user.tenant_id.to_string()))
+    Ok(record_tenant(db, kind, id).await? == Some(user.tenant_id))
 }
 
 /// A notification a projector wants on some channels.

@@ -65,6 +65,18 @@ pub enum DomainEvent {
         location: Option<String>,
         compartments: Vec<CompartmentSpec>,
     },
+    /// An admin edited a bank's details under the version guard
+    /// (`lockers::edit_bank`): every editable field's new value, which of
+    /// them changed, and the bank's edit version after this edit.
+    LockerBankDetailsChanged {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        version: i64,
+        name: String,
+        location: Option<String>,
+        notes: Option<String>,
+        changed: Vec<String>,
+    },
     /// A locker bank went online (first heartbeat after silence) or
     /// offline (missed heartbeats). Heartbeats themselves are not events.
     DeviceStatusChanged {
@@ -209,6 +221,7 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
+            DomainEvent::LockerBankDetailsChanged { .. } => "LockerBankDetailsChanged",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
             DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",
@@ -397,6 +410,23 @@ pub async fn load_stream(
         "SELECT {COLUMNS} FROM stored_events WHERE aggregate_uuid = $1 ORDER BY aggregate_version"
     ))
     .bind(aggregate_uuid.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(stored_from_row).collect()
+}
+
+/// One aggregate's events of one type, oldest first.
+pub async fn load_stream_of_type(
+    conn: &mut AnyConnection,
+    aggregate_uuid: Uuid,
+    event_type: &str,
+) -> CoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM stored_events WHERE aggregate_uuid = $1 AND event_type = $2 \
+         ORDER BY aggregate_version"
+    ))
+    .bind(aggregate_uuid.to_string())
+    .bind(event_type)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(stored_from_row).collect()

@@ -1,13 +1,20 @@
 //! `/locker-banks` and `/compartments/{id}/grants`.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
 use lockstep_core::{
     identity::tokens::Ability,
     lockers::{self, BankView, GrantView, NewBank, NewCompartment},
+    records::{self, BankEdit},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+use super::records::{etag, if_match};
 use crate::{
     api_error::{ApiError, ApiJson, ApiPath, ErrorBody},
     principal::Principal,
@@ -71,19 +78,69 @@ pub async fn list_banks(
     ))
 }
 
-/// One locker bank with its compartments (`locker.read`).
+/// One locker bank with its compartments (`locker.read`); its `ETag` is
+/// the version an edit must name.
 #[utoipa::path(get, path = "/api/v1/locker-banks/{id}", tag = "lockers", params(("id" = Uuid, Path)),
-    responses((status = 200, body = BankView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = BankView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_bank(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<BankView>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = principal.require(Ability::LockerRead)?;
-    lockers::get_bank(&state.services, user.tenant_id, id)
+    let bank = lockers::get_bank(&state.services, user.tenant_id, id)
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    Ok(([etag(bank.version)], Json(bank)).into_response())
+}
+
+/// A present JSON field, `null` included: `Some(None)` clears it.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// An edit of a bank's details: only the fields sent change; `null`
+/// clears `location` or `notes`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditBankBody {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+/// Edits a bank's name, location or notes (admin, `locker.write`), made on
+/// the version named by `If-Match: "<version>"`. Without it: 428. Made on
+/// an older version: 409 with `conflict` (who changed it, when, which
+/// fields), and nothing written. Answers the bank and its new `ETag`.
+#[utoipa::path(patch, path = "/api/v1/locker-banks/{id}", tag = "lockers", params(("id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "the version edited, as its ETag gave it: \"3\"")),
+    request_body = EditBankBody,
+    responses((status = 200, body = BankView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 428, body = ErrorBody)))]
+pub async fn edit_bank(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<EditBankBody>,
+) -> Result<Response, ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    let version = if_match(&headers)?;
+    let edit = BankEdit {
+        name: body.name,
+        location: body.location,
+        notes: body.notes,
+    };
+    let bank = records::edit_bank(&state.services, &principal.caller(), id, version, edit).await?;
+    Ok(([etag(bank.version)], Json(bank)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

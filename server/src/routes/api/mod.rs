@@ -7,6 +7,7 @@ pub mod lockers;
 pub mod me;
 pub mod opens;
 pub mod provisioning;
+pub mod records;
 pub mod tokens;
 
 use axum::{
@@ -29,7 +30,11 @@ pub fn router() -> Router<AppState> {
             "/locker-banks",
             post(lockers::create_bank).get(lockers::list_banks),
         )
-        .route("/locker-banks/{id}", get(lockers::get_bank))
+        .route(
+            "/locker-banks/{id}",
+            get(lockers::get_bank).patch(lockers::edit_bank),
+        )
+        .route("/records/{type}/{id}/version", get(records::version))
         .route(
             "/locker-banks/{id}/decommission",
             post(provisioning::decommission),
@@ -87,7 +92,8 @@ impl Modify for BearerAuth {
     ),
     paths(
         me::me, me::my_compartments, me::list_users,
-        lockers::create_bank, lockers::list_banks, lockers::get_bank,
+        lockers::create_bank, lockers::list_banks, lockers::get_bank, lockers::edit_bank,
+        records::version,
         lockers::create_grant, lockers::list_grants, lockers::delete_grant,
         opens::open, opens::get_one, opens::history,
         events::since,

@@ -47,6 +47,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
                 .await?;
         }
         DomainEvent::LockerBankRegistered { .. }
+        | DomainEvent::LockerBankDetailsChanged { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }

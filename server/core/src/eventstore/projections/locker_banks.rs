@@ -47,6 +47,28 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
                 .await?;
             }
         }
+        DomainEvent::LockerBankDetailsChanged {
+            bank_id,
+            version,
+            name,
+            location,
+            notes,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE locker_banks SET name = $1, location = $2, notes = $3, version = $4, \
+                 edited_at = $5, edited_by = $6, updated_at = $5 WHERE id = $7",
+            )
+            .bind(name)
+            .bind(location.clone())
+            .bind(notes.clone())
+            .bind(*version)
+            .bind(ev.occurred_at)
+            .bind(ev.metadata.actor.user_id().map(|u| u.to_string()))
+            .bind(bank_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
         DomainEvent::DeviceStatusChanged {
             bank_id, online, ..
         } => {

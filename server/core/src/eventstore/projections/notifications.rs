@@ -5,7 +5,8 @@
 use lockstep_wire::{
     envelope::{names, OpenStatusUpdated},
     mqtt::{truncate_chars, MAX_ERROR_CHARS},
-    OpenStatus,
+    record::{Editor, RecordUpdated},
+    OpenStatus, RecordType,
 };
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
@@ -19,6 +20,47 @@ use crate::{
         events::{DomainEvent, StoredEvent},
     },
 };
+
+/// `RecordUpdated` for an edit: on the record's own channel and its
+/// tenant's list channel for that type; the editor named (their current
+/// display name), the fields listed, never their values.
+async fn record_updated(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+    record_type: RecordType,
+    record_id: Uuid,
+    version: i64,
+    fields: &[String],
+    channels: Vec<Channel>,
+) -> CoreResult<Notification> {
+    let updated_by = match ev.metadata.actor.user_id() {
+        Some(id) => sqlx::query("SELECT name FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<String, _>("name"))
+            .transpose()?
+            .map(|name| Editor { id, name }),
+        None => None,
+    };
+    let body = RecordUpdated {
+        record_type,
+        record_id,
+        version,
+        updated_at: ev.occurred_at,
+        updated_by,
+        fields: fields.to_vec(),
+    };
+    Ok(Notification {
+        channels,
+        event: names::RECORD_UPDATED,
+        subject: Subject {
+            kind: record_type.as_str().into(),
+            id: record_id,
+        },
+        data: serde_json::to_value(body).map_err(|e| CoreError::Invalid(e.to_string()))?,
+    })
+}
 
 /// The open request's requester, tenant, compartment and bank.
 async fn open_parties(
@@ -134,6 +176,29 @@ pub async fn notification(
                 },
                 data: json!({"bank_id": bank_id, "serial": serial, "name": name, "state": "registered", "compartments": compartments.len()}),
             }))
+        }
+        DomainEvent::LockerBankDetailsChanged {
+            bank_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => {
+            return Ok(Some(
+                record_updated(
+                    conn,
+                    ev,
+                    RecordType::LockerBank,
+                    *bank_id,
+                    *version,
+                    changed,
+                    vec![
+                        Channel::Record(RecordType::LockerBank, *bank_id),
+                        Channel::TenantLockers(*tenant_id),
+                    ],
+                )
+                .await?,
+            ))
         }
         DomainEvent::DeviceStatusChanged {
             bank_id,

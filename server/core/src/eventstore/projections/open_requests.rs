@@ -90,6 +90,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             (*command_id, "late_result_at = $1", None)
         }
         DomainEvent::LockerBankRegistered { .. }
+        | DomainEvent::LockerBankDetailsChanged { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }

@@ -1,0 +1,321 @@
+//! The version guard on a locker bank's details over HTTP: `ETag`,
+//! `If-Match` (428 without, 400 malformed), 409 with who changed which
+//! fields and nothing written, `RecordUpdated` on the record's channel and
+//! the tenant's list channel, and who may read those.
+
+use lockstep_core::{
+    eventstore::channels::{self, Channel},
+    identity::accounts::{find_user_by_email, Role},
+    records::RecordType,
+};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+use crate::open_flow::{call, token};
+
+/// A PATCH with an optional `If-Match`: status, `ETag`, body.
+async fn patch(
+    app: &TestApp,
+    path: &str,
+    bearer: &str,
+    if_match: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut req = Client::new()
+        .patch(app.url(path))
+        .bearer_auth(bearer)
+        .json(&body);
+    if let Some(v) = if_match {
+        req = req.header("If-Match", v);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let etag = res
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = res.text().await.expect("body");
+    (
+        status,
+        etag,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn new_bank(app: &TestApp, admin: &str) -> (String, String) {
+    let (status, bank) = call(
+        app,
+        Method::POST,
+        "/api/v1/locker-banks",
+        admin,
+        Some(json!({
+            "serial": "LB-REC-1", "name": "Lobby", "location": "Ground floor",
+            "compartments": [{"number": 1, "size": "small"}]
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{bank}");
+    assert_eq!(bank["version"], 1, "{bank}");
+    let id = bank["id"].as_str().expect("id").to_string();
+    (id.clone(), format!("/api/v1/locker-banks/{id}"))
+}
+
+#[tokio::test]
+async fn a_stale_bank_edit_is_refused_with_who_changed_what_and_writes_nothing() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "bob@lockstep.test", Role::Admin, "Default").await;
+    let alice = token(&app, ADMIN_EMAIL, "*").await;
+    let bob = token(&app, "bob@lockstep.test", "*").await;
+    let alice_user = find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("db")
+        .expect("alice");
+    let (id, path) = new_bank(&app, &alice).await;
+
+    // The record's ETag is its version.
+    let res = Client::new()
+        .get(app.url(&path))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.headers()["etag"], "\"1\"");
+
+    // No version: 428, nothing written.
+    let (status, _, body) = patch(&app, &path, &bob, None, json!({"name": "Hall"})).await;
+    assert_eq!(status, 428, "{body}");
+    assert_eq!(body["error"]["code"], "version_required");
+    let (status, _, body) = patch(&app, &path, &bob, Some("*"), json!({"name": "Hall"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (428, json!("version_required"))
+    );
+    for bad in ["1", "\"one\"", "\"0\""] {
+        let (status, _, body) = patch(&app, &path, &bob, Some(bad), json!({"name": "Hall"})).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // Alice edits version 1: version 2.
+    let (status, etag, bank) = patch(
+        &app,
+        &path,
+        &alice,
+        Some("\"1\""),
+        json!({"name": "Main lobby", "location": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{bank}");
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+    assert_eq!(
+        (&bank["name"], &bank["location"], &bank["version"]),
+        (&json!("Main lobby"), &Value::Null, &json!(2))
+    );
+
+    // Bob, still on version 1, edits the notes: 409 naming Alice, the
+    // fields she changed, and the current version; his notes are not kept.
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"1\""),
+        json!({"notes": "Door 3 sticks"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "stale_version");
+    let conflict = &body["conflict"];
+    assert_eq!(conflict["record_type"], "locker-bank");
+    assert_eq!(conflict["record_id"], id.as_str());
+    assert_eq!(conflict["your_version"], 1);
+    assert_eq!(conflict["current_version"], 2);
+    assert_eq!(conflict["fields"], json!(["name", "location"]));
+    assert_eq!(conflict["updated_by"]["id"], alice_user.id.to_string());
+    assert_eq!(conflict["updated_by"]["name"], alice_user.name.as_str());
+    assert!(conflict["updated_at"].as_i64().is_some(), "{conflict}");
+    let (_, stored) = call(&app, Method::GET, &path, &alice, None).await;
+    assert_eq!(
+        (&stored["notes"], &stored["version"]),
+        (&Value::Null, &json!(2))
+    );
+
+    // On the current version it goes through.
+    let (status, etag, bank) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"2\""),
+        json!({"notes": "Door 3 sticks"}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")), "{bank}");
+    assert_eq!(bank["name"], "Main lobby", "Alice's edit is kept");
+
+    // An edit that changes nothing writes nothing.
+    let (status, etag, _) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"3\""),
+        json!({"name": " Main lobby "}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+
+    // The version endpoint, for editors that poll.
+    let (status, v) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/records/locker-bank/{id}/version"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 3);
+    let bob_user = find_user_by_email(&app.services.db, "bob@lockstep.test")
+        .await
+        .expect("db")
+        .expect("bob");
+    assert_eq!(v["updated_by"]["id"], bob_user.id.to_string());
+    assert_eq!(v["updated_by"]["name"], bob_user.name.as_str());
+}
+
+#[tokio::test]
+async fn bank_edits_refuse_bad_bodies_other_tenants_and_users() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "eve@other.test", Role::Admin, "Other").await;
+    add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    let admin = token(&app, ADMIN_EMAIL, "*").await;
+    let eve = token(&app, "eve@other.test", "*").await;
+    let uma = token(&app, "uma@lockstep.test", "profile.read").await;
+    let (id, path) = new_bank(&app, &admin).await;
+
+    let (status, _, body) =
+        patch(&app, &path, &admin, Some("\"1\""), json!({"colour": "red"})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = patch(&app, &path, &admin, Some("\"1\""), json!({"name": ""})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &admin,
+        Some("\"1\""),
+        json!({"notes": "x".repeat(2001)}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, _) = patch(&app, &path, &eve, Some("\"1\""), json!({"name": "Mine"})).await;
+    assert_eq!(status, 404, "another tenant's bank does not exist for Eve");
+    let (status, _, _) = patch(&app, &path, &uma, Some("\"1\""), json!({"name": "Mine"})).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/records/locker-bank/{id}/version"),
+        &eve,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, stored) = call(&app, Method::GET, &path, &admin, None).await;
+    assert_eq!(
+        (&stored["name"], &stored["version"]),
+        (&json!("Lobby"), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn an_edit_is_broadcast_as_record_updated_and_other_bank_events_do_not_make_it_stale() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "eve@other.test", Role::Admin, "Other").await;
+    add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    let admin = token(&app, ADMIN_EMAIL, "*").await;
+    let (id, path) = new_bank(&app, &admin).await;
+    let bank_id: Uuid = id.parse().expect("uuid");
+    let admin_user = find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("db")
+        .expect("admin");
+    let record = Channel::Record(RecordType::LockerBank, bank_id);
+    let list = Channel::TenantLockers(admin_user.tenant_id);
+    let list_head = channels::head(&app.services.db, &list).await.expect("head");
+
+    let (status, _, _) = patch(
+        &app,
+        &path,
+        &admin,
+        Some("\"1\""),
+        json!({"notes": "Key in the office"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let on_record = channels::since(&app.services.db, &record, 0, 100)
+        .await
+        .expect("since")
+        .events;
+    assert_eq!(on_record.len(), 1);
+    let env = &on_record[0];
+    assert_eq!(env.event, "RecordUpdated");
+    assert_eq!(env.seq, 1);
+    assert_eq!(env.data["record_type"], "locker-bank");
+    assert_eq!(env.data["version"], 2);
+    assert_eq!(env.data["fields"], json!(["notes"]));
+    assert_eq!(env.data["updated_by"]["id"], admin_user.id.to_string());
+    assert!(
+        serde_json::to_string(env).expect("json").len() < 1024,
+        "an envelope names fields, never values"
+    );
+    assert!(!env.data.to_string().contains("Key in the office"));
+    let on_list = channels::since(&app.services.db, &list, list_head, 100)
+        .await
+        .expect("since")
+        .events;
+    assert_eq!(
+        on_list.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["RecordUpdated"]
+    );
+
+    // Another event on the same bank (decommissioning) leaves the version
+    // of its details alone: an edit on version 2 still goes through.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("{path}/decommission"),
+        &admin,
+        Some(json!({"reason": "moving"})),
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+    let (status, etag, _) = patch(
+        &app,
+        &path,
+        &admin,
+        Some("\"2\""),
+        json!({"name": "Old lobby"}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+
+    // Who may read the record's channel: its tenant's admins only.
+    let db = &app.services.db;
+    let eve = find_user_by_email(db, "eve@other.test")
+        .await
+        .expect("db")
+        .expect("eve");
+    let uma = find_user_by_email(db, "uma@lockstep.test")
+        .await
+        .expect("db")
+        .expect("uma");
+    assert!(channels::authorize(db, &admin_user, &record)
+        .await
+        .expect("auth"));
+    assert!(!channels::authorize(db, &eve, &record).await.expect("auth"));
+    assert!(!channels::authorize(db, &uma, &record).await.expect("auth"));
+    let nowhere = Channel::Record(RecordType::LockerBank, Uuid::now_v7());
+    assert!(!channels::authorize(db, &admin_user, &nowhere)
+        .await
+        .expect("auth"));
+}
