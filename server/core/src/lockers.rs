@@ -48,6 +48,9 @@ pub struct CompartmentView {
     /// As the locker last reported it; `None` until it did.
     pub door_open: Option<bool>,
     pub occupied: Option<bool>,
+    /// The version of the editable fields (label, size): what an edit's
+    /// `If-Match` names (see `records`).
+    pub version: i64,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -78,6 +81,18 @@ pub struct BankView {
 
 pub(crate) use crate::text::check_text;
 
+/// A compartment size: one of [`SIZES`].
+pub(crate) fn check_size(size: &str) -> CoreResult<String> {
+    if SIZES.contains(&size) {
+        Ok(size.to_string())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "compartment size {size:?} must be one of {}",
+            SIZES.join(", ")
+        )))
+    }
+}
+
 pub(crate) fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
     if new.compartments.is_empty() || new.compartments.len() > 500 {
         return Err(CoreError::Invalid(
@@ -100,13 +115,7 @@ pub(crate) fn validate(new: &NewBank) -> CoreResult<Vec<CompartmentSpec>> {
                     c.number
                 )));
             }
-            if !SIZES.contains(&c.size.as_str()) {
-                return Err(CoreError::Invalid(format!(
-                    "compartment size {:?} must be one of {}",
-                    c.size,
-                    SIZES.join(", ")
-                )));
-            }
+            check_size(&c.size)?;
             let label = c
                 .label
                 .as_deref()
@@ -189,11 +198,12 @@ fn compartment_from_row(row: &sqlx::any::AnyRow) -> CoreResult<CompartmentView> 
             .transpose()?,
         door_open: row.try_get::<Option<i64>, _>("door_open")?.map(|v| v != 0),
         occupied: row.try_get::<Option<i64>, _>("occupied")?.map(|v| v != 0),
+        version: row.try_get("version")?,
     })
 }
 
 const COMPARTMENT_COLUMNS: &str = "c.id, c.bank_id, c.number, c.size, c.label, c.latest_status, \
-     c.latest_command_id, c.door_open, c.occupied";
+     c.latest_command_id, c.door_open, c.occupied, c.version";
 
 async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<BankView> {
     let id: String = row.try_get("id")?;
@@ -240,6 +250,24 @@ pub async fn get_bank(s: &Services, tenant_id: Uuid, id: Uuid) -> CoreResult<Opt
         Some(row) => Ok(Some(bank_from_row(s, &row).await?)),
         None => Ok(None),
     }
+}
+
+/// One compartment of `tenant_id`.
+pub async fn get_compartment(
+    s: &Services,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> CoreResult<Option<CompartmentView>> {
+    sqlx::query(&format!(
+        "SELECT {COMPARTMENT_COLUMNS} FROM compartments c WHERE c.id = $1 AND c.tenant_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?
+    .as_ref()
+    .map(compartment_from_row)
+    .transpose()
 }
 
 pub async fn list_banks(s: &Services, tenant_id: Uuid) -> CoreResult<Vec<BankView>> {

@@ -21,7 +21,7 @@ use crate::{
     eventstore::store,
     identity::accounts::parse_uuid,
     identity::caller::Caller,
-    lockers::{get_bank, BankView},
+    lockers::{check_size, get_bank, get_compartment, BankView, CompartmentView},
     now_ms,
     services::Services,
     text::{check_optional_text, check_text},
@@ -36,39 +36,70 @@ pub struct BankEdit {
     pub notes: Option<Option<String>>,
 }
 
-/// The bank's editable fields as stored, with its version and last edit.
-struct BankDetails {
+/// An edit of a compartment: `None` leaves a field as it is; `Some(None)`
+/// clears the label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompartmentEdit {
+    pub label: Option<Option<String>>,
+    pub size: Option<String>,
+}
+
+/// The guard's columns of a record: its tenant, version and last edit.
+struct Guard {
     tenant_id: Uuid,
-    name: String,
-    location: Option<String>,
-    notes: Option<String>,
     version: i64,
     edited_at: Option<i64>,
     edited_by: Option<Uuid>,
 }
 
-async fn bank_details(conn: &mut AnyConnection, bank_id: Uuid) -> CoreResult<Option<BankDetails>> {
-    let row = sqlx::query(
-        "SELECT tenant_id, name, location, notes, version, edited_at, edited_by \
-         FROM locker_banks WHERE id = $1",
-    )
-    .bind(bank_id.to_string())
+impl Guard {
+    fn from_row(row: &sqlx::any::AnyRow) -> CoreResult<Guard> {
+        Ok(Guard {
+            tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+            version: row.try_get("version")?,
+            edited_at: row.try_get("edited_at")?,
+            edited_by: row
+                .try_get::<Option<String>, _>("edited_by")?
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?,
+        })
+    }
+}
+
+const GUARD_COLUMNS: &str = "tenant_id, version, edited_at, edited_by";
+
+/// The table of a record type that has a version (`None`: not yet).
+fn versioned_table(record_type: RecordType) -> Option<&'static str> {
+    match record_type {
+        RecordType::LockerBank => Some("locker_banks"),
+        RecordType::Compartment => Some("compartments"),
+        RecordType::Grant | RecordType::User => None,
+    }
+}
+
+/// The record's row (guard columns plus `extra`), if it is in `tenant_id`.
+async fn guarded_row(
+    conn: &mut AnyConnection,
+    record_type: RecordType,
+    id: Uuid,
+    tenant_id: Uuid,
+    extra: &str,
+) -> CoreResult<Option<(Guard, sqlx::any::AnyRow)>> {
+    let table = versioned_table(record_type).ok_or_else(|| {
+        CoreError::Invalid(format!(
+            "{record_type} records have no version yet; locker-bank and compartment records do"
+        ))
+    })?;
+    let row = sqlx::query(&format!(
+        "SELECT {GUARD_COLUMNS}{extra} FROM {table} WHERE id = $1"
+    ))
+    .bind(id.to_string())
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    Ok(Some(BankDetails {
-        tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
-        name: row.try_get("name")?,
-        location: row.try_get("location")?,
-        notes: row.try_get("notes")?,
-        version: row.try_get("version")?,
-        edited_at: row.try_get("edited_at")?,
-        edited_by: row
-            .try_get::<Option<String>, _>("edited_by")?
-            .as_deref()
-            .map(parse_uuid)
-            .transpose()?,
-    }))
+    let guard = Guard::from_row(&row)?;
+    Ok((guard.tenant_id == tenant_id).then_some((guard, row)))
 }
 
 async fn editor(conn: &mut AnyConnection, id: Option<Uuid>) -> CoreResult<Option<Editor>> {
@@ -89,25 +120,132 @@ pub async fn record_version(
     record_type: RecordType,
     record_id: Uuid,
 ) -> CoreResult<Option<RecordVersion>> {
-    if record_type != RecordType::LockerBank {
-        return Err(CoreError::Invalid(format!(
-            "{record_type} records have no version yet; locker-bank records do"
-        )));
-    }
     let mut conn = s.db.pool.acquire().await?;
-    let Some(d) = bank_details(&mut conn, record_id).await? else {
+    let Some((guard, _)) = guarded_row(&mut conn, record_type, record_id, tenant_id, "").await?
+    else {
         return Ok(None);
     };
-    if d.tenant_id != tenant_id {
-        return Ok(None);
-    }
     Ok(Some(RecordVersion {
         record_type,
         record_id,
-        version: d.version,
-        updated_at: d.edited_at,
-        updated_by: editor(&mut conn, d.edited_by).await?,
+        version: guard.version,
+        updated_at: guard.edited_at,
+        updated_by: editor(&mut conn, guard.edited_by).await?,
     }))
+}
+
+/// The names of the fields whose value changes.
+fn changed_fields(fields: &[(&str, bool)]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The version and changed fields of an edit event.
+fn edit_of(event: &DomainEvent) -> Option<(i64, &[String])> {
+    match event {
+        DomainEvent::LockerBankDetailsChanged {
+            version, changed, ..
+        }
+        | DomainEvent::CompartmentDetailsChanged {
+            version, changed, ..
+        } => Some((*version, changed)),
+        _ => None,
+    }
+}
+
+/// The verdict on an edit made on `your_version` of a record now at
+/// `guard.version`: the fields its later edits (`event_type` events on the
+/// record's stream) changed, and the last editor.
+async fn stale_edit(
+    conn: &mut AnyConnection,
+    record_type: RecordType,
+    record_id: Uuid,
+    your_version: i64,
+    guard: &Guard,
+    event_type: &str,
+) -> CoreResult<StaleEdit> {
+    let mut fields: Vec<String> = Vec::new();
+    for ev in load_stream_of_type(conn, record_id, event_type).await? {
+        if let Some((version, changed)) = edit_of(&ev.event) {
+            if version > your_version {
+                for f in changed {
+                    if !fields.contains(f) {
+                        fields.push(f.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(StaleEdit {
+        record_type,
+        record_id,
+        your_version,
+        current_version: guard.version,
+        updated_at: guard.edited_at,
+        updated_by: editor(conn, guard.edited_by).await?,
+        fields,
+    })
+}
+
+/// The guarded write every edit shares: in a transaction on the record's
+/// aggregate, read the record (`extra` columns too); refuse a stale
+/// `version`; let `decide` turn the stored row into the edit's event
+/// (`None`: nothing changes); append it at the aggregate's version,
+/// retrying when another event on the aggregate came first. True when an
+/// event was written.
+#[allow(clippy::too_many_arguments)]
+async fn guarded_edit(
+    s: &Services,
+    caller: &Caller,
+    record_type: RecordType,
+    aggregate_type: &str,
+    record_id: Uuid,
+    version: i64,
+    extra: &str,
+    event_type: &str,
+    decide: impl Fn(&sqlx::any::AnyRow, i64) -> CoreResult<Option<DomainEvent>>,
+) -> CoreResult<bool> {
+    let tenant_id = caller.user.tenant_id;
+    for _ in 0..store::MAX_RETRIES {
+        let (mut tx, stream_version) = store::begin_on(&s.db, record_id).await?;
+        let Some((guard, row)) =
+            guarded_row(&mut tx, record_type, record_id, tenant_id, extra).await?
+        else {
+            return Err(CoreError::NotFound);
+        };
+        if guard.version != version {
+            let stale =
+                stale_edit(&mut tx, record_type, record_id, version, &guard, event_type).await?;
+            return Err(CoreError::Stale(Box::new(stale)));
+        }
+        let Some(event) = decide(&row, version + 1)? else {
+            return Ok(false);
+        };
+        let written = store::commit_at(
+            s,
+            tx,
+            aggregate_type,
+            record_id,
+            stream_version,
+            vec![event],
+            &caller.metadata(),
+            now_ms(),
+        )
+        .await?;
+        if written.is_some() {
+            return Ok(true);
+        }
+        // Another event on the aggregate (an edit, or a heartbeat's or a
+        // grant's) came first: read again; a concurrent edit makes this one
+        // stale.
+    }
+    Err(CoreError::VersionConflict {
+        aggregate: record_id,
+        expected: version,
+    })
 }
 
 /// Edits a bank's details (admin), made on `version`. A stale version is
@@ -128,108 +266,109 @@ pub async fn edit_bank(
         .as_deref()
         .map(|n| check_text("name", n, 120))
         .transpose()?;
-    let optional = |field: &str, value: Option<Option<String>>, max: usize| {
-        value
-            .map(|v| check_optional_text(field, v.as_deref(), max))
-            .transpose()
-    };
     let location = optional("location", edit.location, 200)?;
     let notes = optional("notes", edit.notes, 2000)?;
     let tenant_id = caller.user.tenant_id;
-    for _ in 0..store::MAX_RETRIES {
-        let (mut tx, stream_version) = store::begin_on(&s.db, bank_id).await?;
-        let current = match bank_details(&mut tx, bank_id).await? {
-            Some(d) if d.tenant_id == tenant_id => d,
-            _ => return Err(CoreError::NotFound),
-        };
-        if current.version != version {
-            let stale = stale_bank_edit(&mut tx, bank_id, version, &current).await?;
-            return Err(CoreError::Stale(Box::new(stale)));
-        }
-        let next_name = name.clone().unwrap_or_else(|| current.name.clone());
-        let next_location = location.clone().unwrap_or_else(|| current.location.clone());
-        let next_notes = notes.clone().unwrap_or_else(|| current.notes.clone());
-        let mut changed = Vec::new();
-        if next_name != current.name {
-            changed.push("name".to_string());
-        }
-        if next_location != current.location {
-            changed.push("location".to_string());
-        }
-        if next_notes != current.notes {
-            changed.push("notes".to_string());
-        }
-        if changed.is_empty() {
-            drop(tx);
-            return get_bank(s, tenant_id, bank_id)
-                .await?
-                .ok_or(CoreError::NotFound);
-        }
-        let event = DomainEvent::LockerBankDetailsChanged {
-            bank_id,
-            tenant_id,
-            version: version + 1,
-            name: next_name,
-            location: next_location,
-            notes: next_notes,
-            changed,
-        };
-        let written = store::commit_at(
-            s,
-            tx,
-            "locker_bank",
-            bank_id,
-            stream_version,
-            vec![event],
-            &caller.metadata(),
-            now_ms(),
-        )
-        .await?;
-        if written.is_some() {
-            return get_bank(s, tenant_id, bank_id)
-                .await?
-                .ok_or(CoreError::NotFound);
-        }
-        // Another event on the bank (an edit, or a heartbeat's transition)
-        // came first: read again; a concurrent edit makes this one stale.
-    }
-    Err(CoreError::VersionConflict {
-        aggregate: bank_id,
-        expected: version,
-    })
+    guarded_edit(
+        s,
+        caller,
+        RecordType::LockerBank,
+        "locker_bank",
+        bank_id,
+        version,
+        ", name, location, notes",
+        "LockerBankDetailsChanged",
+        |row, next| {
+            let (old_name, old_location, old_notes): (String, Option<String>, Option<String>) = (
+                row.try_get("name")?,
+                row.try_get("location")?,
+                row.try_get("notes")?,
+            );
+            let name = name.clone().unwrap_or_else(|| old_name.clone());
+            let location = location.clone().unwrap_or_else(|| old_location.clone());
+            let notes = notes.clone().unwrap_or_else(|| old_notes.clone());
+            let changed = changed_fields(&[
+                ("name", name != old_name),
+                ("location", location != old_location),
+                ("notes", notes != old_notes),
+            ]);
+            Ok(
+                (!changed.is_empty()).then_some(DomainEvent::LockerBankDetailsChanged {
+                    bank_id,
+                    tenant_id,
+                    version: next,
+                    name,
+                    location,
+                    notes,
+                    changed,
+                }),
+            )
+        },
+    )
+    .await?;
+    get_bank(s, tenant_id, bank_id)
+        .await?
+        .ok_or(CoreError::NotFound)
 }
 
-/// The verdict on an edit made on `your_version` of a bank now at
-/// `current.version`: the fields its later edits changed, and the last
-/// editor.
-async fn stale_bank_edit(
-    conn: &mut AnyConnection,
-    bank_id: Uuid,
-    your_version: i64,
-    current: &BankDetails,
-) -> CoreResult<StaleEdit> {
-    let mut fields: Vec<String> = Vec::new();
-    for ev in load_stream_of_type(conn, bank_id, "LockerBankDetailsChanged").await? {
-        if let DomainEvent::LockerBankDetailsChanged {
-            version, changed, ..
-        } = ev.event
-        {
-            if version > your_version {
-                for f in changed {
-                    if !fields.contains(&f) {
-                        fields.push(f);
-                    }
-                }
-            }
-        }
+/// Edits a compartment's label or size (admin), made on `version`; as
+/// [`edit_bank`].
+pub async fn edit_compartment(
+    s: &Services,
+    caller: &Caller,
+    compartment_id: Uuid,
+    version: i64,
+    edit: CompartmentEdit,
+) -> CoreResult<CompartmentView> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden("only admins edit compartments".into()));
     }
-    Ok(StaleEdit {
-        record_type: RecordType::LockerBank,
-        record_id: bank_id,
-        your_version,
-        current_version: current.version,
-        updated_at: current.edited_at,
-        updated_by: editor(conn, current.edited_by).await?,
-        fields,
-    })
+    let label = optional("label", edit.label, 64)?;
+    let size = edit.size.map(|s| check_size(&s)).transpose()?;
+    let tenant_id = caller.user.tenant_id;
+    guarded_edit(
+        s,
+        caller,
+        RecordType::Compartment,
+        "compartment",
+        compartment_id,
+        version,
+        ", bank_id, label, size",
+        "CompartmentDetailsChanged",
+        |row, next| {
+            let bank_id = parse_uuid(&row.try_get::<String, _>("bank_id")?)?;
+            let (old_label, old_size): (Option<String>, String) =
+                (row.try_get("label")?, row.try_get("size")?);
+            let label = label.clone().unwrap_or_else(|| old_label.clone());
+            let size = size.clone().unwrap_or_else(|| old_size.clone());
+            let changed =
+                changed_fields(&[("label", label != old_label), ("size", size != old_size)]);
+            Ok(
+                (!changed.is_empty()).then_some(DomainEvent::CompartmentDetailsChanged {
+                    compartment_id,
+                    bank_id,
+                    tenant_id,
+                    version: next,
+                    label,
+                    size,
+                    changed,
+                }),
+            )
+        },
+    )
+    .await?;
+    get_compartment(s, tenant_id, compartment_id)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+/// An optional text field of an edit: absent stays, blank clears.
+fn optional(
+    field: &str,
+    value: Option<Option<String>>,
+    max: usize,
+) -> CoreResult<Option<Option<String>>> {
+    value
+        .map(|v| check_optional_text(field, v.as_deref(), max))
+        .transpose()
 }

@@ -319,3 +319,110 @@ async fn an_edit_is_broadcast_as_record_updated_and_other_bank_events_do_not_mak
         .await
         .expect("auth"));
 }
+
+#[tokio::test]
+async fn compartments_are_edited_under_the_same_guard() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "bob@lockstep.test", Role::Admin, "Default").await;
+    add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    let alice = token(&app, ADMIN_EMAIL, "*").await;
+    let bob = token(&app, "bob@lockstep.test", "*").await;
+    let (bank_id, bank_path) = new_bank(&app, &alice).await;
+    let (_, bank) = call(&app, Method::GET, &bank_path, &alice, None).await;
+    let cid = bank["compartments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/api/v1/compartments/{cid}");
+    let res = Client::new()
+        .get(app.url(&path))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.headers()["etag"], "\"1\"");
+    let bank_channel = Channel::LockerBank(bank_id.parse().expect("uuid"));
+    let bank_head = channels::head(&app.services.db, &bank_channel)
+        .await
+        .expect("head");
+
+    let (status, etag, c) = patch(
+        &app,
+        &path,
+        &alice,
+        Some("\"1\""),
+        json!({"label": "Parcels"}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")), "{c}");
+    assert_eq!(c["label"], "Parcels");
+
+    // A grant is an event on the compartment's stream, not an edit: Bob's
+    // edit on version 2 still goes through after it.
+    let (status, grant) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/compartments/{cid}/grants"),
+        &alice,
+        Some(json!({"user_email": "uma@lockstep.test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{grant}");
+    let (status, _, body) = patch(&app, &path, &bob, Some("\"1\""), json!({"size": "large"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["conflict"]["fields"], json!(["label"]));
+    assert_eq!(body["conflict"]["record_type"], "compartment");
+    let (status, _, body) = patch(&app, &path, &bob, Some("\"2\""), json!({"size": "huge"})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, etag, c) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"2\""),
+        json!({"size": "large", "label": null}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")), "{c}");
+    assert_eq!((&c["size"], &c["label"]), (&json!("large"), &Value::Null));
+
+    // The bank page's channel hears both edits, after the grant.
+    let events: Vec<String> = channels::since(&app.services.db, &bank_channel, bank_head, 100)
+        .await
+        .expect("since")
+        .events
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["RecordUpdated", "AccessGranted", "RecordUpdated"]);
+
+    let (status, v) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/records/compartment/{cid}/version"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!((status, &v["version"]), (200, &json!(3)), "{v}");
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/records/grant/{}/version",
+            grant["id"].as_str().unwrap_or("")
+        ),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "grants have no version yet: {body}");
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/records/widget/x/version",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}

@@ -77,6 +77,17 @@ pub enum DomainEvent {
         notes: Option<String>,
         changed: Vec<String>,
     },
+    /// An admin edited a compartment's label or size under the version
+    /// guard (`records::edit_compartment`), as `LockerBankDetailsChanged`.
+    CompartmentDetailsChanged {
+        compartment_id: Uuid,
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        version: i64,
+        label: Option<String>,
+        size: String,
+        changed: Vec<String>,
+    },
     /// A locker bank went online (first heartbeat after silence) or
     /// offline (missed heartbeats). Heartbeats themselves are not events.
     DeviceStatusChanged {
@@ -222,6 +233,7 @@ impl DomainEvent {
         match self {
             DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
             DomainEvent::LockerBankDetailsChanged { .. } => "LockerBankDetailsChanged",
+            DomainEvent::CompartmentDetailsChanged { .. } => "CompartmentDetailsChanged",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
             DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",

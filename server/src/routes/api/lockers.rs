@@ -8,8 +8,8 @@ use axum::{
 };
 use lockstep_core::{
     identity::tokens::Ability,
-    lockers::{self, BankView, GrantView, NewBank, NewCompartment},
-    records::{self, BankEdit},
+    lockers::{self, BankView, CompartmentView, GrantView, NewBank, NewCompartment},
+    records::{self, BankEdit, CompartmentEdit},
 };
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
@@ -141,6 +141,62 @@ pub async fn edit_bank(
     };
     let bank = records::edit_bank(&state.services, &principal.caller(), id, version, edit).await?;
     Ok(([etag(bank.version)], Json(bank)).into_response())
+}
+
+/// One compartment (`locker.read`); its `ETag` is the version an edit must
+/// name.
+#[utoipa::path(get, path = "/api/v1/compartments/{id}", tag = "lockers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = CompartmentView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_compartment(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let user = principal.require(Ability::LockerRead)?;
+    let c = lockers::get_compartment(&state.services, user.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(([etag(c.version)], Json(c)).into_response())
+}
+
+/// An edit of a compartment: only the fields sent change; `null` clears
+/// the label.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditCompartmentBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Option<String>>,
+    /// `small`, `medium`, `large` or `xlarge`.
+    pub size: Option<String>,
+}
+
+/// Edits a compartment's label or size (admin, `locker.write`) under
+/// `If-Match`, as `PATCH /locker-banks/{id}`.
+#[utoipa::path(patch, path = "/api/v1/compartments/{id}", tag = "lockers", params(("id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "the version edited, as its ETag gave it: \"3\"")),
+    request_body = EditCompartmentBody,
+    responses((status = 200, body = CompartmentView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 428, body = ErrorBody)))]
+pub async fn edit_compartment(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<EditCompartmentBody>,
+) -> Result<Response, ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    let version = if_match(&headers)?;
+    let edit = CompartmentEdit {
+        label: body.label,
+        size: body.size,
+    };
+    let c =
+        records::edit_compartment(&state.services, &principal.caller(), id, version, edit).await?;
+    Ok(([etag(c.version)], Json(c)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

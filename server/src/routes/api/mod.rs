@@ -34,6 +34,10 @@ pub fn router() -> Router<AppState> {
             "/locker-banks/{id}",
             get(lockers::get_bank).patch(lockers::edit_bank),
         )
+        .route(
+            "/compartments/{id}",
+            get(lockers::get_compartment).patch(lockers::edit_compartment),
+        )
         .route("/records/{type}/{id}/version", get(records::version))
         .route(
             "/locker-banks/{id}/decommission",
@@ -93,6 +97,7 @@ impl Modify for BearerAuth {
     paths(
         me::me, me::my_compartments, me::list_users,
         lockers::create_bank, lockers::list_banks, lockers::get_bank, lockers::edit_bank,
+        lockers::get_compartment, lockers::edit_compartment,
         records::version,
         lockers::create_grant, lockers::list_grants, lockers::delete_grant,
         opens::open, opens::get_one, opens::history,

@@ -48,6 +48,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         }
         DomainEvent::LockerBankRegistered { .. }
         | DomainEvent::LockerBankDetailsChanged { .. }
+        | DomainEvent::CompartmentDetailsChanged { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }

@@ -69,6 +69,26 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             .execute(&mut *conn)
             .await?;
         }
+        DomainEvent::CompartmentDetailsChanged {
+            compartment_id,
+            version,
+            label,
+            size,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE compartments SET label = $1, size = $2, version = $3, edited_at = $4, \
+                 edited_by = $5, updated_at = $4 WHERE id = $6",
+            )
+            .bind(label.clone())
+            .bind(size)
+            .bind(*version)
+            .bind(ev.occurred_at)
+            .bind(ev.metadata.actor.user_id().map(|u| u.to_string()))
+            .bind(compartment_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
         DomainEvent::DeviceStatusChanged {
             bank_id, online, ..
         } => {

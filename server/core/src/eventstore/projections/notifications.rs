@@ -200,6 +200,31 @@ pub async fn notification(
                 .await?,
             ))
         }
+        DomainEvent::CompartmentDetailsChanged {
+            compartment_id,
+            bank_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => {
+            return Ok(Some(
+                record_updated(
+                    conn,
+                    ev,
+                    RecordType::Compartment,
+                    *compartment_id,
+                    *version,
+                    changed,
+                    vec![
+                        Channel::Record(RecordType::Compartment, *compartment_id),
+                        Channel::TenantLockers(*tenant_id),
+                        Channel::LockerBank(*bank_id),
+                    ],
+                )
+                .await?,
+            ))
+        }
         DomainEvent::DeviceStatusChanged {
             bank_id,
             tenant_id,
