@@ -5,7 +5,8 @@
 //! nothing. Every edit appends `RecordUpdated` to the channel log in its
 //! own transaction (see `projections::notifications`).
 //!
-//! Editable today: locker banks (name, location, notes).
+//! Editable today: locker banks (name, location, notes), compartments
+//! (label, size) and accounts (name, role, disabled).
 
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -19,12 +20,12 @@ use crate::{
     error::{CoreError, CoreResult},
     eventstore::events::{load_stream_of_type, DomainEvent},
     eventstore::store,
-    identity::accounts::parse_uuid,
+    identity::accounts::{find_account, parse_uuid, Account, Role},
     identity::caller::Caller,
     lockers::{check_size, get_bank, get_compartment, BankView, CompartmentView},
     now_ms,
     services::Services,
-    text::{check_optional_text, check_text},
+    text::{check_optional_text, check_text, NAME_MAX},
 };
 
 /// An edit of a bank's details: `None` leaves a field as it is; for the
@@ -42,6 +43,14 @@ pub struct BankEdit {
 pub struct CompartmentEdit {
     pub label: Option<Option<String>>,
     pub size: Option<String>,
+}
+
+/// An edit of an account: `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserEdit {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
 }
 
 /// The guard's columns of a record: its tenant, version and last edit.
@@ -74,7 +83,8 @@ fn versioned_table(record_type: RecordType) -> Option<&'static str> {
     match record_type {
         RecordType::LockerBank => Some("locker_banks"),
         RecordType::Compartment => Some("compartments"),
-        RecordType::Grant | RecordType::User => None,
+        RecordType::User => Some("users"),
+        RecordType::Grant => None,
     }
 }
 
@@ -88,7 +98,7 @@ async fn guarded_row(
 ) -> CoreResult<Option<(Guard, sqlx::any::AnyRow)>> {
     let table = versioned_table(record_type).ok_or_else(|| {
         CoreError::Invalid(format!(
-            "{record_type} records have no version yet; locker-bank and compartment records do"
+            "{record_type} records have no version yet; locker-bank, compartment and user records do"
         ))
     })?;
     let row = sqlx::query(&format!(
@@ -150,6 +160,9 @@ fn edit_of(event: &DomainEvent) -> Option<(i64, &[String])> {
             version, changed, ..
         }
         | DomainEvent::CompartmentDetailsChanged {
+            version, changed, ..
+        }
+        | DomainEvent::UserProfileChanged {
             version, changed, ..
         } => Some((*version, changed)),
         _ => None,
@@ -358,6 +371,72 @@ pub async fn edit_compartment(
     )
     .await?;
     get_compartment(s, tenant_id, compartment_id)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+/// Edits an account of the admin's tenant (name, role, disabled), made on
+/// `version`; as [`edit_bank`]. An admin may rename themselves, but not
+/// change their own role or disable themselves (a tenant must not lose its
+/// last admin by a slip). A role or a disabled flag takes effect at the
+/// user's next request: both are read per request.
+pub async fn edit_user(
+    s: &Services,
+    caller: &Caller,
+    user_id: Uuid,
+    version: i64,
+    edit: UserEdit,
+) -> CoreResult<Account> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden("only admins manage accounts".into()));
+    }
+    if user_id == caller.user.id && (edit.role.is_some() || edit.disabled.is_some()) {
+        return Err(CoreError::Invalid(
+            "you cannot change your own role or disable your own account".into(),
+        ));
+    }
+    let name = edit
+        .name
+        .as_deref()
+        .map(|n| check_text("name", n, NAME_MAX))
+        .transpose()?;
+    let tenant_id = caller.user.tenant_id;
+    guarded_edit(
+        s,
+        caller,
+        RecordType::User,
+        "user",
+        user_id,
+        version,
+        ", name, role, disabled_at",
+        "UserProfileChanged",
+        |row, next| {
+            let old_name: String = row.try_get("name")?;
+            let old_role: Role = row.try_get::<String, _>("role")?.parse()?;
+            let old_disabled = row.try_get::<Option<i64>, _>("disabled_at")?.is_some();
+            let name = name.clone().unwrap_or_else(|| old_name.clone());
+            let role = edit.role.unwrap_or(old_role);
+            let disabled = edit.disabled.unwrap_or(old_disabled);
+            let changed = changed_fields(&[
+                ("name", name != old_name),
+                ("role", role != old_role),
+                ("disabled", disabled != old_disabled),
+            ]);
+            Ok(
+                (!changed.is_empty()).then_some(DomainEvent::UserProfileChanged {
+                    user_id,
+                    tenant_id,
+                    version: next,
+                    name,
+                    role: role.as_str().to_string(),
+                    disabled,
+                    changed,
+                }),
+            )
+        },
+    )
+    .await?;
+    find_account(&s.db, tenant_id, user_id)
         .await?
         .ok_or(CoreError::NotFound)
 }

@@ -20,7 +20,7 @@ use lockstep_core::{
     lockers::{self, NewBank, NewCompartment},
     now_ms,
     opens::{self, OpenCommandInput, ResultOutcome},
-    reactors,
+    reactors, records,
     services::{CoreSettings, Services},
     testing::{fresh_database, TestDb},
     workers,
@@ -607,8 +607,9 @@ async fn the_timeout_fails_a_command_even_across_a_restart() {
 async fn snapshot(db: &Db) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for (table, cols, order) in [
-        ("locker_banks", "id, tenant_id, serial, name, location, state, online, created_at", "id"),
-        ("compartments", "id, bank_id, number, size, label, latest_status, latest_command_id", "id"),
+        ("locker_banks", "id, tenant_id, serial, name, location, notes, version, edited_at, edited_by, state, online, created_at", "id"),
+        ("compartments", "id, bank_id, number, size, label, version, edited_at, edited_by, latest_status, latest_command_id", "id"),
+        ("users", "id, name, role, disabled_at, version, edited_at, edited_by", "id"),
         ("grants", "id, compartment_id, user_id, valid_from, valid_until, revoked_at, created_by, created_at", "id"),
         ("open_requests", "command_id, status, denial_reason, failure_reason, late_result, override, override_reason, actor_id, requested_at, authorized_at, denied_at, sent_at, opened_at, failed_at, late_result_at", "command_id"),
     ] {
@@ -656,6 +657,31 @@ async fn replay_reproduces_the_read_models_exactly() {
     lockers::revoke_access(&w.s, &w.admin, w.bank.compartments[0].id, g[0].id)
         .await
         .expect("revoke");
+    // Edits under the version guard: banks, compartments, accounts.
+    let edit = records::BankEdit {
+        notes: Some(Some("key at the desk".into())),
+        ..Default::default()
+    };
+    records::edit_bank(&w.s, &w.admin, w.bank.id, 1, edit)
+        .await
+        .expect("bank edit");
+    let edit = records::CompartmentEdit {
+        label: Some(Some("Parcels".into())),
+        ..Default::default()
+    };
+    records::edit_compartment(&w.s, &w.admin, w.bank.compartments[1].id, 1, edit)
+        .await
+        .expect("compartment edit");
+    for (version, disabled) in [(1, true), (2, false), (3, true)] {
+        let edit = records::UserEdit {
+            disabled: Some(disabled),
+            name: Some(format!("Uma {version}")),
+            ..Default::default()
+        };
+        records::edit_user(&w.s, &w.admin, w.user.user.id, version, edit)
+            .await
+            .expect("user edit");
+    }
 
     let before = snapshot(&w.s.db).await;
     let log_before: i64 = sqlx::query("SELECT COUNT(*) AS n FROM channel_log")
@@ -693,6 +719,20 @@ async fn replay_reproduces_the_read_models_exactly() {
         .await
         .expect("replay one");
     assert_eq!(snapshot(&w.s.db).await, before);
+    // Accounts are not emptied by a replay (they are created outside the
+    // stream): an edited account's edits are applied again.
+    sqlx::query(
+        "UPDATE users SET name = 'garbage', version = 99, disabled_at = NULL WHERE id = $1",
+    )
+    .bind(w.user.user.id.to_string())
+    .execute(&w.s.db.pool)
+    .await
+    .expect("corrupt");
+    replay::replay(&w.s, &[Projector::Accounts], |_, _| {})
+        .await
+        .expect("replay accounts");
+    let after = snapshot(&w.s.db).await;
+    assert_eq!(after["users"], before["users"]);
 }
 
 #[tokio::test]

@@ -153,10 +153,13 @@ async fn page_functions_answer_not_found_for_another_tenants_ids_and_nothing_to_
             "revoke_grant",
             vec![("compartment_id", comp_b.as_str()), ("grant_id", &grant_b)],
         ),
-        ("set_user_role", vec![("user_id", &b_id), ("role", "user")]),
+        (
+            "set_user_role",
+            vec![("user_id", &b_id), ("role", "user"), ("version", "1")],
+        ),
         (
             "set_user_disabled",
-            vec![("user_id", &b_id), ("disabled", "true")],
+            vec![("user_id", &b_id), ("disabled", "true"), ("version", "1")],
         ),
     ] {
         let (status, body) = call(&app, &admin, name, &args).await;
@@ -378,21 +381,40 @@ async fn an_admin_creates_an_account_sets_its_role_and_disables_it() {
         &app,
         &admin,
         "set_user_role",
-        &[("user_id", &nia_id), ("role", "admin")],
+        &[("user_id", &nia_id), ("role", "admin"), ("version", "1")],
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(call(&app, &nia, "admin_frame", &[]).await.0, 200);
+    // Made on the version before that change: refused, nothing written.
+    let (status, body) = call(
+        &app,
+        &admin,
+        "set_user_role",
+        &[("user_id", &nia_id), ("role", "user"), ("version", "1")],
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("changed since version 1"), "{body}");
     assert_eq!(call(&app, &nia, "admin_frame", &[]).await.0, 200);
 
     // An admin cannot demote or disable themselves.
     for (name, args) in [
         (
             "set_user_role",
-            [("user_id", admin_id.as_str()), ("role", "user")],
+            [
+                ("user_id", admin_id.as_str()),
+                ("role", "user"),
+                ("version", "1"),
+            ],
         ),
         (
             "set_user_disabled",
-            [("user_id", admin_id.as_str()), ("disabled", "true")],
+            [
+                ("user_id", admin_id.as_str()),
+                ("disabled", "true"),
+                ("version", "1"),
+            ],
         ),
     ] {
         let (status, body) = call(&app, &admin, name, &args).await;
@@ -405,7 +427,7 @@ async fn an_admin_creates_an_account_sets_its_role_and_disables_it() {
         &app,
         &admin,
         "set_user_disabled",
-        &[("user_id", &nia_id), ("disabled", "true")],
+        &[("user_id", &nia_id), ("disabled", "true"), ("version", "2")],
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -431,7 +453,11 @@ async fn an_admin_creates_an_account_sets_its_role_and_disables_it() {
         &app,
         &admin,
         "set_user_disabled",
-        &[("user_id", &nia_id), ("disabled", "false")],
+        &[
+            ("user_id", &nia_id),
+            ("disabled", "false"),
+            ("version", "3"),
+        ],
     )
     .await;
     assert_eq!(

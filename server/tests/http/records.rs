@@ -426,3 +426,106 @@ async fn compartments_are_edited_under_the_same_guard() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn accounts_are_edited_under_the_same_guard_and_broadcast_to_the_tenants_admins() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "bob@lockstep.test", Role::Admin, "Default").await;
+    let nia = add_user(&app, "nia@lockstep.test", Role::User, "Default").await;
+    let alice = token(&app, ADMIN_EMAIL, "*").await;
+    let bob = token(&app, "bob@lockstep.test", "*").await;
+    let alice_user = find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("db")
+        .expect("alice");
+    let path = format!("/api/v1/users/{}", nia.id);
+    let list = Channel::TenantUsers(alice_user.tenant_id);
+    let record = Channel::Record(RecordType::User, nia.id);
+
+    let (status, _, body) = patch(&app, &path, &alice, None, json!({"role": "admin"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (428, json!("version_required"))
+    );
+    let (status, etag, body) =
+        patch(&app, &path, &alice, Some("\"1\""), json!({"role": "admin"})).await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")), "{body}");
+    assert_eq!(
+        (&body["role"], &body["version"]),
+        (&json!("admin"), &json!(2))
+    );
+
+    let (status, _, body) =
+        patch(&app, &path, &bob, Some("\"1\""), json!({"disabled": true})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["conflict"]["fields"], json!(["role"]));
+    assert_eq!(
+        body["conflict"]["updated_by"]["id"],
+        alice_user.id.to_string()
+    );
+    let (_, stored) = call(&app, Method::GET, &path, &alice, None).await;
+    assert_eq!(stored["disabled"], false, "the stale edit wrote nothing");
+
+    let (status, _, body) = patch(&app, &path, &bob, Some("\"2\""), json!({"role": "root"})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"2\""),
+        json!({"disabled": true, "name": "Nia N."}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["disabled"], &body["name"], &body["version"]),
+        (&json!(true), &json!("Nia N."), &json!(3))
+    );
+
+    // Self: a new name is fine; a role or the disabled flag is not.
+    let me = format!("/api/v1/users/{}", alice_user.id);
+    let (status, _, body) = patch(&app, &me, &alice, Some("\"1\""), json!({"role": "user"})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = patch(
+        &app,
+        &me,
+        &alice,
+        Some("\"1\""),
+        json!({"name": "Alice A."}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Each edit is one RecordUpdated on the account's channel and the
+    // tenant's users channel, readable by the tenant's admins only.
+    let names = |events: Vec<lockstep_core::eventstore::channels::Envelope>| {
+        events
+            .into_iter()
+            .map(|e| e.data["fields"].clone())
+            .collect::<Vec<_>>()
+    };
+    let db = &app.services.db;
+    let on_record = channels::since(db, &record, 0, 100)
+        .await
+        .expect("since")
+        .events;
+    assert_eq!(
+        names(on_record),
+        [json!(["role"]), json!(["name", "disabled"])]
+    );
+    let on_list = channels::since(db, &list, 0, 100)
+        .await
+        .expect("since")
+        .events;
+    assert_eq!(on_list.len(), 3, "two edits of Nia, one of Alice");
+    assert!(channels::authorize(db, &alice_user, &list)
+        .await
+        .expect("auth"));
+    let nia_now = find_user_by_email(db, "nia@lockstep.test")
+        .await
+        .expect("db");
+    assert!(nia_now.is_none(), "a disabled account resolves to nobody");
+    let uma = add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    assert!(!channels::authorize(db, &uma, &list).await.expect("auth"));
+    assert!(!channels::authorize(db, &uma, &record).await.expect("auth"));
+}

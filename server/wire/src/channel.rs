@@ -16,6 +16,8 @@ pub enum Channel {
     TenantLockers(Uuid),
     /// `private-tenant.{tenant_id}.open-requests`
     TenantOpenRequests(Uuid),
+    /// `private-tenant.{tenant_id}.users`: the tenant's accounts edited.
+    TenantUsers(Uuid),
     /// `private-locker-bank.{bank_id}`: provisioning, compartments.
     LockerBank(Uuid),
     /// `private-record.{type}.{id}`: `RecordUpdated` for one record, for
@@ -33,6 +35,7 @@ const LOCKER_BANK: &str = "private-locker-bank.";
 const TENANT: &str = "private-tenant.";
 const LOCKERS: &str = ".lockers";
 const OPEN_REQUESTS: &str = ".open-requests";
+const USERS: &str = ".users";
 const RECORD: &str = "private-record.";
 
 impl fmt::Display for Channel {
@@ -41,6 +44,7 @@ impl fmt::Display for Channel {
             Channel::User(id) => write!(f, "{USER}{id}"),
             Channel::TenantLockers(id) => write!(f, "{TENANT}{id}{LOCKERS}"),
             Channel::TenantOpenRequests(id) => write!(f, "{TENANT}{id}{OPEN_REQUESTS}"),
+            Channel::TenantUsers(id) => write!(f, "{TENANT}{id}{USERS}"),
             Channel::LockerBank(id) => write!(f, "{LOCKER_BANK}{id}"),
             Channel::Record(kind, id) => write!(f, "{RECORD}{kind}.{id}"),
         }
@@ -69,6 +73,9 @@ impl FromStr for Channel {
             }
             if let Some(id) = rest.strip_suffix(OPEN_REQUESTS) {
                 return Ok(Channel::TenantOpenRequests(uuid(id)?));
+            }
+            if let Some(id) = rest.strip_suffix(USERS) {
+                return Ok(Channel::TenantUsers(uuid(id)?));
             }
         }
         Err(bad())
@@ -154,6 +161,7 @@ mod tests {
             Channel::User(id),
             Channel::TenantLockers(id),
             Channel::TenantOpenRequests(id),
+            Channel::TenantUsers(id),
             Channel::LockerBank(id),
             Channel::Record(RecordType::LockerBank, id),
             Channel::Record(RecordType::User, id),

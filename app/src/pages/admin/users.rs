@@ -19,6 +19,9 @@ pub struct UserRow {
     pub role: String,
     pub disabled: bool,
     pub is_me: bool,
+    /// What an edit of this account names (the version guard, see
+    /// `lockstep_core::records`).
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +53,7 @@ pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
             name: a.user.name,
             role: a.user.role.to_string(),
             disabled: a.disabled_at.is_some(),
+            version: a.version,
         })
         .collect();
     Ok(AdminOverviewData {
@@ -95,28 +99,56 @@ pub async fn create_user(
     })
 }
 
+/// Sets another account's role, made on the account's `version` (a
+/// stale one is refused with who changed it).
 #[server(prefix = "/sfn", endpoint = "set_user_role", client = SocketClient, output = crate::codec::Json)]
-pub async fn set_user_role(user_id: String, role: String) -> Result<(), AppError> {
-    use crate::auth::ssr;
-    use lockstep_core::identity::{accounts, tokens::Ability};
-    let principal = ssr::require(Ability::UserWrite).await?;
-    let services = ssr::services()?;
-    let id = super::id_of(&user_id)?;
-    accounts::set_role(&services.db, principal.user(), id, role.parse()?).await?;
-    tracing::info!(user_id = %id, %role, "role set");
+pub async fn set_user_role(user_id: String, role: String, version: i64) -> Result<(), AppError> {
+    use lockstep_core::records::UserEdit;
+    let edit = UserEdit {
+        role: Some(role.parse()?),
+        ..UserEdit::default()
+    };
+    ssr::edit_user(&user_id, version, edit).await?;
+    tracing::info!(user_id, %role, "role set");
     Ok(())
 }
 
+/// Disables (or enables) another account, made on its `version`.
 #[server(prefix = "/sfn", endpoint = "set_user_disabled", client = SocketClient, output = crate::codec::Json)]
-pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<(), AppError> {
-    use crate::auth::ssr;
-    use lockstep_core::identity::{accounts, tokens::Ability};
-    let principal = ssr::require(Ability::UserWrite).await?;
-    let services = ssr::services()?;
-    let id = super::id_of(&user_id)?;
-    accounts::set_disabled(&services.db, principal.user(), id, disabled).await?;
-    tracing::info!(user_id = %id, disabled, "account disabled flag set");
+pub async fn set_user_disabled(
+    user_id: String,
+    disabled: bool,
+    version: i64,
+) -> Result<(), AppError> {
+    use lockstep_core::records::UserEdit;
+    let edit = UserEdit {
+        disabled: Some(disabled),
+        ..UserEdit::default()
+    };
+    ssr::edit_user(&user_id, version, edit).await?;
+    tracing::info!(user_id, disabled, "account disabled flag set");
     Ok(())
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use crate::error::AppError;
+    use lockstep_core::{identity::tokens::Ability, records};
+
+    /// An account edit under the version guard, by the signed-in admin.
+    pub async fn edit_user(
+        user_id: &str,
+        version: i64,
+        edit: records::UserEdit,
+    ) -> Result<(), AppError> {
+        use crate::auth::ssr;
+        let principal = ssr::require(Ability::UserWrite).await?;
+        let caller = ssr::caller(&principal)?;
+        let services = ssr::services()?;
+        let id = super::super::id_of(user_id)?;
+        records::edit_user(&services, &caller, id, version, edit).await?;
+        Ok(())
+    }
 }
 
 #[component]
@@ -136,8 +168,10 @@ pub fn Users() -> impl IntoView {
         let c = c.clone();
         async move {
             let r = match c {
-                Change::Role(id, role) => set_user_role(id, role).await,
-                Change::Disabled(id, disabled) => set_user_disabled(id, disabled).await,
+                Change::Role(id, role, version) => set_user_role(id, role, version).await,
+                Change::Disabled(id, disabled, version) => {
+                    set_user_disabled(id, disabled, version).await
+                }
             };
             overview.refetch();
             r
@@ -163,8 +197,10 @@ pub fn Users() -> impl IntoView {
 /// One edit of an account.
 #[derive(Clone, Debug)]
 enum Change {
-    Role(String, String),
-    Disabled(String, bool),
+    /// Account id, new role, the account's version.
+    Role(String, String, i64),
+    /// Account id, disabled or not, the account's version.
+    Disabled(String, bool, i64),
 }
 
 type CreateAction = Action<(String, String, String), Result<NewAccount, AppError>>;
@@ -258,7 +294,7 @@ fn UserTable(
                         </tr>
                     </thead>
                     <tbody data-testid="user-rows">
-                        <For each=visible key=|u| (u.id.clone(), u.role.clone(), u.disabled) let:u>
+                        <For each=visible key=|u| (u.id.clone(), u.version) let:u>
                             <UserRowView u change/>
                         </For>
                     </tbody>
@@ -272,6 +308,7 @@ fn UserTable(
 fn UserRowView(u: UserRow, change: Action<Change, Result<(), AppError>>) -> impl IntoView {
     let (id, id2) = (u.id.clone(), u.id.clone());
     let disabled = u.disabled;
+    let version = u.version;
     let role_label = format!("Role of {}", u.email);
     view! {
         <tr class="border-t border-slate-100" data-testid="user-row" data-email=u.email.clone()>
@@ -284,7 +321,7 @@ fn UserRowView(u: UserRow, change: Action<Change, Result<(), AppError>>) -> impl
                     view! {
                         <select aria-label=role_label data-testid="user-role" prop:value=u.role.clone()
                             class="rounded-md border border-slate-300 px-2 py-1 text-sm"
-                            on:change=move |ev| { change.dispatch(Change::Role(id.clone(), event_target_value(&ev))); }>
+                            on:change=move |ev| { change.dispatch(Change::Role(id.clone(), event_target_value(&ev), version)); }>
                             <option value="user" selected=u.role == "user">"user"</option>
                             <option value="admin" selected=u.role == "admin">"admin"</option>
                         </select>
@@ -298,7 +335,7 @@ fn UserRowView(u: UserRow, change: Action<Change, Result<(), AppError>>) -> impl
                 {(!u.is_me).then(|| view! {
                     <button type="button" data-testid="user-toggle"
                         class="ml-3 rounded-md border border-slate-300 px-2 py-1 text-xs font-medium hover:bg-slate-100"
-                        on:click=move |_| { change.dispatch(Change::Disabled(id2.clone(), !disabled)); }>
+                        on:click=move |_| { change.dispatch(Change::Disabled(id2.clone(), !disabled, version)); }>
                         {if disabled { format!("Enable {}", u.email) } else { format!("Disable {}", u.email) }}
                     </button>
                 })}

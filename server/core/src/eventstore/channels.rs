@@ -41,7 +41,7 @@ pub async fn authorize(db: &Db, user: &User, channel: &Channel) -> CoreResult<bo
                     .await?
                     .is_some_and(|other| other.tenant_id == user.tenant_id)
         }
-        Channel::TenantLockers(t) | Channel::TenantOpenRequests(t) => {
+        Channel::TenantLockers(t) | Channel::TenantOpenRequests(t) | Channel::TenantUsers(t) => {
             user.role == Role::Admin && *t == user.tenant_id
         }
         Channel::LockerBank(bank) => {

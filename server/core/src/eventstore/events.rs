@@ -88,6 +88,19 @@ pub enum DomainEvent {
         size: String,
         changed: Vec<String>,
     },
+    /// An admin edited another account's name, role or disabled flag under
+    /// the version guard (`records::edit_user`). The account itself is
+    /// created outside the event stream (`accounts::add_user`); its edits
+    /// are events, applied to `users` by the `accounts` projector.
+    UserProfileChanged {
+        user_id: Uuid,
+        tenant_id: Uuid,
+        version: i64,
+        name: String,
+        role: String,
+        disabled: bool,
+        changed: Vec<String>,
+    },
     /// A locker bank went online (first heartbeat after silence) or
     /// offline (missed heartbeats). Heartbeats themselves are not events.
     DeviceStatusChanged {
@@ -234,6 +247,7 @@ impl DomainEvent {
             DomainEvent::LockerBankRegistered { .. } => "LockerBankRegistered",
             DomainEvent::LockerBankDetailsChanged { .. } => "LockerBankDetailsChanged",
             DomainEvent::CompartmentDetailsChanged { .. } => "CompartmentDetailsChanged",
+            DomainEvent::UserProfileChanged { .. } => "UserProfileChanged",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
             DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",

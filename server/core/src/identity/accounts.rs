@@ -290,26 +290,45 @@ pub struct Account {
     pub user: User,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// The version of the editable fields (name, role, disabled): what an
+    /// edit names (see `records::edit_user`).
+    pub version: i64,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, tenant_id, email, name, role, disabled_at, created_at, version";
+
+fn account_from_row(row: &sqlx::any::AnyRow) -> CoreResult<Account> {
+    Ok(Account {
+        user: user_from_row(row)?,
+        disabled_at: row.try_get("disabled_at")?,
+        created_at: row.try_get("created_at")?,
+        version: row.try_get("version")?,
+    })
 }
 
 /// Every account of a tenant, by email.
 pub async fn list_accounts(db: &Db, tenant_id: Uuid) -> CoreResult<Vec<Account>> {
-    let rows = sqlx::query(
-        "SELECT id, tenant_id, email, name, role, disabled_at, created_at FROM users \
-         WHERE tenant_id = $1 ORDER BY email",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email"
+    ))
     .bind(tenant_id.to_string())
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Account {
-                user: user_from_row(row)?,
-                disabled_at: row.try_get("disabled_at")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(account_from_row).collect()
+}
+
+/// One account of a tenant, disabled or not.
+pub async fn find_account(db: &Db, tenant_id: Uuid, id: Uuid) -> CoreResult<Option<Account>> {
+    sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&db.pool)
+    .await?
+    .as_ref()
+    .map(account_from_row)
+    .transpose()
 }
 
 /// An admin creates an account in their own tenant.
@@ -325,54 +344,12 @@ pub async fn create_account(
     insert_user(db, admin.tenant_id, email, name, role, password).await
 }
 
-/// An admin changes the role of another account of their tenant. Their
-/// own is refused (a tenant must not lose its last admin by a slip), and
-/// it takes effect at the user's next request: roles are read per request.
-pub async fn set_role(db: &Db, admin: &User, user_id: Uuid, role: Role) -> CoreResult<()> {
-    require_other(admin, user_id, "change your own role")?;
-    let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND tenant_id = $3")
-        .bind(role.as_str())
-        .bind(user_id.to_string())
-        .bind(admin.tenant_id.to_string())
-        .execute_write(db)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(CoreError::NotFound);
-    }
-    Ok(())
-}
-
-/// An admin disables (or enables again) another account of their tenant.
-/// A disabled user cannot sign in, and their sessions and API tokens
-/// resolve to nobody until the account is enabled again.
-pub async fn set_disabled(db: &Db, admin: &User, user_id: Uuid, disabled: bool) -> CoreResult<()> {
-    require_other(admin, user_id, "disable your own account")?;
-    let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND tenant_id = $3")
-        .bind(disabled.then(now_ms))
-        .bind(user_id.to_string())
-        .bind(admin.tenant_id.to_string())
-        .execute_write(db)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(CoreError::NotFound);
-    }
-    Ok(())
-}
-
 fn require_admin(user: &User) -> CoreResult<()> {
     if user.role == Role::Admin {
         Ok(())
     } else {
         Err(CoreError::Forbidden("only admins manage accounts".into()))
     }
-}
-
-fn require_other(admin: &User, user_id: Uuid, what: &str) -> CoreResult<()> {
-    require_admin(admin)?;
-    if admin.id == user_id {
-        return Err(CoreError::Invalid(format!("you cannot {what}")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod opens;
 pub mod provisioning;
 pub mod records;
 pub mod tokens;
+pub mod users;
 
 use axum::{
     routing::{delete, get, post},
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/me", get(me::me))
         .route("/me/compartments", get(me::my_compartments))
         .route("/users", get(me::list_users))
+        .route("/users/{id}", get(users::get_user).patch(users::edit_user))
         .route(
             "/locker-banks",
             post(lockers::create_bank).get(lockers::list_banks),
@@ -95,7 +97,7 @@ impl Modify for BearerAuth {
             or the browser session. Timestamps are milliseconds since the Unix epoch."
     ),
     paths(
-        me::me, me::my_compartments, me::list_users,
+        me::me, me::my_compartments, me::list_users, users::get_user, users::edit_user,
         lockers::create_bank, lockers::list_banks, lockers::get_bank, lockers::edit_bank,
         lockers::get_compartment, lockers::edit_compartment,
         records::version,

@@ -49,6 +49,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         DomainEvent::LockerBankRegistered { .. }
         | DomainEvent::LockerBankDetailsChanged { .. }
         | DomainEvent::CompartmentDetailsChanged { .. }
+        | DomainEvent::UserProfileChanged { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }

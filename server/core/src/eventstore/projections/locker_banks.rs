@@ -137,7 +137,8 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerProvisioningReset { .. } => {
             apply_provisioning(conn, ev, &ev.event).await?
         }
-        DomainEvent::AccessGranted { .. }
+        DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::AccessGranted { .. }
         | DomainEvent::AccessRevoked { .. }
         | DomainEvent::CompartmentOpenRequested { .. }
         | DomainEvent::CompartmentOpenAuthorized { .. }

@@ -4,10 +4,12 @@
 //! notification built ([`notifications`]); during replay only the read
 //! models are rebuilt.
 //!
-//! One file per projector ([`locker_banks`], [`grants`], [`open_requests`]);
+//! One file per projector ([`locker_banks`], [`grants`], [`open_requests`],
+//! [`accounts`]);
 //! each matches every event explicitly, so a new event that no projector
 //! considered is a compile error, not silence.
 
+pub mod accounts;
 pub mod grants;
 pub mod locker_banks;
 pub mod notifications;
@@ -34,13 +36,15 @@ pub enum Projector {
     LockerBanks,
     Grants,
     OpenRequests,
+    Accounts,
 }
 
 impl Projector {
-    pub const ALL: [Projector; 3] = [
+    pub const ALL: [Projector; 4] = [
         Projector::LockerBanks,
         Projector::Grants,
         Projector::OpenRequests,
+        Projector::Accounts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Projector {
             Projector::LockerBanks => "locker_banks",
             Projector::Grants => "grants",
             Projector::OpenRequests => "open_requests",
+            Projector::Accounts => "accounts",
         }
     }
 
@@ -57,7 +62,7 @@ impl Projector {
             .find(|p| p.name() == name)
             .ok_or_else(|| {
                 CoreError::Invalid(format!(
-                    "unknown projector {name:?}; known: locker_banks, grants, open_requests"
+                    "unknown projector {name:?}; known: locker_banks, grants, open_requests, accounts"
                 ))
             })
     }
@@ -71,6 +76,9 @@ impl Projector {
                 "DELETE FROM open_requests",
                 "UPDATE compartments SET latest_status = NULL, latest_command_id = NULL",
             ],
+            // Accounts are created outside the stream; their edits replay
+            // onto them.
+            Projector::Accounts => &[],
         };
         for sql in statements {
             sqlx::query(sql).execute(&mut *conn).await?;
@@ -84,6 +92,7 @@ impl Projector {
             Projector::LockerBanks => locker_banks::apply(conn, ev).await,
             Projector::Grants => grants::apply(conn, ev).await,
             Projector::OpenRequests => open_requests::apply(conn, ev).await,
+            Projector::Accounts => accounts::apply(conn, ev).await,
         }
     }
 }

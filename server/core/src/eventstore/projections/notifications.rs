@@ -225,6 +225,29 @@ pub async fn notification(
                 .await?,
             ))
         }
+        DomainEvent::UserProfileChanged {
+            user_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => {
+            return Ok(Some(
+                record_updated(
+                    conn,
+                    ev,
+                    RecordType::User,
+                    *user_id,
+                    *version,
+                    changed,
+                    vec![
+                        Channel::Record(RecordType::User, *user_id),
+                        Channel::TenantUsers(*tenant_id),
+                    ],
+                )
+                .await?,
+            ))
+        }
         DomainEvent::DeviceStatusChanged {
             bank_id,
             tenant_id,
