@@ -330,6 +330,36 @@ pub struct GrantView {
     pub valid_until: Option<i64>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    /// The version of the validity window: what an edit's `If-Match`
+    /// names (see `records`).
+    pub version: i64,
+}
+
+const GRANT_COLUMNS: &str = "g.id, g.compartment_id, g.user_id, u.email, g.valid_from, \
+     g.valid_until, g.revoked_at, g.created_at, g.version";
+
+fn grant_from_row(r: &sqlx::any::AnyRow) -> CoreResult<GrantView> {
+    Ok(GrantView {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        compartment_id: parse_uuid(&r.try_get::<String, _>("compartment_id")?)?,
+        user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
+        user_email: r.try_get("email")?,
+        valid_from: r.try_get("valid_from")?,
+        valid_until: r.try_get("valid_until")?,
+        revoked_at: r.try_get("revoked_at")?,
+        created_at: r.try_get("created_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+/// Refuses a window that ends before it starts.
+pub(crate) fn check_window(valid_from: Option<i64>, valid_until: Option<i64>) -> CoreResult<()> {
+    match (valid_from, valid_until) {
+        (Some(from), Some(until)) if until <= from => Err(CoreError::Invalid(
+            "valid_until must be after valid_from".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Grants `user_email` access to a compartment of the caller's tenant.
@@ -344,13 +374,7 @@ pub async fn grant_access(
     if !caller.is_admin() {
         return Err(CoreError::Forbidden("only admins grant access".into()));
     }
-    if let (Some(from), Some(until)) = (valid_from, valid_until) {
-        if until <= from {
-            return Err(CoreError::Invalid(
-                "valid_until must be after valid_from".into(),
-            ));
-        }
-    }
+    check_window(valid_from, valid_until)?;
     let user = find_user_by_email(&s.db, user_email)
         .await?
         .filter(|u| u.tenant_id == caller.user.tenant_id)
@@ -451,29 +475,30 @@ pub async fn list_grants(
     tenant_id: Uuid,
     compartment_id: Uuid,
 ) -> CoreResult<Vec<GrantView>> {
-    let rows = sqlx::query(
-        "SELECT g.id, g.compartment_id, g.user_id, u.email, g.valid_from, g.valid_until, g.revoked_at, g.created_at \
-         FROM grants g JOIN users u ON u.id = g.user_id \
-         WHERE g.compartment_id = $1 AND g.tenant_id = $2 ORDER BY g.created_at, g.id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants g JOIN users u ON u.id = g.user_id \
+         WHERE g.compartment_id = $1 AND g.tenant_id = $2 ORDER BY g.created_at, g.id"
+    ))
     .bind(compartment_id.to_string())
     .bind(tenant_id.to_string())
     .fetch_all(&s.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(GrantView {
-                id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-                compartment_id: parse_uuid(&r.try_get::<String, _>("compartment_id")?)?,
-                user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
-                user_email: r.try_get("email")?,
-                valid_from: r.try_get("valid_from")?,
-                valid_until: r.try_get("valid_until")?,
-                revoked_at: r.try_get("revoked_at")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(grant_from_row).collect()
+}
+
+/// One grant of `tenant_id`, revoked or not.
+pub async fn get_grant(s: &Services, tenant_id: Uuid, id: Uuid) -> CoreResult<Option<GrantView>> {
+    sqlx::query(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants g JOIN users u ON u.id = g.user_id \
+         WHERE g.id = $1 AND g.tenant_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?
+    .as_ref()
+    .map(grant_from_row)
+    .transpose()
 }
 
 /// A grant of the tenant with what an admin reads it by.
@@ -498,8 +523,7 @@ pub async fn list_tenant_grants(
         " AND g.revoked_at IS NULL"
     };
     let rows = sqlx::query(&format!(
-        "SELECT g.id, g.compartment_id, g.user_id, u.email, g.valid_from, g.valid_until, \
-         g.revoked_at, g.created_at, c.bank_id, b.name AS bank_name, c.number \
+        "SELECT {GRANT_COLUMNS}, c.bank_id, b.name AS bank_name, c.number \
          FROM grants g JOIN users u ON u.id = g.user_id \
          JOIN compartments c ON c.id = g.compartment_id \
          JOIN locker_banks b ON b.id = c.bank_id \
@@ -511,16 +535,7 @@ pub async fn list_tenant_grants(
     rows.iter()
         .map(|r| {
             Ok(TenantGrant {
-                grant: GrantView {
-                    id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-                    compartment_id: parse_uuid(&r.try_get::<String, _>("compartment_id")?)?,
-                    user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
-                    user_email: r.try_get("email")?,
-                    valid_from: r.try_get("valid_from")?,
-                    valid_until: r.try_get("valid_until")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                    created_at: r.try_get("created_at")?,
-                },
+                grant: grant_from_row(r)?,
                 bank_id: parse_uuid(&r.try_get::<String, _>("bank_id")?)?,
                 bank_name: r.try_get("bank_name")?,
                 compartment_number: r.try_get("number")?,
@@ -538,7 +553,7 @@ pub async fn my_compartments(
 ) -> CoreResult<Vec<(CompartmentView, GrantView, String)>> {
     let rows = sqlx::query(&format!(
         "SELECT {COMPARTMENT_COLUMNS}, b.name AS bank_name, g.id AS grant_id, g.valid_from, g.valid_until, \
-         g.created_at AS granted_at, u.email \
+         g.created_at AS granted_at, g.version AS grant_version, u.email \
          FROM grants g JOIN compartments c ON c.id = g.compartment_id \
          JOIN locker_banks b ON b.id = c.bank_id JOIN users u ON u.id = g.user_id \
          WHERE g.user_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until > $2) \
@@ -560,6 +575,7 @@ pub async fn my_compartments(
                 valid_until: r.try_get("valid_until")?,
                 revoked_at: None,
                 created_at: r.try_get("granted_at")?,
+                version: r.try_get("grant_version")?,
             };
             Ok((c, g, r.try_get("bank_name")?))
         })

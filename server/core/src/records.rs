@@ -5,8 +5,9 @@
 //! nothing. Every edit appends `RecordUpdated` to the channel log in its
 //! own transaction (see `projections::notifications`).
 //!
-//! Editable today: locker banks (name, location, notes), compartments
-//! (label, size) and accounts (name, role, disabled).
+//! Editable: locker banks (name, location, notes), compartments (label,
+//! size), accounts (name, role, disabled) and access grants (validity
+//! window).
 
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -22,7 +23,10 @@ use crate::{
     eventstore::store,
     identity::accounts::{find_account, parse_uuid, Account, Role},
     identity::caller::Caller,
-    lockers::{check_size, get_bank, get_compartment, BankView, CompartmentView},
+    lockers::{
+        check_size, check_window, get_bank, get_compartment, get_grant, BankView, CompartmentView,
+        GrantView,
+    },
     now_ms,
     services::Services,
     text::{check_optional_text, check_text, NAME_MAX},
@@ -51,6 +55,14 @@ pub struct UserEdit {
     pub name: Option<String>,
     pub role: Option<Role>,
     pub disabled: Option<bool>,
+}
+
+/// An edit of a grant's validity window: `None` leaves a bound as it is;
+/// `Some(None)` makes it open-ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantEdit {
+    pub valid_from: Option<Option<i64>>,
+    pub valid_until: Option<Option<i64>>,
 }
 
 /// The guard's columns of a record: its tenant, version and last edit.
@@ -84,7 +96,7 @@ fn versioned_table(record_type: RecordType) -> Option<&'static str> {
         RecordType::LockerBank => Some("locker_banks"),
         RecordType::Compartment => Some("compartments"),
         RecordType::User => Some("users"),
-        RecordType::Grant => None,
+        RecordType::Grant => Some("grants"),
     }
 }
 
@@ -96,11 +108,8 @@ async fn guarded_row(
     tenant_id: Uuid,
     extra: &str,
 ) -> CoreResult<Option<(Guard, sqlx::any::AnyRow)>> {
-    let table = versioned_table(record_type).ok_or_else(|| {
-        CoreError::Invalid(format!(
-            "{record_type} records have no version yet; locker-bank, compartment and user records do"
-        ))
-    })?;
+    let table = versioned_table(record_type)
+        .ok_or_else(|| CoreError::Invalid(format!("{record_type} records have no version")))?;
     let row = sqlx::query(&format!(
         "SELECT {GUARD_COLUMNS}{extra} FROM {table} WHERE id = $1"
     ))
@@ -153,37 +162,62 @@ fn changed_fields(fields: &[(&str, bool)]) -> Vec<String> {
         .collect()
 }
 
-/// The version and changed fields of an edit event.
-fn edit_of(event: &DomainEvent) -> Option<(i64, &[String])> {
+/// The record, version and changed fields of an edit event.
+fn edit_of(event: &DomainEvent) -> Option<(Uuid, i64, &[String])> {
     match event {
         DomainEvent::LockerBankDetailsChanged {
-            version, changed, ..
+            bank_id: id,
+            version,
+            changed,
+            ..
         }
         | DomainEvent::CompartmentDetailsChanged {
-            version, changed, ..
+            compartment_id: id,
+            version,
+            changed,
+            ..
         }
         | DomainEvent::UserProfileChanged {
-            version, changed, ..
-        } => Some((*version, changed)),
+            user_id: id,
+            version,
+            changed,
+            ..
+        }
+        | DomainEvent::AccessWindowChanged {
+            grant_id: id,
+            version,
+            changed,
+            ..
+        } => Some((*id, *version, changed)),
         _ => None,
     }
 }
 
+/// Where a record's edits are appended: its aggregate's type and id (a
+/// grant's is its compartment's stream; the others their own).
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    aggregate_type: &'a str,
+    aggregate_uuid: Uuid,
+    /// The event type of the record's edits.
+    edit_event: &'a str,
+}
+
 /// The verdict on an edit made on `your_version` of a record now at
-/// `guard.version`: the fields its later edits (`event_type` events on the
-/// record's stream) changed, and the last editor.
+/// `guard.version`: the fields its later edits changed, and the last
+/// editor.
 async fn stale_edit(
     conn: &mut AnyConnection,
     record_type: RecordType,
     record_id: Uuid,
+    stream: Stream<'_>,
     your_version: i64,
     guard: &Guard,
-    event_type: &str,
 ) -> CoreResult<StaleEdit> {
     let mut fields: Vec<String> = Vec::new();
-    for ev in load_stream_of_type(conn, record_id, event_type).await? {
-        if let Some((version, changed)) = edit_of(&ev.event) {
-            if version > your_version {
+    for ev in load_stream_of_type(conn, stream.aggregate_uuid, stream.edit_event).await? {
+        if let Some((id, version, changed)) = edit_of(&ev.event) {
+            if id == record_id && version > your_version {
                 for f in changed {
                     if !fields.contains(f) {
                         fields.push(f.clone());
@@ -214,16 +248,15 @@ async fn guarded_edit(
     s: &Services,
     caller: &Caller,
     record_type: RecordType,
-    aggregate_type: &str,
     record_id: Uuid,
+    stream: Stream<'_>,
     version: i64,
     extra: &str,
-    event_type: &str,
     decide: impl Fn(&sqlx::any::AnyRow, i64) -> CoreResult<Option<DomainEvent>>,
 ) -> CoreResult<bool> {
     let tenant_id = caller.user.tenant_id;
     for _ in 0..store::MAX_RETRIES {
-        let (mut tx, stream_version) = store::begin_on(&s.db, record_id).await?;
+        let (mut tx, stream_version) = store::begin_on(&s.db, stream.aggregate_uuid).await?;
         let Some((guard, row)) =
             guarded_row(&mut tx, record_type, record_id, tenant_id, extra).await?
         else {
@@ -231,7 +264,7 @@ async fn guarded_edit(
         };
         if guard.version != version {
             let stale =
-                stale_edit(&mut tx, record_type, record_id, version, &guard, event_type).await?;
+                stale_edit(&mut tx, record_type, record_id, stream, version, &guard).await?;
             return Err(CoreError::Stale(Box::new(stale)));
         }
         let Some(event) = decide(&row, version + 1)? else {
@@ -240,8 +273,8 @@ async fn guarded_edit(
         let written = store::commit_at(
             s,
             tx,
-            aggregate_type,
-            record_id,
+            stream.aggregate_type,
+            stream.aggregate_uuid,
             stream_version,
             vec![event],
             &caller.metadata(),
@@ -256,9 +289,18 @@ async fn guarded_edit(
         // stale.
     }
     Err(CoreError::VersionConflict {
-        aggregate: record_id,
+        aggregate: stream.aggregate_uuid,
         expected: version,
     })
+}
+
+/// A record that is its own aggregate.
+fn own_stream<'a>(aggregate_type: &'a str, id: Uuid, edit_event: &'a str) -> Stream<'a> {
+    Stream {
+        aggregate_type,
+        aggregate_uuid: id,
+        edit_event,
+    }
 }
 
 /// Edits a bank's details (admin), made on `version`. A stale version is
@@ -286,11 +328,10 @@ pub async fn edit_bank(
         s,
         caller,
         RecordType::LockerBank,
-        "locker_bank",
         bank_id,
+        own_stream("locker_bank", bank_id, "LockerBankDetailsChanged"),
         version,
         ", name, location, notes",
-        "LockerBankDetailsChanged",
         |row, next| {
             let (old_name, old_location, old_notes): (String, Option<String>, Option<String>) = (
                 row.try_get("name")?,
@@ -343,11 +384,10 @@ pub async fn edit_compartment(
         s,
         caller,
         RecordType::Compartment,
-        "compartment",
         compartment_id,
+        own_stream("compartment", compartment_id, "CompartmentDetailsChanged"),
         version,
         ", bank_id, label, size",
-        "CompartmentDetailsChanged",
         |row, next| {
             let bank_id = parse_uuid(&row.try_get::<String, _>("bank_id")?)?;
             let (old_label, old_size): (Option<String>, String) =
@@ -405,11 +445,10 @@ pub async fn edit_user(
         s,
         caller,
         RecordType::User,
-        "user",
         user_id,
+        own_stream("user", user_id, "UserProfileChanged"),
         version,
         ", name, role, disabled_at",
-        "UserProfileChanged",
         |row, next| {
             let old_name: String = row.try_get("name")?;
             let old_role: Role = row.try_get::<String, _>("role")?.parse()?;
@@ -437,6 +476,82 @@ pub async fn edit_user(
     )
     .await?;
     find_account(&s.db, tenant_id, user_id)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+/// Changes a grant's validity window (admin), made on `version`; as
+/// [`edit_bank`]. A revoked grant stays revoked: editing it is refused.
+/// The window is checked at every open, so the change holds from the
+/// next one.
+pub async fn edit_grant(
+    s: &Services,
+    caller: &Caller,
+    grant_id: Uuid,
+    version: i64,
+    edit: GrantEdit,
+) -> CoreResult<GrantView> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden("only admins change grants".into()));
+    }
+    let tenant_id = caller.user.tenant_id;
+    // A grant's edits go on its compartment's stream, with its other
+    // events; the compartment never changes.
+    let row = sqlx::query(
+        "SELECT g.compartment_id, c.bank_id FROM grants g \
+         JOIN compartments c ON c.id = g.compartment_id WHERE g.id = $1 AND g.tenant_id = $2",
+    )
+    .bind(grant_id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&s.db.pool)
+    .await?
+    .ok_or(CoreError::NotFound)?;
+    let compartment_id = parse_uuid(&row.try_get::<String, _>("compartment_id")?)?;
+    let bank_id = parse_uuid(&row.try_get::<String, _>("bank_id")?)?;
+    guarded_edit(
+        s,
+        caller,
+        RecordType::Grant,
+        grant_id,
+        Stream {
+            aggregate_type: "compartment",
+            aggregate_uuid: compartment_id,
+            edit_event: "AccessWindowChanged",
+        },
+        version,
+        ", user_id, valid_from, valid_until, revoked_at",
+        |row, next| {
+            if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+                return Err(CoreError::Invalid(
+                    "this grant was revoked; grant access again".into(),
+                ));
+            }
+            let (old_from, old_until): (Option<i64>, Option<i64>) =
+                (row.try_get("valid_from")?, row.try_get("valid_until")?);
+            let valid_from = edit.valid_from.unwrap_or(old_from);
+            let valid_until = edit.valid_until.unwrap_or(old_until);
+            check_window(valid_from, valid_until)?;
+            let changed = changed_fields(&[
+                ("valid_from", valid_from != old_from),
+                ("valid_until", valid_until != old_until),
+            ]);
+            Ok(
+                (!changed.is_empty()).then_some(DomainEvent::AccessWindowChanged {
+                    grant_id,
+                    compartment_id,
+                    bank_id,
+                    tenant_id,
+                    user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+                    version: next,
+                    valid_from,
+                    valid_until,
+                    changed,
+                }),
+            )
+        },
+    )
+    .await?;
+    get_grant(s, tenant_id, grant_id)
         .await?
         .ok_or(CoreError::NotFound)
 }

@@ -610,7 +610,7 @@ async fn snapshot(db: &Db) -> BTreeMap<String, Vec<String>> {
         ("locker_banks", "id, tenant_id, serial, name, location, notes, version, edited_at, edited_by, state, online, created_at", "id"),
         ("compartments", "id, bank_id, number, size, label, version, edited_at, edited_by, latest_status, latest_command_id", "id"),
         ("users", "id, name, role, disabled_at, version, edited_at, edited_by", "id"),
-        ("grants", "id, compartment_id, user_id, valid_from, valid_until, revoked_at, created_by, created_at", "id"),
+        ("grants", "id, compartment_id, user_id, valid_from, valid_until, revoked_at, created_by, created_at, version, edited_at, edited_by", "id"),
         ("open_requests", "command_id, status, denial_reason, failure_reason, late_result, override, override_reason, actor_id, requested_at, authorized_at, denied_at, sent_at, opened_at, failed_at, late_result_at", "command_id"),
     ] {
         let rows = sqlx::query(&format!("SELECT {cols} FROM {table} ORDER BY {order}")).fetch_all(&db.pool).await.expect("q");
@@ -672,6 +672,23 @@ async fn replay_reproduces_the_read_models_exactly() {
     records::edit_compartment(&w.s, &w.admin, w.bank.compartments[1].id, 1, edit)
         .await
         .expect("compartment edit");
+    let grant = lockers::grant_access(
+        &w.s,
+        &w.admin,
+        w.bank.compartments[1].id,
+        &w.user.user.email,
+        None,
+        None,
+    )
+    .await
+    .expect("grant");
+    let edit = records::GrantEdit {
+        valid_until: Some(Some(now + 3_600_000)),
+        ..Default::default()
+    };
+    records::edit_grant(&w.s, &w.admin, grant.id, 1, edit)
+        .await
+        .expect("grant edit");
     for (version, disabled) in [(1, true), (2, false), (3, true)] {
         let edit = records::UserEdit {
             disabled: Some(disabled),

@@ -404,18 +404,6 @@ async fn compartments_are_edited_under_the_same_guard() {
     )
     .await;
     assert_eq!((status, &v["version"]), (200, &json!(3)), "{v}");
-    let (status, body) = call(
-        &app,
-        Method::GET,
-        &format!(
-            "/api/v1/records/grant/{}/version",
-            grant["id"].as_str().unwrap_or("")
-        ),
-        &alice,
-        None,
-    )
-    .await;
-    assert_eq!(status, 422, "grants have no version yet: {body}");
     let (status, _) = call(
         &app,
         Method::GET,
@@ -528,4 +516,146 @@ async fn accounts_are_edited_under_the_same_guard_and_broadcast_to_the_tenants_a
     let uma = add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
     assert!(!channels::authorize(db, &uma, &list).await.expect("auth"));
     assert!(!channels::authorize(db, &uma, &record).await.expect("auth"));
+}
+
+#[tokio::test]
+async fn a_grants_window_is_edited_under_the_guard_and_holds_from_the_next_open() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "bob@lockstep.test", Role::Admin, "Default").await;
+    let uma_user = add_user(&app, "uma@lockstep.test", Role::User, "Default").await;
+    let alice = token(&app, ADMIN_EMAIL, "*").await;
+    let bob = token(&app, "bob@lockstep.test", "*").await;
+    let uma = token(
+        &app,
+        "uma@lockstep.test",
+        "compartment.read,compartment.open",
+    )
+    .await;
+    let (_, bank_path) = new_bank(&app, &alice).await;
+    let (_, bank) = call(&app, Method::GET, &bank_path, &alice, None).await;
+    let cid = bank["compartments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, grant) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/compartments/{cid}/grants"),
+        &alice,
+        Some(json!({"user_email": "uma@lockstep.test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{grant}");
+    assert_eq!(grant["version"], 1);
+    let gid = grant["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/grants/{gid}");
+    let user_channel = Channel::User(uma_user.id);
+    let user_head = channels::head(&app.services.db, &user_channel)
+        .await
+        .expect("head");
+
+    // The window now ends in the past: Uma's next open is refused for it.
+    let ended = lockstep_core::now_ms() - 60_000;
+    let (status, etag, g) = patch(
+        &app,
+        &path,
+        &alice,
+        Some("\"1\""),
+        json!({"valid_until": ended}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")), "{g}");
+    assert_eq!(g["valid_until"], ended);
+    let (status, denied) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/compartments/{cid}/open"),
+        &uma,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{denied}");
+    assert_eq!(denied["reason"], "access_expired");
+
+    // Bob, on version 1: refused, the window stays Alice's.
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"1\""),
+        json!({"valid_from": ended - 1}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["conflict"]["fields"], json!(["valid_until"]));
+    assert_eq!(body["conflict"]["record_type"], "grant");
+    // A window that ends before it starts is refused.
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"2\""),
+        json!({"valid_from": ended + 1}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    // Open-ended again: Uma may open.
+    let (status, etag, _) = patch(
+        &app,
+        &path,
+        &bob,
+        Some("\"2\""),
+        json!({"valid_until": null}),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+    let (status, accepted) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/compartments/{cid}/open"),
+        &uma,
+        None,
+    )
+    .await;
+    assert!(status < 300, "{status} {accepted}");
+
+    // Uma's own channel hears both edits.
+    let heard: Vec<Value> = channels::since(&app.services.db, &user_channel, user_head, 100)
+        .await
+        .expect("since")
+        .events
+        .into_iter()
+        .filter(|e| e.event == "RecordUpdated")
+        .map(|e| e.data["version"].clone())
+        .collect();
+    assert_eq!(heard, [json!(2), json!(3)]);
+
+    // A revoked grant is not edited.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/compartments/{cid}/grants/{gid}"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &alice,
+        Some("\"3\""),
+        json!({"valid_until": ended}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, v) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/records/grant/{gid}/version"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!((status, &v["version"]), (200, &json!(3)), "{v}");
 }

@@ -101,6 +101,20 @@ pub enum DomainEvent {
         disabled: bool,
         changed: Vec<String>,
     },
+    /// An admin changed a grant's validity window under the version guard
+    /// (`records::edit_grant`); on the compartment's stream, with the
+    /// grant's other events.
+    AccessWindowChanged {
+        grant_id: Uuid,
+        compartment_id: Uuid,
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        version: i64,
+        valid_from: Option<i64>,
+        valid_until: Option<i64>,
+        changed: Vec<String>,
+    },
     /// A locker bank went online (first heartbeat after silence) or
     /// offline (missed heartbeats). Heartbeats themselves are not events.
     DeviceStatusChanged {
@@ -248,6 +262,7 @@ impl DomainEvent {
             DomainEvent::LockerBankDetailsChanged { .. } => "LockerBankDetailsChanged",
             DomainEvent::CompartmentDetailsChanged { .. } => "CompartmentDetailsChanged",
             DomainEvent::UserProfileChanged { .. } => "UserProfileChanged",
+            DomainEvent::AccessWindowChanged { .. } => "AccessWindowChanged",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
             DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",

@@ -9,7 +9,7 @@ use axum::{
 use lockstep_core::{
     identity::tokens::Ability,
     lockers::{self, BankView, CompartmentView, GrantView, NewBank, NewCompartment},
-    records::{self, BankEdit, CompartmentEdit},
+    records::{self, BankEdit, CompartmentEdit, GrantEdit},
 };
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
@@ -263,6 +263,70 @@ async fn sqlx_exists(
     Ok(lockers::compartment_ref(&mut conn, compartment_id)
         .await?
         .is_some_and(|c| c.tenant_id == tenant_id))
+}
+
+/// One grant of the caller's tenant (admin, `grant.write`), with its
+/// `ETag`.
+#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = Uuid, Path)),
+    responses((status = 200, body = GrantView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_grant(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let user = principal.require(Ability::GrantWrite)?;
+    let grant = lockers::get_grant(&state.services, user.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(([etag(grant.version)], Json(grant)).into_response())
+}
+
+/// A present JSON field, `null` included: `Some(None)` makes a bound
+/// open-ended.
+fn present_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// A change of a grant's validity window (milliseconds since the Unix
+/// epoch): only the bounds sent change; `null` makes one open-ended.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditGrantBody {
+    #[serde(default, deserialize_with = "present_ms")]
+    #[schema(value_type = Option<i64>)]
+    pub valid_from: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present_ms")]
+    #[schema(value_type = Option<i64>)]
+    pub valid_until: Option<Option<i64>>,
+}
+
+/// Changes a grant's validity window (admin, `grant.write`) under
+/// `If-Match`, as `PATCH /locker-banks/{id}`. A revoked grant cannot be
+/// changed (422); the new window holds from the next open.
+#[utoipa::path(patch, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = Uuid, Path),
+        ("If-Match" = String, Header, description = "the version edited, as its ETag gave it: \"3\"")),
+    request_body = EditGrantBody,
+    responses((status = 200, body = GrantView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 428, body = ErrorBody)))]
+pub async fn edit_grant(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<EditGrantBody>,
+) -> Result<Response, ApiError> {
+    principal.require(Ability::GrantWrite)?;
+    let version = if_match(&headers)?;
+    let edit = GrantEdit {
+        valid_from: body.valid_from,
+        valid_until: body.valid_until,
+    };
+    let grant =
+        records::edit_grant(&state.services, &principal.caller(), id, version, edit).await?;
+    Ok(([etag(grant.version)], Json(grant)).into_response())
 }
 
 /// Revokes a grant (admin, `grant.write`).

@@ -40,6 +40,10 @@ pub fn router() -> Router<AppState> {
             "/compartments/{id}",
             get(lockers::get_compartment).patch(lockers::edit_compartment),
         )
+        .route(
+            "/grants/{id}",
+            get(lockers::get_grant).patch(lockers::edit_grant),
+        )
         .route("/records/{type}/{id}/version", get(records::version))
         .route(
             "/locker-banks/{id}/decommission",
@@ -102,6 +106,7 @@ impl Modify for BearerAuth {
         lockers::get_compartment, lockers::edit_compartment,
         records::version,
         lockers::create_grant, lockers::list_grants, lockers::delete_grant,
+        lockers::get_grant, lockers::edit_grant,
         opens::open, opens::get_one, opens::history,
         events::since,
         provisioning::create_key, provisioning::list_keys, provisioning::revoke_key,

@@ -39,6 +39,26 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             .execute(&mut *conn)
             .await?;
         }
+        DomainEvent::AccessWindowChanged {
+            grant_id,
+            version,
+            valid_from,
+            valid_until,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE grants SET valid_from = $1, valid_until = $2, version = $3, edited_at = $4, \
+                 edited_by = $5 WHERE id = $6",
+            )
+            .bind(*valid_from)
+            .bind(*valid_until)
+            .bind(*version)
+            .bind(ev.occurred_at)
+            .bind(ev.metadata.actor.user_id().map(|u| u.to_string()))
+            .bind(grant_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
         DomainEvent::AccessRevoked { grant_id, .. } => {
             sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2")
                 .bind(ev.occurred_at)

@@ -138,6 +138,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             apply_provisioning(conn, ev, &ev.event).await?
         }
         DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::AccessWindowChanged { .. }
         | DomainEvent::AccessGranted { .. }
         | DomainEvent::AccessRevoked { .. }
         | DomainEvent::CompartmentOpenRequested { .. }

@@ -225,6 +225,35 @@ pub async fn notification(
                 .await?,
             ))
         }
+        DomainEvent::AccessWindowChanged {
+            grant_id,
+            bank_id,
+            tenant_id,
+            user_id,
+            version,
+            changed,
+            ..
+        } => {
+            // The grantee's own channel too: their list of compartments
+            // shows the window.
+            return Ok(Some(
+                record_updated(
+                    conn,
+                    ev,
+                    RecordType::Grant,
+                    *grant_id,
+                    *version,
+                    changed,
+                    vec![
+                        Channel::Record(RecordType::Grant, *grant_id),
+                        Channel::TenantLockers(*tenant_id),
+                        Channel::LockerBank(*bank_id),
+                        Channel::User(*user_id),
+                    ],
+                )
+                .await?,
+            ));
+        }
         DomainEvent::UserProfileChanged {
             user_id,
             tenant_id,

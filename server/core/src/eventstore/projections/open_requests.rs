@@ -93,6 +93,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerBankDetailsChanged { .. }
         | DomainEvent::CompartmentDetailsChanged { .. }
         | DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::AccessWindowChanged { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }
