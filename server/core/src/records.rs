@@ -7,7 +7,8 @@
 //!
 //! Editable: locker banks (name, location, notes), compartments (label,
 //! size), accounts (name, role, disabled) and access grants (validity
-//! window).
+//! window). Compartments are also imported in bulk
+//! ([`import_compartments`]): one summary broadcast for the whole import.
 
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -565,4 +566,205 @@ fn optional(
     value
         .map(|v| check_optional_text(field, v.as_deref(), max))
         .transpose()
+}
+
+/// One row of a compartment import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRow {
+    pub number: i64,
+    pub size: String,
+    pub label: Option<String>,
+}
+
+/// What an import did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportSummary {
+    pub added: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+}
+
+/// The most rows one import takes (a bank has at most 500 compartments).
+pub const MAX_IMPORT_ROWS: usize = 500;
+
+/// Imports compartments into a bank (admin), in one transaction: a row
+/// whose number is new adds a compartment; one whose number exists sets
+/// its size and label (a version-bumping edit, so an editor of it meets a
+/// 409 on their next save). Each row's event is quiet; one
+/// `CompartmentsImported` summary is broadcast instead (`RecordsImported`),
+/// so a table refreshes once, not once per row. All or nothing: a bad row
+/// refuses the whole import, naming the row.
+pub async fn import_compartments(
+    s: &Services,
+    caller: &Caller,
+    bank_id: Uuid,
+    rows: Vec<ImportRow>,
+) -> CoreResult<ImportSummary> {
+    if !caller.is_admin() {
+        return Err(CoreError::Forbidden(
+            "only admins import compartments".into(),
+        ));
+    }
+    if rows.is_empty() || rows.len() > MAX_IMPORT_ROWS {
+        return Err(CoreError::Invalid(format!(
+            "an import has 1 to {MAX_IMPORT_ROWS} rows"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut clean = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let line = i + 2; // after the header, counting from 1
+        let bad = |e: CoreError| CoreError::Invalid(format!("row {line}: {e}"));
+        if !(1..=10_000).contains(&row.number) {
+            return Err(bad(CoreError::Invalid("number must be 1 to 10000".into())));
+        }
+        if !seen.insert(row.number) {
+            return Err(bad(CoreError::Invalid(format!(
+                "number {} appears twice",
+                row.number
+            ))));
+        }
+        let size = check_size(row.size.trim()).map_err(bad)?;
+        let label = check_optional_text("label", row.label.as_deref(), 64).map_err(bad)?;
+        clean.push((row.number, size, label));
+    }
+    let tenant_id = caller.user.tenant_id;
+    let mut quiet = caller.metadata();
+    quiet.quiet = true;
+    for _ in 0..store::MAX_RETRIES {
+        let mut tx = store::begin_write(&s.db).await?;
+        let owner: Option<String> = sqlx::query("SELECT tenant_id FROM locker_banks WHERE id = $1")
+            .bind(bank_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("tenant_id"))
+            .transpose()?;
+        if owner.as_deref() != Some(tenant_id.to_string().as_str()) {
+            return Err(CoreError::NotFound);
+        }
+        let existing = sqlx::query(
+            "SELECT id, number, size, label, version FROM compartments WHERE bank_id = $1",
+        )
+        .bind(bank_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_number = std::collections::HashMap::new();
+        for r in &existing {
+            let id = parse_uuid(&r.try_get::<String, _>("id")?)?;
+            let current: (String, Option<String>, i64) = (
+                r.try_get("size")?,
+                r.try_get("label")?,
+                r.try_get("version")?,
+            );
+            by_number.insert(r.try_get::<i64, _>("number")?, (id, current));
+        }
+        let adding = clean
+            .iter()
+            .filter(|(n, ..)| !by_number.contains_key(n))
+            .count();
+        if by_number.len() + adding > MAX_IMPORT_ROWS {
+            return Err(CoreError::Invalid(format!(
+                "a locker bank has at most {MAX_IMPORT_ROWS} compartments; this import would make {}",
+                by_number.len() + adding
+            )));
+        }
+        let now = now_ms();
+        let mut summary = ImportSummary::default();
+        let mut written = store::Written::default();
+        let mut conflict = false;
+        for (number, size, label) in &clean {
+            let (aggregate, expected, event) = match by_number.get(number) {
+                None => {
+                    let id = Uuid::now_v7();
+                    summary.added += 1;
+                    let event = DomainEvent::CompartmentAdded {
+                        compartment_id: id,
+                        bank_id,
+                        tenant_id,
+                        number: *number,
+                        size: size.clone(),
+                        label: label.clone(),
+                    };
+                    (id, 0, event)
+                }
+                Some((id, (old_size, old_label, version))) => {
+                    let changed = changed_fields(&[
+                        ("label", label != old_label),
+                        ("size", size != old_size),
+                    ]);
+                    if changed.is_empty() {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    summary.updated += 1;
+                    let event = DomainEvent::CompartmentDetailsChanged {
+                        compartment_id: *id,
+                        bank_id,
+                        tenant_id,
+                        version: version + 1,
+                        label: label.clone(),
+                        size: size.clone(),
+                        changed,
+                    };
+                    (*id, store::stream_version(&mut tx, *id).await?, event)
+                }
+            };
+            let kind = "compartment";
+            match store::append_live(
+                &mut tx,
+                s.mode(),
+                kind,
+                aggregate,
+                expected,
+                vec![event],
+                &quiet,
+                now,
+            )
+            .await
+            {
+                Ok(w) => written.merge(w),
+                Err(CoreError::VersionConflict { .. }) => {
+                    conflict = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if conflict {
+            drop(tx);
+            continue;
+        }
+        let bank_version = store::stream_version(&mut tx, bank_id).await?;
+        let event = DomainEvent::CompartmentsImported {
+            bank_id,
+            tenant_id,
+            added: summary.added,
+            updated: summary.updated,
+            unchanged: summary.unchanged,
+        };
+        match store::append_live(
+            &mut tx,
+            s.mode(),
+            "locker_bank",
+            bank_id,
+            bank_version,
+            vec![event],
+            &caller.metadata(),
+            now,
+        )
+        .await
+        {
+            Ok(w) => written.merge(w),
+            Err(CoreError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        s.published(&written);
+        return Ok(summary);
+    }
+    Err(CoreError::VersionConflict {
+        aggregate: bank_id,
+        expected: -1,
+    })
 }

@@ -689,6 +689,22 @@ async fn replay_reproduces_the_read_models_exactly() {
     records::edit_grant(&w.s, &w.admin, grant.id, 1, edit)
         .await
         .expect("grant edit");
+    let rows = vec![
+        records::ImportRow {
+            number: 1,
+            size: "xlarge".into(),
+            label: None,
+        },
+        records::ImportRow {
+            number: 77,
+            size: "small".into(),
+            label: Some("Imported".into()),
+        },
+    ];
+    let summary = records::import_compartments(&w.s, &w.admin, w.bank.id, rows)
+        .await
+        .expect("import");
+    assert_eq!((summary.added, summary.updated), (1, 1));
     for (version, disabled) in [(1, true), (2, false), (3, true)] {
         let edit = records::UserEdit {
             disabled: Some(disabled),

@@ -659,3 +659,127 @@ async fn a_grants_window_is_edited_under_the_guard_and_holds_from_the_next_open(
     .await;
     assert_eq!((status, &v["version"]), (200, &json!(3)), "{v}");
 }
+
+/// POSTs a CSV import.
+async fn import(app: &TestApp, bank_path: &str, bearer: &str, csv: String) -> (u16, Value) {
+    let res = Client::new()
+        .post(app.url(&format!("{bank_path}/compartments/import")))
+        .bearer_auth(bearer)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("import");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn an_import_of_200_compartments_is_one_summary_envelope_not_200() {
+    let (app, _db) = spawn_app().await;
+    add_user(&app, "eve@other.test", Role::Admin, "Other").await;
+    let admin = token(&app, ADMIN_EMAIL, "*").await;
+    let eve = token(&app, "eve@other.test", "*").await;
+    let (bank_id, bank_path) = new_bank(&app, &admin).await;
+    let admin_user = find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("db")
+        .expect("admin");
+    let db = &app.services.db;
+    let list = Channel::TenantLockers(admin_user.tenant_id);
+    let bank_channel = Channel::LockerBank(bank_id.parse().expect("uuid"));
+    let (list_head, bank_head) = (
+        channels::head(db, &list).await.expect("head"),
+        channels::head(db, &bank_channel).await.expect("head"),
+    );
+
+    // Refused whole, naming the row; nothing written.
+    let (status, body) = import(
+        &app,
+        &bank_path,
+        &admin,
+        "number,size,label\n2,small,\n3,huge,\n".into(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("row 3"),
+        "{body}"
+    );
+    let (status, body) = import(
+        &app,
+        &bank_path,
+        &admin,
+        "number,size\n2,small\n2,large\n".into(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = import(&app, &bank_path, &admin, "colour\nred\n".into()).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = import(&app, &bank_path, &eve, "number,size\n2,small\n".into()).await;
+    assert_eq!(status, 404, "another tenant's bank");
+    assert_eq!(channels::head(db, &list).await.expect("head"), list_head);
+
+    // Number 1 exists (its label changes); 2..=200 are new.
+    let mut csv = String::from("number,size,label\n1,small,Returns\n");
+    for n in 2..=200 {
+        csv.push_str(&format!("{n},medium,Shelf {n}\n"));
+    }
+    let (status, summary) = import(&app, &bank_path, &admin, csv).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary, json!({"added": 199, "updated": 1, "unchanged": 0}));
+    let (_, bank) = call(&app, Method::GET, &bank_path, &admin, None).await;
+    let compartments = bank["compartments"].as_array().expect("compartments");
+    assert_eq!(compartments.len(), 200);
+    assert_eq!(
+        (&compartments[0]["label"], &compartments[0]["version"]),
+        (&json!("Returns"), &json!(2))
+    );
+    assert_eq!(compartments[199]["label"], "Shelf 200");
+
+    // One envelope on the list channel and one on the bank's, not 200.
+    for (channel, head) in [(&list, list_head), (&bank_channel, bank_head)] {
+        let events = channels::since(db, channel, head, 1000)
+            .await
+            .expect("since")
+            .events;
+        assert_eq!(events.len(), 1, "{channel}: {events:?}");
+        assert_eq!(events[0].event, "RecordsImported");
+        assert_eq!(events[0].data["added"], 199);
+        assert_eq!(events[0].data["record_type"], "compartment");
+    }
+
+    // The import was an edit of compartment 1: an editor still on
+    // version 1 meets the 409, naming the label.
+    let c1 = compartments[0]["id"].as_str().expect("id");
+    let (status, _, body) = patch(
+        &app,
+        &format!("/api/v1/compartments/{c1}"),
+        &admin,
+        Some("\"1\""),
+        json!({"size": "large"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["conflict"]["fields"], json!(["label"]));
+
+    // The same file again changes nothing.
+    let (status, summary) = import(
+        &app,
+        &bank_path,
+        &admin,
+        "number,size,label\n1,small,Returns\n".into(),
+    )
+    .await;
+    assert_eq!(
+        (status, summary),
+        (200, json!({"added": 0, "updated": 0, "unchanged": 1}))
+    );
+}

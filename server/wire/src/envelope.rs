@@ -102,6 +102,8 @@ pub mod names {
     pub const ACCESS_REVOKED: &str = "AccessRevoked";
     /// Body: [`RecordUpdated`](crate::record::RecordUpdated).
     pub const RECORD_UPDATED: &str = "RecordUpdated";
+    /// Body: [`RecordsImported`](crate::record::RecordsImported).
+    pub const RECORDS_IMPORTED: &str = "RecordsImported";
 }
 
 /// The body of a `CompartmentOpenStatusUpdated` envelope: an open

@@ -60,3 +60,17 @@ pub struct StaleEdit {
     /// The fields changed since `your_version`, in the order first changed.
     pub fields: Vec<String>,
 }
+
+/// The body of a `RecordsImported` envelope: a bulk import ended. It stands
+/// for every row it wrote (their own envelopes are not sent), so a table
+/// refreshes once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordsImported {
+    pub record_type: RecordType,
+    /// The bank the records belong to.
+    pub bank_id: Uuid,
+    pub added: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+}

@@ -29,6 +29,10 @@ pub struct Metadata {
     /// envelopes of this event are not pushed to it ("to others").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_id: Option<String>,
+    /// Part of a bulk write (an import): the event's own envelope is not
+    /// appended to the channel log; the bulk write's summary event is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
 }
 
 impl Metadata {
@@ -41,6 +45,7 @@ impl Metadata {
             actor: Actor::System,
             tenant_id,
             socket_id: None,
+            quiet: false,
         }
     }
 }
@@ -114,6 +119,24 @@ pub enum DomainEvent {
         valid_from: Option<i64>,
         valid_until: Option<i64>,
         changed: Vec<String>,
+    },
+    /// A compartment added to a bank after its registration (an import).
+    CompartmentAdded {
+        compartment_id: Uuid,
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        number: i64,
+        size: String,
+        label: Option<String>,
+    },
+    /// An import of compartments into a bank ended: the summary its
+    /// quiet per-compartment events are announced by.
+    CompartmentsImported {
+        bank_id: Uuid,
+        tenant_id: Uuid,
+        added: i64,
+        updated: i64,
+        unchanged: i64,
     },
     /// A locker bank went online (first heartbeat after silence) or
     /// offline (missed heartbeats). Heartbeats themselves are not events.
@@ -263,6 +286,8 @@ impl DomainEvent {
             DomainEvent::CompartmentDetailsChanged { .. } => "CompartmentDetailsChanged",
             DomainEvent::UserProfileChanged { .. } => "UserProfileChanged",
             DomainEvent::AccessWindowChanged { .. } => "AccessWindowChanged",
+            DomainEvent::CompartmentAdded { .. } => "CompartmentAdded",
+            DomainEvent::CompartmentsImported { .. } => "CompartmentsImported",
             DomainEvent::DeviceStatusChanged { .. } => "DeviceStatusChanged",
             DomainEvent::LockerProvisioningRequested { .. } => "LockerProvisioningRequested",
             DomainEvent::LockerProvisioningValidated { .. } => "LockerProvisioningValidated",

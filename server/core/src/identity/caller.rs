@@ -45,6 +45,7 @@ impl Caller {
             actor: self.actor.clone(),
             tenant_id: self.user.tenant_id,
             socket_id: self.socket_id.clone(),
+            quiet: false,
         }
     }
 }

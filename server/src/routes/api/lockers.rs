@@ -9,7 +9,7 @@ use axum::{
 use lockstep_core::{
     identity::tokens::Ability,
     lockers::{self, BankView, CompartmentView, GrantView, NewBank, NewCompartment},
-    records::{self, BankEdit, CompartmentEdit, GrantEdit},
+    records::{self, BankEdit, CompartmentEdit, GrantEdit, ImportRow, ImportSummary},
 };
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
@@ -141,6 +141,71 @@ pub async fn edit_bank(
     };
     let bank = records::edit_bank(&state.services, &principal.caller(), id, version, edit).await?;
     Ok(([etag(bank.version)], Json(bank)).into_response())
+}
+
+/// One CSV row of an import: `number,size,label` (`label` optional).
+#[derive(Deserialize)]
+struct CsvRow {
+    number: i64,
+    size: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// Reads an import's CSV: a header naming `number` and `size` (and
+/// optionally `label`), then one compartment per row. A row that does not
+/// read is refused with its line number.
+fn read_csv(body: &str) -> Result<Vec<ImportRow>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body.as_bytes());
+    let mut rows = Vec::new();
+    for (i, record) in reader.deserialize::<CsvRow>().enumerate() {
+        if rows.len() >= records::MAX_IMPORT_ROWS {
+            return Err(ApiError::Unprocessable(format!(
+                "an import has at most {} rows",
+                records::MAX_IMPORT_ROWS
+            )));
+        }
+        let row = record.map_err(|e| {
+            ApiError::Unprocessable(format!(
+                "row {}: {e} (expected the header number,size,label)",
+                i + 2
+            ))
+        })?;
+        rows.push(ImportRow {
+            number: row.number,
+            size: row.size,
+            label: row.label.filter(|l| !l.is_empty()),
+        });
+    }
+    Ok(rows)
+}
+
+/// Imports compartments into a bank from CSV (admin, `locker.write`):
+/// `number,size,label`, one row per compartment. A new number adds a
+/// compartment; an existing one sets its size and label. All or nothing;
+/// one `RecordsImported` envelope for the whole import.
+#[utoipa::path(post, path = "/api/v1/locker-banks/{id}/compartments/import", tag = "lockers",
+    params(("id" = Uuid, Path)),
+    request_body(content = String, content_type = "text/csv",
+        description = "number,size,label\n1,small,Parcels\n2,large,"),
+    responses((status = 200, body = ImportSummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn import_compartments(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    body: axum::body::Bytes,
+) -> Result<Json<ImportSummary>, ApiError> {
+    principal.require(Ability::LockerWrite)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the CSV is not UTF-8: {e}")))?;
+    let rows = read_csv(text)?;
+    let summary =
+        records::import_compartments(&state.services, &principal.caller(), id, rows).await?;
+    Ok(Json(summary))
 }
 
 /// One compartment (`locker.read`); its `ETag` is the version an edit must

@@ -41,6 +41,10 @@ pub fn router() -> Router<AppState> {
             get(lockers::get_compartment).patch(lockers::edit_compartment),
         )
         .route(
+            "/locker-banks/{id}/compartments/import",
+            post(lockers::import_compartments),
+        )
+        .route(
             "/grants/{id}",
             get(lockers::get_grant).patch(lockers::edit_grant),
         )
@@ -106,7 +110,7 @@ impl Modify for BearerAuth {
         lockers::get_compartment, lockers::edit_compartment,
         records::version,
         lockers::create_grant, lockers::list_grants, lockers::delete_grant,
-        lockers::get_grant, lockers::edit_grant,
+        lockers::get_grant, lockers::edit_grant, lockers::import_compartments,
         opens::open, opens::get_one, opens::history,
         events::since,
         provisioning::create_key, provisioning::list_keys, provisioning::revoke_key,

@@ -70,6 +70,8 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerBankDetailsChanged { .. }
         | DomainEvent::CompartmentDetailsChanged { .. }
         | DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::CompartmentAdded { .. }
+        | DomainEvent::CompartmentsImported { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }

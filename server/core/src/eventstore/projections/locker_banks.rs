@@ -137,7 +137,30 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::LockerProvisioningReset { .. } => {
             apply_provisioning(conn, ev, &ev.event).await?
         }
+        DomainEvent::CompartmentAdded {
+            compartment_id,
+            bank_id,
+            tenant_id,
+            number,
+            size,
+            label,
+        } => {
+            sqlx::query(
+                "INSERT INTO compartments (id, bank_id, tenant_id, number, size, label, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(compartment_id.to_string())
+            .bind(bank_id.to_string())
+            .bind(tenant_id.to_string())
+            .bind(*number)
+            .bind(size)
+            .bind(label.clone())
+            .bind(ev.occurred_at)
+            .execute(&mut *conn)
+            .await?;
+        }
         DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::CompartmentsImported { .. }
         | DomainEvent::AccessWindowChanged { .. }
         | DomainEvent::AccessGranted { .. }
         | DomainEvent::AccessRevoked { .. }

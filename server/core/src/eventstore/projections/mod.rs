@@ -113,5 +113,8 @@ pub async fn project_live(
         return Ok(None);
     };
     side_effects::schedule(conn, ev, open_timeout_ms).await?;
+    if ev.metadata.quiet {
+        return Ok(None);
+    }
     notifications::notification(conn, ev).await
 }

@@ -5,7 +5,7 @@
 use lockstep_wire::{
     envelope::{names, OpenStatusUpdated},
     mqtt::{truncate_chars, MAX_ERROR_CHARS},
-    record::{Editor, RecordUpdated},
+    record::{Editor, RecordUpdated, RecordsImported},
     OpenStatus, RecordType,
 };
 use serde_json::json;
@@ -362,6 +362,36 @@ pub async fn notification(
         | DomainEvent::LockerProvisioningReset { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. } => return Ok(None),
+        // Only imports add compartments, quietly: their summary below
+        // speaks for them.
+        DomainEvent::CompartmentAdded { .. } => return Ok(None),
+        DomainEvent::CompartmentsImported {
+            bank_id,
+            tenant_id,
+            added,
+            updated,
+            unchanged,
+        } => {
+            let body = RecordsImported {
+                record_type: RecordType::Compartment,
+                bank_id: *bank_id,
+                added: *added,
+                updated: *updated,
+                unchanged: *unchanged,
+            };
+            return Ok(Some(Notification {
+                channels: vec![
+                    Channel::TenantLockers(*tenant_id),
+                    Channel::LockerBank(*bank_id),
+                ],
+                event: names::RECORDS_IMPORTED,
+                subject: Subject {
+                    kind: "LockerBank".into(),
+                    id: *bank_id,
+                },
+                data: serde_json::to_value(body).map_err(|e| CoreError::Invalid(e.to_string()))?,
+            }));
+        }
         DomainEvent::CompartmentOpenAuthorized { command_id } => {
             (*command_id, OpenStatus::Accepted, None)
         }

@@ -94,6 +94,8 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         | DomainEvent::CompartmentDetailsChanged { .. }
         | DomainEvent::UserProfileChanged { .. }
         | DomainEvent::AccessWindowChanged { .. }
+        | DomainEvent::CompartmentAdded { .. }
+        | DomainEvent::CompartmentsImported { .. }
         | DomainEvent::DeviceStatusChanged { .. }
         | DomainEvent::CompartmentDoorChanged { .. }
         | DomainEvent::CompartmentOccupancyChanged { .. }
