@@ -194,11 +194,31 @@ pub mod ssr {
     }
 
     /// The core's caller for `principal`, carrying the request's
-    /// `X-Socket-ID` (its WebSocket connection is spared the broadcasts
-    /// this call causes); a malformed one is refused.
+    /// `X-Socket-ID` and `X-Tab-ID` (that socket, and that tab when it
+    /// polls, are spared the broadcasts this call causes); a malformed one
+    /// is refused.
     pub fn caller(principal: &Principal) -> Result<Caller, AppError> {
-        let header = use_context::<axum::http::request::Parts>()
+        let parts = use_context::<axum::http::request::Parts>();
+        let header = parts
+            .as_ref()
             .and_then(|p| p.headers.get("x-socket-id").cloned());
+        let tab_id = match parts
+            .as_ref()
+            .and_then(|p| p.headers.get(lockstep_wire::channel::TAB_ID_HEADER))
+        {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(id) if lockstep_wire::channel::valid_tab_id(id) => Some(id.to_string()),
+                _ => {
+                    return Err(refuse(
+                        AppError::Invalid(
+                            "X-Tab-ID must be 8 to 64 letters, digits, - or _".into(),
+                        ),
+                        "bad_tab_id",
+                    ))
+                }
+            },
+        };
         let socket_id = match header {
             None => None,
             Some(v) => match v.to_str() {
@@ -211,7 +231,10 @@ pub mod ssr {
                 }
             },
         };
-        Ok(principal.caller().with_socket_id(socket_id))
+        Ok(principal
+            .caller()
+            .with_socket_id(socket_id)
+            .with_tab_id(tab_id))
     }
 
     /// The signed-in caller, when they may `ability`: the same check (the

@@ -19,11 +19,16 @@ use tower_sessions::Session;
 
 use crate::{api_error::ApiError, state::AppState};
 
-/// The caller of an API request, and the WebSocket connection it names
-/// in `X-Socket-ID` (spared the broadcasts it causes, as Laravel's
-/// `toOthers()`).
+/// The caller of an API request, the WebSocket connection it names in
+/// `X-Socket-ID` (spared the broadcasts it causes, as Laravel's
+/// `toOthers()`), and the browser tab it names in `X-Tab-ID` (spared them
+/// when it polls).
 #[derive(Clone, Debug)]
-pub struct Principal(pub principal::Principal, pub Option<String>);
+pub struct Principal(
+    pub principal::Principal,
+    pub Option<String>,
+    pub Option<String>,
+);
 
 impl Deref for Principal {
     type Target = principal::Principal;
@@ -43,7 +48,32 @@ impl Principal {
 
     /// The core's caller, carrying the request's `X-Socket-ID`.
     pub fn caller(&self) -> Caller {
-        self.0.caller().with_socket_id(self.1.clone())
+        self.0
+            .caller()
+            .with_socket_id(self.1.clone())
+            .with_tab_id(self.2.clone())
+    }
+
+    /// The tab named in `X-Tab-ID`.
+    pub fn tab_id(&self) -> Option<&str> {
+        self.2.as_deref()
+    }
+}
+
+/// The request's `X-Tab-ID`, when it names a tab; a malformed one is
+/// refused.
+fn tab_id(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Some(value) = parts.headers.get(lockstep_wire::channel::TAB_ID_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(id) if lockstep_wire::channel::valid_tab_id(id) => Ok(Some(id.to_string())),
+        _ => {
+            crate::metrics::count_rejection("bad_tab_id");
+            Err(ApiError::BadRequest(
+                "X-Tab-ID must be 8 to 64 letters, digits, - or _".into(),
+            ))
+        }
     }
 }
 
@@ -70,6 +100,7 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let db = &state.services.db;
         let socket_id = socket_id(parts)?;
+        let tab_id = tab_id(parts)?;
         if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
             let secret = value
                 .to_str()
@@ -87,6 +118,7 @@ impl FromRequestParts<AppState> for Principal {
                         abilities: grant.abilities,
                     },
                     socket_id,
+                    tab_id,
                 )),
                 None => Err(ApiError::InvalidToken("unknown or revoked token")),
             };
@@ -98,7 +130,11 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthenticated)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         match session_auth::session_user_renewing(db, &session, safe).await? {
-            Some(user) => Ok(Principal(principal::Principal::Session(user), socket_id)),
+            Some(user) => Ok(Principal(
+                principal::Principal::Session(user),
+                socket_id,
+                tab_id,
+            )),
             None => Err(ApiError::Unauthenticated),
         }
     }

@@ -1,6 +1,7 @@
 //! The server functions' HTTP client: the browser's `fetch` (Leptos's
 //! own client) with `X-Socket-ID` set to this tab's socket, so the hub
-//! spares this tab the echo of what it just did (Laravel's `toOthers()`).
+//! spares this tab the echo of what it just did (Laravel's `toOthers()`),
+//! and `X-Tab-ID`, which does the same for the polling path.
 //! Server functions name it with `#[server(client = SocketClient)]`.
 
 use leptos::server_fn::{
@@ -14,6 +15,7 @@ use std::future::Future;
 
 /// The header the hub reads (`X-Socket-ID`, as Laravel Echo sends it).
 pub const SOCKET_ID_HEADER: &str = "X-Socket-ID";
+pub use lockstep_wire::channel::TAB_ID_HEADER;
 
 pub struct SocketClient;
 
@@ -28,8 +30,11 @@ where
 
     fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
         #[cfg(feature = "hydrate")]
-        if let Some(id) = super::driver::socket_id() {
-            req.headers().set(SOCKET_ID_HEADER, &id);
+        {
+            if let Some(id) = super::driver::socket_id() {
+                req.headers().set(SOCKET_ID_HEADER, &id);
+            }
+            req.headers().set(TAB_ID_HEADER, &super::driver::tab_id());
         }
         <BrowserClient as Client<E, IS, OS>>::send(req)
     }

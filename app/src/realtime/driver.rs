@@ -13,7 +13,7 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use super::{
     backoff::Backoff,
-    client::SOCKET_ID_HEADER,
+    client::{SOCKET_ID_HEADER, TAB_ID_HEADER},
     cursor::Cursors,
     frames::{self, AfterClose, Inbound},
     Delivery, Transport,
@@ -38,6 +38,18 @@ const LINGER: Duration = Duration::from_secs(2);
 
 thread_local! {
     static SOCKET_ID: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// This tab's name for the polling path (`X-Tab-ID`), made up once.
+    static TAB_ID: String = format!(
+        "tab-{:012x}{:012x}",
+        (js_sys::Math::random() * 2f64.powi(48)) as u64,
+        (js_sys::Math::random() * 2f64.powi(48)) as u64
+    );
+}
+
+/// This tab's id (`X-Tab-ID`): sent with every server function and poll,
+/// so a tab that polls is not returned the echo of its own edits.
+pub fn tab_id() -> String {
+    TAB_ID.with(String::clone)
 }
 
 /// This tab's socket id while the socket is up.
@@ -581,7 +593,7 @@ async fn poll_all(shared: &Shared) {
                 "/api/v1/events/since?channel={}&seq={after}&limit=200",
                 encode(&channel)
             );
-            let mut request = gloo_net::http::Request::get(&url);
+            let mut request = gloo_net::http::Request::get(&url).header(TAB_ID_HEADER, &tab_id());
             if let Some(id) = socket_id() {
                 request = request.header(SOCKET_ID_HEADER, &id);
             }

@@ -783,3 +783,47 @@ async fn an_import_of_200_compartments_is_one_summary_envelope_not_200() {
         (200, json!({"added": 0, "updated": 0, "unchanged": 1}))
     );
 }
+
+#[tokio::test]
+async fn a_polling_tab_is_not_returned_the_echo_of_its_own_edit() {
+    let (app, _db) = spawn_app().await;
+    let admin = token(&app, ADMIN_EMAIL, "*").await;
+    let (id, path) = new_bank(&app, &admin).await;
+    let res = Client::new()
+        .patch(app.url(&path))
+        .bearer_auth(&admin)
+        .header("If-Match", "\"1\"")
+        .header("X-Tab-ID", "tab-editing-1")
+        .json(&json!({"notes": "mine"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status().as_u16(), 200);
+    let poll = |tab: Option<&'static str>| {
+        let mut req = Client::new()
+            .get(app.url(&format!(
+                "/api/v1/events/since?channel=private-record.locker-bank.{id}&seq=0"
+            )))
+            .bearer_auth(&admin);
+        if let Some(t) = tab {
+            req = req.header("X-Tab-ID", t);
+        }
+        async move {
+            let res = req.send().await.expect("poll");
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, own) = poll(Some("tab-editing-1")).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(
+        (&own["seq"], own["events"].as_array().map(Vec::len)),
+        (&json!(1), Some(0))
+    );
+    let (_, other) = poll(Some("tab-watching-2")).await;
+    assert_eq!(other["events"][0]["event"], "RecordUpdated");
+    let (_, anyone) = poll(None).await;
+    assert_eq!(anyone["events"].as_array().map(Vec::len), Some(1));
+    let (status, bad) = poll(Some("x")).await;
+    assert_eq!(status, 400, "{bad}");
+}

@@ -82,6 +82,20 @@ impl FromStr for Channel {
     }
 }
 
+/// The header a browser tab names itself with (`X-Tab-ID`): the polling
+/// path's `X-Socket-ID`, so a tab without a socket is not sent the echo of
+/// its own edits either.
+pub const TAB_ID_HEADER: &str = "X-Tab-ID";
+
+/// Whether `id` is a tab id: 8 to 64 letters, digits, `-` or `_` (the tab
+/// makes it up; the server only compares it).
+pub fn valid_tab_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// Whether `id` is a WebSocket socket id as the hub hands them out and
 /// every Pusher library checks them (`\d+\.\d+`): what `X-Socket-ID`
 /// and `socket_id` parameters must look like.

@@ -184,6 +184,7 @@ pub async fn append(
         correlation_id: source.metadata.correlation_id,
         data: &note.data,
         except_socket: source.metadata.socket_id.as_deref(),
+        except_tab: source.metadata.tab_id.as_deref(),
     };
     let body = serde_json::to_string(&body)
         .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?;
@@ -227,6 +228,9 @@ struct Body<'a> {
     /// never shown to clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     except_socket: Option<&'a str>,
+    /// Not returned to this tab when it polls (`X-Tab-ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    except_tab: Option<&'a str>,
 }
 
 /// The entry of one log row: its stored body with the row's channel and
@@ -241,6 +245,10 @@ fn entry_of(body: &str, channel: &str, seq: i64) -> CoreResult<Logged> {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
+    let except_tab = match fields.remove("except_tab") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
     fields.insert("channel".into(), Value::from(channel));
     fields.insert("seq".into(), Value::from(seq));
     fields.insert("meta".into(), serde_json::json!({ "replay": true }));
@@ -249,6 +257,7 @@ fn entry_of(body: &str, channel: &str, seq: i64) -> CoreResult<Logged> {
     Ok(Logged {
         envelope,
         except_socket,
+        except_tab,
     })
 }
 
@@ -258,6 +267,8 @@ fn entry_of(body: &str, channel: &str, seq: i64) -> CoreResult<Logged> {
 pub struct Logged {
     pub envelope: Envelope,
     pub except_socket: Option<String>,
+    /// The tab that caused it, spared it when polling.
+    pub except_tab: Option<String>,
 }
 
 /// [`since`] with each entry's `except_socket` (the hub's read).
@@ -287,12 +298,30 @@ pub async fn head(db: &Db, channel: &Channel) -> CoreResult<i64> {
 }
 
 pub async fn since(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreResult<Since> {
+    since_for(db, channel, after, limit, None).await
+}
+
+/// [`since`] as tab `tab` polls it: without the envelopes of what that tab
+/// did itself (the polling path's "to others"). `seq` still moves past
+/// them, so the tab's cursor never stalls on its own echo.
+pub async fn since_for(
+    db: &Db,
+    channel: &Channel,
+    after: i64,
+    limit: i64,
+    tab: Option<&str>,
+) -> CoreResult<Since> {
     let read = read(db, channel, after, limit).await?;
     Ok(Since {
         channel: read.channel,
         seq: read.seq,
         reset: read.reset,
-        events: read.entries.into_iter().map(|l| l.envelope).collect(),
+        events: read
+            .entries
+            .into_iter()
+            .filter(|l| tab.is_none() || l.except_tab.as_deref() != tab)
+            .map(|l| l.envelope)
+            .collect(),
     })
 }
 

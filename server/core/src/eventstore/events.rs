@@ -29,6 +29,10 @@ pub struct Metadata {
     /// envelopes of this event are not pushed to it ("to others").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_id: Option<String>,
+    /// The browser tab the request came from (`X-Tab-ID`): the envelopes
+    /// of this event are not returned to it when it polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tab_id: Option<String>,
     /// Part of a bulk write (an import): the event's own envelope is not
     /// appended to the channel log; the bulk write's summary event is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -45,6 +49,7 @@ impl Metadata {
             actor: Actor::System,
             tenant_id,
             socket_id: None,
+            tab_id: None,
             quiet: false,
         }
     }

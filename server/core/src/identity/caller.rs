@@ -16,6 +16,8 @@ pub struct Caller {
     /// The caller's WebSocket connection (`X-Socket-ID`), spared the
     /// broadcasts of what it does.
     pub socket_id: Option<String>,
+    /// The caller's browser tab (`X-Tab-ID`), spared them when it polls.
+    pub tab_id: Option<String>,
 }
 
 impl Caller {
@@ -25,12 +27,19 @@ impl Caller {
             actor,
             correlation_id: Uuid::now_v7(),
             socket_id: None,
+            tab_id: None,
         }
     }
 
     /// The same caller, its broadcasts sparing WebSocket `socket_id`.
     pub fn with_socket_id(mut self, socket_id: Option<String>) -> Self {
         self.socket_id = socket_id;
+        self
+    }
+
+    /// The same caller, its broadcasts sparing tab `tab_id` when it polls.
+    pub fn with_tab_id(mut self, tab_id: Option<String>) -> Self {
+        self.tab_id = tab_id;
         self
     }
 
@@ -45,6 +54,7 @@ impl Caller {
             actor: self.actor.clone(),
             tenant_id: self.user.tenant_id,
             socket_id: self.socket_id.clone(),
+            tab_id: self.tab_id.clone(),
             quiet: false,
         }
     }

@@ -26,8 +26,11 @@ pub struct SinceQuery {
 }
 
 /// Envelopes after `seq`, oldest first; `reset: true` when history no
-/// longer reaches back that far (refetch, then follow from `seq`).
-#[utoipa::path(get, path = "/api/v1/events/since", tag = "events", params(SinceQuery),
+/// longer reaches back that far (refetch, then follow from `seq`). With
+/// `X-Tab-ID`, the envelopes of what that tab did itself are left out
+/// (`seq` still moves past them).
+#[utoipa::path(get, path = "/api/v1/events/since", tag = "events", params(SinceQuery,
+        ("X-Tab-ID" = Option<String>, Header, description = "the polling tab: its own edits' envelopes are left out")),
     responses((status = 200, body = Since), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn since(
@@ -43,6 +46,13 @@ pub async fn since(
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(
-        channels::since(&state.services.db, &channel, q.seq.unwrap_or(0), limit).await?,
+        channels::since_for(
+            &state.services.db,
+            &channel,
+            q.seq.unwrap_or(0),
+            limit,
+            principal.tab_id(),
+        )
+        .await?,
     ))
 }
