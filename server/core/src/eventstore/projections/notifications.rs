@@ -21,18 +21,87 @@ use crate::{
     },
 };
 
-/// `RecordUpdated` for an edit: on the record's own channel and its
-/// tenant's list channel for that type; the editor named (their current
+/// Record type, id, version, changed fields, the channels besides the
+/// record's own.
+type RecordEdit<'a> = (RecordType, Uuid, i64, &'a [String], Vec<Channel>);
+
+/// What an edit event says of its record: type, id, version after it,
+/// the fields it changed, and the channels that hear of it (the record's
+/// own, its tenant's list channel for the type, and where else it shows:
+/// a compartment's or grant's bank page, a grantee's own list).
+fn record_edit(event: &DomainEvent) -> Option<RecordEdit<'_>> {
+    Some(match event {
+        DomainEvent::LockerBankDetailsChanged {
+            bank_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => (
+            RecordType::LockerBank,
+            *bank_id,
+            *version,
+            changed,
+            vec![Channel::TenantLockers(*tenant_id)],
+        ),
+        DomainEvent::CompartmentDetailsChanged {
+            compartment_id,
+            bank_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => (
+            RecordType::Compartment,
+            *compartment_id,
+            *version,
+            changed,
+            vec![
+                Channel::TenantLockers(*tenant_id),
+                Channel::LockerBank(*bank_id),
+            ],
+        ),
+        DomainEvent::AccessWindowChanged {
+            grant_id,
+            bank_id,
+            tenant_id,
+            user_id,
+            version,
+            changed,
+            ..
+        } => (
+            RecordType::Grant,
+            *grant_id,
+            *version,
+            changed,
+            vec![
+                Channel::TenantLockers(*tenant_id),
+                Channel::LockerBank(*bank_id),
+                Channel::User(*user_id),
+            ],
+        ),
+        DomainEvent::UserProfileChanged {
+            user_id,
+            tenant_id,
+            version,
+            changed,
+            ..
+        } => (
+            RecordType::User,
+            *user_id,
+            *version,
+            changed,
+            vec![Channel::TenantUsers(*tenant_id)],
+        ),
+        _ => return None,
+    })
+}
+
+/// `RecordUpdated` for an edit event: the editor named (their current
 /// display name), the fields listed, never their values.
-async fn record_updated(
-    conn: &mut AnyConnection,
-    ev: &StoredEvent,
-    record_type: RecordType,
-    record_id: Uuid,
-    version: i64,
-    fields: &[String],
-    channels: Vec<Channel>,
-) -> CoreResult<Notification> {
+async fn record_updated(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<Notification> {
+    let (record_type, record_id, version, fields, also) = record_edit(&ev.event)
+        .ok_or_else(|| CoreError::Invalid(format!("{} is not an edit", ev.event.event_type())))?;
     let updated_by = match ev.metadata.actor.user_id() {
         Some(id) => sqlx::query("SELECT name FROM users WHERE id = $1")
             .bind(id.to_string())
@@ -51,6 +120,8 @@ async fn record_updated(
         updated_by,
         fields: fields.to_vec(),
     };
+    let mut channels = vec![Channel::Record(record_type, record_id)];
+    channels.extend(also);
     Ok(Notification {
         channels,
         event: names::RECORD_UPDATED,
@@ -177,105 +248,11 @@ pub async fn notification(
                 data: json!({"bank_id": bank_id, "serial": serial, "name": name, "state": "registered", "compartments": compartments.len()}),
             }))
         }
-        DomainEvent::LockerBankDetailsChanged {
-            bank_id,
-            tenant_id,
-            version,
-            changed,
-            ..
-        } => {
-            return Ok(Some(
-                record_updated(
-                    conn,
-                    ev,
-                    RecordType::LockerBank,
-                    *bank_id,
-                    *version,
-                    changed,
-                    vec![
-                        Channel::Record(RecordType::LockerBank, *bank_id),
-                        Channel::TenantLockers(*tenant_id),
-                    ],
-                )
-                .await?,
-            ))
-        }
-        DomainEvent::CompartmentDetailsChanged {
-            compartment_id,
-            bank_id,
-            tenant_id,
-            version,
-            changed,
-            ..
-        } => {
-            return Ok(Some(
-                record_updated(
-                    conn,
-                    ev,
-                    RecordType::Compartment,
-                    *compartment_id,
-                    *version,
-                    changed,
-                    vec![
-                        Channel::Record(RecordType::Compartment, *compartment_id),
-                        Channel::TenantLockers(*tenant_id),
-                        Channel::LockerBank(*bank_id),
-                    ],
-                )
-                .await?,
-            ))
-        }
-        DomainEvent::AccessWindowChanged {
-            grant_id,
-            bank_id,
-            tenant_id,
-            user_id,
-            version,
-            changed,
-            ..
-        } => {
-            // The grantee's own channel too: their list of compartments
-            // shows the window.
-            return Ok(Some(
-                record_updated(
-                    conn,
-                    ev,
-                    RecordType::Grant,
-                    *grant_id,
-                    *version,
-                    changed,
-                    vec![
-                        Channel::Record(RecordType::Grant, *grant_id),
-                        Channel::TenantLockers(*tenant_id),
-                        Channel::LockerBank(*bank_id),
-                        Channel::User(*user_id),
-                    ],
-                )
-                .await?,
-            ));
-        }
-        DomainEvent::UserProfileChanged {
-            user_id,
-            tenant_id,
-            version,
-            changed,
-            ..
-        } => {
-            return Ok(Some(
-                record_updated(
-                    conn,
-                    ev,
-                    RecordType::User,
-                    *user_id,
-                    *version,
-                    changed,
-                    vec![
-                        Channel::Record(RecordType::User, *user_id),
-                        Channel::TenantUsers(*tenant_id),
-                    ],
-                )
-                .await?,
-            ))
+        DomainEvent::LockerBankDetailsChanged { .. }
+        | DomainEvent::CompartmentDetailsChanged { .. }
+        | DomainEvent::AccessWindowChanged { .. }
+        | DomainEvent::UserProfileChanged { .. } => {
+            return record_updated(conn, ev).await.map(Some)
         }
         DomainEvent::DeviceStatusChanged {
             bank_id,
