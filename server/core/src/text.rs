@@ -1,5 +1,8 @@
-//! Free text from callers (names, labels, locations, reasons): trimmed,
-//! non-empty and bounded, so no field can fill the disk or a page.
+//! Free text from callers (names, labels, locations, notes, reasons):
+//! trimmed, non-empty, bounded (so no field can fill the disk or a page),
+//! and free of control characters other than line breaks and tabs
+//! (PostgreSQL refuses a NUL in text outright; the others only garble a
+//! page).
 
 use crate::error::{CoreError, CoreResult};
 
@@ -8,12 +11,20 @@ pub const NAME_MAX: usize = 120;
 /// The longest reason an admin gives for an override.
 pub const REASON_MAX: usize = 500;
 
-/// `value` trimmed, when it has 1 to `max` characters.
+/// `value` trimmed, when it has 1 to `max` characters and no control
+/// character but `\n`, `\r` and `\t`.
 pub fn check_text(field: &str, value: &str, max: usize) -> CoreResult<String> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max {
         return Err(CoreError::Invalid(format!(
             "{field} must have 1 to {max} characters"
+        )));
+    }
+    if v.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(CoreError::Invalid(format!(
+            "{field} must not hold control characters"
         )));
     }
     Ok(v.to_string())
@@ -52,5 +63,18 @@ mod tests {
             Some(None)
         );
         assert!(check_optional_text("reason", Some("abcdef"), 5).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_line_breaks_kept() {
+        for bad in ["a\0b", "a\u{1b}[31m", "a\u{7f}", "a\u{85}b"] {
+            assert!(check_text("notes", bad, 50).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_text("notes", "line 1\r\nline 2\tend", 50)
+                .ok()
+                .as_deref(),
+            Some("line 1\r\nline 2\tend")
+        );
     }
 }

@@ -198,6 +198,16 @@ async fn bank_edits_refuse_bad_bodies_other_tenants_and_users() {
     assert_eq!(status, 422, "{body}");
     let (status, _, body) = patch(&app, &path, &admin, Some("\"1\""), json!({"name": ""})).await;
     assert_eq!(status, 422, "{body}");
+    // A NUL would make PostgreSQL fail the write (a 500): refused first.
+    let (status, _, body) = patch(
+        &app,
+        &path,
+        &admin,
+        Some("\"1\""),
+        json!({"notes": "a\u{0}b"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
     let (status, _, body) = patch(
         &app,
         &path,
