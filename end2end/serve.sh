@@ -31,4 +31,11 @@ export LEPTOS_ENV=PROD
 export LEPTOS_SITE_ROOT="$root/target/site"
 "$bin" migrate
 "$bin" user add --email user@e2e.test --role user --password user-e2e-password --name "Uma User"
+# A second admin of the same tenant, and an admin of another tenant
+# (records.spec.ts: two editors of one record, and one who sees nothing).
+# The first admin is made here too, as the server's bootstrap would (it
+# makes one only when there is no admin yet).
+"$bin" user add --email admin@e2e.test --role admin --password admin-e2e-password --name "Administrator"
+"$bin" user add --email admin2@e2e.test --role admin --password admin2-e2e-password --name "Bea Admin"
+"$bin" user add --email other@e2e.test --role admin --tenant "Other" --password other-e2e-password --name "Olga Other"
 exec "$bin" serve "$@"

@@ -28,10 +28,34 @@ pub enum AppError {
     NotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// The record moved on since the version the edit was made on; nothing
+    /// was written.
+    #[error("{}", .0.message())]
+    Stale(Box<StaleRecord>),
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
     #[error("Could not reach the server ({0}).")]
     Transport(String),
+}
+
+/// A refused stale edit: the record's current version, its last edit
+/// (who, when, which fields since the editor's version), and, where the
+/// caller fills them in, its stored values (the conflict dialog's
+/// "theirs").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleRecord {
+    pub version: i64,
+    pub updated_by: Option<String>,
+    pub updated_at: Option<i64>,
+    pub fields: Vec<String>,
+    pub values: Vec<(String, String)>,
+}
+
+impl StaleRecord {
+    fn message(&self) -> String {
+        let who = self.updated_by.as_deref().unwrap_or("Someone else");
+        format!("{who} changed this meanwhile; nothing was saved.")
+    }
 }
 
 impl FromServerFnError for AppError {
@@ -83,7 +107,7 @@ impl AppError {
             AppError::TooLarge => 413,
             AppError::NotFound => 404,
             AppError::NotAllowed(_) => 403,
-            AppError::Conflict(_) => 409,
+            AppError::Conflict(_) | AppError::Stale(_) => 409,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -101,7 +125,13 @@ impl From<lockstep_core::CoreError> for AppError {
             CoreError::NotFound => AppError::NotFound,
             CoreError::Forbidden(msg) => AppError::NotAllowed(msg),
             CoreError::Conflict(msg) => AppError::Conflict(msg),
-            e @ CoreError::Stale(_) => AppError::Conflict(e.to_string()),
+            CoreError::Stale(s) => AppError::Stale(Box::new(StaleRecord {
+                version: s.current_version,
+                updated_by: s.updated_by.map(|e| e.name),
+                updated_at: s.updated_at,
+                fields: s.fields,
+                values: Vec::new(),
+            })),
             CoreError::VersionConflict { .. } => {
                 AppError::Conflict("Someone else changed this meanwhile; reload and retry.".into())
             }

@@ -60,6 +60,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     let pusher_key = use_context::<realtime::PusherKey>()
         .map(|k| k.0)
         .unwrap_or_default();
+    let refresh_ms = use_context::<realtime::table_sync::RefreshMs>()
+        .map(|r| r.0)
+        .unwrap_or(realtime::table_sync::DEFAULT_REFRESH_MS);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -67,6 +70,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="lockstep-pusher-key" content=pusher_key/>
+                <meta name="lockstep-table-refresh-ms" content=refresh_ms.to_string()/>
                 <meta name="theme-color" content="#4f46e5"/>
                 <link rel="manifest" href="/manifest.webmanifest"/>
                 <link rel="apple-touch-icon" href="/apple-touch-icon.png"/>

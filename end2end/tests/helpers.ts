@@ -2,6 +2,9 @@ import type { Page } from "@playwright/test";
 
 export const ADMIN = { email: "admin@e2e.test", password: "admin-e2e-password" };
 export const USER = { email: "user@e2e.test", password: "user-e2e-password" };
+// serve.sh: a second admin of the same tenant, and an admin of another.
+export const ADMIN2 = { email: "admin2@e2e.test", password: "admin2-e2e-password", name: "Bea Admin" };
+export const OTHER = { email: "other@e2e.test", password: "other-e2e-password" };
 
 // The realtime hub's Pusher app, fixed for both servers by serve.sh
 // (LOCKSTEP_PUSHER_APP_ID / _KEY / _SECRET).

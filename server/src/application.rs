@@ -338,10 +338,12 @@ pub fn router(
         let services = state.services.clone();
         let counter = RejectionCounter(Arc::new(count_rejection));
         let pusher_key = app::realtime::PusherKey(state.pusher.key.clone());
+        let refresh = app::realtime::table_sync::RefreshMs(limits.table_refresh_ms);
         move || {
             provide_context(services.clone());
             provide_context(counter.clone());
             provide_context(pusher_key.clone());
+            provide_context(refresh);
         }
     };
     let pages = Router::new()

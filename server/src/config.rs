@@ -220,6 +220,10 @@ pub struct ServeConfig {
     /// trickled slower, or a handler stuck longer, gets 408.
     #[arg(long, env = "LOCKSTEP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Milliseconds an admin table waits after a live change before it
+    /// refreshes (every change within that time costs one refresh).
+    #[arg(long, env = "LOCKSTEP_TABLE_REFRESH_MS", default_value_t = 3000)]
+    pub table_refresh_ms: u64,
     /// Reverse proxies (comma-separated addresses) whose
     /// `X-Forwarded-For` names the client, for the sign-in throttle and
     /// the `/metrics` address check.
@@ -231,17 +235,21 @@ pub struct ServeConfig {
     pub metrics_token: Option<Secret>,
 }
 
-/// The limits of the HTTP layer that the router applies.
+/// The limits of the HTTP layer that the router applies, and the pacing
+/// it tells the pages.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
     /// How long a request may take, from its head to its answer.
     pub request_timeout: Duration,
+    /// An admin table's refresh throttle (ms).
+    pub table_refresh_ms: u64,
 }
 
 impl ServeConfig {
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            table_refresh_ms: self.table_refresh_ms.clamp(100, 600_000),
         }
     }
 
@@ -331,6 +339,7 @@ impl ServeConfig {
             max_connections: 1_000,
             header_timeout_secs: 10,
             request_timeout_secs: 30,
+            table_refresh_ms: 3000,
             metrics_token: None,
             trusted_proxies: Vec::new(),
         }

@@ -105,3 +105,28 @@ pub fn ErrorPanel(#[prop(into)] message: String) -> impl IntoView {
         </div>
     }
 }
+
+/// A clock that ticks every second in the browser, starting from the
+/// server's time (so the server-rendered text and the first hydrated one
+/// agree).
+pub fn ticking_now(server_now: i64) -> ReadSignal<i64> {
+    let (now, set_now) = signal(server_now);
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        let skew = js_sys::Date::now() as i64 - server_now;
+        #[cfg(not(feature = "hydrate"))]
+        let skew = 0;
+        if let Ok(h) = set_interval_with_handle(
+            move || {
+                #[cfg(feature = "hydrate")]
+                set_now.set(js_sys::Date::now() as i64 - skew);
+                #[cfg(not(feature = "hydrate"))]
+                let _ = (set_now, skew);
+            },
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || h.clear());
+        }
+    });
+    now
+}

@@ -16,7 +16,7 @@ use super::{
     client::{SOCKET_ID_HEADER, TAB_ID_HEADER},
     cursor::Cursors,
     frames::{self, AfterClose, Inbound},
-    Delivery, Transport,
+    Delivery, PresenceEvent, Transport,
 };
 
 /// Polling period while the tab is visible, and while it is hidden.
@@ -63,6 +63,7 @@ fn set_socket_id(id: Option<String>) {
 
 pub type Shared = Rc<RefCell<Driver>>;
 type Listen = Rc<dyn Fn(&Delivery)>;
+type Attend = Rc<dyn Fn(&PresenceEvent)>;
 
 struct Socket {
     ws: WebSocket,
@@ -91,6 +92,8 @@ pub struct Driver {
     socket_id: Option<String>,
     cursors: Cursors,
     listeners: HashMap<u64, (String, Listen)>,
+    /// Presence channels joined, and who hears of their members.
+    attendees: HashMap<u64, (String, Attend)>,
     next_id: u64,
     backoff: Backoff,
     /// Attempts in a row that never reached `connection_established`.
@@ -147,6 +150,7 @@ pub fn start(transport: RwSignal<Transport>) -> Shared {
         socket_id: None,
         cursors: Cursors::default(),
         listeners: HashMap::new(),
+        attendees: HashMap::new(),
         next_id: 0,
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
         failed_attempts: 0,
@@ -193,6 +197,69 @@ pub fn listen(shared: &Shared, channel: &str, from_seq: i64, f: Listen) -> u64 {
 /// The last seq delivered on `channel`, if it is followed.
 pub fn cursor(shared: &Shared, channel: &str) -> Option<i64> {
     shared.borrow().cursors.get(channel)
+}
+
+/// Joins the presence channel `channel` (while the socket is up; again
+/// after each reconnect); `f` hears of its members. Returns the id.
+pub fn join(shared: &Shared, channel: &str, f: Attend) -> u64 {
+    let (id, new_channel, live) = {
+        let mut d = shared.borrow_mut();
+        let new_channel = !d.attendees.values().any(|(c, _)| c == channel);
+        d.next_id += 1;
+        let id = d.next_id;
+        d.attendees.insert(id, (channel.to_string(), f));
+        (
+            id,
+            new_channel,
+            d.socket.as_ref().is_some_and(|s| s.established),
+        )
+    };
+    if new_channel && live {
+        subscribe(shared, channel.to_string());
+    }
+    id
+}
+
+/// Leaves a presence channel joined with [`join`] (a moment later, unless
+/// someone joins it again).
+pub fn leave(shared: &Shared, id: u64) {
+    let Some((channel, _)) = shared.borrow_mut().attendees.remove(&id) else {
+        return;
+    };
+    let shared = shared.clone();
+    set_timeout(
+        move || {
+            let d = shared.borrow();
+            if d.attendees.values().any(|(c, _)| *c == channel) {
+                return;
+            }
+            if let Some(s) = d.socket.as_ref().filter(|s| s.established) {
+                let _ = s.ws.send_with_str(&frames::unsubscribe(&channel));
+            }
+        },
+        LINGER,
+    );
+}
+
+/// Sends a client event to the other members of a joined presence channel
+/// (nothing while the socket is down).
+pub fn whisper(shared: &Shared, channel: &str, event: &str, data: &serde_json::Value) {
+    if let Some(s) = shared.borrow().socket.as_ref().filter(|s| s.established) {
+        let _ = s.ws.send_with_str(&frames::whisper(channel, event, data));
+    }
+}
+
+fn attend(shared: &Shared, channel: Option<&str>, event: &PresenceEvent) {
+    let attendees: Vec<Attend> = shared
+        .borrow()
+        .attendees
+        .values()
+        .filter(|(c, _)| channel.is_none_or(|ch| ch == c))
+        .map(|(_, f)| f.clone())
+        .collect();
+    for f in attendees {
+        f(event);
+    }
 }
 
 /// Stops a listener; its channel is left a moment after its last one.
@@ -297,6 +364,7 @@ fn failed(shared: &Shared, generation: u64, after: AfterClose) {
     }
     d.socket_id = None;
     set_socket_id(None);
+    let members_lost = was_up && !d.attendees.is_empty();
     let jitter = js_sys::Math::random();
     let delay = match after {
         AfterClose::Now => {
@@ -315,6 +383,9 @@ fn failed(shared: &Shared, generation: u64, after: AfterClose) {
         });
     }
     drop(d);
+    if members_lost {
+        attend(shared, None, &PresenceEvent::Lost);
+    }
     if poll {
         start_polling(shared);
     }
@@ -365,7 +436,14 @@ fn on_frame(shared: &Shared, generation: u64, text: &str) {
                 d.failed_attempts = 0;
                 d.polling = false;
                 d.transport.set(Transport::Live);
-                d.cursors.channels().map(|(c, _)| c.to_string()).collect()
+                let mut channels: Vec<String> =
+                    d.cursors.channels().map(|(c, _)| c.to_string()).collect();
+                for (c, _) in d.attendees.values() {
+                    if !channels.contains(c) {
+                        channels.push(c.clone());
+                    }
+                }
+                channels
             };
             set_socket_id(Some(socket_id));
             for channel in channels {
@@ -380,6 +458,31 @@ fn on_frame(shared: &Shared, generation: u64, text: &str) {
         Inbound::Error { code, message } => {
             leptos::logging::warn!("realtime: hub error {code:?}: {message}");
         }
+        Inbound::Members { channel, members } => {
+            attend(shared, Some(&channel), &PresenceEvent::Members(members));
+        }
+        Inbound::MemberAdded {
+            channel,
+            user_id,
+            name,
+        } => attend(shared, Some(&channel), &PresenceEvent::Added(user_id, name)),
+        Inbound::MemberRemoved { channel, user_id } => {
+            attend(shared, Some(&channel), &PresenceEvent::Removed(user_id));
+        }
+        Inbound::Whisper {
+            channel,
+            user_id,
+            event,
+            data,
+        } => attend(
+            shared,
+            Some(&channel),
+            &PresenceEvent::Whisper {
+                user_id,
+                event,
+                data,
+            },
+        ),
         Inbound::Reset { channel, seq } => {
             shared.borrow_mut().cursors.reset(&channel, seq);
             deliver(shared, &channel, &Delivery::Reset);
@@ -437,12 +540,18 @@ fn subscribe(shared: &Shared, channel: String) {
         if d.generation != generation {
             return;
         }
-        let Some(seq) = d.cursors.get(&channel) else {
-            return;
+        // A presence channel is not a log: no cursor, nothing to resume.
+        let seq = if channel.starts_with("presence-") {
+            None
+        } else {
+            match d.cursors.get(&channel) {
+                Some(seq) => Some(seq),
+                None => return,
+            }
         };
         if let Some(s) = d.socket.as_ref().filter(|s| s.established) {
             let _ =
-                s.ws.send_with_str(&frames::subscribe(&channel, auth.as_deref(), Some(seq)));
+                s.ws.send_with_str(&frames::subscribe(&channel, auth.as_ref(), seq));
         }
     });
 }
@@ -452,11 +561,7 @@ fn encode(s: &str) -> String {
 }
 
 /// `POST /broadcasting/auth` with the session cookie, as Echo does.
-async fn authorize(socket_id: &str, channel: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Signed {
-        auth: String,
-    }
+async fn authorize(socket_id: &str, channel: &str) -> Option<frames::Signed> {
     let body = format!(
         "socket_id={}&channel_name={}",
         encode(socket_id),
@@ -473,7 +578,7 @@ async fn authorize(socket_id: &str, channel: &str) -> Option<String> {
     if !response.ok() {
         return None;
     }
-    response.json::<Signed>().await.ok().map(|s| s.auth)
+    response.json::<frames::Signed>().await.ok()
 }
 
 /// Every few seconds: ping a socket that has been quiet for the activity

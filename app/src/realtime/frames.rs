@@ -35,6 +35,30 @@ pub enum Inbound {
         channel: String,
         seq: i64,
     },
+    /// `pusher_internal:subscription_succeeded` on a presence channel: who
+    /// is there (user id, name), this connection included.
+    Members {
+        channel: String,
+        members: Vec<(String, String)>,
+    },
+    /// `pusher_internal:member_added`.
+    MemberAdded {
+        channel: String,
+        user_id: String,
+        name: String,
+    },
+    /// `pusher_internal:member_removed`.
+    MemberRemoved {
+        channel: String,
+        user_id: String,
+    },
+    /// A `client-…` event another member sent on a presence channel.
+    Whisper {
+        channel: String,
+        user_id: String,
+        event: String,
+        data: Value,
+    },
     /// Any other event on a channel (an envelope on a Lockstep channel);
     /// `data` is the raw data string.
     Message {
@@ -53,6 +77,25 @@ struct Raw {
     channel: Option<String>,
     #[serde(default)]
     data: Value,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// A member's id and name from Pusher's `{user_id, user_info: {name}}`
+/// (the id a string or a number).
+fn member(d: &Value) -> Option<(String, String)> {
+    let id = match d.get("user_id")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some((id, name_of(d.get("user_info"))))
+}
+
+fn name_of(info: Option<&Value>) -> String {
+    info.and_then(|i| i.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("Someone")
+        .to_string()
 }
 
 /// `data` is a JSON string in Pusher's frames, sometimes an object.
@@ -80,7 +123,41 @@ pub fn parse(text: &str) -> Option<Inbound> {
         }
         "pusher:ping" => Inbound::Ping,
         "pusher:pong" => Inbound::Pong,
-        "pusher_internal:subscription_succeeded" => Inbound::Subscribed { channel },
+        "pusher_internal:subscription_succeeded" => {
+            let d = data_object(&raw.data);
+            match d
+                .get("presence")
+                .and_then(|p| p.get("hash"))
+                .and_then(Value::as_object)
+            {
+                Some(hash) => Inbound::Members {
+                    channel,
+                    members: hash
+                        .iter()
+                        .map(|(id, info)| (id.clone(), name_of(Some(info))))
+                        .collect(),
+                },
+                None => Inbound::Subscribed { channel },
+            }
+        }
+        "pusher_internal:member_added" => {
+            let (user_id, name) = member(&data_object(&raw.data))?;
+            Inbound::MemberAdded {
+                channel,
+                user_id,
+                name,
+            }
+        }
+        "pusher_internal:member_removed" => Inbound::MemberRemoved {
+            channel,
+            user_id: member(&data_object(&raw.data))?.0,
+        },
+        event if event.starts_with("client-") && raw.user_id.is_some() => Inbound::Whisper {
+            channel,
+            user_id: raw.user_id.unwrap_or_default(),
+            event: event.to_string(),
+            data: data_object(&raw.data),
+        },
         "pusher:subscription_error" => {
             let d = data_object(&raw.data);
             Inbound::SubscriptionError {
@@ -125,13 +202,26 @@ pub fn parse(text: &str) -> Option<Inbound> {
     })
 }
 
-/// `pusher:subscribe`, with the signature for a private channel and the
-/// seq to resume after (Lockstep's extension: the hub replays the log
-/// after it, then goes live, with no gap and no duplicate).
-pub fn subscribe(channel: &str, auth: Option<&str>, seq: Option<i64>) -> String {
+/// `/broadcasting/auth`'s answer: the signature, and for a presence
+/// channel the member it signed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Signed {
+    pub auth: String,
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+/// `pusher:subscribe`, with the signature for a private or presence
+/// channel and the seq to resume after (Lockstep's extension: the hub
+/// replays the log after it, then goes live, with no gap and no
+/// duplicate).
+pub fn subscribe(channel: &str, auth: Option<&Signed>, seq: Option<i64>) -> String {
     let mut data = json!({ "channel": channel });
-    if let Some(auth) = auth {
-        data["auth"] = json!(auth);
+    if let Some(signed) = auth {
+        data["auth"] = json!(signed.auth);
+        if let Some(member) = &signed.channel_data {
+            data["channel_data"] = json!(member);
+        }
     }
     if let Some(seq) = seq {
         data["seq"] = json!(seq);
@@ -141,6 +231,11 @@ pub fn subscribe(channel: &str, auth: Option<&str>, seq: Option<i64>) -> String 
 
 pub fn unsubscribe(channel: &str) -> String {
     json!({ "event": "pusher:unsubscribe", "data": { "channel": channel } }).to_string()
+}
+
+/// A client event (`client-…`) to the other members of a presence channel.
+pub fn whisper(channel: &str, event: &str, data: &Value) -> String {
+    json!({ "event": event, "channel": channel, "data": data }).to_string()
 }
 
 pub fn ping() -> String {
@@ -239,9 +334,62 @@ mod tests {
     }
 
     #[test]
+    fn reads_presence_frames() {
+        let subscribed = r#"{"event":"pusher_internal:subscription_succeeded","channel":"presence-record.user.1","data":"{\"presence\":{\"ids\":[\"a\"],\"hash\":{\"a\":{\"name\":\"Ann\"}},\"count\":1}}"}"#;
+        assert_eq!(
+            parse(subscribed),
+            Some(Inbound::Members {
+                channel: "presence-record.user.1".into(),
+                members: vec![("a".into(), "Ann".into())]
+            })
+        );
+        assert_eq!(
+            parse(
+                r#"{"event":"pusher_internal:member_added","channel":"p","data":"{\"user_id\":7,\"user_info\":{\"name\":\"Bo\"}}"}"#
+            ),
+            Some(Inbound::MemberAdded {
+                channel: "p".into(),
+                user_id: "7".into(),
+                name: "Bo".into()
+            })
+        );
+        assert_eq!(
+            parse(
+                r#"{"event":"pusher_internal:member_removed","channel":"p","data":"{\"user_id\":\"7\"}"}"#
+            ),
+            Some(Inbound::MemberRemoved {
+                channel: "p".into(),
+                user_id: "7".into()
+            })
+        );
+        assert_eq!(
+            parse(
+                r#"{"event":"client-editing","channel":"p","user_id":"7","data":{"editing":true}}"#
+            ),
+            Some(Inbound::Whisper {
+                channel: "p".into(),
+                user_id: "7".into(),
+                event: "client-editing".into(),
+                data: json!({"editing": true})
+            })
+        );
+        let w: Value =
+            serde_json::from_str(&whisper("p", "client-editing", &json!({"editing": false})))
+                .unwrap();
+        assert_eq!(
+            w,
+            json!({"event":"client-editing","channel":"p","data":{"editing":false}})
+        );
+    }
+
+    #[test]
     fn writes_a_resuming_subscribe() {
+        let signed = Signed {
+            auth: "k:s".into(),
+            channel_data: None,
+        };
         let f: Value =
-            serde_json::from_str(&subscribe("private-user.x", Some("k:s"), Some(7))).unwrap();
+            serde_json::from_str(&subscribe("private-user.x", Some(&signed), Some(7))).unwrap();
         assert_eq!(
             f,
             json!({"event":"pusher:subscribe","data":{"channel":"private-user.x","auth":"k:s","seq":7}})

@@ -12,7 +12,9 @@
 //! - [`cursor`]: the last seq per channel (dedup and resume);
 //! - [`client`]: the server-function client that sends `X-Socket-ID`;
 //! - `driver` (browser only): the socket, the polling loop, the listeners;
-//! - [`live_resource`]: page data that live refetches replace in place.
+//! - [`live_resource`]: page data that live refetches replace in place;
+//! - [`presence`]: who else has a record open, and who is editing it;
+//! - [`table_sync`]: a table's throttled, pausable live refresh.
 
 pub mod backoff;
 pub mod client;
@@ -21,6 +23,8 @@ pub mod cursor;
 mod driver;
 pub mod frames;
 pub mod live_resource;
+pub mod presence;
+pub mod table_sync;
 
 pub use live_resource::LiveResource;
 
@@ -66,6 +70,23 @@ pub enum Delivery {
     Envelope(Box<Envelope>),
     /// The log no longer reaches back to where this tab was: refetch.
     Reset,
+}
+
+/// What a presence channel's joiner is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PresenceEvent {
+    /// Who is there on joining (user id, name), this connection included.
+    Members(Vec<(String, String)>),
+    Added(String, String),
+    Removed(String),
+    /// A client event another member sent.
+    Whisper {
+        user_id: String,
+        event: String,
+        data: serde_json::Value,
+    },
+    /// The socket dropped: who is there is unknown until it is back.
+    Lost,
 }
 
 /// The tab's realtime client (a cheap `Copy` handle).

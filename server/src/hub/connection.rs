@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use lockstep_core::eventstore::channels::{Channel, PresenceChannel};
+use lockstep_wire::EDITING_MARK;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
@@ -288,9 +289,19 @@ fn handle(
 
 /// A `client-…` event: only when enabled, only on a private or presence
 /// channel this connection joined (never a Lockstep log channel, which
-/// only the core writes), to the other subscribers.
+/// only the core writes), to the other subscribers. The record editors'
+/// `client-editing` on `presence-record.…` is always relayed: it is
+/// Lockstep's own ("editing" marks), on a channel only admins allowed to
+/// read the record join.
 fn client_event(hub: &Hub, socket_id: &SocketId, out: &mpsc::Sender<Out>, frame: Inbound) {
-    if !hub.limits.client_events {
+    let editing_mark = frame.event == EDITING_MARK
+        && frame.channel.as_deref().is_some_and(|c| {
+            matches!(
+                c.parse::<PresenceChannel>(),
+                Ok(PresenceChannel::Record(..))
+            )
+        });
+    if !hub.limits.client_events && !editing_mark {
         return reject(
             out,
             code::REJECTED,

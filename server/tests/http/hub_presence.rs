@@ -796,3 +796,59 @@ async fn a_presence_channel_refused_as_full_does_not_count_against_the_channel_l
     }
     app.stop().await;
 }
+
+/// The record editors' "editing" mark is relayed on a record's presence
+/// channel even with client events off (the default); any other client
+/// event there is still refused.
+#[tokio::test]
+async fn the_editing_mark_is_relayed_on_a_records_presence_channel() {
+    let (app, _db) = client_event_app(false).await;
+    let keys = keys(&app).await;
+    let admin = find_user_by_email(&app.services.db, ADMIN_EMAIL)
+        .await
+        .expect("q")
+        .expect("admin");
+    let channel = format!("presence-record.user.{}", admin.id);
+    let token = token_of(&app, ADMIN_EMAIL).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, socket_id) = connect(&app, &keys.key).await;
+        let (status, body) = auth(&app, &token, &socket_id, &channel).await;
+        assert_eq!(status, 200, "{body}");
+        send(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": body["auth"],
+            "channel_data": body["channel_data"]}}),
+        )
+        .await;
+        let ok = next_frame(&mut ws).await;
+        assert_eq!(
+            ok["event"], "pusher_internal:subscription_succeeded",
+            "{ok}"
+        );
+        sockets.push(ws);
+    }
+    let (mut a, mut b) = (sockets.remove(0), sockets.remove(0));
+    send(
+        &mut a,
+        json!({"event": "client-editing", "channel": channel, "data": {"editing": true}}),
+    )
+    .await;
+    let got = next_frame(&mut b).await;
+    assert_eq!(
+        (got["event"].as_str(), got["user_id"].as_str()),
+        (Some("client-editing"), Some(admin.id.to_string().as_str())),
+        "{got}"
+    );
+    assert_eq!(got["data"], json!({"editing": true}));
+    let before = rejections(&app, "hub_client_event_disabled").await;
+    send(
+        &mut a,
+        json!({"event": "client-other", "channel": channel, "data": {}}),
+    )
+    .await;
+    let error = next_frame(&mut a).await;
+    assert_eq!(error["data"]["code"], 4301, "{error}");
+    assert!(rejections(&app, "hub_client_event_disabled").await > before);
+    app.stop().await;
+}

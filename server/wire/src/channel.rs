@@ -135,6 +135,11 @@ pub enum PresenceChannel {
     Record(RecordType, Uuid),
 }
 
+/// The client event a record's editor sends on `presence-record.…` when
+/// its form turns dirty or clean (`{"editing": bool}`); the hub relays it
+/// even where client events are otherwise off.
+pub const EDITING_MARK: &str = "client-editing";
+
 const PRESENCE_LOCKER_BANK: &str = "presence-locker-bank.";
 const PRESENCE_RECORD: &str = "presence-record.";
 

@@ -26,7 +26,7 @@ pub mod mqtt;
 pub mod open;
 pub mod record;
 
-pub use channel::{Channel, PresenceChannel, RecordType};
+pub use channel::{Channel, PresenceChannel, RecordType, EDITING_MARK};
 pub use envelope::{Actor, Envelope, EnvelopeMeta, Since, Subject};
 pub use open::{DenialReason, FailureReason, OpenReason, OpenStatus};
 

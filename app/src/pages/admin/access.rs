@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use crate::realtime::LiveResource;
 use serde::{Deserialize, Serialize};
 
-use super::{failure, Followed, PageTitle};
+use super::{failure, records::editor::RecordEditor, Followed, PageTitle};
 use crate::{
     error::AppError,
     format,
@@ -172,6 +172,11 @@ struct Draft {
     until: RwSignal<String>,
 }
 
+/// The grant whose window is being edited, in an editor outside the live
+/// table.
+#[derive(Clone, Copy)]
+struct EditGrant(RwSignal<Option<String>>);
+
 #[component]
 pub fn Access() -> impl IntoView {
     let include_revoked = RwSignal::new(false);
@@ -199,8 +204,14 @@ pub fn Access() -> impl IntoView {
             r
         }
     });
+    let editing = RwSignal::new(None::<String>);
+    provide_context(EditGrant(editing));
     view! {
         <PageTitle title="Access" lead="Who may open which compartment, and when (times in UTC)."/>
+        <Show when=move || editing.get().is_some()>
+            <RecordEditor record_type="grant" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Validity window"/>
+            <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the window editor"</button>
+        </Show>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.read().await {
@@ -286,6 +297,7 @@ fn GrantTable(
 ) -> impl IntoView {
     let when =
         |ms: Option<i64>, none: &'static str| ms.map(format::utc).unwrap_or_else(|| none.into());
+    let edit = use_context::<EditGrant>().map(|e| e.0);
     view! {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white">
             <div class="flex flex-wrap items-center justify-between gap-2 border-b border-slate-200 p-4">
@@ -315,6 +327,7 @@ fn GrantTable(
                             grants.into_iter().map(|g| {
                                 let ids = (g.compartment_id.clone(), g.id.clone());
                                 let label = format!("Revoke {}'s access to {}", g.user_email, g.place);
+                                let grant_id = g.id.clone();
                                 view! {
                                     <tr class="border-t border-slate-100" data-testid="grant-row" data-email=g.user_email.clone() data-state=g.state.clone()>
                                         <td class="px-4 py-2"><a class="underline" href=format!("/admin/banks/{}", g.bank_id)>{g.place.clone()}</a></td>
@@ -324,6 +337,11 @@ fn GrantTable(
                                         <td class="px-4 py-2">{g.state.clone()}</td>
                                         <td class="px-4 py-2 text-right">
                                             {(g.state != "revoked").then(|| view! {
+                                                <button type="button" data-testid="grant-edit"
+                                                    class="mr-2 rounded-md border border-slate-300 px-2 py-1 text-xs font-medium hover:bg-slate-100"
+                                                    on:click=move |_| if let Some(e) = edit { e.set(Some(grant_id.clone())) }>
+                                                    "Edit window"
+                                                </button>
                                                 <button type="button" data-testid="grant-revoke" aria-label=label
                                                     class="rounded-md border border-red-300 px-2 py-1 text-xs font-medium text-red-800 hover:bg-red-50"
                                                     on:click=move |_| { revoke.dispatch(ids.clone()); }>

@@ -1,9 +1,10 @@
 //! The locker banks table (status, last seen as a ticking relative time,
 //! firmware, compartments, provisioning state; search, a status filter and
-//! pagination; live) and a bank's page (its compartments with door,
-//! occupancy and latest open status; an admin Open that asks for a reason
-//! and shows the command id at once, then the result live; decommission
-//! with a confirmation).
+//! pagination; live, throttled, pausable; a bank renamed inline) and a
+//! bank's page (its details and compartments in the record editor; its
+//! compartments with door, occupancy and latest open status; a CSV import;
+//! an admin Open that asks for a reason and shows the command id at once,
+//! then the result live; decommission with a confirmation).
 
 use leptos::prelude::*;
 
@@ -15,17 +16,21 @@ use leptos_router::{
 use lockstep_wire::OpenStatus;
 use serde::{Deserialize, Serialize};
 
-use super::{failure, Followed, PageTitle};
-use crate::pages::common::navigate_on_submit;
+use super::{failure, records::editor::RecordEditor, Followed, PageTitle};
+use crate::pages::common::{navigate_on_submit, ticking_now};
 use crate::{
     error::AppError,
     format,
-    realtime::{client::SocketClient, use_live_refetch},
+    realtime::{
+        client::SocketClient,
+        table_sync::{use_table_sync, TableLiveBar, TableSync},
+        use_live_refetch,
+    },
 };
 
 pub const PER_PAGE: usize = 25;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BankRow {
     pub id: String,
     pub name: String,
@@ -36,6 +41,8 @@ pub struct BankRow {
     pub last_seen_at: Option<i64>,
     pub firmware: Option<String>,
     pub compartments: usize,
+    /// What a rename names (the version guard).
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +68,7 @@ fn row_of(b: &BankDetail) -> BankRow {
         last_seen_at: b.last_seen_at,
         firmware: b.firmware.clone(),
         compartments: b.compartments.len(),
+        version: b.version,
     }
 }
 
@@ -126,31 +134,6 @@ pub async fn bank_list(
     })
 }
 
-/// A clock that ticks every second in the browser, starting from the
-/// server's time (so the server-rendered text and the first hydrated one
-/// agree).
-fn ticking_now(server_now: i64) -> ReadSignal<i64> {
-    let (now, set_now) = signal(server_now);
-    Effect::new(move |_| {
-        #[cfg(feature = "hydrate")]
-        let skew = js_sys::Date::now() as i64 - server_now;
-        #[cfg(not(feature = "hydrate"))]
-        let skew = 0;
-        if let Ok(h) = set_interval_with_handle(
-            move || {
-                #[cfg(feature = "hydrate")]
-                set_now.set(js_sys::Date::now() as i64 - skew);
-                #[cfg(not(feature = "hydrate"))]
-                let _ = (set_now, skew);
-            },
-            std::time::Duration::from_secs(1),
-        ) {
-            on_cleanup(move || h.clear());
-        }
-    });
-    now
-}
-
 fn online_badge(online: Option<bool>, state: &str) -> (&'static str, String) {
     match (state, online) {
         ("decommissioned", _) => (
@@ -175,7 +158,10 @@ fn online_badge(online: Option<bool>, state: &str) -> (&'static str, String) {
 #[component]
 pub fn Banks() -> impl IntoView {
     let query = use_query_map();
-    let data = LiveResource::new(
+    // The first read renders on the server; a filter or a page reads
+    // again through it. Live changes refresh `fresh` instead, so the
+    // table is never rendered anew: only its changed rows are.
+    let data = Resource::new_blocking(
         move || query.get(),
         |q| {
             bank_list(
@@ -185,15 +171,25 @@ pub fn Banks() -> impl IntoView {
             )
         },
     );
-    let live = use_live_refetch(move || data.refetch());
+    let fresh = RwSignal::new(None::<BankListData>);
+    let (sync, live) = use_table_sync(move || {
+        let q = query.get_untracked();
+        leptos::task::spawn_local(async move {
+            let page = q.get("page").and_then(|p| p.parse().ok());
+            if let Ok(l) = bank_list(q.get("q"), q.get("status"), page).await {
+                fresh.try_set(Some(l));
+            }
+        });
+    });
     view! {
         <PageTitle title="Locker banks" lead="Every bank of the tenant, live."/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match data.read().await {
+                match data.await {
                     Ok(l) => {
                         live.follow(&[(&l.live.channel, l.live.seq)]);
-                        view! { <BankTable l query=query.get_untracked()/> }.into_any()
+                        fresh.set(None);
+                        view! { <BankTable l fresh sync query=query.get_untracked()/> }.into_any()
                     }
                     Err(e) => failure(e),
                 }
@@ -202,8 +198,16 @@ pub fn Banks() -> impl IntoView {
     }
 }
 
+/// The bank being renamed inline: id, the name typed, the version.
+type Rename = Option<(String, String, i64)>;
+
 #[component]
-fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl IntoView {
+fn BankTable(
+    l: BankListData,
+    fresh: RwSignal<Option<BankListData>>,
+    sync: TableSync,
+    query: leptos_router::params::ParamsMap,
+) -> impl IntoView {
     let now = ticking_now(l.now);
     let status = query.get("status").unwrap_or_default();
     let q = query.get("q").unwrap_or_default();
@@ -213,6 +217,22 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
     };
     let prev = (l.page > 1).then(|| href(l.page - 1));
     let next = (l.page < l.pages).then(|| href(l.page + 1));
+    let first = StoredValue::new(l.clone());
+    let current = Memo::new(move |_| fresh.get().unwrap_or_else(|| first.get_value()));
+    let rename = RwSignal::new(None as Rename);
+    Effect::new(move |_| sync.set_editing(rename.with(Option::is_some)));
+    let save = Action::new_local(move |(id, name, version): &(String, String, i64)| {
+        let (id, name, version) = (id.clone(), name.clone(), *version);
+        async move {
+            let values = vec![("name".to_string(), name)];
+            let r = super::records::save_record("locker-bank".into(), id, version, values).await;
+            if r.is_ok() {
+                rename.set(None);
+                sync.refresh_now();
+            }
+            r.map(|_| ())
+        }
+    });
     view! {
         <form method="GET" action="/admin/banks" on:submit=navigate_on_submit() class="mt-6 flex flex-wrap items-end gap-3" aria-label="Search">
             <label class="text-sm">
@@ -230,8 +250,12 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
             </label>
             <button type="submit" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">"Search"</button>
         </form>
-        <p class="mt-4 text-sm text-slate-600" data-testid="bank-total">{format!("{} bank(s)", l.total)}</p>
-        <div class="mt-2 overflow-x-auto rounded-xl border border-slate-200 bg-white">
+        <p class="mt-4 text-sm text-slate-600" data-testid="bank-total">{move || format!("{} bank(s)", current.with(|l| l.total))}</p>
+        <TableLiveBar sync/>
+        {move || save.value().get().and_then(|r| r.err()).map(|e| view! {
+            <p role="alert" class="mt-2 rounded-md bg-red-50 px-3 py-2 text-sm text-red-800" data-testid="rename-error">{e.to_string()}</p>
+        })}
+        <div class="mt-2 overflow-x-auto rounded-xl border border-slate-200 bg-white" data-testid="bank-table" data-refreshes=move || sync.refreshes.get() data-waiting=move || sync.waiting.get()>
             <table class="w-full min-w-[40rem] text-left text-sm">
                 <thead class="text-slate-600">
                     <tr>
@@ -244,26 +268,9 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
                     </tr>
                 </thead>
                 <tbody data-testid="bank-rows">
-                    {l.rows
-                        .into_iter()
-                        .map(|b| {
-                            let (badge, label) = online_badge(b.online, &b.state);
-                            let seen = b.last_seen_at;
-                            view! {
-                                <tr class="border-t border-slate-100" data-testid="bank-row" data-bank-id=b.id.clone()>
-                                    <td class="px-4 py-2">
-                                        <A href=format!("/admin/banks/{}", b.id) attr:class="font-medium underline">{b.name.clone()}</A>
-                                        <span class="block text-xs text-slate-600">{b.serial.clone()}{b.location.clone().map(|l| format!(" · {l}"))}</span>
-                                    </td>
-                                    <td class="px-4 py-2"><span class=badge data-testid="bank-online">{label}</span></td>
-                                    <td class="px-4 py-2 tabular-nums">{move || format::ago(now.get(), seen)}</td>
-                                    <td class="px-4 py-2">{b.firmware.clone().unwrap_or_else(|| "—".into())}</td>
-                                    <td class="px-4 py-2 tabular-nums">{b.compartments}</td>
-                                    <td class="px-4 py-2">{b.state.clone()}</td>
-                                </tr>
-                            }
-                        })
-                        .collect_view()}
+                    <For each=move || current.get().rows key=|b| b.clone() let:b>
+                        <BankLine b now sync rename save/>
+                    </For>
                 </tbody>
             </table>
         </div>
@@ -272,6 +279,82 @@ fn BankTable(l: BankListData, query: leptos_router::params::ParamsMap) -> impl I
             <span class="text-slate-600">{format!("Page {} of {}", l.page, l.pages)}</span>
             {next.map(|h| view! { <a href=h class="rounded-md border border-slate-300 px-3 py-1.5">"Next"</a> })}
         </nav>
+    }
+}
+
+/// One bank's row; its name is renamed in place.
+#[component]
+fn BankLine(
+    b: BankRow,
+    now: ReadSignal<i64>,
+    sync: TableSync,
+    rename: RwSignal<Rename>,
+    save: Action<(String, String, i64), Result<(), AppError>>,
+) -> impl IntoView {
+    let (badge, label) = online_badge(b.online, &b.state);
+    let seen = b.last_seen_at;
+    let id = b.id.clone();
+    let flashed = {
+        let id = id.clone();
+        Signal::derive(move || sync.flash.with(|f| f.contains(&id)))
+    };
+    let mine = {
+        let id = id.clone();
+        move || rename.with(|r| r.as_ref().is_some_and(|(r, _, _)| *r == id))
+    };
+    let start = {
+        let (id, name, version) = (id.clone(), b.name.clone(), b.version);
+        move |_| rename.set(Some((id.clone(), name.clone(), version)))
+    };
+    let href = format!("/admin/banks/{}", b.id);
+    let name = b.name.clone();
+    let place = format!(
+        "{}{}",
+        b.serial,
+        b.location
+            .as_deref()
+            .map(|l| format!(" · {l}"))
+            .unwrap_or_default()
+    );
+    let row_class = move || {
+        if flashed.get() {
+            "border-t border-slate-100 bg-amber-50 transition-colors"
+        } else {
+            "border-t border-slate-100 transition-colors"
+        }
+    };
+    view! {
+        <tr class=row_class data-testid="bank-row" data-bank-id=id.clone() data-changed=move || flashed.get().to_string()>
+            <td class="px-4 py-2">
+                <Show when=mine.clone() fallback=move || {
+                    let name = name.clone();
+                    view! {
+                        <A href=href.clone() attr:class="font-medium underline">{name}</A>
+                        <button type="button" data-testid="bank-rename" class="ml-2 text-xs text-slate-600 underline" on:click=start.clone()>"Rename"</button>
+                        <span class="block text-xs text-slate-600">{place.clone()}</span>
+                    }
+                }>
+                    <form class="flex flex-wrap items-center gap-2" aria-label="Rename" on:submit=move |ev| {
+                        ev.prevent_default();
+                        if let Some(r) = rename.get_untracked() {
+                            save.dispatch(r);
+                        }
+                    }>
+                        <input required maxlength="200" data-testid="bank-rename-input" aria-label="New name"
+                            class="rounded-md border border-slate-300 px-2 py-1"
+                            prop:value=move || rename.with(|r| r.as_ref().map(|r| r.1.clone()).unwrap_or_default())
+                            on:input=move |ev| rename.update(|r| if let Some(r) = r.as_mut() { r.1 = event_target_value(&ev) })/>
+                        <button type="submit" data-testid="bank-rename-save" class="rounded-md bg-indigo-600 px-2 py-1 text-xs font-semibold text-white">"Save"</button>
+                        <button type="button" class="text-xs underline" on:click=move |_| rename.set(None)>"Cancel"</button>
+                    </form>
+                </Show>
+            </td>
+            <td class="px-4 py-2"><span class=badge data-testid="bank-online">{label}</span></td>
+            <td class="px-4 py-2 tabular-nums">{move || format::ago(now.get(), seen)}</td>
+            <td class="px-4 py-2">{b.firmware.clone().unwrap_or_else(|| "—".into())}</td>
+            <td class="px-4 py-2 tabular-nums">{b.compartments}</td>
+            <td class="px-4 py-2">{b.state.clone()}</td>
+        </tr>
     }
 }
 
@@ -299,6 +382,7 @@ pub struct BankDetail {
     pub model: Option<String>,
     pub firmware: Option<String>,
     pub provisioning_error: Option<String>,
+    pub version: i64,
     pub compartments: Vec<CompartmentRow>,
 }
 
@@ -316,6 +400,7 @@ impl BankDetail {
             model: b.model,
             firmware: b.firmware,
             provisioning_error: b.provisioning_error,
+            version: b.version,
             compartments: b
                 .compartments
                 .into_iter()
@@ -416,6 +501,11 @@ pub async fn decommission_bank(bank_id: String, reason: String) -> Result<(), Ap
 #[derive(Clone, Copy)]
 struct OpenTarget(RwSignal<Option<(String, String)>>);
 
+/// The compartment being edited (its id), in an editor outside the live
+/// region.
+#[derive(Clone, Copy)]
+struct EditTarget(RwSignal<Option<String>>);
+
 #[component]
 pub fn BankPage() -> impl IntoView {
     let params = use_params_map();
@@ -424,6 +514,8 @@ pub fn BankPage() -> impl IntoView {
     let live = use_live_refetch(move || data.refetch());
     let target = RwSignal::new(None::<(String, String)>);
     provide_context(OpenTarget(target));
+    let editing = RwSignal::new(None::<String>);
+    provide_context(EditTarget(editing));
     let open = Action::new(move |(id, reason): &(String, String)| {
         let (id, reason) = (id.clone(), reason.clone());
         async move { admin_open(id, reason).await }
@@ -450,6 +542,12 @@ pub fn BankPage() -> impl IntoView {
             })}
         </Transition>
         <OverrideForm target open/>
+        <Show when=move || editing.get().is_some()>
+            <RecordEditor record_type="compartment" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit compartment"/>
+            <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the compartment editor"</button>
+        </Show>
+        <RecordEditor record_type="locker-bank" record_id=Signal::derive(bank_id) heading="Details"/>
+        <ImportForm bank_id=Signal::derive(bank_id)/>
         <section class="mt-10 rounded-xl border border-red-200 bg-white p-4" aria-labelledby="decommission-h">
             <h2 id="decommission-h" class="font-semibold text-red-800">"Decommission"</h2>
             <p class="mt-1 text-sm text-slate-700">
@@ -591,6 +689,8 @@ fn Confirm(
 #[component]
 fn CompartmentCard(c: CompartmentRow) -> impl IntoView {
     let target = use_context::<OpenTarget>().map(|t| t.0);
+    let edit = use_context::<EditTarget>().map(|t| t.0);
+    let edit_id = c.id.clone();
     let title = match &c.label {
         Some(l) => format!("#{} {l}", c.number),
         None => format!("#{}", c.number),
@@ -626,6 +726,100 @@ fn CompartmentCard(c: CompartmentRow) -> impl IntoView {
                 class="mt-3 rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500">
                 "Open"
             </button>
+            <button type="button" data-testid="compartment-edit"
+                on:click=move |_| {
+                    if let Some(e) = edit {
+                        e.set(Some(edit_id.clone()));
+                    }
+                }
+                class="ml-2 mt-3 rounded-md border border-slate-300 px-3 py-1.5 text-sm">
+                "Edit"
+            </button>
         </li>
+    }
+}
+
+/// Compartments from CSV (`number,size,label`), through the API: one
+/// summary envelope for the whole import, so open pages refresh once.
+#[component]
+fn ImportForm(bank_id: Signal<String>) -> impl IntoView {
+    let csv = RwSignal::new(String::new());
+    let import = Action::new_local(move |_: &()| {
+        let (id, body) = (bank_id.get_untracked(), csv.get_untracked());
+        async move { import_csv(id, body).await }
+    });
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-labelledby="import-h">
+            <h2 id="import-h" class="font-semibold">"Import compartments"</h2>
+            <p class="mt-1 text-sm text-slate-700">
+                "CSV with the columns number, size and label. A new number adds a compartment; an existing one is updated. All rows or none."
+            </p>
+            <form class="mt-2" on:submit=move |ev| {
+                ev.prevent_default();
+                import.dispatch(());
+            }>
+                <textarea data-testid="import-csv" rows="4" required placeholder="number,size,label&#10;1,small,Parcels"
+                    class="w-full rounded-md border border-slate-300 px-3 py-1.5 font-mono text-sm"
+                    prop:value=move || csv.get() on:input=move |ev| csv.set(event_target_value(&ev))></textarea>
+                <button type="submit" data-testid="import-submit" disabled=move || import.pending().get()
+                    class="mt-2 rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-semibold text-white hover:bg-indigo-500 disabled:opacity-50">
+                    "Import"
+                </button>
+            </form>
+            <p role="status" class="mt-2 text-sm" data-testid="import-result">
+                {move || import.value().get().map(|r| match r {
+                    Ok(m) => m,
+                    Err(m) => m,
+                })}
+            </p>
+        </section>
+    }
+}
+
+/// `POST /api/v1/locker-banks/{id}/compartments/import`: what it did, or
+/// why not, in words.
+async fn import_csv(bank_id: String, body: String) -> Result<String, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        #[derive(serde::Deserialize)]
+        struct Summary {
+            added: i64,
+            updated: i64,
+            unchanged: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            message: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Refusal {
+            error: Detail,
+        }
+        let url = format!("/api/v1/locker-banks/{bank_id}/compartments/import");
+        let answer = gloo_net::http::Request::post(&url)
+            .header("Content-Type", "text/csv")
+            .header("Accept", "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?
+            .send()
+            .await
+            .map_err(|e| format!("Could not reach the server ({e})."))?;
+        if answer.ok() {
+            let s: Summary = answer.json().await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Imported: {} added, {} updated, {} unchanged.",
+                s.added, s.updated, s.unchanged
+            ))
+        } else {
+            let r: Option<Refusal> = answer.json().await.ok();
+            Err(r
+                .map(|r| r.error.message)
+                .unwrap_or_else(|| "The import was refused.".into()))
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (bank_id, body);
+        Err("Importing needs the browser.".into())
     }
 }

@@ -12,6 +12,8 @@
 //!   live provisioning progress;
 //! - [`access`]: granting and revoking compartments, with validity windows;
 //! - [`users`]: the tenant's accounts (create, role, disable);
+//! - [`records`]: the editor every edited record shares (version guard,
+//!   "updated by someone else", the conflict dialog, who else is here);
 //! - [`notifications`]: the admin's ended commands and the unread count;
 //! - [`toasts`]: the toasts, and the notification of the admin's own
 //!   commands ending.
@@ -22,6 +24,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod notifications;
 pub mod provisioning;
+pub mod records;
 pub mod toasts;
 pub mod users;
 

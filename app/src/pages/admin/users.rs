@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use crate::realtime::LiveResource;
 use serde::{Deserialize, Serialize};
 
-use super::{failure, PageTitle};
+use super::{failure, records::editor::RecordEditor, PageTitle};
 use crate::{auth::SignedIn, error::AppError, realtime::client::SocketClient};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,8 +177,13 @@ pub fn Users() -> impl IntoView {
             r
         }
     });
+    let editing = RwSignal::new(None::<String>);
     view! {
         <PageTitle title="Users" lead="The accounts of this tenant: create one, set its role, disable it."/>
+        <Show when=move || editing.get().is_some()>
+            <RecordEditor record_type="user" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit account"/>
+            <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the account editor"</button>
+        </Show>
         <NewUserForm create/>
         {move || change.value().get().and_then(|r| r.err()).map(|e| view! {
             <p role="alert" class="mt-4 rounded-md bg-red-50 px-3 py-2 text-sm text-red-800">{e.to_string()}</p>
@@ -186,7 +191,7 @@ pub fn Users() -> impl IntoView {
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match overview.read().await {
-                    Ok(o) => view! { <UserTable users=o.users filter change/> }.into_any(),
+                    Ok(o) => view! { <UserTable users=o.users filter change editing/> }.into_any(),
                     Err(e) => failure(e),
                 }
             })}
@@ -256,6 +261,7 @@ fn UserTable(
     users: Vec<UserRow>,
     filter: RwSignal<String>,
     change: Action<Change, Result<(), AppError>>,
+    editing: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let visible = move || {
         let needle = filter.get().to_lowercase();
@@ -295,7 +301,7 @@ fn UserTable(
                     </thead>
                     <tbody data-testid="user-rows">
                         <For each=visible key=|u| (u.id.clone(), u.version) let:u>
-                            <UserRowView u change/>
+                            <UserRowView u change editing/>
                         </For>
                     </tbody>
                 </table>
@@ -305,15 +311,25 @@ fn UserTable(
 }
 
 #[component]
-fn UserRowView(u: UserRow, change: Action<Change, Result<(), AppError>>) -> impl IntoView {
-    let (id, id2) = (u.id.clone(), u.id.clone());
+fn UserRowView(
+    u: UserRow,
+    change: Action<Change, Result<(), AppError>>,
+    editing: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let (id, id2, id3) = (u.id.clone(), u.id.clone(), u.id.clone());
     let disabled = u.disabled;
     let version = u.version;
     let role_label = format!("Role of {}", u.email);
     view! {
         <tr class="border-t border-slate-100" data-testid="user-row" data-email=u.email.clone()>
             <td class="px-4 py-2">{u.email.clone()}{u.is_me.then_some(" (you)")}</td>
-            <td class="px-4 py-2">{u.name.clone()}</td>
+            <td class="px-4 py-2">
+                {u.name.clone()}
+                {(!u.is_me).then(|| view! {
+                    <button type="button" data-testid="user-edit" class="ml-2 text-xs text-slate-600 underline"
+                        on:click=move |_| editing.set(Some(id3.clone()))>"Edit"</button>
+                })}
+            </td>
             <td class="px-4 py-2">
                 {if u.is_me {
                     view! { <span>{u.role.clone()}</span> }.into_any()
