@@ -25,8 +25,10 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, Link, MetaTags, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    path, SsrMode,
+    path, Lazy, SsrMode,
 };
+
+use pages::admin::routes as admin;
 
 /// The Content-Security-Policy of a page: scripts only from this site or
 /// inline with this response's nonce (Leptos puts it on the hydration
@@ -106,17 +108,20 @@ pub fn App() -> impl IntoView {
                 // Async: the server sends each page whole, once its data
                 // is read (no streamed fallbacks to swap in), so what the
                 // browser hydrates is exactly what it was sent.
-                <ParentRoute path=path!("/admin") view=pages::admin::AdminLayout ssr=SsrMode::Async>
-                    <Route path=path!("") view=pages::admin::dashboard::Dashboard ssr=SsrMode::Async/>
-                    <Route path=path!("banks") view=pages::admin::banks::Banks ssr=SsrMode::Async/>
-                    <Route path=path!("banks/:id/provisioning") view=pages::admin::provisioning::ProvisioningProgress ssr=SsrMode::Async/>
-                    <Route path=path!("banks/:id") view=pages::admin::banks::BankPage ssr=SsrMode::Async/>
-                    <Route path=path!("provisioning") view=pages::admin::provisioning::Provisioning ssr=SsrMode::Async/>
-                    <Route path=path!("commands") view=pages::admin::commands::Commands ssr=SsrMode::Async/>
-                    <Route path=path!("commands/:id") view=pages::admin::commands::CommandTimeline ssr=SsrMode::Async/>
-                    <Route path=path!("access") view=pages::admin::access::Access ssr=SsrMode::Async/>
-                    <Route path=path!("users") view=pages::admin::users::Users ssr=SsrMode::Async/>
-                    <Route path=path!("notifications") view=pages::admin::notifications::Notifications ssr=SsrMode::Async/>
+                // Lazy: the panel's code is fetched when an admin page is
+                // first shown (`cargo leptos build --split`), so the
+                // end-user app's first load does not carry it.
+                <ParentRoute path=path!("/admin") view={Lazy::<admin::Layout>::new()} ssr=SsrMode::Async>
+                    <Route path=path!("") view={Lazy::<admin::Dashboard>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("banks") view={Lazy::<admin::Banks>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("banks/:id/provisioning") view={Lazy::<admin::ProvisioningProgress>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("banks/:id") view={Lazy::<admin::BankPage>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("provisioning") view={Lazy::<admin::Provisioning>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("commands") view={Lazy::<admin::Commands>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("commands/:id") view={Lazy::<admin::CommandTimeline>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("access") view={Lazy::<admin::Access>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("users") view={Lazy::<admin::Users>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("notifications") view={Lazy::<admin::Notifications>::new()} ssr=SsrMode::Async/>
                 </ParentRoute>
                 <Route path=path!("/my") view=pages::user_home::UserHome/>
             </Routes>

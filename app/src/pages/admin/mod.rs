@@ -16,7 +16,9 @@
 //!   "updated by someone else", the conflict dialog, who else is here);
 //! - [`notifications`]: the admin's ended commands and the unread count;
 //! - [`toasts`]: the toasts, and the notification of the admin's own
-//!   commands ending.
+//!   commands ending;
+//! - [`routes`]: the pages (and the layout) as lazy routes, each a wasm
+//!   chunk of its own.
 
 pub mod access;
 pub mod banks;
@@ -25,6 +27,7 @@ pub mod dashboard;
 pub mod notifications;
 pub mod provisioning;
 pub mod records;
+pub mod routes;
 pub mod toasts;
 pub mod users;
 
