@@ -188,8 +188,12 @@ test("tables: ten quick changes, one refresh; an inline edit holds it; an import
   }
   await expect(table).toHaveAttribute("data-waiting", "10");
   expect(lists).toBe(0);
+  // A half-typed search keeps its text and focus through the refresh.
+  await a.getByTestId("bank-search").fill("half-typ");
   await a.clock.runFor(3_100);
   await expect(table).toHaveAttribute("data-refreshes", "1");
+  await expect(a.getByTestId("bank-search")).toBeFocused();
+  await expect(a.getByTestId("bank-search")).toHaveValue("half-typ");
   await expect(table.locator(`[data-bank-id="${banks[0].id}"]`)).toContainText("Quick 9");
   await expect(table.locator(`[data-bank-id="${banks[0].id}"]`)).toHaveAttribute("data-changed", "true");
   expect(lists).toBe(1);
@@ -256,6 +260,31 @@ test("tables: ten quick changes, one refresh; an inline edit holds it; an import
   ).json()) as { events: { event: string }[] };
   expect(after.events.map((e) => e.event)).toEqual(["RecordsImported"]);
   expect(pages.length).toBe(1);
+});
+
+test("the users table: another admin's edit refreshes it once, in place; the filter typed stays", async ({ browser, baseURL }) => {
+  const base = baseURL!;
+  const { page: a, errors } = await admin(browser, base, ADMIN);
+  const { page: b } = await admin(browser, base, ADMIN2);
+  await open(a, "/admin/users");
+  const filter = a.getByTestId("user-filter");
+  await filter.fill("e2e.test");
+  const users = (await (await b.request.get("/api/v1/users")).json()) as { id: string; email: string }[];
+  const uma = users.find((u) => u.email === "user@e2e.test")!;
+  const got = await b.request.get(`/api/v1/users/${uma.id}`);
+  const name = `Uma ${Date.now()}`;
+  const res = await b.request.patch(`/api/v1/users/${uma.id}`, {
+    headers: { Origin: base, "If-Match": got.headers()["etag"] },
+    data: { name },
+  });
+  expect(res.status()).toBe(200);
+  const row = a.locator('[data-testid=user-row][data-email="user@e2e.test"]');
+  await expect(row).toContainText(name);
+  await expect(row).toHaveAttribute("data-changed", "true");
+  await expect(a.getByTestId("user-table")).toHaveAttribute("data-refreshes", "1");
+  await expect(filter).toBeFocused();
+  await expect(filter).toHaveValue("e2e.test");
+  expect(errors).toEqual([]);
 });
 
 test("the other tenant's admin is refused on the record channels and the version endpoint", async ({ browser, baseURL }) => {

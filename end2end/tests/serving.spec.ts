@@ -64,14 +64,20 @@ async function firstLoad(p: Page, path: string): Promise<{ bytes: number; wasm: 
   let bytes = 0;
   let wasm = 0;
   cdp.on("Network.responseReceived", (e: any) => urls.set(e.requestId, e.response.url));
+  const files: string[] = [];
   cdp.on("Network.loadingFinished", (e: any) => {
     bytes += e.encodedDataLength;
-    if ((urls.get(e.requestId) ?? "").endsWith(".wasm")) wasm += e.encodedDataLength;
+    const url = urls.get(e.requestId) ?? "";
+    if (url.endsWith(".wasm")) {
+      wasm += e.encodedDataLength;
+      files.push(url.split("/pkg/")[1]?.split(".")[0] ?? url);
+    }
   });
   await p.goto(path);
   await p.locator("body[data-hydrated]").waitFor();
   await p.waitForLoadState("networkidle");
   await cdp.detach();
+  console.log(`wasm files for ${path}: ${files.sort().join(" ")}`);
   return { bytes, wasm };
 }
 
@@ -86,6 +92,8 @@ test("first-load bytes of the end-user app and of /admin", async ({ browser }) =
     const p = await context.newPage();
     await signIn(p, who);
     await p.waitForURL(/\/(my|admin)$/);
+    // The landing page settled first: nothing of it counts below.
+    await p.waitForLoadState("networkidle");
     figures[path] = await firstLoad(p, path);
     await context.close();
   }

@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use crate::realtime::LiveResource;
+use crate::realtime::table_sync::{use_table_sync, TableLiveBar, TableSync};
 use serde::{Deserialize, Serialize};
 
 use super::{failure, records::editor::RecordEditor, PageTitle};
@@ -29,12 +29,17 @@ pub struct AdminOverviewData {
     pub me: SignedIn,
     pub tenant_name: String,
     pub users: Vec<UserRow>,
+    /// `private-tenant.{id}.users`: account edits.
+    pub live: super::Followed,
 }
 
 #[server(prefix = "/sfn", endpoint = "admin_overview", output = crate::codec::Json)]
 pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
     use crate::auth::ssr;
-    use lockstep_core::identity::{accounts, tokens::Ability};
+    use lockstep_core::{
+        eventstore::channels::Channel,
+        identity::{accounts, tokens::Ability},
+    };
 
     let principal = ssr::require(Ability::UserRead).await?;
     let user = principal.user();
@@ -56,10 +61,12 @@ pub async fn load_admin_overview() -> Result<AdminOverviewData, AppError> {
             version: a.version,
         })
         .collect();
+    let live = super::followed(&services, Channel::TenantUsers(user.tenant_id)).await?;
     Ok(AdminOverviewData {
         me: ssr::to_current(user),
         tenant_name: tenant,
         users,
+        live,
     })
 }
 
@@ -153,14 +160,24 @@ mod ssr {
 
 #[component]
 pub fn Users() -> impl IntoView {
-    let overview = LiveResource::new(|| (), |_| load_admin_overview());
+    let overview = Resource::new_blocking(|| (), |_| load_admin_overview());
+    // Live changes (and the admin's own) refresh the rows in place: the
+    // table is rendered once, so the filter and focus stay.
+    let fresh = RwSignal::new(None::<Vec<UserRow>>);
+    let (sync, live) = use_table_sync(move || {
+        leptos::task::spawn_local(async move {
+            if let Ok(o) = load_admin_overview().await {
+                fresh.try_set(Some(o.users));
+            }
+        });
+    });
     // Outside the table, so a refetch keeps them.
     let filter = RwSignal::new(String::new());
     let create = Action::new(move |(email, name, role): &(String, String, String)| {
         let (email, name, role) = (email.clone(), name.clone(), role.clone());
         async move {
             let r = create_user(email, Some(name), role).await;
-            overview.refetch();
+            sync.refresh_now();
             r
         }
     });
@@ -173,7 +190,7 @@ pub fn Users() -> impl IntoView {
                     set_user_disabled(id, disabled, version).await
                 }
             };
-            overview.refetch();
+            sync.refresh_now();
             r
         }
     });
@@ -190,8 +207,11 @@ pub fn Users() -> impl IntoView {
         })}
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match overview.read().await {
-                    Ok(o) => view! { <UserTable users=o.users filter change editing/> }.into_any(),
+                match overview.await {
+                    Ok(o) => {
+                        live.follow(&[(&o.live.channel, o.live.seq)]);
+                        view! { <UserTable users=o.users fresh sync filter change editing/> }.into_any()
+                    }
                     Err(e) => failure(e),
                 }
             })}
@@ -259,13 +279,18 @@ fn NewUserForm(create: CreateAction) -> impl IntoView {
 #[component]
 fn UserTable(
     users: Vec<UserRow>,
+    fresh: RwSignal<Option<Vec<UserRow>>>,
+    sync: TableSync,
     filter: RwSignal<String>,
     change: Action<Change, Result<(), AppError>>,
     editing: RwSignal<Option<String>>,
 ) -> impl IntoView {
+    let first = StoredValue::new(users);
+    let current = Memo::new(move |_| fresh.get().unwrap_or_else(|| first.get_value()));
     let visible = move || {
         let needle = filter.get().to_lowercase();
-        users
+        current
+            .get()
             .iter()
             .filter(|u| {
                 needle.is_empty()
@@ -289,7 +314,8 @@ fn UserTable(
                     class="w-full max-w-xs rounded-md border border-slate-300 px-3 py-1.5 text-sm"
                 />
             </div>
-            <div class="overflow-x-auto">
+            <div class="px-4"><TableLiveBar sync/></div>
+            <div class="overflow-x-auto" data-testid="user-table" data-refreshes=move || sync.refreshes.get() data-waiting=move || sync.waiting.get()>
                 <table class="w-full text-left text-sm">
                     <thead class="text-slate-600">
                         <tr>
@@ -300,8 +326,8 @@ fn UserTable(
                         </tr>
                     </thead>
                     <tbody data-testid="user-rows">
-                        <For each=visible key=|u| (u.id.clone(), u.version) let:u>
-                            <UserRowView u change editing/>
+                        <For each=visible key=|u| (u.id.clone(), u.version, u.name.clone()) let:u>
+                            <UserRowView u sync change editing/>
                         </For>
                     </tbody>
                 </table>
@@ -313,6 +339,7 @@ fn UserTable(
 #[component]
 fn UserRowView(
     u: UserRow,
+    sync: TableSync,
     change: Action<Change, Result<(), AppError>>,
     editing: RwSignal<Option<String>>,
 ) -> impl IntoView {
@@ -320,8 +347,19 @@ fn UserRowView(
     let disabled = u.disabled;
     let version = u.version;
     let role_label = format!("Role of {}", u.email);
+    let flashed = {
+        let id = u.id.clone();
+        Signal::derive(move || sync.flash.with(|f| f.contains(&id)))
+    };
+    let row_class = move || {
+        if flashed.get() {
+            "border-t border-slate-100 bg-amber-50 transition-colors"
+        } else {
+            "border-t border-slate-100 transition-colors"
+        }
+    };
     view! {
-        <tr class="border-t border-slate-100" data-testid="user-row" data-email=u.email.clone()>
+        <tr class=row_class data-testid="user-row" data-email=u.email.clone() data-changed=move || flashed.get().to_string()>
             <td class="px-4 py-2">{u.email.clone()}{u.is_me.then_some(" (you)")}</td>
             <td class="px-4 py-2">
                 {u.name.clone()}
