@@ -100,6 +100,7 @@ test("editor: presence, silent refresh when clean, banner when dirty, the confli
   await editor(a).getByTestId("record-save").click();
   const dialog = a.getByTestId("conflict");
   await expect(dialog).toBeVisible();
+  await expect(dialog.locator("#conflict-h")).toBeFocused();
   await expect(dialog.getByTestId("conflict-name")).toHaveAttribute("data-clash", "false");
   await expect(dialog.getByTestId("conflict-name").getByTestId("theirs")).toHaveText(renamed);
   await expect(dialog.getByTestId("conflict-notes").getByTestId("mine")).toContainText("A's note");
@@ -260,6 +261,15 @@ test("tables: ten quick changes, one refresh; an inline edit holds it; an import
   ).json()) as { events: { event: string }[] };
   expect(after.events.map((e) => e.event)).toEqual(["RecordsImported"]);
   expect(pages.length).toBe(1);
+
+  // The same import from the bank page: one more compartment, in words.
+  await p.getByTestId("import-csv").fill("number,size,label\n201,large,From the page");
+  await p.getByTestId("import-submit").click();
+  await expect(p.getByTestId("import-result")).toHaveText("Imported: 1 added, 0 updated, 0 unchanged.");
+  await expect(p.getByTestId("compartments").locator("li")).toHaveCount(201);
+  await p.getByTestId("import-csv").fill("number,size\n1,gigantic");
+  await p.getByTestId("import-submit").click();
+  await expect(p.getByTestId("import-result")).toContainText("gigantic");
 });
 
 test("the users table: another admin's edit refreshes it once, in place; the filter typed stays", async ({ browser, baseURL }) => {

@@ -12,7 +12,10 @@ use super::{failure, records::editor::RecordEditor, Followed, PageTitle};
 use crate::{
     error::AppError,
     format,
-    realtime::{client::SocketClient, use_live_refetch},
+    realtime::{
+        client::SocketClient,
+        table_sync::{use_table_sync, TableLiveBar},
+    },
 };
 
 /// A grant as the table shows it.
@@ -181,7 +184,9 @@ struct EditGrant(RwSignal<Option<String>>);
 pub fn Access() -> impl IntoView {
     let include_revoked = RwSignal::new(false);
     let data = LiveResource::new(move || include_revoked.get(), access_overview);
-    let live = use_live_refetch(move || data.refetch());
+    // The lockers channel is busy (heartbeats, doors): its changes refresh
+    // the grants once per throttle, or not while paused.
+    let (sync, live) = use_table_sync(move || data.refetch());
     let draft = Draft {
         compartment: RwSignal::new(String::new()),
         email: RwSignal::new(String::new()),
@@ -212,6 +217,7 @@ pub fn Access() -> impl IntoView {
             <RecordEditor record_type="grant" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Validity window"/>
             <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the window editor"</button>
         </Show>
+        <TableLiveBar sync/>
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.read().await {

@@ -538,6 +538,21 @@ fn ConflictDialog(ed: Editor) -> impl IntoView {
             .unwrap_or("")
     };
     let reapply = Action::new_local(move |theirs: &StaleRecord| ed.reapply(theirs.clone()));
+    // Focus moves into the dialog when it opens (its heading).
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if ed.conflict.with(Option::is_some) {
+            request_animation_frame(|| {
+                use wasm_bindgen::JsCast;
+                if let Some(h) = document()
+                    .get_element_by_id("conflict-h")
+                    .and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = h.focus();
+                }
+            });
+        }
+    });
     let undecided = move || {
         ed.choices
             .with(|c| c.iter().any(|(_, keep)| keep.is_none()))
@@ -549,9 +564,10 @@ fn ConflictDialog(ed: Editor) -> impl IntoView {
             let (t1, t2) = (theirs.clone(), theirs.clone());
             view! {
                 <div role="dialog" aria-modal="true" aria-labelledby="conflict-h" data-testid="conflict"
+                    on:keydown=move |ev| if ev.key() == "Escape" { ed.conflict.set(None) }
                     class="fixed inset-0 z-30 flex items-center justify-center bg-slate-900/40 p-4">
                     <div class="max-h-full w-full max-w-2xl overflow-auto rounded-xl bg-white p-5 shadow-xl">
-                        <h2 id="conflict-h" class="text-lg font-semibold">{format!("{who} saved this while you were editing")}</h2>
+                        <h2 id="conflict-h" tabindex="-1" class="text-lg font-semibold">{format!("{who} saved this while you were editing")}</h2>
                         <p class="mt-1 text-sm text-slate-700">"Nothing of yours was saved. Choose what to keep."</p>
                         <table class="mt-3 w-full text-left text-sm">
                             <thead class="text-slate-600">
