@@ -126,6 +126,26 @@ test("editor: presence, silent refresh when clean, banner when dirty, the confli
   await dialog.getByTestId("conflict-theirs").click();
   await expect(field(a, "location")).toHaveValue("B's hall");
   expect((await stored(a, bank.id)).location).toBe("B's hall");
+
+  // "Reload latest" asks first, then discards A's changes for B's.
+  await field(a, "notes").fill("to be discarded");
+  await field(b, "notes").fill("B's note");
+  await b.getByTestId("record-save").click();
+  await editor(a).getByTestId("banner-reload").click();
+  await expect(field(a, "notes")).toHaveValue("to be discarded");
+  await editor(a).getByTestId("banner-reload-confirm").click();
+  await expect(field(a, "notes")).toHaveValue("B's note");
+  await expect(editor(a).getByTestId("record-banner")).toHaveCount(0);
+
+  // A compartment's editor: B's card shows the new label, live.
+  await a.getByTestId("compartment-1").getByTestId("compartment-edit").click();
+  const compartment = a.getByTestId("editor-compartment");
+  await compartment.getByTestId("field-label").fill("Parcels");
+  await compartment.getByTestId("field-size").selectOption("large");
+  await compartment.getByTestId("record-save").click();
+  await expect(compartment.getByTestId("record-status")).toHaveText("Saved.");
+  await expect(b.getByTestId("compartment-1")).toContainText("#1 Parcels");
+  await expect(b.getByTestId("compartment-1")).toContainText("large");
   // The refused saves are the browser's own log lines; nothing else.
   expect(errors.filter((e) => !e.includes("409 (Conflict)"))).toEqual([]);
 });
