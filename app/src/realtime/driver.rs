@@ -541,7 +541,7 @@ fn subscribe(shared: &Shared, channel: String) {
             return;
         }
         // A presence channel is not a log: no cursor, nothing to resume.
-        let seq = if channel.starts_with("presence-") {
+        let seq = if channel.parse::<lockstep_wire::PresenceChannel>().is_ok() {
             None
         } else {
             match d.cursors.get(&channel) {

@@ -106,7 +106,12 @@ impl TableSync {
         set_timeout(
             move || {
                 this.scheduled.try_set_value(false);
-                if !this.paused.get_untracked() && !this.editing.get_untracked() {
+                // The table may be gone (a disposed signal must not be
+                // read), held, or refreshed meanwhile ("Reload now").
+                let due = this.paused.try_get_untracked() == Some(false)
+                    && this.editing.try_get_untracked() == Some(false)
+                    && this.waiting.try_get_untracked().is_some_and(|n| n > 0);
+                if due {
                     this.refresh_now();
                 }
             },
@@ -119,6 +124,9 @@ impl TableSync {
         let Some(Some(refresh)) = self.refresh.try_get_value() else {
             return;
         };
+        if self.waiting.try_get_untracked().is_none() {
+            return;
+        }
         let changed = self.rows.try_update(std::mem::take).unwrap_or_default();
         self.waiting.set(0);
         self.kept_at.set(0);

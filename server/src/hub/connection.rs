@@ -301,6 +301,25 @@ fn client_event(hub: &Hub, socket_id: &SocketId, out: &mpsc::Sender<Out>, frame:
                 Ok(PresenceChannel::Record(..))
             )
         });
+    let mut frame = frame;
+    if editing_mark {
+        // Only the mark itself: `{"editing": bool}`, nothing else rides on it.
+        match frame
+            .data
+            .get("editing")
+            .and_then(serde_json::Value::as_bool)
+        {
+            Some(editing) => frame.data = serde_json::json!({ "editing": editing }),
+            None => {
+                return reject(
+                    out,
+                    code::REJECTED,
+                    "client-editing carries {\"editing\": true|false}",
+                    "hub_bad_frame",
+                )
+            }
+        }
+    }
     if !hub.limits.client_events && !editing_mark {
         return reject(
             out,

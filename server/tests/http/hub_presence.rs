@@ -829,9 +829,16 @@ async fn the_editing_mark_is_relayed_on_a_records_presence_channel() {
         sockets.push(ws);
     }
     let (mut a, mut b) = (sockets.remove(0), sockets.remove(0));
+    // Anything but the mark is refused, not relayed.
     send(
         &mut a,
-        json!({"event": "client-editing", "channel": channel, "data": {"editing": true}}),
+        json!({"event": "client-editing", "channel": channel, "data": {"note": "hi"}}),
+    )
+    .await;
+    assert_eq!(next_frame(&mut a).await["data"]["code"], 4301);
+    send(
+        &mut a,
+        json!({"event": "client-editing", "channel": channel, "data": {"editing": true, "note": "hi"}}),
     )
     .await;
     let got = next_frame(&mut b).await;

@@ -8,7 +8,11 @@ use leptos::prelude::*;
 use crate::realtime::LiveResource;
 use serde::{Deserialize, Serialize};
 
-use super::{failure, records::editor::RecordEditor, Followed, PageTitle};
+use super::{
+    failure,
+    records::{editor::RecordEditor, RecordType},
+    Followed, PageTitle,
+};
 use crate::{
     error::AppError,
     format,
@@ -214,7 +218,7 @@ pub fn Access() -> impl IntoView {
     view! {
         <PageTitle title="Access" lead="Who may open which compartment, and when (times in UTC)."/>
         <Show when=move || editing.get().is_some()>
-            <RecordEditor record_type="grant" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Validity window"/>
+            <RecordEditor record_type=RecordType::Grant record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Validity window"/>
             <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the window editor"</button>
         </Show>
         <TableLiveBar sync/>

@@ -13,7 +13,7 @@ use leptos_router::{
     components::A,
     hooks::{use_params_map, use_query_map},
 };
-use lockstep_wire::OpenStatus;
+use lockstep_wire::{OpenStatus, RecordType};
 use serde::{Deserialize, Serialize};
 
 use super::{failure, records::editor::RecordEditor, Followed, PageTitle};
@@ -176,7 +176,9 @@ pub fn Banks() -> impl IntoView {
         let q = query.get_untracked();
         leptos::task::spawn_local(async move {
             let page = q.get("page").and_then(|p| p.parse().ok());
-            if let Ok(l) = bank_list(q.get("q"), q.get("status"), page).await {
+            let answer = bank_list(q.get("q"), q.get("status"), page).await;
+            // An answer for a search the admin has since left is dropped.
+            if let (Ok(l), Some(true)) = (answer, query.try_get_untracked().map(|now| now == q)) {
                 fresh.try_set(Some(l));
             }
         });
@@ -225,10 +227,23 @@ fn BankTable(
         let (id, name, version) = (id.clone(), name.clone(), *version);
         async move {
             let values = vec![("name".to_string(), name)];
-            let r = super::records::save_record("locker-bank".into(), id, version, values).await;
-            if r.is_ok() {
-                rename.set(None);
-                sync.refresh_now();
+            let kind = RecordType::LockerBank.as_str().to_string();
+            let r = super::records::save_record(kind, id, version, values).await;
+            match &r {
+                Ok(_) => {
+                    rename.try_set(None);
+                    sync.refresh_now();
+                }
+                // Refused and said why: a second Save is made knowingly,
+                // on the version that refused it.
+                Err(AppError::Stale(stale)) => {
+                    rename.try_update(|r| {
+                        if let Some(r) = r.as_mut() {
+                            r.2 = stale.version;
+                        }
+                    });
+                }
+                Err(_) => {}
             }
             r.map(|_| ())
         }
@@ -543,10 +558,10 @@ pub fn BankPage() -> impl IntoView {
         </Transition>
         <OverrideForm target open/>
         <Show when=move || editing.get().is_some()>
-            <RecordEditor record_type="compartment" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit compartment"/>
+            <RecordEditor record_type=RecordType::Compartment record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit compartment"/>
             <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the compartment editor"</button>
         </Show>
-        <RecordEditor record_type="locker-bank" record_id=Signal::derive(bank_id) heading="Details"/>
+        <RecordEditor record_type=RecordType::LockerBank record_id=Signal::derive(bank_id) heading="Details"/>
         <ImportForm bank_id=Signal::derive(bank_id)/>
         <section class="mt-10 rounded-xl border border-red-200 bg-white p-4" aria-labelledby="decommission-h">
             <h2 id="decommission-h" class="font-semibold text-red-800">"Decommission"</h2>

@@ -8,7 +8,11 @@ use leptos::prelude::*;
 use crate::realtime::table_sync::{use_table_sync, TableLiveBar, TableSync};
 use serde::{Deserialize, Serialize};
 
-use super::{failure, records::editor::RecordEditor, PageTitle};
+use super::{
+    failure,
+    records::{editor::RecordEditor, RecordType},
+    PageTitle,
+};
 use crate::{auth::SignedIn, error::AppError, realtime::client::SocketClient};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,7 +202,7 @@ pub fn Users() -> impl IntoView {
     view! {
         <PageTitle title="Users" lead="The accounts of this tenant: create one, set its role, disable it."/>
         <Show when=move || editing.get().is_some()>
-            <RecordEditor record_type="user" record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit account"/>
+            <RecordEditor record_type=RecordType::User record_id=Signal::derive(move || editing.get().unwrap_or_default()) heading="Edit account"/>
             <button type="button" class="mt-2 text-sm underline" on:click=move |_| editing.set(None)>"Close the account editor"</button>
         </Show>
         <NewUserForm create/>

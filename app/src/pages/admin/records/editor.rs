@@ -17,7 +17,7 @@ use lockstep_wire::{envelope::names, record::RecordUpdated};
 use super::{
     fields_of,
     merge::{self, value, Values},
-    read_record, save_record, Field, Kind, RecordForm,
+    read_record, save_record, Field, Kind, RecordForm, RecordType,
 };
 use crate::{
     error::{AppError, StaleRecord},
@@ -63,7 +63,7 @@ struct Editor {
 }
 
 impl Editor {
-    fn new(record_type: &'static str) -> Self {
+    fn new(record_type: RecordType) -> Self {
         Editor {
             fields: fields_of(record_type),
             stored: RwSignal::new(None),
@@ -77,6 +77,23 @@ impl Editor {
         }
     }
 
+    /// Whether the editor still exists: timers and answers that arrive
+    /// after it was closed do nothing (a disposed signal must not be read).
+    fn alive(&self) -> bool {
+        self.stored.try_with_untracked(|_| ()).is_some()
+            && self.mine.try_with_untracked(|_| ()).is_some()
+    }
+
+    /// Another record in the same editor (its id changed): nothing of the
+    /// last one's banner, dialog or status stays.
+    fn switch_to(&self, form: RecordForm) {
+        self.dismissed.set(0);
+        self.status.set(None);
+        self.conflict.set(None);
+        self.choices.set(Vec::new());
+        self.load(form);
+    }
+
     /// Shows `form` as the stored record, discarding the form's values.
     fn load(&self, form: RecordForm) {
         self.mine.set(form.values.clone());
@@ -87,7 +104,8 @@ impl Editor {
 
     fn version(&self) -> i64 {
         self.stored
-            .with_untracked(|s| s.as_ref().map(|s| s.version))
+            .try_with_untracked(|s| s.as_ref().map(|s| s.version))
+            .flatten()
             .unwrap_or(0)
     }
 
@@ -130,7 +148,7 @@ impl Editor {
     /// once; a dirty one shows the banner (unless this version was
     /// dismissed).
     fn heard_of(&self, newer: Newer) {
-        if newer.version <= self.version() {
+        if !self.alive() || newer.version <= self.version() {
             return;
         }
         if self.dirty_untracked() {
@@ -156,13 +174,39 @@ impl Editor {
         };
         let this = *self;
         leptos::task::spawn_local(async move {
-            match read_record(kind, id).await {
+            let answer = read_record(kind, id).await;
+            if !this.alive() {
+                return;
+            }
+            match answer {
                 Ok(form) => {
                     if form.version >= this.version() {
                         this.load(form);
                     }
                 }
                 Err(e) => this.status.set(Some(Err(e.to_string()))),
+            }
+        });
+    }
+
+    /// Reads the record's last edit and treats it as heard of (after the
+    /// log lost track: never a made-up version).
+    fn check(&self) {
+        let Some((kind, id)) = self
+            .stored
+            .try_with_untracked(|s| s.as_ref().map(|s| (s.record_type.clone(), s.id.clone())))
+            .flatten()
+        else {
+            return;
+        };
+        let this = *self;
+        leptos::task::spawn_local(async move {
+            if let Ok(form) = read_record(kind, id).await {
+                this.heard_of(Newer {
+                    version: form.version,
+                    by: form.updated_by,
+                    at: form.updated_at,
+                });
             }
         });
     }
@@ -179,11 +223,7 @@ impl Editor {
                 }
             }
             // The log no longer reaches back to where the form was read.
-            Delivery::Reset => self.heard_of(Newer {
-                version: self.version() + 1,
-                by: None,
-                at: None,
-            }),
+            Delivery::Reset => self.check(),
         }
     }
 
@@ -198,7 +238,11 @@ impl Editor {
         if changes.is_empty() {
             return;
         }
-        match save_record(kind, id, version, changes).await {
+        let answer = save_record(kind, id, version, changes).await;
+        if !self.alive() {
+            return;
+        }
+        match answer {
             Ok(form) => {
                 self.load(form);
                 self.status.set(Some(Ok("Saved.".into())));
@@ -280,13 +324,13 @@ impl Editor {
 /// the page renders whole, then goes live).
 #[component]
 pub fn RecordEditor(
-    record_type: &'static str,
+    record_type: RecordType,
     #[prop(into)] record_id: Signal<String>,
     #[prop(into)] heading: String,
 ) -> impl IntoView {
     let form = Resource::new_blocking(
         move || record_id.get(),
-        move |id| read_record(record_type.to_string(), id),
+        move |id| read_record(record_type.as_str().to_string(), id),
     );
     let ed = Editor::new(record_type);
     let live = use_deliveries(move |d| ed.heard(d));
@@ -295,7 +339,7 @@ pub fn RecordEditor(
     #[cfg(feature = "hydrate")]
     poll_version(ed);
     view! {
-        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-label=heading.clone() data-testid=format!("editor-{record_type}")>
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-label=heading.clone() data-testid=format!("editor-{}", record_type.as_str())>
             <h2 class="font-semibold">{heading.clone()}</h2>
             <Suspense fallback=|| view! { <p class="mt-2 text-sm text-slate-600">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -306,7 +350,7 @@ pub fn RecordEditor(
                             let now = f.now;
                             let me = f.me.clone();
                             if ed.stored.with_untracked(|s| s.as_ref().map(|s| s.id != f.id).unwrap_or(true)) {
-                                ed.load(f);
+                                ed.switch_to(f);
                             }
                             view! { <Form ed presence me now/> }.into_any()
                         }
@@ -333,6 +377,9 @@ fn poll_version(ed: Editor) {
         }
         set_timeout(
             move || {
+                if !ed.alive() {
+                    return; // closed meanwhile
+                }
                 let due = n.is_multiple_of(POLL_CLEAN_MS / POLL_DIRTY_MS) || ed.dirty_untracked();
                 let skip =
                     !due || rt.is_some_and(|rt| rt.transport().get_untracked() == Transport::Live);
@@ -397,7 +444,14 @@ fn Form(ed: Editor, presence: Presence, me: String, now: i64) -> impl IntoView {
                     "Save"
                 </button>
                 <button type="button" data-testid="record-discard" disabled=move || !ed.dirty()
-                    on:click=move |_| ed.mine.set(ed.stored.with_untracked(|s| s.as_ref().map(|s| s.values.clone()).unwrap_or_default()))
+                    on:click=move |_| {
+                        if ed.newer.get_untracked().is_some() {
+                            // The stored record moved on: show it.
+                            ed.reload();
+                        } else {
+                            ed.mine.set(ed.stored.with_untracked(|s| s.as_ref().map(|s| s.values.clone()).unwrap_or_default()));
+                        }
+                    }
                     class="rounded-md border border-slate-300 px-3 py-1.5 text-sm disabled:opacity-50">
                     "Discard changes"
                 </button>
@@ -506,7 +560,9 @@ fn Banner(ed: Editor, now: ReadSignal<i64>) -> impl IntoView {
                     </p>
                     <Show when=move || ed.asking_reload.get() fallback=move || view! {
                         <div class="mt-1 flex gap-3">
-                            <button type="button" data-testid="banner-reload" class="font-medium underline" on:click=move |_| ed.asking_reload.set(true)>"Reload latest"</button>
+                            <button type="button" data-testid="banner-reload" class="font-medium underline" on:click=move |_| {
+                                if ed.dirty_untracked() { ed.asking_reload.set(true) } else { ed.reload() }
+                            }>"Reload latest"</button>
                             <button type="button" data-testid="banner-dismiss" class="underline" on:click=move |_| {
                                 if let Some(n) = ed.newer.get_untracked() {
                                     ed.dismissed.set(n.version);

@@ -15,6 +15,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{error::AppError, realtime::client::SocketClient};
+pub use lockstep_wire::RecordType;
 pub use merge::Values;
 
 /// How a field is edited.
@@ -67,14 +68,13 @@ const GRANT: [Field; 2] = [
     field("valid_until", "Valid until (UTC)", Kind::Time),
 ];
 
-/// The editable fields of a record type (its wire name), in form order.
-pub fn fields_of(record_type: &str) -> &'static [Field] {
+/// The editable fields of a record type, in form order.
+pub fn fields_of(record_type: RecordType) -> &'static [Field] {
     match record_type {
-        "locker-bank" => &BANK,
-        "compartment" => &COMPARTMENT,
-        "user" => &USER,
-        "grant" => &GRANT,
-        _ => &[],
+        RecordType::LockerBank => &BANK,
+        RecordType::Compartment => &COMPARTMENT,
+        RecordType::User => &USER,
+        RecordType::Grant => &GRANT,
     }
 }
 
@@ -128,7 +128,10 @@ pub async fn save_record(
     let user = principal.user();
     match ssr::save(&services, &caller, kind, id, version, &values).await {
         Err(AppError::Stale(mut stale)) => {
-            if let Some((_, values)) = ssr::load(&services, user.tenant_id, kind, id).await? {
+            // The values and their version read together (another edit
+            // may have landed since the guard's verdict).
+            if let Some((version, values)) = ssr::load(&services, user.tenant_id, kind, id).await? {
+                stale.version = version;
                 stale.values = values;
             }
             Err(AppError::Stale(stale))
