@@ -317,6 +317,30 @@ test("the users table: another admin's edit refreshes it once, in place; the fil
   expect(errors).toEqual([]);
 });
 
+test("timers outlive nothing: leaving a table with a refresh armed, or an editor, breaks nothing", async ({ browser, baseURL }) => {
+  const base = baseURL!;
+  const { page: a, errors } = await admin(browser, base, ADMIN);
+  const { page: b } = await admin(browser, base, ADMIN2);
+  const bank = await newBank(a, base);
+  await a.clock.install();
+  await open(a, "/admin/banks");
+  await a.clock.pauseAt(new Date(Date.now() + 60_000));
+  await patchBank(b, base, bank.id, { location: "Armed" });
+  await expect(a.getByTestId("bank-table")).toHaveAttribute("data-waiting", "1");
+  // Away with the throttle armed, then past it.
+  await a.locator(`[data-bank-id="${bank.id}"] a`).first().click();
+  await expect(field(a, "name")).toHaveValue(bank.name);
+  await a.clock.runFor(3_500);
+  // Away from the editor, then past its version poll.
+  await a.getByRole("navigation", { name: "Admin" }).getByRole("link", { name: "Locker banks" }).click();
+  await expect(a.getByTestId("bank-table")).toBeVisible();
+  await a.clock.runFor(31_000);
+  // Still a working app.
+  await a.locator(`[data-bank-id="${bank.id}"]`).getByTestId("bank-rename").click();
+  await expect(a.locator(`[data-bank-id="${bank.id}"]`).getByTestId("bank-rename-input")).toHaveValue(bank.name);
+  expect(errors).toEqual([]);
+});
+
 test("the other tenant's admin is refused on the record channels and the version endpoint", async ({ browser, baseURL }) => {
   const base = baseURL!;
   const { page: a } = await admin(browser, base, ADMIN);
