@@ -164,6 +164,21 @@ impl TableSync {
         self.kept_at.set(self.rows.with_untracked(Vec::len));
     }
 
+    /// Whether the last refresh changed the row `id` (its highlight).
+    pub fn flashed(&self, id: String) -> Signal<bool> {
+        let flash = self.flash;
+        Signal::derive(move || flash.with(|f| f.contains(&id)))
+    }
+
+    /// A row's classes: highlighted for a moment when a refresh changed it.
+    pub fn row_class(flashed: Signal<bool>) -> &'static str {
+        if flashed.get() {
+            "border-t border-slate-100 bg-amber-50 transition-colors"
+        } else {
+            "border-t border-slate-100 transition-colors"
+        }
+    }
+
     /// Whether the "N rows changed" prompt shows.
     pub fn prompt(&self) -> bool {
         self.editing.get() && self.rows.with(Vec::len) > self.kept_at.get()

@@ -309,10 +309,7 @@ fn BankLine(
     let (badge, label) = online_badge(b.online, &b.state);
     let seen = b.last_seen_at;
     let id = b.id.clone();
-    let flashed = {
-        let id = id.clone();
-        Signal::derive(move || sync.flash.with(|f| f.contains(&id)))
-    };
+    let flashed = sync.flashed(id.clone());
     let mine = {
         let id = id.clone();
         move || rename.with(|r| r.as_ref().is_some_and(|(r, _, _)| *r == id))
@@ -331,13 +328,7 @@ fn BankLine(
             .map(|l| format!(" · {l}"))
             .unwrap_or_default()
     );
-    let row_class = move || {
-        if flashed.get() {
-            "border-t border-slate-100 bg-amber-50 transition-colors"
-        } else {
-            "border-t border-slate-100 transition-colors"
-        }
-    };
+    let row_class = move || TableSync::row_class(flashed);
     view! {
         <tr class=row_class data-testid="bank-row" data-bank-id=id.clone() data-changed=move || flashed.get().to_string()>
             <td class="px-4 py-2">

@@ -351,17 +351,8 @@ fn UserRowView(
     let disabled = u.disabled;
     let version = u.version;
     let role_label = format!("Role of {}", u.email);
-    let flashed = {
-        let id = u.id.clone();
-        Signal::derive(move || sync.flash.with(|f| f.contains(&id)))
-    };
-    let row_class = move || {
-        if flashed.get() {
-            "border-t border-slate-100 bg-amber-50 transition-colors"
-        } else {
-            "border-t border-slate-100 transition-colors"
-        }
-    };
+    let flashed = sync.flashed(u.id.clone());
+    let row_class = move || TableSync::row_class(flashed);
     view! {
         <tr class=row_class data-testid="user-row" data-email=u.email.clone() data-changed=move || flashed.get().to_string()>
             <td class="px-4 py-2">{u.email.clone()}{u.is_me.then_some(" (you)")}</td>
