@@ -29,7 +29,7 @@ use tower_sessions::{
 
 use crate::{
     bootstrap::{ensure_admin, AdminBootstrap},
-    caching,
+    caching, cluster,
     config::HttpLimits,
     config::{MqttMode, Secret, ServeConfig},
     guards, hub,
@@ -53,6 +53,20 @@ pub enum StartError {
     Mqtt(String),
     #[error("cannot load the realtime hub's app keys: {0}")]
     Hub(CoreError),
+    #[error(transparent)]
+    Refused(#[from] cluster::guard::Refused),
+    #[error(transparent)]
+    Nats(#[from] cluster::bus::BusError),
+    #[error("cannot register this node: {0}")]
+    Node(CoreError),
+}
+
+/// What a clustered node holds besides the hub.
+struct Clustered {
+    node: cluster::NodeInfo,
+    bus: cluster::bus::Bus,
+    timing: cluster::lease::Timing,
+    inbound: tokio::sync::mpsc::UnboundedSender<cluster::Inbound>,
 }
 
 pub struct Application {
@@ -65,6 +79,13 @@ pub struct Application {
     pub embedded_broker: Option<mqtt::embedded::EmbeddedBroker>,
     hub: hub::Hub,
     pub admin: AdminBootstrap,
+    clustered: Option<Clustered>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    drain_delay: Duration,
+    /// Held for the process's life: the SQLite file's serve lock, or the
+    /// PostgreSQL nodes' lock.
+    _sqlite_lock: Option<cluster::guard::SqliteLock>,
+    _nodes_lock: Option<lockstep_core::cluster::nodes::NodeLock>,
 }
 
 const SESSION_COOKIE: &str = "lockstep_session";
@@ -97,7 +118,29 @@ impl Application {
         if is_default {
             ensure_data_dir(&config.storage.data_dir)?;
         }
+        let nats_url = config.nats().map(str::to_string);
+        if nats_url.is_some() {
+            if url.starts_with("sqlite:") {
+                return Err(cluster::guard::Refused::ClusterOnSqlite.into());
+            }
+            if config
+                .mqtt_url
+                .as_ref()
+                .is_none_or(|u| u.expose().trim().is_empty())
+                && config.mqtt == MqttMode::Embedded
+            {
+                return Err(cluster::guard::Refused::ClusterOnEmbeddedBroker.into());
+            }
+        }
+        let sqlite_lock = cluster::guard::sqlite_single_process(&url)?;
         let db = Db::open(&url).await?;
+        let nodes_lock = cluster::guard::postgres_nodes(&db, &url, nats_url.is_some()).await?;
+        let timing =
+            cluster::lease::Timing::for_lease(Duration::from_secs(config.node_lease_secs.max(1)));
+        if nats_url.is_some() && config.mqtt_url.is_some() {
+            cluster::guard::unique_mqtt_client_id(&db, &config.mqtt_client_id, timing.lease)
+                .await?;
+        }
         let admin = ensure_admin(
             &db,
             &config.admin_email,
@@ -202,6 +245,45 @@ impl Application {
                 services.with_webhooks(Arc::new(hub::webhooks::HttpSender::new(keys.clone())));
             Some(hub::webhooks::start(services.clone(), webhook_urls))
         };
+        let (clustered, hub_cluster) = match &nats_url {
+            None => (None, None),
+            Some(nats) => {
+                let node = cluster::NodeInfo::new(
+                    local_addr,
+                    config
+                        .mqtt_url
+                        .is_some()
+                        .then(|| config.mqtt_client_id.clone()),
+                );
+                let (inbound, inbound_rx) = tokio::sync::mpsc::unbounded_channel();
+                let bus = cluster::bus::Bus::connect(
+                    nats,
+                    &cluster::bus::prefix_for(&keys.app_id),
+                    &format!("lockstep {}", node.name),
+                    Duration::from_secs(10),
+                    inbound.clone(),
+                    services.log_tail.subscribe(),
+                )
+                .await?;
+                cluster::lease::register(&db, &node, timing)
+                    .await
+                    .map_err(StartError::Node)?;
+                tracing::info!(node = %node.name, node_id = %node.node_id, "joined the cluster");
+                let link = Arc::new(hub::registry::ClusterLink {
+                    node: node.clone(),
+                    bus: bus.clone(),
+                });
+                (
+                    Some(Clustered {
+                        node,
+                        bus,
+                        timing,
+                        inbound,
+                    }),
+                    Some((link, inbound_rx)),
+                )
+            }
+        };
         let hub = hub::Hub::start(
             services.clone(),
             keys,
@@ -215,8 +297,11 @@ impl Application {
                 ..hub::Limits::default()
             },
             hub_events,
+            hub_cluster,
         );
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = AppState {
+            draining: draining.clone(),
             pusher: hub.keys.clone(),
             leptos_options: leptos_options(local_addr),
             services: services.clone(),
@@ -245,6 +330,11 @@ impl Application {
             hub,
             admin,
             limits: config.serve_limits(),
+            clustered,
+            draining,
+            drain_delay: Duration::from_secs(config.drain_delay_secs),
+            _sqlite_lock: sqlite_lock,
+            _nodes_lock: nodes_lock,
         })
     }
 
@@ -271,11 +361,32 @@ impl Application {
             .mqtt
             .map(|c| tokio::spawn(c.run(self.services.clone(), bridge_stopped)));
         let upkeep = spawn_metrics_upkeep(crate::metrics::handle());
-        // WebSockets are not HTTP requests the drain waits for: the hub
-        // closes them (4200, reconnect now) as soon as shutdown begins.
+        let (stop_lease, lease_stopped) = tokio::sync::watch::channel(false);
+        let lease = self.clustered.as_ref().map(|c| {
+            tokio::spawn(cluster::lease::keep(
+                self.services.db.clone(),
+                c.node.clone(),
+                c.timing,
+                c.inbound.clone(),
+                lease_stopped,
+            ))
+        });
+        // Draining: `/readyz` fails first (a load balancer stops sending
+        // new clients here), then, after the drain delay, WebSockets are
+        // closed with 4200 (reconnect now, to another node) and the
+        // accept loop stops; requests under way finish.
         let hub = self.hub.clone();
+        let (draining, delay) = (self.draining.clone(), self.drain_delay);
         let shutdown = async move {
             shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "draining: /readyz fails; closing after the drain delay"
+                );
+                tokio::time::sleep(delay).await;
+            }
             hub.shut_down();
         };
         let served = serve::run(self.listener, self.router, self.limits, shutdown).await;
@@ -290,6 +401,17 @@ impl Application {
             if let Err(e) = bridge.await {
                 tracing::error!(error = %e, "the MQTT bridge ended abnormally");
             }
+        }
+        // Last, the node leaves the cluster: its presence members are
+        // removed and announced before the process exits.
+        if let (Some(c), Some(lease)) = (&self.clustered, lease) {
+            self.hub.presence_settled().await;
+            let _ = stop_lease.send(true);
+            match lease.await {
+                Ok(gone) => self.hub.announce_gone(gone).await,
+                Err(e) => tracing::error!(error = %e, "the node's lease keeper ended abnormally"),
+            }
+            c.bus.flush(Duration::from_secs(2)).await;
         }
         upkeep.abort();
         served

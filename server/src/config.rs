@@ -229,6 +229,21 @@ pub struct ServeConfig {
     /// the `/metrics` address check.
     #[arg(long, env = "LOCKSTEP_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
+    /// NATS (`nats://[user:password@]host:port`) between the nodes of a
+    /// cluster: log wake-ups, client events and HTTP publishes, presence
+    /// announcements. Unset: this node runs alone (a second node on the
+    /// same database is refused). Needs PostgreSQL and MQTT_URL.
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<Secret>,
+    /// Seconds a node's lease lasts without renewal (renewed five times
+    /// as often, at most every 2 s): a node killed outright has its
+    /// presence members removed from every list within about this plus 2 s.
+    #[arg(long, env = "LOCKSTEP_NODE_LEASE_SECS", default_value_t = 10)]
+    pub node_lease_secs: u64,
+    /// Seconds between SIGTERM and closing: `/readyz` already fails, so a
+    /// load balancer stops sending new clients here first.
+    #[arg(long, env = "LOCKSTEP_DRAIN_DELAY_SECS", default_value_t = 2)]
+    pub drain_delay_secs: u64,
     /// Bearer token `/metrics` requires; unset, `/metrics` answers loopback
     /// clients only.
     #[arg(long, env = "LOCKSTEP_METRICS_TOKEN", hide_env_values = true)]
@@ -277,6 +292,14 @@ impl ServeConfig {
             .filter(|u| !u.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// `NATS_URL`, when set and not blank.
+    pub fn nats(&self) -> Option<&str> {
+        self.nats_url
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|u| !u.trim().is_empty())
     }
 
     pub fn throttle(&self) -> ThrottleConfig {
@@ -342,6 +365,9 @@ impl ServeConfig {
             table_refresh_ms: 3000,
             metrics_token: None,
             trusted_proxies: Vec::new(),
+            nats_url: None,
+            node_lease_secs: 10,
+            drain_delay_secs: 0,
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   every response.
 //! - [`caching`]: `Cache-Control` for assets, static files and pages.
 //! - [`bootstrap`]: the first admin account on a fresh database.
+//! - [`cluster`]: several nodes as one fleet: start-up guards, NATS
+//!   between nodes, the node's lease and the dead nodes' sweep.
 //! - [`hub`]: the realtime hub, Pusher protocol 7 over the channel log.
 //! - [`telemetry`]: tracing output, human or JSON.
 //! - [`metrics`]: the Prometheus recorder, request metrics, rejections.
@@ -28,6 +30,7 @@ pub mod api_error;
 pub mod application;
 pub mod bootstrap;
 pub mod caching;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod guards;

@@ -24,4 +24,7 @@ pub struct AppState {
     /// The realtime hub's app keys (they sign `/broadcasting/auth`
     /// answers).
     pub pusher: std::sync::Arc<crate::hub::keys::AppKeys>,
+    /// Set at SIGTERM: `/readyz` answers 503 from then on, so a load
+    /// balancer sends nobody new while this process finishes.
+    pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }

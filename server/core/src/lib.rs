@@ -6,6 +6,8 @@
 //!
 //! Map (each folder or file owns one concern; docs/architecture.md has the
 //! data flow):
+//! - [`cluster`]: what several nodes share through the database: their
+//!   leases and the presence channels' members.
 //! - [`db`]: connecting to SQLite or PostgreSQL, migrations, the write turn.
 //! - [`eventstore`]: events, the write path, projectors, the channel log,
 //!   the outbox and the timers, replay.
@@ -36,6 +38,7 @@
 //! worker progress); `lockers`, `opens` and `provisioning` use `services`
 //! and the store; `reactors` uses them; `workers` uses `reactors`.
 
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod eventstore;

@@ -16,6 +16,7 @@
 //! with the same keys.
 
 pub mod api;
+pub mod cluster_presence;
 pub mod connection;
 pub mod keys;
 pub mod protocol;
@@ -105,6 +106,10 @@ impl Hub {
         keys: Arc<AppKeys>,
         limits: Limits,
         events: Option<tokio::sync::mpsc::UnboundedSender<registry::HubEvent>>,
+        cluster: Option<(
+            Arc<registry::ClusterLink>,
+            tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Inbound>,
+        )>,
     ) -> Hub {
         let config = registry::Config {
             max_presence_members: limits.max_presence_members,
@@ -112,7 +117,7 @@ impl Hub {
         Hub {
             keys,
             limits: Arc::new(limits),
-            registry: registry::start(services, config, events),
+            registry: registry::start(services, config, events, cluster),
             connections: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
@@ -122,6 +127,17 @@ impl Hub {
     /// ones the same way.
     pub fn shut_down(&self) {
         let _ = self.closing.send(true);
+    }
+
+    /// Clustered: waits until this node's presence changes so far are
+    /// written and announced (at shutdown).
+    pub async fn presence_settled(&self) {
+        self.registry.presence_settled().await
+    }
+
+    /// Announces presence members gone (this node's last sweep).
+    pub async fn announce_gone(&self, gone: Vec<lockstep_core::cluster::presence::Gone>) {
+        self.registry.announce(gone).await
     }
 
     fn closing(&self) -> tokio::sync::watch::Receiver<bool> {

@@ -11,6 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::Duration,
 };
 
 use axum::extract::ws::Utf8Bytes;
@@ -21,7 +22,22 @@ use lockstep_core::{
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
-use super::protocol::{self, code};
+use super::{
+    cluster_presence::{self, Done, Op},
+    protocol::{self, code},
+};
+use crate::cluster::{
+    bus::{Bus, FrameMsg, OccupiedMsg},
+    Inbound, NodeInfo,
+};
+use lockstep_core::cluster::presence::{self as shared_presence, Joined};
+
+/// How often a clustered hub reads every followed channel whatever the
+/// wake-ups said (a wake-up lost between nodes costs at most this).
+const REREAD_EVERY: Duration = Duration::from_secs(5);
+
+/// How long an occupancy question waits for the other nodes.
+const OCCUPANCY_WAIT: Duration = Duration::from_secs(2);
 
 /// How many envelopes one log read takes.
 const READ_BATCH: i64 = 500;
@@ -96,6 +112,9 @@ enum Command {
         channel: String,
         frame: Utf8Bytes,
         except: Option<String>,
+        /// Also to the other nodes (a local publish; not one that came
+        /// from them).
+        forward: bool,
     },
     /// How many sockets follow each channel (with the prefix).
     Occupancy {
@@ -119,12 +138,30 @@ enum Command {
         channel: String,
         read: Result<channels::LogRead, String>,
     },
+    /// From the other nodes, or this node's lease keeper.
+    Inbound(Inbound),
+    /// An answer of the clustered presence worker.
+    Presence(Done),
+    /// Answered once the presence worker's earlier answers are handled.
+    PresenceBarrier(tokio::sync::oneshot::Sender<()>),
+    /// Members gone (this node's last sweep): announced, then answered.
+    Announce {
+        gone: Vec<shared_presence::Gone>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// A clustered hub's link to the other nodes.
+pub struct ClusterLink {
+    pub node: NodeInfo,
+    pub bus: Bus,
 }
 
 /// The handle connections hold.
 #[derive(Clone)]
 pub struct Registry {
     tx: mpsc::UnboundedSender<Command>,
+    cluster: Option<(Arc<ClusterLink>, lockstep_core::db::Db)>,
 }
 
 impl Registry {
@@ -156,12 +193,14 @@ impl Registry {
             .tx
             .send(Command::SubscribeEphemeral { socket, channel });
     }
-    /// Queues `frame` to every subscriber of `channel` but `except`.
+    /// Queues `frame` to every subscriber of `channel` but `except`, on
+    /// every node.
     pub fn publish(&self, channel: String, frame: Utf8Bytes, except: Option<String>) {
         let _ = self.tx.send(Command::Publish {
             channel,
             frame,
             except,
+            forward: true,
         });
     }
     /// Joins a presence channel as `member` (already verified).
@@ -190,16 +229,76 @@ impl Registry {
     }
     /// The occupied channels (whose names start with `prefix`) and how
     /// many sockets (and, on presence channels, users) follow each.
+    /// Clustered: every node's sockets, and the cluster's members.
     pub async fn occupancy(&self, prefix: Option<String>) -> Vec<Occupied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let _ = self.tx.send(Command::Occupancy { prefix, reply });
-        answer.await.unwrap_or_default()
+        let _ = self.tx.send(Command::Occupancy {
+            prefix: prefix.clone(),
+            reply,
+        });
+        let local = answer.await.unwrap_or_default();
+        let Some((link, db)) = &self.cluster else {
+            return local;
+        };
+        let others = lockstep_core::cluster::nodes::live(db, lockstep_core::now_ms())
+            .await
+            .map(|n| n.len().saturating_sub(1))
+            .unwrap_or(0);
+        let remote = link.bus.occupancy(prefix, others, OCCUPANCY_WAIT).await;
+        let users: HashMap<String, i64> = shared_presence::user_counts(db)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut all: HashMap<String, usize> = HashMap::new();
+        for o in local
+            .iter()
+            .map(|o| (o.name.clone(), o.subscriptions))
+            .chain(remote.into_iter().map(|o| (o.name, o.subscriptions)))
+        {
+            *all.entry(o.0).or_default() += o.1;
+        }
+        let mut merged: Vec<Occupied> = all
+            .into_iter()
+            .map(|(name, subscriptions)| Occupied {
+                users: name
+                    .starts_with("presence-")
+                    .then(|| users.get(&name).copied().unwrap_or(0) as usize),
+                name,
+                subscriptions,
+            })
+            .collect();
+        merged.sort_by(|a, b| a.name.cmp(&b.name));
+        merged
     }
-    /// The user ids present on a presence channel.
+    /// The user ids present on a presence channel (clustered: on any
+    /// node).
     pub async fn users(&self, channel: String) -> Vec<String> {
+        if let Some((_, db)) = &self.cluster {
+            return match shared_presence::members(db, &channel).await {
+                Ok(members) => members.into_iter().map(|m| m.user_id).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, channel = %channel, "reading a presence channel's members failed");
+                    Vec::new()
+                }
+            };
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let _ = self.tx.send(Command::Users { channel, reply });
         answer.await.unwrap_or_default()
+    }
+    /// Clustered: waits until the presence worker's answers so far are
+    /// handled (at shutdown).
+    pub async fn presence_settled(&self) {
+        let (done, settled) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Command::PresenceBarrier(done));
+        let _ = settled.await;
+    }
+    /// Announces members gone, and waits until their frames are queued.
+    pub async fn announce(&self, gone: Vec<shared_presence::Gone>) {
+        let (done, announced) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Command::Announce { gone, done });
+        let _ = announced.await;
     }
 }
 
@@ -308,6 +407,11 @@ struct State {
     config: Config,
     /// Where webhook-worthy events go, when webhooks are configured.
     events: Option<mpsc::UnboundedSender<HubEvent>>,
+    /// Clustered: the other nodes, and the presence worker.
+    cluster: Option<Arc<ClusterLink>>,
+    presence_ops: Option<mpsc::UnboundedSender<Op>>,
+    /// Clustered presence joins asked of the worker and not yet answered.
+    pending_presence: HashMap<(SocketId, String), u64>,
 }
 
 /// Starts the registry task; it runs until the process ends. `events`
@@ -316,9 +420,21 @@ pub fn start(
     services: Services,
     config: Config,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
+    cluster: Option<(Arc<ClusterLink>, mpsc::UnboundedReceiver<Inbound>)>,
 ) -> Registry {
     let (tx, rx) = mpsc::unbounded_channel();
     let log = services.log_tail.subscribe();
+    let (link, inbound) = match cluster {
+        Some((link, inbound)) => (Some(link), Some(inbound)),
+        None => (None, None),
+    };
+    let presence_ops = link.as_ref().map(|l| {
+        let tx = tx.clone();
+        cluster_presence::start(services.db.clone(), l.node.node_id.clone(), move |done| {
+            let _ = tx.send(Command::Presence(done));
+        })
+    });
+    let handle_cluster = link.clone().map(|l| (l, services.db.clone()));
     let state = State {
         services,
         tx: tx.clone(),
@@ -329,9 +445,25 @@ pub fn start(
         presence: HashMap::new(),
         config,
         events,
+        cluster: link,
+        presence_ops,
+        pending_presence: HashMap::new(),
     };
+    if let Some(mut inbound) = inbound {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(m) = inbound.recv().await {
+                if tx.send(Command::Inbound(m)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     tokio::spawn(run(state, rx, log));
-    Registry { tx }
+    Registry {
+        tx,
+        cluster: handle_cluster,
+    }
 }
 
 async fn run(
@@ -339,21 +471,22 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Command>,
     mut log: broadcast::Receiver<Appended>,
 ) {
+    let clustered = st.cluster.is_some();
+    let mut reread = tokio::time::interval(REREAD_EVERY);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             command = rx.recv() => match command {
                 Some(c) => st.handle(c),
                 None => return,
             },
+            _ = reread.tick(), if clustered => st.read_all(),
             appended = log.recv() => match appended {
                 Ok(a) => st.appended(&a.channel),
                 // Missed some: the log has them; read every channel.
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics::counter!("lockstep_hub_log_lagged_total").increment(n);
-                    let names: Vec<String> = st.channels.keys().cloned().collect();
-                    for name in names {
-                        st.appended(&name);
-                    }
+                    st.read_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -385,6 +518,8 @@ impl State {
                 if let Some(s) = self.sockets.get_mut(&socket) {
                     s.channels.remove(&channel);
                 }
+                self.pending_presence
+                    .remove(&(socket.clone(), channel.clone()));
                 self.remove_sub(&socket, &channel);
             }
             Command::SubscribeEphemeral { socket, channel } => {
@@ -420,22 +555,15 @@ impl State {
                 channel,
                 frame,
                 except,
-            } => self.publish(&channel, frame, except.as_deref()),
+                forward,
+            } => {
+                if forward {
+                    self.forward(&channel, &frame, except.as_deref());
+                }
+                self.publish(&channel, frame, except.as_deref())
+            }
             Command::Occupancy { prefix, reply } => {
-                let log = self.channels.iter().map(|(n, c)| (n, c.subs.len()));
-                let eph = self.ephemeral.iter().map(|(n, s)| (n, s.len()));
-                let all = log
-                    .chain(eph)
-                    .filter(|(n, count)| {
-                        *count > 0 && prefix.as_deref().is_none_or(|p| n.starts_with(p))
-                    })
-                    .map(|(name, subscriptions)| Occupied {
-                        name: name.clone(),
-                        subscriptions,
-                        users: self.presence.get(name).map(|p| p.members.len()),
-                    })
-                    .collect();
-                let _ = reply.send(all);
+                let _ = reply.send(self.local_occupancy(prefix.as_deref()));
             }
             Command::CaughtUp {
                 socket,
@@ -444,10 +572,276 @@ impl State {
                 last,
             } => self.caught_up(socket, channel, generation, last),
             Command::Read { channel, read } => self.read_done(channel, read),
+            Command::Inbound(m) => self.inbound(m),
+            Command::Presence(done) => self.presence_done(done),
+            Command::PresenceBarrier(ack) => match &self.presence_ops {
+                Some(ops) => {
+                    if let Err(e) = ops.send(Op::Barrier(ack)) {
+                        if let Op::Barrier(ack) = e.0 {
+                            let _ = ack.send(());
+                        }
+                    }
+                }
+                None => {
+                    let _ = ack.send(());
+                }
+            },
+            Command::Announce { gone, done } => {
+                self.members_gone(gone);
+                let _ = done.send(());
+            }
         }
     }
 
+    /// Every followed channel, read from where it stands.
+    fn read_all(&mut self) {
+        let names: Vec<String> = self.channels.keys().cloned().collect();
+        for name in names {
+            self.appended(&name);
+        }
+    }
+
+    /// `frame` to the other nodes' subscribers of `channel`.
+    fn forward(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        if let Some(link) = &self.cluster {
+            link.bus.frame(&FrameMsg {
+                channel: channel.to_string(),
+                frame: frame.as_str().to_string(),
+                except: except.map(str::to_string),
+            });
+        }
+    }
+
+    /// `frame` to every subscriber of `channel`, here and on the other
+    /// nodes, but `except`.
+    fn broadcast(&mut self, channel: &str, frame: Utf8Bytes, except: Option<&str>) {
+        self.forward(channel, &frame, except);
+        self.publish(channel, frame, except);
+    }
+
+    fn inbound(&mut self, m: Inbound) {
+        match m {
+            Inbound::Wake(channels) => {
+                metrics::counter!("lockstep_cluster_wakeups_in_total")
+                    .increment(channels.len() as u64);
+                let unique: HashSet<String> = channels.into_iter().collect();
+                for name in unique {
+                    self.appended(&name);
+                }
+            }
+            Inbound::WakeAll => self.read_all(),
+            Inbound::Frame(f) => {
+                metrics::counter!("lockstep_cluster_frames_in_total").increment(1);
+                self.publish(&f.channel, f.frame.into(), f.except.as_deref());
+            }
+            Inbound::Occupancy { prefix, reply } => {
+                let list: Vec<OccupiedMsg> = self
+                    .local_occupancy(prefix.as_deref())
+                    .into_iter()
+                    .map(|o| OccupiedMsg {
+                        name: o.name,
+                        subscriptions: o.subscriptions,
+                    })
+                    .collect();
+                if let Some(link) = &self.cluster {
+                    link.bus.reply(reply, &list);
+                }
+            }
+            Inbound::Gone(gone) => self.members_gone(gone),
+            Inbound::LeaseLost => {
+                let sockets: Vec<SocketId> = self.sockets.keys().cloned().collect();
+                for socket in sockets {
+                    self.close(
+                        &socket,
+                        code::RECONNECT,
+                        "rejoin: this node was out of touch",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Users whose last connection is gone: `member_removed` everywhere.
+    fn members_gone(&mut self, gone: Vec<shared_presence::Gone>) {
+        for g in gone {
+            self.member_removed(&g.channel, g.user_id);
+        }
+    }
+
+    /// Tells every node's subscribers of `channel` that `user_id` left
+    /// (and the webhooks, from this node only).
+    fn member_removed(&mut self, channel: &str, user_id: String) {
+        let removed = protocol::frame(
+            "pusher_internal:member_removed",
+            Some(channel),
+            &json!({"user_id": user_id}),
+        );
+        self.emit(HubEvent::MemberRemoved {
+            channel: channel.to_string(),
+            user_id,
+        });
+        self.broadcast(channel, removed.into(), None);
+    }
+
+    fn presence_done(&mut self, done: Done) {
+        match done {
+            Done::Barrier(ack) => {
+                let _ = ack.send(());
+            }
+            Done::Left {
+                channel,
+                user_id: Some(user_id),
+                announce: true,
+            } => self.member_removed(&channel, user_id),
+            Done::Left { .. } => {}
+            Done::Joined {
+                socket,
+                channel,
+                member,
+                generation,
+                outcome,
+            } => self.presence_joined(socket, channel, member, generation, outcome),
+        }
+    }
+
+    /// The worker's answer to a clustered join.
+    fn presence_joined(
+        &mut self,
+        socket: SocketId,
+        channel: String,
+        member: shared_presence::Member,
+        generation: u64,
+        outcome: Result<Joined, String>,
+    ) {
+        let key = (socket.clone(), channel.clone());
+        match self.pending_presence.get(&key) {
+            Some(g) if *g == generation => {
+                self.pending_presence.remove(&key);
+            }
+            // A later join of the same socket and channel takes this one's
+            // row over.
+            Some(_) => return,
+            // Unsubscribed or gone meanwhile: undo, silently when nobody
+            // heard of the member.
+            None => {
+                if let (Ok(Joined::In { first, .. }), Some(ops)) = (&outcome, &self.presence_ops) {
+                    let _ = ops.send(Op::Leave {
+                        socket,
+                        channel,
+                        announce: !first,
+                    });
+                }
+                return;
+            }
+        }
+        let Some(out) = self.sockets.get(&socket).map(|s| s.out.clone()) else {
+            return;
+        };
+        let (first, members) = match outcome {
+            Ok(Joined::In { first, members }) => (first, members),
+            Ok(Joined::Full) => {
+                crate::metrics::count_rejection("hub_presence_full");
+                let refusal = protocol::subscription_error(
+                    &channel,
+                    "LimitReached",
+                    "this presence channel has its maximum of members",
+                    4100,
+                );
+                let _ = out.try_send(Out::Refused(channel, refusal.into()));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, channel = %channel, socket_id = %socket, "joining a presence channel failed");
+                let refusal = protocol::subscription_error(
+                    &channel,
+                    "ServerError",
+                    "the presence channel could not be joined; try again",
+                    4200,
+                );
+                let _ = out.try_send(Out::Refused(channel, refusal.into()));
+                return;
+            }
+        };
+        let presence = self.presence.entry(channel.clone()).or_default();
+        presence
+            .by_socket
+            .insert(socket.clone(), member.user_id.clone());
+        if let Some(s) = self.sockets.get_mut(&socket) {
+            s.channels.insert(channel.clone());
+        }
+        let here = here_of_members(&members);
+        let _ = out.try_send(Out::Frame(
+            protocol::subscription_succeeded(&channel, &here).into(),
+        ));
+        self.join_ephemeral(socket.clone(), channel.clone());
+        if first {
+            let added = protocol::frame(
+                "pusher_internal:member_added",
+                Some(&channel),
+                &json!({"user_id": member.user_id, "user_info": member.user_info}),
+            );
+            self.broadcast(&channel, added.into(), Some(&socket));
+            self.emit(HubEvent::MemberAdded {
+                channel,
+                user_id: member.user_id,
+            });
+        }
+    }
+
+    /// A clustered presence subscription: asked of the worker; answered
+    /// in [`State::presence_joined`].
+    fn subscribe_presence_clustered(&mut self, socket: SocketId, channel: String, member: Member) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        let joined = s.channels.contains(&channel);
+        let same_member = self
+            .presence
+            .get(&channel)
+            .and_then(|p| p.by_socket.get(&socket))
+            .is_some_and(|id| *id == member.user_id);
+        // Another member on the same socket: a leave, then a join (the
+        // worker runs them in this order). The same member again stays
+        // subscribed: its row is updated and it gets the list again.
+        if joined && !same_member {
+            self.remove_sub(&socket, &channel);
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.pending_presence
+            .insert((socket.clone(), channel.clone()), generation);
+        if let Some(ops) = &self.presence_ops {
+            let _ = ops.send(Op::Join {
+                socket,
+                channel,
+                member: shared_presence::Member {
+                    user_id: member.user_id,
+                    user_info: member.user_info,
+                },
+                generation,
+                max_members: self.config.max_presence_members,
+            });
+        }
+    }
+
+    /// This node's occupied channels.
+    fn local_occupancy(&self, prefix: Option<&str>) -> Vec<Occupied> {
+        let log = self.channels.iter().map(|(n, c)| (n, c.subs.len()));
+        let eph = self.ephemeral.iter().map(|(n, s)| (n, s.len()));
+        log.chain(eph)
+            .filter(|(n, count)| *count > 0 && prefix.is_none_or(|p| n.starts_with(p)))
+            .map(|(name, subscriptions)| Occupied {
+                name: name.clone(),
+                subscriptions,
+                users: self.presence.get(name).map(|p| p.members.len()),
+            })
+            .collect()
+    }
+
     fn drop_socket(&mut self, socket: &SocketId) {
+        if !self.pending_presence.is_empty() {
+            self.pending_presence.retain(|(s, _), _| s != socket);
+        }
         if let Some(s) = self.sockets.remove(socket) {
             for channel in s.channels {
                 self.remove_sub(socket, &channel);
@@ -534,6 +928,9 @@ impl State {
     }
 
     fn subscribe_presence(&mut self, socket: SocketId, channel: String, member: Member) {
+        if self.presence_ops.is_some() {
+            return self.subscribe_presence_clustered(socket, channel, member);
+        }
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
@@ -620,6 +1017,19 @@ impl State {
         let Some(user_id) = presence.by_socket.remove(socket) else {
             return;
         };
+        if let Some(ops) = &self.presence_ops {
+            // Clustered: the worker decides whether that was the user's
+            // last connection anywhere, and the answer announces it.
+            if presence.by_socket.is_empty() {
+                self.presence.remove(channel);
+            }
+            let _ = ops.send(Op::Leave {
+                socket: socket.clone(),
+                channel: channel.to_string(),
+                announce: true,
+            });
+            return;
+        }
         let gone = match presence.members.get_mut(&user_id) {
             Some((_, n)) => {
                 *n = n.saturating_sub(1);
@@ -681,7 +1091,7 @@ impl State {
             .and_then(|p| p.by_socket.get(&socket).cloned());
         let frame = protocol::client_event(&event, &channel, &data, user_id.as_deref());
         metrics::counter!("lockstep_hub_client_events_total").increment(1);
-        self.publish(&channel, frame.into(), Some(&socket));
+        self.broadcast(&channel, frame.into(), Some(&socket));
         self.emit(HubEvent::ClientEvent {
             channel,
             event,
@@ -983,6 +1393,16 @@ fn here_of(presence: &Presence) -> serde_json::Value {
         .members
         .iter()
         .map(|(id, (info, _))| (id.clone(), info.clone()))
+        .collect();
+    json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
+}
+
+/// `subscription_succeeded`'s presence data from the cluster's list.
+fn here_of_members(members: &[shared_presence::Member]) -> serde_json::Value {
+    let ids: Vec<&String> = members.iter().map(|m| &m.user_id).collect();
+    let hash: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .map(|m| (m.user_id.clone(), m.user_info.clone()))
         .collect();
     json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
 }

@@ -1,5 +1,6 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (its database
-//! answers and its workers keep up: see `lockstep_core::workers::health`).
+//! `GET /healthz` (the process answers) and `GET /readyz` (not shutting
+//! down, its database answers and its workers keep up: see
+//! `lockstep_core::workers::health`).
 
 use axum::{extract::State, http::StatusCode, Json};
 use lockstep_core::{now_ms, workers};
@@ -12,6 +13,12 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
+    }
     if !state.services.db.ping().await {
         tracing::warn!("readiness check failed: database unreachable");
         return (

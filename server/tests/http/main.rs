@@ -6,6 +6,7 @@ mod admin_pages;
 mod auth;
 mod broker_acl;
 mod cli;
+mod cluster;
 mod hardening;
 mod helpers;
 mod hub;

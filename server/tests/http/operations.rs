@@ -117,7 +117,20 @@ async fn start_up_failures_are_one_clear_sentence() {
     );
 
     let (app, db) = spawn_app().await;
-    let mut taken = ServeConfig::for_tests(&db.url, db.dir.clone());
+    // A second server on the same database: SQLite is single-process (the
+    // file's serve lock); on PostgreSQL, several nodes need NATS.
+    let err = Application::build(ServeConfig::for_tests(&db.url, db.dir.clone()))
+        .await
+        .err()
+        .expect("refused");
+    let why = if db.url.starts_with("sqlite") {
+        "another Lockstep server is already running on the SQLite database"
+    } else {
+        "set NATS_URL on every node"
+    };
+    assert!(err.to_string().contains(why), "{err}");
+    let other = lockstep_core::testing::fresh_database().await;
+    let mut taken = ServeConfig::for_tests(&other.url, other.dir.clone());
     taken.addr = app.addr;
     let err = Application::build(taken).await.err().expect("refused");
     assert!(err.to_string().contains("already in use"), "{err}");

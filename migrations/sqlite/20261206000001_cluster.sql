@@ -1,0 +1,25 @@
+-- Several nodes over one database (issue 16).
+-- `cluster_nodes`: each running node's lease, renewed every couple of
+-- seconds; a node whose lease ran out is dead, and its presence rows are
+-- swept. `mqtt_client_id` lets a second node with the same MQTT client id
+-- be refused at start-up (the broker would keep kicking one of them off).
+CREATE TABLE cluster_nodes (
+    node_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    mqtt_client_id TEXT,
+    started_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL
+);
+-- One row per WebSocket connection that joined a presence channel,
+-- anywhere in the cluster: a channel's members are its distinct user ids.
+CREATE TABLE presence_members (
+    channel TEXT NOT NULL,
+    socket_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    user_info TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    joined_at BIGINT NOT NULL,
+    PRIMARY KEY (channel, socket_id)
+);
+CREATE INDEX presence_members_user ON presence_members (channel, user_id);
+CREATE INDEX presence_members_node ON presence_members (node_id);
