@@ -23,3 +23,13 @@ CREATE TABLE presence_members (
 );
 CREATE INDEX presence_members_user ON presence_members (channel, user_id);
 CREATE INDEX presence_members_node ON presence_members (node_id);
+-- Which nodes have sockets on which channel, kept only when webhooks are
+-- configured: `channel_occupied` when a channel's first node row appears,
+-- `channel_vacated` when its last one goes (a dead node's rows are swept),
+-- each decided once for the cluster.
+CREATE TABLE channel_nodes (
+    channel TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    PRIMARY KEY (channel, node_id)
+);
+CREATE INDEX channel_nodes_node ON channel_nodes (node_id);

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use lockstep_core::{
     cluster::{
-        nodes,
+        nodes, occupancy,
         presence::{self, Gone, Joined, Member},
     },
     db::Db,
@@ -237,4 +237,58 @@ async fn a_dead_nodes_members_are_swept_once_and_only_theirs() {
     assert!(!nodes::renew(&db, "live", now, now + 10_000)
         .await
         .expect("renew"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_channel_is_occupied_and_vacated_once_for_the_cluster() {
+    let (db, _t) = db().await;
+    let now = now_ms();
+    let occupies = (0..8).map(|i| {
+        let db = db.clone();
+        async move {
+            occupancy::occupy(&db, &format!("n{i}"), "chan")
+                .await
+                .expect("occupy")
+        }
+    });
+    let firsts = futures_join_all(occupies)
+        .await
+        .into_iter()
+        .filter(|f| *f)
+        .count();
+    assert_eq!(firsts, 1, "channel_occupied must be decided once");
+    // The same node again changes nothing.
+    assert!(!occupancy::occupy(&db, "n0", "chan").await.expect("again"));
+    let vacates = (1..8).map(|i| {
+        let db = db.clone();
+        async move {
+            occupancy::vacate(&db, &format!("n{i}"), "chan")
+                .await
+                .expect("vacate")
+        }
+    });
+    assert_eq!(
+        futures_join_all(vacates)
+            .await
+            .into_iter()
+            .filter(|l| *l)
+            .count(),
+        0,
+        "n0 still follows it"
+    );
+    // n0 dies (it never had a lease): swept once, whoever sweeps.
+    nodes::register(&db, "n9", "n9:1", None, now, now + 10_000)
+        .await
+        .expect("live");
+    assert!(occupancy::occupy(&db, "n9", "other").await.expect("occupy"));
+    let sweeps = (0..4).map(|_| {
+        let db = db.clone();
+        async move { occupancy::sweep(&db, now).await.expect("sweep") }
+    });
+    let vacated: Vec<String> = futures_join_all(sweeps)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(vacated, ["chan"], "the live node's channel stays");
 }

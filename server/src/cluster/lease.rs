@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use lockstep_core::{
-    cluster::{nodes, presence},
+    cluster::{nodes, occupancy, presence},
     db::Db,
     now_ms,
 };
 use tokio::sync::{mpsc, watch};
 
-use super::{Inbound, NodeInfo};
+use super::{Inbound, NodeInfo, Swept};
 
 /// The lease's timing.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +64,7 @@ pub async fn keep(
     timing: Timing,
     inbound: mpsc::UnboundedSender<Inbound>,
     mut stop: watch::Receiver<bool>,
-) -> Vec<presence::Gone> {
+) -> Swept {
     let mut every = tokio::time::interval(timing.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -91,8 +91,9 @@ pub async fn keep(
                 continue;
             }
         }
-        if let Some(gone) = sweep(&db, now).await {
-            let _ = inbound.send(Inbound::Gone(gone));
+        let swept = sweep(&db, now).await;
+        if !swept.is_empty() {
+            let _ = inbound.send(Inbound::Gone(swept));
         }
         if let Err(e) = nodes::forget_dead(&db, now - 60_000).await {
             tracing::warn!(error = %e, "forgetting dead nodes failed");
@@ -100,26 +101,35 @@ pub async fn keep(
     }
     if let Err(e) = nodes::expire(&db, &node.node_id).await {
         tracing::warn!(error = %e, "giving up the node's lease failed; the others sweep it when it runs out");
-        return Vec::new();
+        return Swept::default();
     }
-    sweep(&db, now_ms()).await.unwrap_or_default()
+    sweep(&db, now_ms()).await
 }
 
-/// Removes dead nodes' members; the users gone, if any.
-async fn sweep(db: &Db, now: i64) -> Option<Vec<presence::Gone>> {
+/// Removes what dead nodes left: presence members, then channel
+/// occupancy (in that order, as the webhooks report them).
+async fn sweep(db: &Db, now: i64) -> Swept {
+    let mut swept = Swept::default();
     match presence::sweep(db, now).await {
-        Ok(gone) if gone.is_empty() => None,
-        Ok(gone) => {
-            tracing::info!(
-                members = gone.len(),
-                "removed the presence members of nodes that are gone"
-            );
-            metrics::counter!("lockstep_cluster_swept_members_total").increment(gone.len() as u64);
-            Some(gone)
-        }
+        Ok(gone) => swept.members = gone,
         Err(e) => {
-            tracing::warn!(error = %e, "sweeping dead nodes' members failed; next round retries");
-            None
+            tracing::warn!(error = %e, "sweeping dead nodes' members failed; next round retries")
         }
     }
+    match occupancy::sweep(db, now).await {
+        Ok(vacated) => swept.vacated = vacated,
+        Err(e) => {
+            tracing::warn!(error = %e, "sweeping dead nodes' channels failed; next round retries")
+        }
+    }
+    if !swept.is_empty() {
+        tracing::info!(
+            members = swept.members.len(),
+            vacated = swept.vacated.len(),
+            "removed what nodes that are gone left behind"
+        );
+        metrics::counter!("lockstep_cluster_swept_members_total")
+            .increment(swept.members.len() as u64);
+    }
+    swept
 }

@@ -31,13 +31,28 @@ pub enum Inbound {
         prefix: Option<String>,
         reply: String,
     },
-    /// Users whose last connection was on a dead node (this node swept
-    /// them; it alone announces `member_removed`).
-    Gone(Vec<Gone>),
+    /// What a dead node leaves behind, swept by this node (which alone
+    /// announces it): users whose last connection was there
+    /// (`member_removed`), channels nobody follows any more
+    /// (`channel_vacated`).
+    Gone(Swept),
     /// This node's lease ran out while it lived (a long pause, the
     /// database out of reach): the others have swept its members, so
     /// every socket reconnects and joins again.
     LeaseLost,
+}
+
+/// What one sweep removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub members: Vec<Gone>,
+    pub vacated: Vec<String>,
+}
+
+impl Swept {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.vacated.is_empty()
+    }
 }
 
 /// Who this node is.

@@ -16,8 +16,9 @@
 //! with the same keys.
 
 pub mod api;
-pub mod cluster_presence;
+pub mod cluster_worker;
 pub mod connection;
+pub mod events;
 pub mod keys;
 pub mod protocol;
 pub mod registry;
@@ -135,9 +136,9 @@ impl Hub {
         self.registry.presence_settled().await
     }
 
-    /// Announces presence members gone (this node's last sweep).
-    pub async fn announce_gone(&self, gone: Vec<lockstep_core::cluster::presence::Gone>) {
-        self.registry.announce(gone).await
+    /// Announces what this node's last sweep removed.
+    pub async fn announce_gone(&self, swept: crate::cluster::Swept) {
+        self.registry.announce(swept).await
     }
 
     fn closing(&self) -> tokio::sync::watch::Receiver<bool> {

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
-    cluster_presence::{self, Done, Op},
+    cluster_worker::{self, Done, Op},
     protocol::{self, code},
 };
 use crate::cluster::{
@@ -32,9 +32,12 @@ use crate::cluster::{
 };
 use lockstep_core::cluster::presence::{self as shared_presence, Joined};
 
-/// How often a clustered hub reads every followed channel whatever the
-/// wake-ups said (a wake-up lost between nodes costs at most this).
+/// How often a clustered hub asks the log which channels were appended to
+/// lately, whatever the wake-ups said (a wake-up lost between nodes costs
+/// at most this), and how far back it looks (each append is seen by three
+/// checks, however late its transaction committed after its time).
 const REREAD_EVERY: Duration = Duration::from_secs(5);
+const REREAD_WINDOW: Duration = Duration::from_secs(15);
 
 /// How long an occupancy question waits for the other nodes.
 const OCCUPANCY_WAIT: Duration = Duration::from_secs(2);
@@ -144,9 +147,9 @@ enum Command {
     Presence(Done),
     /// Answered once the presence worker's earlier answers are handled.
     PresenceBarrier(tokio::sync::oneshot::Sender<()>),
-    /// Members gone (this node's last sweep): announced, then answered.
+    /// What this node's last sweep removed: announced, then answered.
     Announce {
-        gone: Vec<shared_presence::Gone>,
+        swept: crate::cluster::Swept,
         done: tokio::sync::oneshot::Sender<()>,
     },
 }
@@ -294,10 +297,11 @@ impl Registry {
         let _ = self.tx.send(Command::PresenceBarrier(done));
         let _ = settled.await;
     }
-    /// Announces members gone, and waits until their frames are queued.
-    pub async fn announce(&self, gone: Vec<shared_presence::Gone>) {
+    /// Announces what a sweep removed, and waits until its frames are
+    /// queued.
+    pub async fn announce(&self, swept: crate::cluster::Swept) {
         let (done, announced) = tokio::sync::oneshot::channel();
-        let _ = self.tx.send(Command::Announce { gone, done });
+        let _ = self.tx.send(Command::Announce { swept, done });
         let _ = announced.await;
     }
 }
@@ -318,31 +322,7 @@ pub struct Member {
     pub user_info: serde_json::Value,
 }
 
-/// What happened that webhooks report (Pusher's webhook events).
-#[derive(Clone, Debug, PartialEq)]
-pub enum HubEvent {
-    ChannelOccupied {
-        channel: String,
-    },
-    ChannelVacated {
-        channel: String,
-    },
-    MemberAdded {
-        channel: String,
-        user_id: String,
-    },
-    MemberRemoved {
-        channel: String,
-        user_id: String,
-    },
-    ClientEvent {
-        channel: String,
-        event: String,
-        data: String,
-        socket_id: String,
-        user_id: Option<String>,
-    },
-}
+pub use super::events::HubEvent;
 
 /// What the registry is started with.
 #[derive(Clone, Debug)]
@@ -430,9 +410,14 @@ pub fn start(
     };
     let presence_ops = link.as_ref().map(|l| {
         let tx = tx.clone();
-        cluster_presence::start(services.db.clone(), l.node.node_id.clone(), move |done| {
-            let _ = tx.send(Command::Presence(done));
-        })
+        cluster_worker::start(
+            services.db.clone(),
+            l.node.node_id.clone(),
+            events.clone(),
+            move |done| {
+                let _ = tx.send(Command::Presence(done));
+            },
+        )
     });
     let handle_cluster = link.clone().map(|l| (l, services.db.clone()));
     let state = State {
@@ -480,7 +465,7 @@ async fn run(
                 Some(c) => st.handle(c),
                 None => return,
             },
-            _ = reread.tick(), if clustered => st.read_all(),
+            _ = reread.tick(), if clustered => st.read_recent(),
             appended = log.recv() => match appended {
                 Ok(a) => st.appended(&a.channel),
                 // Missed some: the log has them; read every channel.
@@ -586,11 +571,31 @@ impl State {
                     let _ = ack.send(());
                 }
             },
-            Command::Announce { gone, done } => {
-                self.members_gone(gone);
+            Command::Announce { swept, done } => {
+                self.swept(swept);
                 let _ = done.send(());
             }
         }
+    }
+
+    /// Asks the log which channels were appended to lately; those this
+    /// node follows are read (as for a wake-up).
+    fn read_recent(&self) {
+        if self.channels.is_empty() {
+            return;
+        }
+        let (db, tx) = (self.services.db.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let since = lockstep_core::now_ms() - REREAD_WINDOW.as_millis() as i64;
+            match channels::appended_since(&db, since).await {
+                Ok(names) => {
+                    let _ = tx.send(Command::Inbound(Inbound::Wake(names)));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the periodic log check failed; the next one retries")
+                }
+            }
+        });
     }
 
     /// Every followed channel, read from where it stands.
@@ -647,7 +652,7 @@ impl State {
                     link.bus.reply(reply, &list);
                 }
             }
-            Inbound::Gone(gone) => self.members_gone(gone),
+            Inbound::Gone(swept) => self.swept(swept),
             Inbound::LeaseLost => {
                 let sockets: Vec<SocketId> = self.sockets.keys().cloned().collect();
                 for socket in sockets {
@@ -661,25 +666,33 @@ impl State {
         }
     }
 
-    /// Users whose last connection is gone: `member_removed` everywhere.
-    fn members_gone(&mut self, gone: Vec<shared_presence::Gone>) {
-        for g in gone {
-            self.member_removed(&g.channel, g.user_id);
+    /// What a dead node (or this one, at exit) left: `member_removed`
+    /// everywhere, then the webhooks' `channel_vacated`.
+    fn swept(&mut self, swept: crate::cluster::Swept) {
+        for g in swept.members {
+            self.member_removed(&g.channel, g.user_id, true);
+        }
+        if let (Some(ops), Some(_)) = (&self.presence_ops, &self.events) {
+            for channel in swept.vacated {
+                let _ = ops.send(Op::Emit(HubEvent::ChannelVacated { channel }));
+            }
         }
     }
 
     /// Tells every node's subscribers of `channel` that `user_id` left
-    /// (and the webhooks, from this node only).
-    fn member_removed(&mut self, channel: &str, user_id: String) {
+    /// (and, with `report`, the webhooks: from this node only).
+    fn member_removed(&mut self, channel: &str, user_id: String, report: bool) {
         let removed = protocol::frame(
             "pusher_internal:member_removed",
             Some(channel),
             &json!({"user_id": user_id}),
         );
-        self.emit(HubEvent::MemberRemoved {
-            channel: channel.to_string(),
-            user_id,
-        });
+        if report {
+            self.emit(HubEvent::MemberRemoved {
+                channel: channel.to_string(),
+                user_id,
+            });
+        }
         self.broadcast(channel, removed.into(), None);
     }
 
@@ -688,12 +701,8 @@ impl State {
             Done::Barrier(ack) => {
                 let _ = ack.send(());
             }
-            Done::Left {
-                channel,
-                user_id: Some(user_id),
-                announce: true,
-            } => self.member_removed(&channel, user_id),
-            Done::Left { .. } => {}
+            // The worker reported it to the webhooks already.
+            Done::Left { channel, user_id } => self.member_removed(&channel, user_id, false),
             Done::Joined {
                 socket,
                 channel,
@@ -910,9 +919,23 @@ impl State {
         }
     }
 
+    /// A webhook event. Clustered, through the worker, in order with the
+    /// presence changes; occupancy is decided there for the cluster.
     fn emit(&self, event: HubEvent) {
-        if let Some(events) = &self.events {
-            let _ = events.send(event);
+        let Some(events) = &self.events else {
+            return;
+        };
+        match &self.presence_ops {
+            Some(ops) => {
+                let _ = ops.send(match event {
+                    HubEvent::ChannelOccupied { channel } => Op::Occupy(channel),
+                    HubEvent::ChannelVacated { channel } => Op::Vacate(channel),
+                    other => Op::Emit(other),
+                });
+            }
+            None => {
+                let _ = events.send(event);
+            }
         }
     }
 

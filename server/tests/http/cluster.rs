@@ -600,7 +600,10 @@ async fn three_nodes_behind_haproxy_share_the_log_publishes_and_exclusions() {
     let mut locker = run(
         &c.broker.lockers(),
         creds,
-        Behaviour::default(),
+        Behaviour {
+            heartbeat: Duration::from_secs(2),
+            ..Behaviour::default()
+        },
         stats.clone(),
     );
     locker
@@ -691,10 +694,13 @@ async fn three_nodes_behind_haproxy_share_the_log_publishes_and_exclusions() {
         }
         seqs.push(got);
     }
+    // `sent` (the PUBACK, recorded by the node that sent it) may lose the
+    // race to the locker's result (handled by whichever node the shared
+    // subscription picks): then the log skips it, for everyone alike.
     let first = seqs[0].clone();
-    assert_eq!(
-        first.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
-        ["accepted", "sent", "opened"],
+    let statuses: Vec<&str> = first.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        statuses == ["accepted", "sent", "opened"] || statuses == ["accepted", "opened"],
         "{first:?}"
     );
     for (i, s) in seqs.iter().enumerate() {
@@ -1195,9 +1201,25 @@ async fn chaos_a_node_killed_under_load_loses_no_command_and_no_envelope() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), all_online)
+    if tokio::time::timeout(Duration::from_secs(60), all_online)
         .await
-        .expect("every bank comes online");
+        .is_err()
+    {
+        let banks = lockers::list_banks(&c.services, admin.user.tenant_id)
+            .await
+            .expect("banks");
+        let states: Vec<String> = banks
+            .iter()
+            .map(|b| format!("{}:{:?}:{}", b.serial, b.online, b.state))
+            .collect();
+        let logs: String = c
+            .logs()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.starts_with("----"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("not every bank came online: {states:?}\n{logs}");
+    }
 
     // Six followers of the user's channel through HAProxy.
     let channel = format!("private-user.{}", user.id);
@@ -1438,4 +1460,134 @@ async fn sigterm_fails_readyz_first_then_closes_sockets_with_4200_and_its_member
             .iter()
             .all(|m| m.user_id == "ann")
     );
+}
+
+#[tokio::test]
+async fn an_append_whose_wake_up_never_came_still_reaches_subscribers() {
+    let Some(c) = Cluster::start(1).await else {
+        return;
+    };
+    let admin = c.admin().await;
+    let channel = format!("private-tenant.{}.lockers", admin.user.tenant_id);
+    let mut client = Client::connect(c.nodes[0].addr).await;
+    let auth = c.keys.log_channel_auth(&client.socket_id, &channel);
+    client
+        .send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}))
+        .await;
+    assert_eq!(
+        client.next_event().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    // This test's own process appends (it is no node: it tells nobody);
+    // the node's periodic look at the log finds it.
+    let appended = Instant::now();
+    lockers::register_bank(
+        &c.services,
+        &admin,
+        NewBank {
+            serial: "SILENT-1".into(),
+            name: "Silent".into(),
+            location: None,
+            compartments: vec![NewCompartment {
+                number: 1,
+                size: "small".into(),
+                label: None,
+            }],
+        },
+    )
+    .await
+    .expect("bank");
+    let f = client.next_event().await;
+    let e: Value = serde_json::from_str(f["data"].as_str().expect("data")).expect("envelope");
+    assert_eq!(e["event"], "LockerBankRegistered", "{e}");
+    assert!(
+        appended.elapsed() < Duration::from_secs(7),
+        "the periodic read took {:?}",
+        appended.elapsed()
+    );
+}
+
+/// Reads webhook batches until every event of `expected` came, then
+/// asserts that nothing else did (batches of several nodes may arrive in
+/// any order; within one node's, the order is asserted by the caller).
+async fn expect_hooks(hooks: &mut crate::hub_presence::Hooks, expected: &[Value]) -> Vec<Value> {
+    let key = |v: &Value| v.to_string();
+    let mut want: Vec<String> = expected.iter().map(key).collect();
+    want.sort();
+    let mut all = Vec::new();
+    loop {
+        let (_, _, body, _) = crate::hub_presence::next_hook(hooks).await;
+        let batch: Value = serde_json::from_str(&body).expect("json");
+        all.extend(batch["events"].as_array().cloned().unwrap_or_default());
+        let mut got: Vec<String> = all.iter().map(key).collect();
+        got.sort();
+        if want.iter().all(|w| got.contains(w)) {
+            assert_eq!(got, want, "other webhook events came too");
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn webhooks_report_a_channel_once_for_the_cluster_and_vacate_it_only_when_nobody_follows() {
+    let (url, mut hooks) = crate::hub_presence::webhook_receiver(0).await;
+    let Some(mut c) =
+        Cluster::start_with(2, &[("LOCKSTEP_PUSHER_WEBHOOK_URLS", url.as_str())]).await
+    else {
+        return;
+    };
+    let room = "presence-room.hooks";
+    let (a, b) = (c.nodes[0].addr, c.nodes[1].addr);
+    let mut ann = Client::connect(a).await;
+    ann.join(&c.keys, room, "ann").await;
+    let mut bob = Client::connect(b).await;
+    bob.join(&c.keys, room, "bob").await;
+    // Occupied once, though followed on two nodes.
+    let seen = expect_hooks(
+        &mut hooks,
+        &[
+            json!({"name": "channel_occupied", "channel": room}),
+            json!({"name": "member_added", "channel": room, "user_id": "ann"}),
+            json!({"name": "member_added", "channel": room, "user_id": "bob"}),
+        ],
+    )
+    .await;
+    let at = |name: &str, user: Option<&str>| {
+        seen.iter()
+            .position(|e| e["name"] == name && user.is_none_or(|u| e["user_id"] == u))
+            .expect("reported")
+    };
+    assert!(
+        at("channel_occupied", None) < at("member_added", Some("ann")),
+        "{seen:?}"
+    );
+    // Ann leaves; Bob still follows it on B: no vacated (soketi #616).
+    let _ = ann.ws.close(None).await;
+    drop(ann);
+    expect_hooks(
+        &mut hooks,
+        &[json!({"name": "member_removed", "channel": room, "user_id": "ann"})],
+    )
+    .await;
+    // Bob's node dies: the survivor sweeps it, and reports him gone and
+    // the channel vacated, once.
+    c.nodes[1].kill();
+    let seen = expect_hooks(
+        &mut hooks,
+        &[
+            json!({"name": "member_removed", "channel": room, "user_id": "bob"}),
+            json!({"name": "channel_vacated", "channel": room}),
+        ],
+    )
+    .await;
+    assert_eq!(seen[1]["name"], "channel_vacated", "{seen:?}");
+    drop(bob);
+    // Nothing else was pending: the next report is a fresh occupation.
+    let mut cy = Client::connect(a).await;
+    cy.subscribe("after-hooks").await;
+    expect_hooks(
+        &mut hooks,
+        &[json!({"name": "channel_occupied", "channel": "after-hooks"})],
+    )
+    .await;
 }

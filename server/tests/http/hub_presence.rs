@@ -640,7 +640,7 @@ async fn the_inbound_rate_limit_refuses_the_excess_of_one_connection_only() {
 /// A receiver of webhooks: answers `failures` requests with 503, then 200;
 /// every request's (signature header, key header, body) goes to the
 /// channel.
-async fn webhook_receiver(
+pub(crate) async fn webhook_receiver(
     failures: usize,
 ) -> (
     String,
@@ -690,9 +690,9 @@ async fn webhook_receiver(
     (format!("http://{addr}/hook"), rx)
 }
 
-type Hooks = tokio::sync::mpsc::UnboundedReceiver<(String, String, String, u16)>;
+pub(crate) type Hooks = tokio::sync::mpsc::UnboundedReceiver<(String, String, String, u16)>;
 
-async fn next_hook(hooks: &mut Hooks) -> (String, String, String, u16) {
+pub(crate) async fn next_hook(hooks: &mut Hooks) -> (String, String, String, u16) {
     tokio::time::timeout(std::time::Duration::from_secs(15), hooks.recv())
         .await
         .expect("a webhook in time")

@@ -1,10 +1,12 @@
 //! What several nodes share through the database: each node's lease
-//! ([`nodes`]) and the presence channels' members ([`presence`]). The
+//! ([`nodes`]), the presence channels' members ([`presence`]) and which
+//! nodes follow which channel, for webhooks ([`occupancy`]). The
 //! realtime traffic between nodes (wake-ups, client events, publishes)
 //! is the server's business (NATS); this is the part that must be true
 //! after any node dies.
 
 pub mod nodes;
+pub mod occupancy;
 pub mod presence;
 
 use crate::{db::Backend, eventstore::store::WriteTx};

@@ -93,7 +93,8 @@ pub async fn live(db: &Db, now: i64) -> CoreResult<Vec<Node>> {
 pub async fn forget_dead(db: &Db, before: i64) -> CoreResult<u64> {
     let done = sqlx::query(
         "DELETE FROM cluster_nodes WHERE lease_until < $1 \
-         AND NOT EXISTS (SELECT 1 FROM presence_members p WHERE p.node_id = cluster_nodes.node_id)",
+         AND NOT EXISTS (SELECT 1 FROM presence_members p WHERE p.node_id = cluster_nodes.node_id) \
+         AND NOT EXISTS (SELECT 1 FROM channel_nodes c WHERE c.node_id = cluster_nodes.node_id)",
     )
     .bind(before)
     .execute_write(db)

@@ -284,6 +284,19 @@ pub struct LogRead {
 /// type: the browser's polling fallback reads it too).
 pub use lockstep_wire::envelope::Since;
 
+/// The channels appended to at or after `since_ms` (by any process): what
+/// a hub of several reads when a wake-up from another node may have been
+/// lost. One indexed query, however many channels the hub follows.
+pub async fn appended_since(db: &Db, since_ms: i64) -> CoreResult<Vec<String>> {
+    sqlx::query("SELECT DISTINCT channel FROM channel_log WHERE occurred_at >= $1")
+        .bind(since_ms)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("channel")?))
+        .collect()
+}
+
 /// The channel's current seq (0 when nothing was ever written).
 pub async fn head(db: &Db, channel: &Channel) -> CoreResult<i64> {
     Ok(
