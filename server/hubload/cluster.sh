@@ -41,8 +41,15 @@ done
 
 WORK=$(mktemp -d /tmp/lockstep-hubload-cluster.XXXXXX)
 pids=()
+stop_all() {
+    for p in "${pids[@]}"; do
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    pids=()
+}
 cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    stop_all
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -87,8 +94,7 @@ run() {
         --connections "$CONNS" --channels "$CHANS" --rate "$RATE" --duration-secs "$SECS" \
         --label "nodes=$n" >"$WORK/hubload-$n.out" 2>&1
     grep '^RESULT ' "$WORK/hubload-$n.out" | tail -n 1 | sed 's/^RESULT //' >"$WORK/result-$n.json"
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    pids=()
+    stop_all
     psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 }
 
