@@ -22,6 +22,14 @@ CREATE TABLE presence_members (
     PRIMARY KEY (channel, socket_id)
 );
 CREATE INDEX presence_members_user ON presence_members (channel, user_id);
+-- Each presence channel's count of announced changes (a member's first
+-- connection or last): announcements carry it, so a node that hears of
+-- one user's arrival and departure out of order (they were decided on
+-- two different nodes) keeps the later.
+CREATE TABLE presence_channels (
+    channel TEXT PRIMARY KEY,
+    version BIGINT NOT NULL
+);
 CREATE INDEX presence_members_node ON presence_members (node_id);
 -- Which nodes have sockets on which channel, kept only when webhooks are
 -- configured: `channel_occupied` when a channel's first node row appears,

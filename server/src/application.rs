@@ -80,6 +80,7 @@ pub struct Application {
     hub: hub::Hub,
     pub admin: AdminBootstrap,
     clustered: Option<Clustered>,
+    webhooks: Option<hub::webhooks::Batcher>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     drain_delay: Duration,
     /// Held for the process's life: the SQLite file's serve lock, or the
@@ -123,21 +124,17 @@ impl Application {
             if url.starts_with("sqlite:") {
                 return Err(cluster::guard::Refused::ClusterOnSqlite.into());
             }
-            if config
-                .mqtt_url
-                .as_ref()
-                .is_none_or(|u| u.expose().trim().is_empty())
-                && config.mqtt == MqttMode::Embedded
-            {
+            if config.mqtt().is_none() && config.mqtt == MqttMode::Embedded {
                 return Err(cluster::guard::Refused::ClusterOnEmbeddedBroker.into());
             }
         }
         let sqlite_lock = cluster::guard::sqlite_single_process(&url)?;
         let db = Db::open(&url).await?;
         let nodes_lock = cluster::guard::postgres_nodes(&db, &url, nats_url.is_some()).await?;
-        let timing =
-            cluster::lease::Timing::for_lease(Duration::from_secs(config.node_lease_secs.max(1)));
-        if nats_url.is_some() && config.mqtt_url.is_some() {
+        let timing = cluster::lease::Timing::for_lease(Duration::from_secs(
+            config.node_lease_secs.clamp(1, 3600),
+        ));
+        if nats_url.is_some() && config.mqtt().is_some() {
             cluster::guard::unique_mqtt_client_id(&db, &config.mqtt_client_id, timing.lease)
                 .await?;
         }
@@ -238,22 +235,20 @@ impl Application {
         .map_err(StartError::Hub)?;
         let keys = Arc::new(keys);
         let webhook_urls = config.webhook_urls();
-        let hub_events = if webhook_urls.is_empty() {
+        let webhooks = if webhook_urls.is_empty() {
             None
         } else {
             services =
                 services.with_webhooks(Arc::new(hub::webhooks::HttpSender::new(keys.clone())));
             Some(hub::webhooks::start(services.clone(), webhook_urls))
         };
+        let hub_events = webhooks.as_ref().map(|w| w.events.clone());
         let (clustered, hub_cluster) = match &nats_url {
             None => (None, None),
             Some(nats) => {
                 let node = cluster::NodeInfo::new(
                     local_addr,
-                    config
-                        .mqtt_url
-                        .is_some()
-                        .then(|| config.mqtt_client_id.clone()),
+                    config.mqtt().map(|_| config.mqtt_client_id.clone()),
                 );
                 let (inbound, inbound_rx) = tokio::sync::mpsc::unbounded_channel();
                 let bus = cluster::bus::Bus::connect(
@@ -331,6 +326,7 @@ impl Application {
             admin,
             limits: config.serve_limits(),
             clustered,
+            webhooks,
             draining,
             drain_delay: Duration::from_secs(config.drain_delay_secs),
             _sqlite_lock: sqlite_lock,
@@ -412,6 +408,13 @@ impl Application {
                 Err(e) => tracing::error!(error = %e, "the node's lease keeper ended abnormally"),
             }
             c.bus.flush(Duration::from_secs(2)).await;
+        }
+        // The webhook events decided so far (this node alone decided
+        // them) are stored before the process exits: the outbox (any
+        // node's, or this one's next start) delivers them.
+        if let Some(webhooks) = &self.webhooks {
+            self.hub.presence_settled().await;
+            webhooks.flush().await;
         }
         upkeep.abort();
         served

@@ -242,7 +242,7 @@ pub struct ServeConfig {
     pub node_lease_secs: u64,
     /// Seconds between SIGTERM and closing: `/readyz` already fails, so a
     /// load balancer stops sending new clients here first.
-    #[arg(long, env = "LOCKSTEP_DRAIN_DELAY_SECS", default_value_t = 2)]
+    #[arg(long, env = "LOCKSTEP_DRAIN_DELAY_SECS", default_value_t = 3)]
     pub drain_delay_secs: u64,
     /// Bearer token `/metrics` requires; unset, `/metrics` answers loopback
     /// clients only.
@@ -292,6 +292,14 @@ impl ServeConfig {
             .filter(|u| !u.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// `MQTT_URL`, when set and not blank.
+    pub fn mqtt(&self) -> Option<&str> {
+        self.mqtt_url
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|u| !u.trim().is_empty())
     }
 
     /// `NATS_URL`, when set and not blank.

@@ -54,8 +54,16 @@ async fn a_user_is_added_with_their_first_connection_and_removed_with_their_last
         .await
         .expect("join")
     {
-        Joined::In { first, members } => {
+        Joined::In {
+            first,
+            members,
+            version,
+        } => {
             assert!(first);
+            assert_eq!(
+                version, 2,
+                "Ann's arrival was the channel's first announcement"
+            );
             assert_eq!(
                 members
                     .iter()
@@ -94,7 +102,7 @@ async fn a_user_is_added_with_their_first_connection_and_removed_with_their_last
         presence::leave(&db, "presence-a", "1.3")
             .await
             .expect("leave"),
-        Some("ann".into())
+        Some(("ann".into(), 3))
     );
     // Leaving twice changes nothing.
     assert_eq!(
@@ -202,6 +210,12 @@ async fn a_dead_nodes_members_are_swept_once_and_only_theirs() {
         .into_iter()
         .flatten()
         .collect();
+    // Each announcement has its own place in its channel's order.
+    let versions: HashSet<(String, i64)> = gone
+        .iter()
+        .map(|g| (g.channel.clone(), g.version))
+        .collect();
+    assert_eq!(versions.len(), gone.len(), "{gone:?}");
     let gone: Vec<(String, String)> = gone.into_iter().map(|g| (g.channel, g.user_id)).collect();
     // Bob (only on the dead node) and Dee (a node with no lease at all)
     // are gone, each reported by one sweep; Cy is still on the live node.

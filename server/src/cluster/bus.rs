@@ -25,6 +25,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::Inbound;
 
+/// Messages waiting to be handed to the NATS client.
+const OUT_QUEUE: usize = 10_000;
+
 /// A frame for one channel's subscribers on every node.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FrameMsg {
@@ -33,6 +36,18 @@ pub struct FrameMsg {
     /// The socket that must not get it (`socket_id` exclusion).
     #[serde(default)]
     pub except: Option<String>,
+    /// A `member_added`/`member_removed`: whose, and its place in the
+    /// channel's order (a receiver drops one older than what it applied
+    /// for that user).
+    #[serde(default)]
+    pub member: Option<MemberMark>,
+}
+
+/// The user and version of a presence announcement.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemberMark {
+    pub user_id: String,
+    pub version: i64,
 }
 
 /// One channel some node's sockets follow.
@@ -53,8 +68,9 @@ struct OccupancyAsk {
 pub struct Bus {
     client: async_nats::Client,
     subjects: Arc<Subjects>,
-    /// Publishes, in order, through one task.
-    out: mpsc::UnboundedSender<Outgoing>,
+    /// Publishes, in order, through one task; bounded, so a NATS outage
+    /// costs dropped frames (counted), never the node's memory.
+    out: mpsc::Sender<Outgoing>,
 }
 
 enum Outgoing {
@@ -151,7 +167,7 @@ impl Bus {
                 .map_err(|e| fail(e.to_string()))?;
             tokio::spawn(receive(sub, kind, inbound.clone()));
         }
-        let (out, queued) = mpsc::unbounded_channel();
+        let (out, queued) = mpsc::channel(OUT_QUEUE);
         tokio::spawn(send(client.clone(), queued));
         let bus = Bus {
             client,
@@ -163,18 +179,25 @@ impl Bus {
     }
 
     fn send(&self, subject: String, payload: Vec<u8>) {
-        let _ = self
+        if self
             .out
-            .send(Outgoing::Publish(subject, Bytes::from(payload)));
+            .try_send(Outgoing::Publish(subject, Bytes::from(payload)))
+            .is_err()
+        {
+            metrics::counter!("lockstep_cluster_publish_dropped_total").increment(1);
+        }
     }
 
     /// Waits until what was queued so far reached the NATS server (at a
     /// clean exit: the last `member_removed` must leave before we do).
     pub async fn flush(&self, timeout: Duration) {
         let (done, flushed) = tokio::sync::oneshot::channel();
-        if self.out.send(Outgoing::Flush(done)).is_ok() {
-            let _ = tokio::time::timeout(timeout, flushed).await;
-        }
+        let _ = tokio::time::timeout(timeout, async {
+            if self.out.send(Outgoing::Flush(done)).await.is_ok() {
+                let _ = flushed.await;
+            }
+        })
+        .await;
     }
 
     /// Tells the other nodes' subscribers of `frame.channel`.
@@ -285,7 +308,7 @@ fn reject(what: &str, reason: &str) {
     crate::metrics::count_rejection("cluster_bad_message");
 }
 
-async fn send(client: async_nats::Client, mut queued: mpsc::UnboundedReceiver<Outgoing>) {
+async fn send(client: async_nats::Client, mut queued: mpsc::Receiver<Outgoing>) {
     while let Some(next) = queued.recv().await {
         match next {
             Outgoing::Publish(subject, payload) => {

@@ -29,7 +29,8 @@ pub enum Refused {
     LockFile { path: String, reason: String },
     #[error(
         "another Lockstep node is already running on this PostgreSQL database, and \
-         several nodes need NATS between them: set NATS_URL on every node (docs/deploy.md)"
+         several nodes need NATS between them: set NATS_URL on every node (docs/deploy.md); \
+         if that node's host just died, PostgreSQL frees its place within about 30 s"
     )]
     NeedsNats,
     #[error(

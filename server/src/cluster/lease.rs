@@ -55,9 +55,10 @@ pub async fn register(
     .await
 }
 
-/// Renews and sweeps until `stop`, then gives the lease up and sweeps this
-/// node's own members: those are returned, for the hub to announce before
-/// the process exits.
+/// Renews (and, on a task of its own, sweeps) until `stop`, then gives
+/// the lease up and sweeps this node's own members: those are returned,
+/// for the hub to announce before the process exits. Renewal never waits
+/// behind a long sweep.
 pub async fn keep(
     db: Db,
     node: NodeInfo,
@@ -65,6 +66,12 @@ pub async fn keep(
     inbound: mpsc::UnboundedSender<Inbound>,
     mut stop: watch::Receiver<bool>,
 ) -> Swept {
+    let sweeper = tokio::spawn(sweep_rounds(
+        db.clone(),
+        timing,
+        inbound.clone(),
+        stop.clone(),
+    ));
     let mut every = tokio::time::interval(timing.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,9 +95,38 @@ pub async fn keep(
             }
             Err(e) => {
                 tracing::error!(error = %e, "renewing the node's lease failed; retrying");
-                continue;
             }
         }
+    }
+    // The sweeper finishes its round (what it removed is announced), then
+    // this node's own rows go.
+    let _ = sweeper.await;
+    if let Err(e) = nodes::expire(&db, &node.node_id).await {
+        tracing::warn!(error = %e, "giving up the node's lease failed; the others sweep it when it runs out");
+        return Swept::default();
+    }
+    sweep(&db, now_ms()).await
+}
+
+/// Sweeps dead nodes every `timing.every` until `stop`; each round's
+/// removals go to the hub.
+async fn sweep_rounds(
+    db: Db,
+    timing: Timing,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(timing.every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = now_ms();
         let swept = sweep(&db, now).await;
         if !swept.is_empty() {
             let _ = inbound.send(Inbound::Gone(swept));
@@ -99,11 +135,6 @@ pub async fn keep(
             tracing::warn!(error = %e, "forgetting dead nodes failed");
         }
     }
-    if let Err(e) = nodes::expire(&db, &node.node_id).await {
-        tracing::warn!(error = %e, "giving up the node's lease failed; the others sweep it when it runs out");
-        return Swept::default();
-    }
-    sweep(&db, now_ms()).await
 }
 
 /// Removes what dead nodes left: presence members, then channel

@@ -58,10 +58,12 @@ pub enum Done {
         outcome: Result<Joined, String>,
     },
     /// The user whose last connection that was (already reported to the
-    /// webhooks), to announce to the sockets.
+    /// webhooks), to announce to the sockets, and the announcement's
+    /// version.
     Left {
         channel: String,
         user_id: String,
+        version: i64,
     },
     Barrier(oneshot::Sender<()>),
 }
@@ -132,12 +134,16 @@ async fn run(db: &Db, node_id: &str, op: Op, emit: &impl Fn(HubEvent)) -> Option
                     None
                 }
             };
-            let user_id = user_id.filter(|_| announce)?;
+            let (user_id, version) = user_id.filter(|_| announce)?;
             emit(HubEvent::MemberRemoved {
                 channel: channel.clone(),
                 user_id: user_id.clone(),
             });
-            Some(Done::Left { channel, user_id })
+            Some(Done::Left {
+                channel,
+                user_id,
+                version,
+            })
         }
         Op::Occupy(channel) => {
             match occupancy::occupy(db, node_id, &channel).await {

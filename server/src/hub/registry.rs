@@ -27,7 +27,7 @@ use super::{
     protocol::{self, code},
 };
 use crate::cluster::{
-    bus::{Bus, FrameMsg, OccupiedMsg},
+    bus::{Bus, FrameMsg, MemberMark, OccupiedMsg},
     Inbound, NodeInfo,
 };
 use lockstep_core::cluster::presence::{self as shared_presence, Joined};
@@ -392,6 +392,10 @@ struct State {
     presence_ops: Option<mpsc::UnboundedSender<Op>>,
     /// Clustered presence joins asked of the worker and not yet answered.
     pending_presence: HashMap<(SocketId, String), u64>,
+    /// Clustered: per presence channel, the version of the last
+    /// announcement applied for each user (an older one arriving late,
+    /// from another node, is dropped).
+    presence_versions: HashMap<String, HashMap<String, i64>>,
 }
 
 /// Starts the registry task; it runs until the process ends. `events`
@@ -433,6 +437,7 @@ pub fn start(
         cluster: link,
         presence_ops,
         pending_presence: HashMap::new(),
+        presence_versions: HashMap::new(),
     };
     if let Some(mut inbound) = inbound {
         let tx = tx.clone();
@@ -608,12 +613,56 @@ impl State {
 
     /// `frame` to the other nodes' subscribers of `channel`.
     fn forward(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        self.forward_marked(channel, frame, except, None);
+    }
+
+    fn forward_marked(
+        &self,
+        channel: &str,
+        frame: &Utf8Bytes,
+        except: Option<&str>,
+        member: Option<MemberMark>,
+    ) {
         if let Some(link) = &self.cluster {
             link.bus.frame(&FrameMsg {
                 channel: channel.to_string(),
                 frame: frame.as_str().to_string(),
                 except: except.map(str::to_string),
+                member,
             });
+        }
+    }
+
+    /// Whether the announcement `version` about `user_id` on `channel` is
+    /// newer than what this node applied (and, if so, records it).
+    fn fresh(&mut self, channel: &str, user_id: &str, version: i64) -> bool {
+        let users = self
+            .presence_versions
+            .entry(channel.to_string())
+            .or_default();
+        match users.get(user_id) {
+            Some(seen) if *seen >= version => false,
+            _ => {
+                users.insert(user_id.to_string(), version);
+                true
+            }
+        }
+    }
+
+    /// A `member_added`/`member_removed` to every node's subscribers, each
+    /// node delivering it only when it is newer than what it applied.
+    fn announce_member(
+        &mut self,
+        channel: &str,
+        frame: Utf8Bytes,
+        except: Option<&str>,
+        mark: MemberMark,
+    ) {
+        self.forward_marked(channel, &frame, except, Some(mark.clone()));
+        if self.fresh(channel, &mark.user_id, mark.version) {
+            self.publish(channel, frame, except);
+        } else {
+            metrics::counter!("lockstep_cluster_stale_presence_total").increment(1);
         }
     }
 
@@ -637,6 +686,12 @@ impl State {
             Inbound::WakeAll => self.read_all(),
             Inbound::Frame(f) => {
                 metrics::counter!("lockstep_cluster_frames_in_total").increment(1);
+                if let Some(mark) = &f.member {
+                    if !self.fresh(&f.channel, &mark.user_id, mark.version) {
+                        metrics::counter!("lockstep_cluster_stale_presence_total").increment(1);
+                        return;
+                    }
+                }
                 self.publish(&f.channel, f.frame.into(), f.except.as_deref());
             }
             Inbound::Occupancy { prefix, reply } => {
@@ -670,7 +725,7 @@ impl State {
     /// everywhere, then the webhooks' `channel_vacated`.
     fn swept(&mut self, swept: crate::cluster::Swept) {
         for g in swept.members {
-            self.member_removed(&g.channel, g.user_id, true);
+            self.member_removed(&g.channel, g.user_id, g.version, true);
         }
         if let (Some(ops), Some(_)) = (&self.presence_ops, &self.events) {
             for channel in swept.vacated {
@@ -681,7 +736,7 @@ impl State {
 
     /// Tells every node's subscribers of `channel` that `user_id` left
     /// (and, with `report`, the webhooks: from this node only).
-    fn member_removed(&mut self, channel: &str, user_id: String, report: bool) {
+    fn member_removed(&mut self, channel: &str, user_id: String, version: i64, report: bool) {
         let removed = protocol::frame(
             "pusher_internal:member_removed",
             Some(channel),
@@ -690,10 +745,11 @@ impl State {
         if report {
             self.emit(HubEvent::MemberRemoved {
                 channel: channel.to_string(),
-                user_id,
+                user_id: user_id.clone(),
             });
         }
-        self.broadcast(channel, removed.into(), None);
+        let mark = MemberMark { user_id, version };
+        self.announce_member(channel, removed.into(), None, mark);
     }
 
     fn presence_done(&mut self, done: Done) {
@@ -702,7 +758,11 @@ impl State {
                 let _ = ack.send(());
             }
             // The worker reported it to the webhooks already.
-            Done::Left { channel, user_id } => self.member_removed(&channel, user_id, false),
+            Done::Left {
+                channel,
+                user_id,
+                version,
+            } => self.member_removed(&channel, user_id, version, false),
             Done::Joined {
                 socket,
                 channel,
@@ -730,14 +790,22 @@ impl State {
             // A later join of the same socket and channel takes this one's
             // row over.
             Some(_) => return,
-            // Unsubscribed or gone meanwhile: undo, silently when nobody
-            // heard of the member.
+            // Unsubscribed or gone meanwhile: undo. Others may have seen
+            // the member in a list they got meanwhile, so the removal is
+            // announced; the webhooks get the member's arrival first, so
+            // their added/removed pairs stay whole.
             None => {
                 if let (Ok(Joined::In { first, .. }), Some(ops)) = (&outcome, &self.presence_ops) {
+                    if *first && self.events.is_some() {
+                        let _ = ops.send(Op::Emit(HubEvent::MemberAdded {
+                            channel: channel.clone(),
+                            user_id: member.user_id.clone(),
+                        }));
+                    }
                     let _ = ops.send(Op::Leave {
                         socket,
                         channel,
-                        announce: !first,
+                        announce: true,
                     });
                 }
                 return;
@@ -746,8 +814,12 @@ impl State {
         let Some(out) = self.sockets.get(&socket).map(|s| s.out.clone()) else {
             return;
         };
-        let (first, members) = match outcome {
-            Ok(Joined::In { first, members }) => (first, members),
+        let (first, members, version) = match outcome {
+            Ok(Joined::In {
+                first,
+                members,
+                version,
+            }) => (first, members, version),
             Ok(Joined::Full) => {
                 crate::metrics::count_rejection("hub_presence_full");
                 let refusal = protocol::subscription_error(
@@ -772,9 +844,13 @@ impl State {
             }
         };
         let presence = self.presence.entry(channel.clone()).or_default();
-        presence
+        // Joined as this very member already (a subscription made again):
+        // it was announced then.
+        let again = presence
             .by_socket
-            .insert(socket.clone(), member.user_id.clone());
+            .insert(socket.clone(), member.user_id.clone())
+            .is_some_and(|before| before == member.user_id);
+        let first = first && !again;
         if let Some(s) = self.sockets.get_mut(&socket) {
             s.channels.insert(channel.clone());
         }
@@ -789,7 +865,11 @@ impl State {
                 Some(&channel),
                 &json!({"user_id": member.user_id, "user_info": member.user_info}),
             );
-            self.broadcast(&channel, added.into(), Some(&socket));
+            let mark = MemberMark {
+                user_id: member.user_id.clone(),
+                version,
+            };
+            self.announce_member(&channel, added.into(), Some(&socket), mark);
             self.emit(HubEvent::MemberAdded {
                 channel,
                 user_id: member.user_id,
@@ -891,6 +971,7 @@ impl State {
             let vacated = subs.is_empty();
             if vacated {
                 self.ephemeral.remove(channel);
+                self.presence_versions.remove(channel);
                 metrics::gauge!("lockstep_hub_channels").decrement(1.0);
             }
             self.leave_presence(socket, channel);

@@ -90,23 +90,71 @@ pub fn event_json(event: &HubEvent) -> Value {
     }
 }
 
+/// The batcher's handles: where events go, and how to store what is
+/// gathering at once (at shutdown).
+pub struct Batcher {
+    pub events: mpsc::UnboundedSender<HubEvent>,
+    flush: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Batcher {
+    /// Stores every event sent so far (without waiting for the batch
+    /// window), then returns.
+    pub async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.flush.send(done).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
 /// Starts the batcher: what the registry reports is stored for `urls`
 /// and the outbox workers woken.
-pub fn start(services: Services, urls: Vec<String>) -> mpsc::UnboundedSender<HubEvent> {
+pub fn start(services: Services, urls: Vec<String>) -> Batcher {
     let (tx, mut rx) = mpsc::unbounded_channel::<HubEvent>();
+    let (flush_tx, mut flush_rx) = mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut events = vec![event_json(&first)];
-            let window = tokio::time::sleep(BATCH_WINDOW);
-            tokio::pin!(window);
-            while events.len() < MAX_BATCH {
-                tokio::select! {
-                    next = rx.recv() => match next {
-                        Some(e) => events.push(event_json(&e)),
-                        None => break,
-                    },
-                    _ = &mut window => break,
+        loop {
+            let mut events = Vec::new();
+            let mut ack = None;
+            tokio::select! {
+                first = rx.recv() => match first {
+                    Some(e) => events.push(event_json(&e)),
+                    None => return,
+                },
+                asked = flush_rx.recv() => match asked {
+                    Some(a) => ack = Some(a),
+                    None => return,
+                },
+            }
+            if ack.is_none() {
+                let window = tokio::time::sleep(BATCH_WINDOW);
+                tokio::pin!(window);
+                while events.len() < MAX_BATCH {
+                    tokio::select! {
+                        next = rx.recv() => match next {
+                            Some(e) => events.push(event_json(&e)),
+                            None => break,
+                        },
+                        asked = flush_rx.recv() => {
+                            ack = asked;
+                            break;
+                        }
+                        _ = &mut window => break,
+                    }
                 }
+            }
+            if ack.is_some() {
+                // Flushing: whatever is queued joins this batch now.
+                while let Ok(e) = rx.try_recv() {
+                    events.push(event_json(&e));
+                }
+            }
+            if events.is_empty() {
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+                continue;
             }
             let count = events.len();
             let now = now_ms();
@@ -126,7 +174,13 @@ pub fn start(services: Services, urls: Vec<String>) -> mpsc::UnboundedSender<Hub
             }
             metrics::counter!("lockstep_webhooks_events_total").increment(count as u64);
             services.wake.notify_one();
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
         }
     });
-    tx
+    Batcher {
+        events: tx,
+        flush: flush_tx,
+    }
 }

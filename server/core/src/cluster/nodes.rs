@@ -123,6 +123,17 @@ impl std::fmt::Debug for NodeLock {
 pub async fn take_lock(url: &str, shared: bool) -> CoreResult<Option<NodeLock>> {
     use sqlx::Connection;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
+    // The lock lives as long as this session: if this host dies outright,
+    // PostgreSQL notices the dead connection within about 30 s (not the
+    // system's default two hours), and frees the lock for a restart
+    // elsewhere.
+    for set in [
+        "SET tcp_keepalives_idle = 10",
+        "SET tcp_keepalives_interval = 5",
+        "SET tcp_keepalives_count = 3",
+    ] {
+        sqlx::query(set).execute(&mut conn).await?;
+    }
     let sql = if shared {
         "SELECT pg_try_advisory_lock_shared($1) AS got"
     } else {

@@ -68,8 +68,14 @@ pub async fn sweep(db: &Db, now: i64) -> CoreResult<Vec<String>> {
     for r in &rows {
         let channel: String = r.try_get("channel")?;
         let node_id: String = r.try_get("node_id")?;
-        if vacate(db, &node_id, &channel).await? && seen.insert(channel.clone()) {
-            vacated.push(channel);
+        // One failing must not lose what the others committed: logged;
+        // the next sweep retries it.
+        match vacate(db, &node_id, &channel).await {
+            Ok(true) if seen.insert(channel.clone()) => vacated.push(channel),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, channel = %channel, node_id = %node_id, "sweeping a dead node's channel failed")
+            }
         }
     }
     Ok(vacated)

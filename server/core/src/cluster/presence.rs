@@ -26,9 +26,15 @@ pub enum Joined {
     /// The channel has its maximum of distinct users; nothing written.
     Full,
     /// In; `first` when no other connection of this user was (the others
-    /// hear `member_added`); `members` is the channel's list, this user
+    /// hear `member_added`, unless this socket had joined as this user
+    /// already); `members` is the channel's list, this user
     /// included, in the order they came.
-    In { first: bool, members: Vec<Member> },
+    In {
+        first: bool,
+        members: Vec<Member>,
+        /// When `first`: the announcement's place in the channel's order.
+        version: i64,
+    },
 }
 
 /// A user whose last connection left `channel`.
@@ -36,6 +42,22 @@ pub enum Joined {
 pub struct Gone {
     pub channel: String,
     pub user_id: String,
+    /// The announcement's place in the channel's order.
+    pub version: i64,
+}
+
+/// The next place in `channel`'s order of announcements (inside the
+/// caller's transaction, under the channel's lock).
+async fn next_version(conn: &mut sqlx::AnyConnection, channel: &str) -> CoreResult<i64> {
+    let row = sqlx::query(
+        "INSERT INTO presence_channels (channel, version) VALUES ($1, 1) \
+         ON CONFLICT (channel) DO UPDATE SET version = presence_channels.version + 1 \
+         RETURNING version",
+    )
+    .bind(channel)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("version")?)
 }
 
 /// Joins `socket_id` (on `node_id`) to `channel` as `member`. The same
@@ -51,11 +73,16 @@ pub async fn join(
 ) -> CoreResult<Joined> {
     let mut tx = begin_write(db).await?;
     lock_channel(&mut tx, db.backend, channel).await?;
+    // Another connection of this user (this socket's own row, from a
+    // subscription made again, does not count: the caller knows whether
+    // it had already been announced).
     let present = sqlx::query(
-        "SELECT 1 AS here FROM presence_members WHERE channel = $1 AND user_id = $2 LIMIT 1",
+        "SELECT 1 AS here FROM presence_members \
+         WHERE channel = $1 AND user_id = $2 AND socket_id <> $3 LIMIT 1",
     )
     .bind(channel)
     .bind(&member.user_id)
+    .bind(socket_id)
     .fetch_optional(&mut *tx)
     .await?
     .is_some();
@@ -94,16 +121,22 @@ pub async fn join(
         .execute(&mut *tx)
         .await?;
     let members = list(&mut tx, channel).await?;
+    let version = if present {
+        0
+    } else {
+        next_version(&mut tx, channel).await?
+    };
     tx.commit().await?;
     Ok(Joined::In {
         first: !present,
         members,
+        version,
     })
 }
 
-/// `socket_id` left `channel`: the user, when that was their last
-/// connection there.
-pub async fn leave(db: &Db, channel: &str, socket_id: &str) -> CoreResult<Option<String>> {
+/// `socket_id` left `channel`: the user and the announcement's version,
+/// when that was their last connection there.
+pub async fn leave(db: &Db, channel: &str, socket_id: &str) -> CoreResult<Option<(String, i64)>> {
     let mut tx = begin_write(db).await?;
     lock_channel(&mut tx, db.backend, channel).await?;
     let Some(row) = sqlx::query(
@@ -117,9 +150,13 @@ pub async fn leave(db: &Db, channel: &str, socket_id: &str) -> CoreResult<Option
         return Ok(None);
     };
     let user_id: String = row.try_get("user_id")?;
-    let last = !still_here(&mut tx, channel, &user_id).await?;
+    if still_here(&mut tx, channel, &user_id).await? {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let version = next_version(&mut tx, channel).await?;
     tx.commit().await?;
-    Ok(last.then_some(user_id))
+    Ok(Some((user_id, version)))
 }
 
 /// The channel's members, in the order they came.
@@ -164,31 +201,49 @@ pub async fn sweep(db: &Db, now: i64) -> CoreResult<Vec<Gone>> {
                 .map(|r| r.try_get("channel"))
                 .collect::<Result<_, _>>()?;
         for channel in channels {
-            let mut tx = begin_write(db).await?;
-            lock_channel(&mut tx, db.backend, &channel).await?;
-            let users: HashSet<String> = sqlx::query(
-                "DELETE FROM presence_members WHERE channel = $1 AND node_id = $2 RETURNING user_id",
-            )
-            .bind(&channel)
-            .bind(&node)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("user_id"))
-            .collect::<Result<_, _>>()?;
-            let mut users: Vec<String> = users.into_iter().collect();
-            users.sort();
-            for user_id in users {
-                if !still_here(&mut tx, &channel, &user_id).await? {
-                    gone.push(Gone {
-                        channel: channel.clone(),
-                        user_id,
-                    });
+            // One channel failing must not lose what the others committed
+            // (nobody else would announce it): logged; the next sweep
+            // retries it.
+            match sweep_channel(db, &node, &channel).await {
+                Ok(users) => gone.extend(users.into_iter().map(|(user_id, version)| Gone {
+                    channel: channel.clone(),
+                    user_id,
+                    version,
+                })),
+                Err(e) => {
+                    tracing::warn!(error = %e, channel = %channel, node_id = %node, "sweeping a dead node's members of one channel failed")
                 }
             }
-            tx.commit().await?;
         }
     }
+    Ok(gone)
+}
+
+/// Removes `node`'s rows of `channel`: the users whose last connection
+/// those were, with their announcements' versions.
+async fn sweep_channel(db: &Db, node: &str, channel: &str) -> CoreResult<Vec<(String, i64)>> {
+    let mut tx = begin_write(db).await?;
+    lock_channel(&mut tx, db.backend, channel).await?;
+    let users: HashSet<String> = sqlx::query(
+        "DELETE FROM presence_members WHERE channel = $1 AND node_id = $2 RETURNING user_id",
+    )
+    .bind(channel)
+    .bind(node)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("user_id"))
+    .collect::<Result<_, _>>()?;
+    let mut users: Vec<String> = users.into_iter().collect();
+    users.sort();
+    let mut gone = Vec::new();
+    for user_id in users {
+        if !still_here(&mut tx, channel, &user_id).await? {
+            let version = next_version(&mut tx, channel).await?;
+            gone.push((user_id, version));
+        }
+    }
+    tx.commit().await?;
     Ok(gone)
 }
 
