@@ -63,7 +63,13 @@ export class Cluster {
 
   static async start(count: number): Promise<Cluster> {
     const c = new Cluster();
-    await c.boot(count);
+    try {
+      await c.boot(count);
+    } catch (e) {
+      // Nothing it started outlives a failed start.
+      await c.stop();
+      throw e;
+    }
     return c;
   }
 
@@ -173,6 +179,7 @@ export class Cluster {
   async stop() {
     for (const n of this.nodes) n.child?.kill("SIGKILL");
     for (const o of this.others) o.kill("SIGKILL");
+    if (!this.databaseUrl) return;
     try {
       execFileSync("psql", [`${PG}/postgres`, "-qc", `DROP DATABASE IF EXISTS ${this.databaseUrl.split("/").pop()} WITH (FORCE)`]);
     } catch {
