@@ -821,15 +821,7 @@ impl State {
                 version,
             }) => (first, members, version),
             Ok(Joined::Full) => {
-                crate::metrics::count_rejection("hub_presence_full");
-                let refusal = protocol::subscription_error(
-                    &channel,
-                    "LimitReached",
-                    "this presence channel has its maximum of members",
-                    4100,
-                );
-                let _ = out.try_send(Out::Refused(channel, refusal.into()));
-                return;
+                return refuse_full(&out, channel);
             }
             Err(e) => {
                 tracing::error!(error = %e, channel = %channel, socket_id = %socket, "joining a presence channel failed");
@@ -1069,15 +1061,7 @@ impl State {
             if presence.members.is_empty() {
                 self.presence.remove(&channel);
             }
-            crate::metrics::count_rejection("hub_presence_full");
-            let refusal = protocol::subscription_error(
-                &channel,
-                "LimitReached",
-                "this presence channel has its maximum of members",
-                4100,
-            );
-            let _ = out.try_send(Out::Refused(channel, refusal.into()));
-            return;
+            return refuse_full(&out, channel);
         }
         presence
             .by_socket
@@ -1499,6 +1483,19 @@ fn here_of(presence: &Presence) -> serde_json::Value {
         .map(|(id, (info, _))| (id.clone(), info.clone()))
         .collect();
     json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
+}
+
+/// Refuses a presence subscription: the channel has its maximum of
+/// distinct members.
+fn refuse_full(out: &mpsc::Sender<Out>, channel: String) {
+    crate::metrics::count_rejection("hub_presence_full");
+    let refusal = protocol::subscription_error(
+        &channel,
+        "LimitReached",
+        "this presence channel has its maximum of members",
+        4100,
+    );
+    let _ = out.try_send(Out::Refused(channel, refusal.into()));
 }
 
 /// `subscription_succeeded`'s presence data from the cluster's list.
