@@ -886,12 +886,15 @@ async fn presence_is_one_list_across_nodes_and_a_killed_nodes_members_leave() {
             ["user_id"],
         "bob"
     );
+    // The slack is for a machine loaded by the whole suite (the sweep
+    // itself, HAProxy, NATS); a sweep that never ran would not come at all.
     let bound = Duration::from_secs(LEASE_SECS)
         + Duration::from_secs(LEASE_SECS) / 5
-        + Duration::from_secs(2);
+        + Duration::from_secs(5);
     assert!(
         took <= bound,
-        "member_removed came {took:?} after the kill (bound {bound:?})"
+        "member_removed came {took:?} after the kill (bound {bound:?}):\n{}",
+        c.logs()
     );
     drop(bob);
     for addr in [a, cc] {
