@@ -4,8 +4,9 @@
 //! `LOCKSTEP_BENCH_PG`, default `postgres://postgres@127.0.0.1:5432`), in
 //! the same database and the same run:
 //! 1. baseline: a plain single-row INSERT loop, one transaction per row;
-//! 2. appends: one event per transaction through the real write path
-//!    (append + projector + channel log with its seq), the same count;
+//! 2. appends: one event each through the real write path (append +
+//!    projector + channel log with its seq, group-committed: the writes
+//!    that arrive together share a transaction), the same count;
 //!    the figure is the ratio appends/s ÷ inserts/s;
 //! 3. both again with 8 concurrent writers;
 //! 4. opens/s through the HTTP API (admin override opens, 16 clients),
@@ -87,20 +88,29 @@ async fn appends(
                     valid_from: None,
                     valid_until: None,
                 };
-                let mut tx = store::begin_write(&s.db).await.expect("tx");
-                let written = store::append_live(
-                    &mut tx,
-                    s.mode(),
-                    "bench",
-                    grant_id,
-                    0,
-                    vec![event],
-                    &caller.metadata(),
-                    now_ms(),
-                )
-                .await
-                .expect("append");
-                tx.commit().await.expect("commit");
+                // Through the group commit, as the open path writes.
+                let (mode, meta, now) = (s.mode(), caller.metadata(), now_ms());
+                let ((), written) = s
+                    .writes
+                    .write(move |conn| {
+                        let (event, meta) = (event.clone(), meta.clone());
+                        Box::pin(async move {
+                            let staged = store::stage_live(
+                                conn,
+                                mode,
+                                "bench",
+                                grant_id,
+                                0,
+                                vec![event],
+                                &meta,
+                                now,
+                            )
+                            .await?;
+                            Ok(((), staged))
+                        })
+                    })
+                    .await
+                    .expect("append");
                 s.published(&written);
             }
         }));

@@ -4,6 +4,8 @@
 //! reason. A locker result after the command ended is recorded as its own
 //! event and does not change the status.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -13,7 +15,8 @@ pub use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
 use crate::{
     error::{parse_wire, parse_wire_opt, CoreError, CoreResult},
     eventstore::events::{DomainEvent, Metadata},
-    eventstore::store::{self, begin_write, Written},
+    eventstore::outbox,
+    eventstore::store::{self, Staged},
     eventstore::timers,
     identity::accounts::parse_uuid,
     identity::caller::Caller,
@@ -199,104 +202,158 @@ pub async fn request_open(
             return Err(CoreError::Invalid("an override needs a reason".into()));
         }
     }
+    let user_id = caller.user.id;
+    let tenant_id = caller.user.tenant_id;
+    let mode = s.mode();
     for _ in 0..store::MAX_RETRIES {
-        let mut tx = begin_write(&s.db).await?;
-        if let Some(key) = &input.idempotency_key {
-            if let Some(existing) = idempotent_command(&mut tx, caller.user.id, key).await? {
-                // The same key answers the same request only: another
-                // compartment, override or reason is a different request.
-                if !same_request(&mut tx, existing, &input, reason.as_deref()).await? {
-                    return Err(CoreError::IdempotencyKeyReused);
-                }
-                return decision_of(&mut tx, existing)
-                    .await?
-                    .ok_or(CoreError::NotFound);
-            }
-        }
-        let c = compartment_ref(&mut tx, input.compartment_id)
-            .await?
-            .filter(|c| c.tenant_id == caller.user.tenant_id)
-            .ok_or(CoreError::NotFound)?;
-        let denial = if c.bank_state == "decommissioned" {
-            Some(DenialReason::LockerDecommissioned)
-        } else if c.bank_online == Some(false) {
-            Some(DenialReason::LockerOffline)
-        } else if input.override_ {
-            None
-        } else {
-            access_denial(&mut tx, caller.user.id, c.id, now).await?
-        };
-        let command_id = Uuid::now_v7();
-        let requested = DomainEvent::CompartmentOpenRequested {
-            command_id,
-            compartment_id: c.id,
-            bank_id: c.bank_id,
-            tenant_id: c.tenant_id,
-            user_id: caller.user.id,
-            override_: input.override_,
-            reason: reason.clone(),
-        };
-        let outcome = match denial {
-            None => DomainEvent::CompartmentOpenAuthorized { command_id },
-            Some(reason) => DomainEvent::CompartmentOpenDenied { command_id, reason },
-        };
-        let mut meta = caller.metadata();
-        meta.correlation_id = command_id;
-        let written = match store::append_live(
-            &mut tx,
-            s.mode(),
-            AGGREGATE,
-            command_id,
-            0,
-            vec![requested, outcome],
-            &meta,
-            now,
-        )
-        .await
-        {
+        let (input, reason, meta) = (input.clone(), reason.clone(), caller.metadata());
+        let written = s
+            .writes
+            .write(move |conn| {
+                let (input, reason, meta) = (input.clone(), reason.clone(), meta.clone());
+                Box::pin(async move {
+                    let asked = Asked {
+                        user_id,
+                        tenant_id,
+                        input: &input,
+                        reason,
+                        meta,
+                        now,
+                    };
+                    decide_open(conn, mode, asked).await
+                })
+            })
+            .await;
+        let ((decision, recorded), written) = match written {
             Ok(w) => w,
+            // A concurrent request with the same key won (another node):
+            // ask again, and its command answers.
             Err(CoreError::VersionConflict { .. }) => continue,
             Err(e) => return Err(e),
         };
-        if let Some(key) = &input.idempotency_key {
-            let stored = sqlx::query(
-                "INSERT INTO idempotency_keys (user_id, key, command_id, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(caller.user.id.to_string())
-            .bind(key)
-            .bind(command_id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = stored {
-                if CoreError::is_unique_violation(&e) {
-                    // A concurrent retry with the same key won: answer with its command.
-                    drop(tx);
-                    continue;
-                }
-                return Err(e.into());
-            }
-        }
-        tx.commit().await?;
         s.published(&written);
-        if let Some(reason) = denial {
-            metrics::counter!("lockstep_open_commands_total", "status" => "denied", "reason" => reason.as_str())
-                .increment(1);
+        if let Some(compartment_id) = recorded {
+            if let Some(reason) = decision.reason {
+                metrics::counter!("lockstep_open_commands_total", "status" => "denied", "reason" => reason.as_str())
+                    .increment(1);
+            }
+            tracing::info!(command_id = %decision.command_id, %compartment_id, denied = ?decision.reason, "open requested");
         }
-        tracing::info!(%command_id, compartment_id = %c.id, denied = ?denial, "open requested");
-        return Ok(OpenDecision {
-            command_id,
-            status: if denial.is_some() {
-                OpenStatus::Denied
-            } else {
-                OpenStatus::Accepted
-            },
-            reason: denial,
-        });
+        return Ok(decision);
     }
     Err(CoreError::Conflict(
         "the request collided with another; retry".into(),
     ))
+}
+
+/// An open request as [`decide_open`] takes it.
+struct Asked<'a> {
+    user_id: Uuid,
+    tenant_id: Uuid,
+    input: &'a OpenCommandInput,
+    reason: Option<String>,
+    meta: Metadata,
+    now: i64,
+}
+
+/// Decides and records an open request inside a group-committed write:
+/// the decision, and the compartment when it was recorded now (`None`:
+/// an earlier request with the same idempotency key answers).
+async fn decide_open(
+    conn: &mut AnyConnection,
+    mode: crate::eventstore::projections::Mode,
+    asked: Asked<'_>,
+) -> CoreResult<((OpenDecision, Option<Uuid>), Staged)> {
+    let Asked {
+        user_id,
+        tenant_id,
+        input,
+        reason,
+        mut meta,
+        now,
+    } = asked;
+    if let Some(key) = &input.idempotency_key {
+        if let Some(existing) = idempotent_command(conn, user_id, key).await? {
+            // The same key answers the same request only: another
+            // compartment, override or reason is a different request.
+            if !same_request(conn, existing, input, reason.as_deref()).await? {
+                return Err(CoreError::IdempotencyKeyReused);
+            }
+            let decision = decision_of(conn, existing)
+                .await?
+                .ok_or(CoreError::NotFound)?;
+            return Ok(((decision, None), Staged::default()));
+        }
+    }
+    let c = compartment_ref(conn, input.compartment_id)
+        .await?
+        .filter(|c| c.tenant_id == tenant_id)
+        .ok_or(CoreError::NotFound)?;
+    let denial = if c.bank_state == "decommissioned" {
+        Some(DenialReason::LockerDecommissioned)
+    } else if c.bank_online == Some(false) {
+        Some(DenialReason::LockerOffline)
+    } else if input.override_ {
+        None
+    } else {
+        access_denial(conn, user_id, c.id, now).await?
+    };
+    let command_id = Uuid::now_v7();
+    let requested = DomainEvent::CompartmentOpenRequested {
+        command_id,
+        compartment_id: c.id,
+        bank_id: c.bank_id,
+        tenant_id: c.tenant_id,
+        user_id,
+        override_: input.override_,
+        reason,
+    };
+    let outcome = match denial {
+        None => DomainEvent::CompartmentOpenAuthorized { command_id },
+        Some(reason) => DomainEvent::CompartmentOpenDenied { command_id, reason },
+    };
+    meta.correlation_id = command_id;
+    let staged = store::stage_live(
+        conn,
+        mode,
+        AGGREGATE,
+        command_id,
+        0,
+        vec![requested, outcome],
+        &meta,
+        now,
+    )
+    .await?;
+    if let Some(key) = &input.idempotency_key {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, command_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id.to_string())
+        .bind(key)
+        .bind(command_id.to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await;
+        if let Err(e) = stored {
+            if CoreError::is_unique_violation(&e) {
+                return Err(CoreError::VersionConflict {
+                    aggregate: command_id,
+                    expected: 0,
+                });
+            }
+            return Err(e.into());
+        }
+    }
+    let decision = OpenDecision {
+        command_id,
+        status: if denial.is_some() {
+            OpenStatus::Denied
+        } else {
+            OpenStatus::Accepted
+        },
+        reason: denial,
+    };
+    Ok(((decision, Some(c.id)), staged))
 }
 
 /// Why `user_id` may not open `compartment_id` now, if they may not.
@@ -334,55 +391,115 @@ async fn access_denial(
     }))
 }
 
-/// Runs `decide` on the command's current status inside a write
-/// transaction, appends what it returns, commits, publishes.
-async fn transition<F>(
+/// What `decide` is given: the command's status, failure reason and late
+/// result.
+type Decide = dyn Fn(OpenStatus, Option<FailureReason>, Option<&str>) -> Option<Vec<DomainEvent>>
+    + Send
+    + Sync;
+
+/// Runs `decide` on the command's current status in a group-committed
+/// write and appends what it returns (and, given `outbox_job`, marks that
+/// outbox row done in the same write). Returns the status `decide` saw and
+/// the events appended.
+async fn transition(
     s: &Services,
     command_id: Uuid,
     now: i64,
-    decide: F,
-) -> CoreResult<Option<Vec<DomainEvent>>>
-where
-    F: Fn(OpenStatus, Option<FailureReason>, Option<&str>) -> Option<Vec<DomainEvent>>,
-{
+    outbox_job: Option<i64>,
+    decide: Arc<Decide>,
+) -> CoreResult<(OpenStatus, Option<Vec<DomainEvent>>)> {
+    let mode = s.mode();
     for _ in 0..store::MAX_RETRIES {
-        // The version first: the status read after it is at least as new.
-        let (mut tx, version) = store::begin_on(&s.db, command_id).await?;
-        let Some(row) = sqlx::query("SELECT status, tenant_id, failure_reason, late_result FROM open_requests WHERE command_id = $1")
-            .bind(command_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Err(CoreError::NotFound);
-        };
-        let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
-        let failure: Option<FailureReason> = parse_wire_opt(row.try_get("failure_reason")?)?;
-        let late: Option<String> = row.try_get("late_result")?;
-        let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-        let Some(events) = decide(status, failure, late.as_deref()) else {
-            return Ok(None);
-        };
-        let meta = Metadata::system(tenant_id, command_id);
-        if store::commit_at(
-            s,
-            tx,
-            AGGREGATE,
-            command_id,
-            version,
-            events.clone(),
-            &meta,
-            now,
-        )
-        .await?
-        .is_some()
-        {
-            count_final(&events);
-            return Ok(Some(events));
+        let decide = decide.clone();
+        let written = s
+            .writes
+            .write(move |conn| {
+                let decide = decide.clone();
+                Box::pin(async move {
+                    let Some(now_state) = command_state(conn, command_id).await? else {
+                        return Err(CoreError::NotFound);
+                    };
+                    if let Some(id) = outbox_job {
+                        outbox::complete_in(conn, id, now).await?;
+                    }
+                    let status = now_state.status;
+                    let Some(events) =
+                        decide(status, now_state.failure, now_state.late_result.as_deref())
+                    else {
+                        return Ok(((status, None), Staged::default()));
+                    };
+                    let meta = Metadata::system(now_state.tenant_id, command_id);
+                    let staged = store::stage_live(
+                        conn,
+                        mode,
+                        AGGREGATE,
+                        command_id,
+                        now_state.version,
+                        events.clone(),
+                        &meta,
+                        now,
+                    )
+                    .await?;
+                    Ok(((status, Some(events)), staged))
+                })
+            })
+            .await;
+        match written {
+            Ok(((status, events), written)) => {
+                s.published(&written);
+                if let Some(events) = &events {
+                    count_final(events);
+                }
+                return Ok((status, events));
+            }
+            Err(CoreError::VersionConflict { .. }) => {
+                // Another node wrote this command meanwhile: decide again
+                // on the new state, after a random few milliseconds.
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=8u64);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
     Err(CoreError::Conflict(format!(
         "command {command_id} kept changing; gave up"
     )))
+}
+
+/// A command's state as its transitions read it.
+struct CommandState {
+    version: i64,
+    status: OpenStatus,
+    tenant_id: Uuid,
+    failure: Option<FailureReason>,
+    late_result: Option<String>,
+}
+
+/// The command's stream version and read model in one statement (one
+/// snapshot: a decision made on them and appended at that version
+/// conflicts with any event committed meanwhile).
+async fn command_state(
+    conn: &mut AnyConnection,
+    command_id: Uuid,
+) -> CoreResult<Option<CommandState>> {
+    let Some(row) = sqlx::query(
+        "SELECT status, tenant_id, failure_reason, late_result, \
+         (SELECT COALESCE(MAX(aggregate_version), 0) FROM stored_events WHERE aggregate_uuid = $1) AS v \
+         FROM open_requests WHERE command_id = $1",
+    )
+    .bind(command_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(CommandState {
+        version: row.try_get("v")?,
+        status: parse_wire(&row.try_get::<String, _>("status")?)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+        failure: parse_wire_opt(row.try_get("failure_reason")?)?,
+        late_result: row.try_get("late_result")?,
+    }))
 }
 
 /// The locker bank a command was sent to, if the command exists.
@@ -397,12 +514,24 @@ pub async fn bank_of(s: &Services, command_id: Uuid) -> CoreResult<Option<Uuid>>
 
 /// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
 pub async fn record_sent(s: &Services, command_id: Uuid, now: i64) -> CoreResult<bool> {
-    Ok(transition(s, command_id, now, |status, _, _| {
+    record_sent_for(s, command_id, now, None).await
+}
+
+/// [`record_sent`], marking the send's outbox row done in the same write.
+pub async fn record_sent_for(
+    s: &Services,
+    command_id: Uuid,
+    now: i64,
+    outbox_job: Option<i64>,
+) -> CoreResult<bool> {
+    let decide = move |status, _: Option<FailureReason>, _: Option<&str>| {
         (status == OpenStatus::Accepted)
             .then(|| vec![DomainEvent::CompartmentOpenSent { command_id }])
-    })
-    .await?
-    .is_some())
+    };
+    Ok(transition(s, command_id, now, outbox_job, Arc::new(decide))
+        .await?
+        .1
+        .is_some())
 }
 
 /// What a locker result did.
@@ -431,37 +560,30 @@ pub async fn record_result(
     } else {
         "action_failed"
     };
-    let seen = std::sync::Mutex::new(None);
-    let applied = transition(s, command_id, now, |status, failure, late| {
-        if let Ok(mut seen) = seen.lock() {
-            *seen = Some(status);
-        }
-        match status {
-            OpenStatus::Accepted | OpenStatus::Sent => Some(vec![if success {
-                DomainEvent::CompartmentOpened { command_id }
-            } else {
-                DomainEvent::CompartmentOpenFailed {
-                    command_id,
-                    reason: FailureReason::DeviceError,
-                    detail: error.clone(),
-                }
-            }]),
-            OpenStatus::Failed if failure != Some(FailureReason::DeviceError) && late.is_none() => {
-                Some(vec![DomainEvent::CompartmentOpenLateResult {
-                    command_id,
-                    result: result.into(),
-                    error: error.clone(),
-                }])
+    let decide = move |status, failure: Option<FailureReason>, late: Option<&str>| match status {
+        OpenStatus::Accepted | OpenStatus::Sent => Some(vec![if success {
+            DomainEvent::CompartmentOpened { command_id }
+        } else {
+            DomainEvent::CompartmentOpenFailed {
+                command_id,
+                reason: FailureReason::DeviceError,
+                detail: error.clone(),
             }
-            _ => None,
+        }]),
+        OpenStatus::Failed if failure != Some(FailureReason::DeviceError) && late.is_none() => {
+            Some(vec![DomainEvent::CompartmentOpenLateResult {
+                command_id,
+                result: result.into(),
+                error: error.clone(),
+            }])
         }
-    })
-    .await?;
-    let status = seen.lock().ok().and_then(|s| *s);
+        _ => None,
+    };
+    let (status, applied) = transition(s, command_id, now, None, Arc::new(decide)).await?;
     Ok(match applied.as_deref() {
         Some([DomainEvent::CompartmentOpenLateResult { .. }]) => ResultOutcome::Late,
         Some(_) => ResultOutcome::Applied,
-        None if matches!(status, Some(OpenStatus::Denied | OpenStatus::Requested)) => {
+        None if matches!(status, OpenStatus::Denied | OpenStatus::Requested) => {
             ResultOutcome::NotSent
         }
         None => ResultOutcome::Duplicate,
@@ -475,91 +597,86 @@ pub async fn record_send_failure(
     detail: &str,
     now: i64,
 ) -> CoreResult<bool> {
-    Ok(transition(s, command_id, now, |status, _, _| {
+    let detail = detail.to_string();
+    let decide = move |status, _: Option<FailureReason>, _: Option<&str>| {
         (status == OpenStatus::Accepted).then(|| {
             vec![DomainEvent::CompartmentOpenFailed {
                 command_id,
                 reason: FailureReason::SendFailed,
-                detail: Some(detail.to_string()),
+                detail: Some(detail.clone()),
             }]
         })
-    })
-    .await?
-    .is_some())
+    };
+    Ok(transition(s, command_id, now, None, Arc::new(decide))
+        .await?
+        .1
+        .is_some())
 }
 
 /// Fires one due timeout: claims the timer and, if the command is still
-/// waiting, fails it with `timeout`, in one transaction.
+/// waiting, fails it with `timeout`, in one group-committed write.
 pub async fn fire_timeout(
     s: &Services,
     timer_id: &str,
     command_id: Uuid,
     now: i64,
 ) -> CoreResult<bool> {
-    // A `sent` or a result committed between the reads and the append
-    // conflicts: decide again on the new state.
+    let mode = s.mode();
+    // A `sent` or a result committed by another node between the reads
+    // and the append conflicts: decide again on the new state.
     for _ in 0..store::MAX_RETRIES {
-        match fire_timeout_once(s, timer_id, command_id, now).await {
+        let timer = timer_id.to_string();
+        let written = s
+            .writes
+            .write(move |conn| {
+                let timer = timer.clone();
+                Box::pin(async move {
+                    if !timers::claim(conn, &timer, now).await? {
+                        return Ok(((), Staged::default()));
+                    }
+                    let Some(state) = command_state(conn, command_id).await? else {
+                        return Ok(((), Staged::default()));
+                    };
+                    if !matches!(state.status, OpenStatus::Accepted | OpenStatus::Sent) {
+                        return Ok(((), Staged::default()));
+                    }
+                    let event = DomainEvent::CompartmentOpenFailed {
+                        command_id,
+                        reason: FailureReason::Timeout,
+                        detail: None,
+                    };
+                    let staged = store::stage_live(
+                        conn,
+                        mode,
+                        AGGREGATE,
+                        command_id,
+                        state.version,
+                        vec![event],
+                        &Metadata::system(state.tenant_id, command_id),
+                        now,
+                    )
+                    .await?;
+                    Ok(((), staged))
+                })
+            })
+            .await;
+        let ((), written) = match written {
+            Ok(w) => w,
             Err(CoreError::VersionConflict { .. }) => continue,
-            other => return other,
+            Err(e) => return Err(e),
+        };
+        let timed_out = !written.events.is_empty();
+        if timed_out {
+            let ended: Vec<DomainEvent> = written.events.iter().map(|e| e.event.clone()).collect();
+            count_final(&ended);
+            tracing::info!(%command_id, "open command timed out");
         }
+        s.published(&written);
+        return Ok(timed_out);
     }
     Err(CoreError::Conflict(format!(
         "command {command_id} kept changing; its timeout is tried again"
     )))
-}
-
-async fn fire_timeout_once(
-    s: &Services,
-    timer_id: &str,
-    command_id: Uuid,
-    now: i64,
-) -> CoreResult<bool> {
-    // The version first: the status read after it is at least as new, so
-    // a result committed meanwhile makes this append conflict (and the
-    // timer is tried again next round) instead of failing after `opened`.
-    let (mut tx, version) = store::begin_on(&s.db, command_id).await?;
-    if !timers::claim(&mut tx, timer_id, now).await? {
-        return Ok(false);
-    }
-    let row = sqlx::query("SELECT status, tenant_id FROM open_requests WHERE command_id = $1")
-        .bind(command_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let mut written = Written::default();
-    if let Some(row) = row {
-        let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
-        if matches!(status, OpenStatus::Accepted | OpenStatus::Sent) {
-            let tenant_id = parse_uuid(&row.try_get::<String, _>("tenant_id")?)?;
-            let event = DomainEvent::CompartmentOpenFailed {
-                command_id,
-                reason: FailureReason::Timeout,
-                detail: None,
-            };
-            written = store::append_live(
-                &mut tx,
-                s.mode(),
-                AGGREGATE,
-                command_id,
-                version,
-                vec![event],
-                &Metadata::system(tenant_id, command_id),
-                now,
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    let timed_out = !written.events.is_empty();
-    if timed_out {
-        let ended: Vec<DomainEvent> = written.events.iter().map(|e| e.event.clone()).collect();
-        count_final(&ended);
-    }
-    s.published(&written);
-    if timed_out {
-        tracing::info!(%command_id, "open command timed out");
-    }
-    Ok(timed_out)
 }
 
 const VIEW_COLUMNS: &str = "command_id, tenant_id, compartment_id, bank_id, user_id, actor_id, override, \

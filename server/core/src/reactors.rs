@@ -113,8 +113,7 @@ pub async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()
             .await;
             match sent {
                 Ok(()) => {
-                    opens::record_sent(s, command.command_id, now_ms()).await?;
-                    outbox::complete(&s.db, job.id, now).await?;
+                    opens::record_sent_for(s, command.command_id, now_ms(), Some(job.id)).await?;
                 }
                 Err(e) => {
                     failed_send(s, job, &command, &e.0, now)

@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, Notify};
 use crate::{
     db::Db,
     eventstore::channels::Appended,
+    eventstore::group_commit::GroupCommit,
     eventstore::projections::Mode,
     eventstore::store::{Committer, Written},
     gateway::{AccountTurns, LockerGateway, RecordingGateway},
@@ -54,6 +55,9 @@ impl Default for CoreSettings {
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
+    /// The hot writes (opens, `sent`, results, timeouts), committed
+    /// together when they arrive together.
+    pub writes: GroupCommit,
     pub login_throttle: LoginThrottle,
     pub settings: CoreSettings,
     /// Every channel-log entry, after its transaction committed.
@@ -86,6 +90,7 @@ impl Services {
     /// sends nothing: it records what would be sent).
     pub fn new(db: Db, throttle: ThrottleConfig) -> Self {
         Self {
+            writes: GroupCommit::new(db.clone()),
             db,
             login_throttle: LoginThrottle::new(throttle),
             settings: CoreSettings::default(),

@@ -134,45 +134,151 @@ fn value_rows(rows: usize, cols: usize, tail: &str) -> String {
 }
 
 /// Appends one envelope per channel of `note`, inside the caller's
-/// transaction, each with its channel's next seq: two statements whatever
-/// the number of channels (the heads in one upsert, the envelopes in one
-/// insert).
+/// transaction, each with its channel's next seq.
 pub async fn append(
     conn: &mut AnyConnection,
     source: &StoredEvent,
     note: &Notification,
 ) -> CoreResult<Vec<Appended>> {
-    if note.channels.is_empty() {
-        return Ok(Vec::new());
-    }
-    let names: Vec<String> = note.channels.iter().map(ToString::to_string).collect();
-    // The row locks (PostgreSQL) or the write lock (SQLite) held until
-    // commit serialise writers per channel: no gaps, no duplicates.
-    let heads_sql = format!(
-        "INSERT INTO channel_heads (channel, seq) VALUES {} \
-         ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + 1 RETURNING channel, seq",
-        value_rows(names.len(), 1, ", 1")
-    );
-    let mut heads = sqlx::query(&heads_sql);
-    for name in &names {
-        heads = heads.bind(name);
-    }
-    let rows = heads.fetch_all(&mut *conn).await?;
-    let mut out = Vec::with_capacity(names.len());
-    for name in &names {
-        let seq = rows
-            .iter()
-            .find(|r| r.try_get::<String, _>("channel").is_ok_and(|c| &c == name))
-            .map(|r| r.try_get::<i64, _>("seq"))
-            .transpose()?
-            .ok_or_else(|| CoreError::Invalid(format!("no head returned for {name}")))?;
-        out.push(Appended {
-            channel: name.clone(),
-            seq,
+    Ok(append_all(conn, &[(source, note)])
+        .await?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// Rows per multi-row statement: well under both backends' limits on
+/// bound parameters (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Appends the envelopes of many notifications, in their order, inside
+/// the caller's transaction: three kinds of statement whatever their
+/// number (the heads in one upsert, the bodies and the log rows in
+/// multi-row inserts). Returns what each notification appended.
+///
+/// A channel named k times in the batch moves its head by k once, and its
+/// envelopes take the k seqs below the new head in batch order, so seqs
+/// stay gap-free and in commit order. The row locks (PostgreSQL) or the
+/// write lock (SQLite) held until commit serialise writers per channel.
+pub async fn append_all(
+    conn: &mut AnyConnection,
+    notes: &[(&StoredEvent, &Notification)],
+) -> CoreResult<Vec<Vec<Appended>>> {
+    // How many envelopes each channel takes, channels in first-seen order.
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let names: Vec<Vec<String>> = notes
+        .iter()
+        .map(|(_, note)| note.channels.iter().map(ToString::to_string).collect())
+        .collect();
+    for name in names.iter().flatten() {
+        let i = *index.entry(name.clone()).or_insert_with(|| {
+            counts.push((name.clone(), 0));
+            counts.len() - 1
         });
+        counts[i].1 += 1;
     }
-    // The body once, whatever the number of channels; each log row
-    // points at it and adds its own channel and seq.
+    if counts.is_empty() {
+        return Ok(vec![Vec::new(); notes.len()]);
+    }
+    // The next seq of each channel: the new head less its count, plus one.
+    let mut next = vec![0i64; counts.len()];
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let heads_sql = format!(
+            "INSERT INTO channel_heads (channel, seq) VALUES {} \
+             ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + excluded.seq \
+             RETURNING channel, seq",
+            value_rows(chunk.len(), 2, "")
+        );
+        let mut heads = sqlx::query(&heads_sql);
+        for (name, count) in chunk {
+            heads = heads.bind(name).bind(*count);
+        }
+        for row in heads.fetch_all(&mut *conn).await? {
+            let name: String = row.try_get("channel")?;
+            let head: i64 = row.try_get("seq")?;
+            let i = *index
+                .get(&name)
+                .ok_or_else(|| CoreError::Invalid(format!("unasked head returned: {name}")))?;
+            next[i] = head - counts[i].1 + 1;
+        }
+    }
+    if let Some(i) = next.iter().position(|n| *n == 0) {
+        let name = &counts[i].0;
+        return Err(CoreError::Invalid(format!("no head returned for {name}")));
+    }
+    // The body once per notification, whatever its number of channels;
+    // each log row points at it and adds its own channel and seq.
+    let mut bodies = Vec::new();
+    for ((source, note), names) in notes.iter().zip(&names) {
+        if names.is_empty() {
+            continue;
+        }
+        bodies.push((body_of(source, note)?, source.occurred_at));
+    }
+    let mut body_ids = Vec::with_capacity(bodies.len());
+    for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO channel_bodies (body, occurred_at) VALUES {} RETURNING id",
+            value_rows(chunk.len(), 2, "")
+        );
+        let mut insert = sqlx::query(&sql);
+        for (body, at) in chunk {
+            insert = insert.bind(body.as_str()).bind(*at);
+        }
+        let mut ids = insert
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One statement's rows take increasing ids in VALUES order (a
+        // sequence's nextval, SQLite's next rowid); RETURNING's own order
+        // is not promised, so the ids are sorted back into it.
+        ids.sort_unstable();
+        body_ids.extend(ids);
+    }
+    if body_ids.len() != bodies.len() {
+        return Err(CoreError::Invalid("a channel body was not stored".into()));
+    }
+    let mut out = Vec::with_capacity(notes.len());
+    let mut rows = Vec::new();
+    let mut body_ids = body_ids.into_iter();
+    for ((source, _), names) in notes.iter().zip(names) {
+        let mut appended = Vec::with_capacity(names.len());
+        if !names.is_empty() {
+            let body_id = body_ids
+                .next()
+                .ok_or_else(|| CoreError::Invalid("a channel body is missing".into()))?;
+            for name in names {
+                let i = index[&name];
+                let seq = next[i];
+                next[i] += 1;
+                rows.push((name.clone(), seq, body_id, source.occurred_at));
+                appended.push(Appended { channel: name, seq });
+            }
+        }
+        out.push(appended);
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let log_sql = format!(
+            "INSERT INTO channel_log (channel, seq, body_id, occurred_at) VALUES {}",
+            value_rows(chunk.len(), 4, "")
+        );
+        let mut log = sqlx::query(&log_sql);
+        for (channel, seq, body_id, at) in chunk {
+            log = log
+                .bind(channel.as_str())
+                .bind(*seq)
+                .bind(*body_id)
+                .bind(*at);
+        }
+        log.execute(&mut *conn).await?;
+    }
+    Ok(out)
+}
+
+/// The stored body of `note`'s envelopes.
+fn body_of(source: &StoredEvent, note: &Notification) -> CoreResult<String> {
     let body = Body {
         v: ENVELOPE_VERSION,
         event: note.event,
@@ -186,29 +292,8 @@ pub async fn append(
         except_socket: source.metadata.socket_id.as_deref(),
         except_tab: source.metadata.tab_id.as_deref(),
     };
-    let body = serde_json::to_string(&body)
-        .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))?;
-    let body_id: i64 =
-        sqlx::query("INSERT INTO channel_bodies (body, occurred_at) VALUES ($1, $2) RETURNING id")
-            .bind(body)
-            .bind(source.occurred_at)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("id")?;
-    let log_sql = format!(
-        "INSERT INTO channel_log (channel, seq, body_id, occurred_at) VALUES {}",
-        value_rows(out.len(), 4, "")
-    );
-    let mut log = sqlx::query(&log_sql);
-    for a in &out {
-        log = log
-            .bind(a.channel.clone())
-            .bind(a.seq)
-            .bind(body_id)
-            .bind(source.occurred_at);
-    }
-    log.execute(&mut *conn).await?;
-    Ok(out)
+    serde_json::to_string(&body)
+        .map_err(|e| CoreError::Invalid(format!("envelope does not serialize: {e}")))
 }
 
 /// What `channel_bodies` stores: an envelope without its channel, seq and

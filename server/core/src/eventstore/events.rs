@@ -402,41 +402,77 @@ pub async fn append(
     metadata: &Metadata,
     occurred_at: i64,
 ) -> CoreResult<Vec<StoredEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let meta_json = serde_json::to_string(metadata)
         .map_err(|e| CoreError::Invalid(format!("metadata does not serialize: {e}")))?;
-    let mut stored = Vec::with_capacity(events.len());
-    for (i, event) in events.into_iter().enumerate() {
-        let version = expected_version + 1 + i as i64;
-        let event_id = Uuid::now_v7();
-        let payload = event.to_payload()?.to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
-             aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(event_id.to_string())
+    let mut rows = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        rows.push((
+            Uuid::now_v7(),
+            expected_version + 1 + i as i64,
+            event.to_payload()?.to_string(),
+        ));
+    }
+    // All of them in one statement.
+    let values = (0..rows.len())
+        .map(|r| {
+            let p = |c: usize| format!("${}", r * 5 + c);
+            format!(
+                "({}, $1, $2, {}, {}, {}, {}, $3, $4)",
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
+         aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
+         VALUES {values} RETURNING id"
+    );
+    let mut insert = sqlx::query(&sql)
         .bind(aggregate_type)
         .bind(aggregate_uuid.to_string())
-        .bind(version)
-        .bind(event.event_type())
-        .bind(event.schema_version())
-        .bind(payload)
         .bind(&meta_json)
-        .bind(occurred_at)
-        .fetch_one(&mut *conn)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(e) if CoreError::is_unique_violation(&e) => {
-                return Err(CoreError::VersionConflict {
-                    aggregate: aggregate_uuid,
-                    expected: expected_version,
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        stored.push(StoredEvent {
-            position: row.try_get("id")?,
+        .bind(occurred_at);
+    for ((event_id, version, payload), event) in rows.iter().zip(&events) {
+        insert = insert
+            .bind(event_id.to_string())
+            .bind(*version)
+            .bind(event.event_type())
+            .bind(event.schema_version())
+            .bind(payload.as_str());
+    }
+    let mut positions = match insert.fetch_all(&mut *conn).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| row.try_get::<i64, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(e) if CoreError::is_unique_violation(&e) => {
+            return Err(CoreError::VersionConflict {
+                aggregate: aggregate_uuid,
+                expected: expected_version,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if positions.len() != rows.len() {
+        return Err(CoreError::Invalid("an event was not stored".into()));
+    }
+    // One statement's rows take increasing positions in VALUES order;
+    // RETURNING's own order is not promised, so they are sorted back.
+    positions.sort_unstable();
+    Ok(rows
+        .into_iter()
+        .zip(events)
+        .zip(positions)
+        .map(|(((event_id, version, _), event), position)| StoredEvent {
+            position,
             event_id,
             aggregate_type: aggregate_type.to_string(),
             aggregate_uuid,
@@ -444,9 +480,8 @@ pub async fn append(
             event,
             metadata: metadata.clone(),
             occurred_at,
-        });
-    }
-    Ok(stored)
+        })
+        .collect())
 }
 
 fn stored_from_row(row: &sqlx::any::AnyRow) -> CoreResult<StoredEvent> {

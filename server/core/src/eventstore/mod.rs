@@ -1,7 +1,7 @@
 //! The event store and what runs inside its transactions: the typed
 //! events and their upcasting ([`events`]), the write path ([`store`]),
 //! the projectors that keep the read models ([`projections`]), the
-//! sequenced channel log ([`channels`]), and the durable side-effect queues
+//! sequenced channel log ([`channels`]), group commit ([`group_commit`]), and the durable side-effect queues
 //! written in the same transaction: the [`outbox`] and the [`timers`].
 //! [`replay`] rebuilds read models from the stream.
 //!
@@ -10,6 +10,7 @@
 
 pub mod channels;
 pub mod events;
+pub mod group_commit;
 pub mod outbox;
 pub mod projections;
 pub mod replay;

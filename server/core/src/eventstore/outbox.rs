@@ -94,6 +94,16 @@ pub async fn complete(db: &Db, id: i64, now: i64) -> CoreResult<()> {
     Ok(())
 }
 
+/// [`complete`] inside the caller's transaction (a group-committed write).
+pub async fn complete_in(conn: &mut AnyConnection, id: i64, now: i64) -> CoreResult<()> {
+    sqlx::query("UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Delay before attempt `attempts + 1`: 0.5 s doubling, at most a minute.
 pub fn backoff_ms(attempts: i64) -> i64 {
     let exp = attempts.clamp(0, 7) as u32;

@@ -11,7 +11,7 @@ use crate::{
     db::{Backend, Db, WriteTurn},
     error::CoreError,
     error::CoreResult,
-    eventstore::channels::{self, Appended},
+    eventstore::channels::{self, Appended, Notification},
     eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
     eventstore::projections::{self, Mode},
 };
@@ -93,6 +93,81 @@ pub async fn stream_version(conn: &mut AnyConnection, aggregate_uuid: Uuid) -> C
     Ok(row.try_get("v")?)
 }
 
+/// What a write did before its channel envelopes: its events, stored and
+/// projected, and the notifications they ask for (with the index of the
+/// event each came from). [`append_envelopes`] turns it into [`Written`].
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub events: Vec<StoredEvent>,
+    pub notes: Vec<(usize, Notification)>,
+}
+
+impl Staged {
+    pub fn merge(&mut self, other: Staged) {
+        let offset = self.events.len();
+        self.events.extend(other.events);
+        self.notes
+            .extend(other.notes.into_iter().map(|(i, n)| (i + offset, n)));
+    }
+}
+
+/// Appends and projects, inside the caller's transaction, leaving the
+/// channel envelopes to [`append_envelopes`]: so a batch of writes appends
+/// all of its envelopes in three statements (see `group_commit`).
+#[allow(clippy::too_many_arguments)]
+pub async fn stage_live(
+    conn: &mut AnyConnection,
+    mode: Mode,
+    aggregate_type: &str,
+    aggregate_uuid: Uuid,
+    expected_version: i64,
+    events: Vec<DomainEvent>,
+    metadata: &Metadata,
+    now: i64,
+) -> CoreResult<Staged> {
+    let stored = events::append(
+        conn,
+        aggregate_type,
+        aggregate_uuid,
+        expected_version,
+        events,
+        metadata,
+        now,
+    )
+    .await?;
+    let mut notes = Vec::new();
+    for (i, ev) in stored.iter().enumerate() {
+        if let Some(note) = projections::project_live(conn, ev, mode).await? {
+            notes.push((i, note));
+        }
+    }
+    Ok(Staged {
+        events: stored,
+        notes,
+    })
+}
+
+/// Appends the channel envelopes of staged writes, in their order, and
+/// says what each wrote. Last in a transaction: the channel heads are the
+/// rows every writer of a channel waits on.
+pub async fn append_envelopes(
+    conn: &mut AnyConnection,
+    staged: Vec<Staged>,
+) -> CoreResult<Vec<Written>> {
+    let notes: Vec<(&StoredEvent, &Notification)> = staged
+        .iter()
+        .flat_map(|s| s.notes.iter().map(|(i, n)| (&s.events[*i], n)))
+        .collect();
+    let mut appended = channels::append_all(conn, &notes).await?.into_iter();
+    Ok(staged
+        .into_iter()
+        .map(|s| Written {
+            appended: appended.by_ref().take(s.notes.len()).flatten().collect(),
+            events: s.events,
+        })
+        .collect())
+}
+
 /// Appends and projects, inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn append_live(
@@ -105,8 +180,9 @@ pub async fn append_live(
     metadata: &Metadata,
     now: i64,
 ) -> CoreResult<Written> {
-    let stored = events::append(
+    let staged = stage_live(
         conn,
+        mode,
         aggregate_type,
         aggregate_uuid,
         expected_version,
@@ -115,21 +191,10 @@ pub async fn append_live(
         now,
     )
     .await?;
-    let mut notes = Vec::new();
-    for ev in &stored {
-        if let Some(note) = projections::project_live(conn, ev, mode).await? {
-            notes.push((ev, note));
-        }
-    }
-    // Last: the channel heads are the rows every writer of a channel waits on.
-    let mut appended = Vec::new();
-    for (ev, note) in notes {
-        appended.extend(channels::append(conn, ev, &note).await?);
-    }
-    Ok(Written {
-        events: stored,
-        appended,
-    })
+    Ok(append_envelopes(conn, vec![staged])
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// A write transaction on `aggregate` and the aggregate's version, read

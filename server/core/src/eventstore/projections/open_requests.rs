@@ -16,114 +16,124 @@ use crate::{
 pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
     let event = &ev.event;
     let at = ev.occurred_at;
-    let (command_id, set, status): (Uuid, &str, Option<OpenStatus>) = match event {
-        DomainEvent::CompartmentOpenRequested {
-            command_id,
-            compartment_id,
-            bank_id,
-            tenant_id,
-            user_id,
-            override_,
-            reason,
-        } => {
-            let actor = ev.metadata.actor.user_id().unwrap_or(*user_id);
-            sqlx::query(
-                "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
-                 actor_id, override, override_reason, status, requested_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9, $9)",
-            )
-            .bind(command_id.to_string())
-            .bind(tenant_id.to_string())
-            .bind(compartment_id.to_string())
-            .bind(bank_id.to_string())
-            .bind(user_id.to_string())
-            .bind(actor.to_string())
-            .bind(i64::from(*override_))
-            .bind(reason.clone())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(());
-        }
-        DomainEvent::CompartmentOpenAuthorized { command_id } => (
-            *command_id,
-            "authorized_at = $1",
-            Some(OpenStatus::Accepted),
-        ),
-        DomainEvent::CompartmentOpenDenied { command_id, reason } => {
-            sqlx::query("UPDATE open_requests SET denial_reason = $1 WHERE command_id = $2")
-                .bind(reason.as_str())
+    // One UPDATE of the command's row per event ($1 the time, $2 the
+    // command, $3 and $4 the event's own columns), then the compartment's
+    // latest status.
+    let (command_id, set, status, extra): (Uuid, &str, Option<OpenStatus>, [Option<String>; 2]) =
+        match event {
+            DomainEvent::CompartmentOpenRequested {
+                command_id,
+                compartment_id,
+                bank_id,
+                tenant_id,
+                user_id,
+                override_,
+                reason,
+            } => {
+                let actor = ev.metadata.actor.user_id().unwrap_or(*user_id);
+                sqlx::query(
+                    "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
+                     actor_id, override, override_reason, status, requested_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9, $9)",
+                )
                 .bind(command_id.to_string())
+                .bind(tenant_id.to_string())
+                .bind(compartment_id.to_string())
+                .bind(bank_id.to_string())
+                .bind(user_id.to_string())
+                .bind(actor.to_string())
+                .bind(i64::from(*override_))
+                .bind(reason.clone())
+                .bind(at)
                 .execute(&mut *conn)
                 .await?;
-            (*command_id, "denied_at = $1", Some(OpenStatus::Denied))
-        }
-        DomainEvent::CompartmentOpenSent { command_id } => {
-            (*command_id, "sent_at = $1", Some(OpenStatus::Sent))
-        }
-        DomainEvent::CompartmentOpened { command_id } => {
-            (*command_id, "opened_at = $1", Some(OpenStatus::Opened))
-        }
-        DomainEvent::CompartmentOpenFailed {
-            command_id,
-            reason,
-            detail,
-        } => {
-            sqlx::query(
-                "UPDATE open_requests SET failure_reason = $1, failure_detail = $2 WHERE command_id = $3",
-            )
-                .bind(reason.as_str())
-                .bind(detail.clone().map(|d| truncate_chars(d, MAX_ERROR_CHARS)))
-                .bind(command_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            (*command_id, "failed_at = $1", Some(OpenStatus::Failed))
-        }
-        DomainEvent::CompartmentOpenLateResult {
-            command_id, result, ..
-        } => {
-            sqlx::query("UPDATE open_requests SET late_result = $1 WHERE command_id = $2")
-                .bind(result)
-                .bind(command_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            (*command_id, "late_result_at = $1", None)
-        }
-        DomainEvent::LockerBankRegistered { .. }
-        | DomainEvent::LockerBankDetailsChanged { .. }
-        | DomainEvent::CompartmentDetailsChanged { .. }
-        | DomainEvent::UserProfileChanged { .. }
-        | DomainEvent::AccessWindowChanged { .. }
-        | DomainEvent::CompartmentAdded { .. }
-        | DomainEvent::CompartmentsImported { .. }
-        | DomainEvent::DeviceStatusChanged { .. }
-        | DomainEvent::CompartmentDoorChanged { .. }
-        | DomainEvent::CompartmentOccupancyChanged { .. }
-        | DomainEvent::LockerProvisioningRequested { .. }
-        | DomainEvent::LockerProvisioningValidated { .. }
-        | DomainEvent::LockerCredentialsCreated { .. }
-        | DomainEvent::LockerCredentialsDelivered { .. }
-        | DomainEvent::LockerWasProvisioned { .. }
-        | DomainEvent::LockerProvisioningFailed { .. }
-        | DomainEvent::LockerDecommissioned { .. }
-        | DomainEvent::LockerProvisioningReset { .. }
-        | DomainEvent::AccessGranted { .. }
-        | DomainEvent::AccessRevoked { .. } => return Ok(()),
-    };
+                return Ok(());
+            }
+            DomainEvent::CompartmentOpenAuthorized { command_id } => (
+                *command_id,
+                "authorized_at = $1",
+                Some(OpenStatus::Accepted),
+                [None, None],
+            ),
+            DomainEvent::CompartmentOpenDenied { command_id, reason } => (
+                *command_id,
+                "denied_at = $1, denial_reason = $3",
+                Some(OpenStatus::Denied),
+                [Some(reason.as_str().to_string()), None],
+            ),
+            DomainEvent::CompartmentOpenSent { command_id } => (
+                *command_id,
+                "sent_at = $1",
+                Some(OpenStatus::Sent),
+                [None, None],
+            ),
+            DomainEvent::CompartmentOpened { command_id } => (
+                *command_id,
+                "opened_at = $1",
+                Some(OpenStatus::Opened),
+                [None, None],
+            ),
+            DomainEvent::CompartmentOpenFailed {
+                command_id,
+                reason,
+                detail,
+            } => (
+                *command_id,
+                "failed_at = $1, failure_reason = $3, failure_detail = $4",
+                Some(OpenStatus::Failed),
+                [
+                    Some(reason.as_str().to_string()),
+                    detail.clone().map(|d| truncate_chars(d, MAX_ERROR_CHARS)),
+                ],
+            ),
+            DomainEvent::CompartmentOpenLateResult {
+                command_id, result, ..
+            } => (
+                *command_id,
+                "late_result_at = $1, late_result = $3",
+                None,
+                [Some(result.clone()), None],
+            ),
+            DomainEvent::LockerBankRegistered { .. }
+            | DomainEvent::LockerBankDetailsChanged { .. }
+            | DomainEvent::CompartmentDetailsChanged { .. }
+            | DomainEvent::UserProfileChanged { .. }
+            | DomainEvent::AccessWindowChanged { .. }
+            | DomainEvent::CompartmentAdded { .. }
+            | DomainEvent::CompartmentsImported { .. }
+            | DomainEvent::DeviceStatusChanged { .. }
+            | DomainEvent::CompartmentDoorChanged { .. }
+            | DomainEvent::CompartmentOccupancyChanged { .. }
+            | DomainEvent::LockerProvisioningRequested { .. }
+            | DomainEvent::LockerProvisioningValidated { .. }
+            | DomainEvent::LockerCredentialsCreated { .. }
+            | DomainEvent::LockerCredentialsDelivered { .. }
+            | DomainEvent::LockerWasProvisioned { .. }
+            | DomainEvent::LockerProvisioningFailed { .. }
+            | DomainEvent::LockerDecommissioned { .. }
+            | DomainEvent::LockerProvisioningReset { .. }
+            | DomainEvent::AccessGranted { .. }
+            | DomainEvent::AccessRevoked { .. } => return Ok(()),
+        };
     let id = command_id.to_string();
-    sqlx::query(&format!(
-        "UPDATE open_requests SET {set}, updated_at = $1 WHERE command_id = $2"
-    ))
-    .bind(at)
-    .bind(&id)
-    .execute(&mut *conn)
-    .await?;
+    let status_set = match status {
+        Some(s) => format!(", status = '{}'", s.as_str()),
+        None => String::new(),
+    };
+    let sql = format!(
+        "UPDATE open_requests SET {set}{status_set}, updated_at = $1 WHERE command_id = $2"
+    );
+    let mut update = sqlx::query(&sql).bind(at).bind(&id);
+    // Only the parameters the statement names ($3, $4).
+    let [third, fourth] = extra;
+    if set.contains("$3") {
+        update = update.bind(third);
+    }
+    if set.contains("$4") {
+        update = update.bind(fourth);
+    }
+    update.execute(&mut *conn).await?;
     if let Some(status) = status {
-        sqlx::query("UPDATE open_requests SET status = $1 WHERE command_id = $2")
-            .bind(status.as_str())
-            .bind(&id)
-            .execute(&mut *conn)
-            .await?;
         sqlx::query(
             "UPDATE compartments SET latest_status = $1, latest_command_id = $2, updated_at = $3 \
              WHERE id = (SELECT compartment_id FROM open_requests WHERE command_id = $2)",

@@ -1,0 +1,312 @@
+//! Group commit: the writes that arrive together are committed together.
+//!
+//! One writer task per [`GroupCommit`] takes every write waiting in its
+//! queue (up to [`MAX_BATCH`]) and runs them, in arrival order, in one
+//! transaction: each write's reads, its events and their projections, one
+//! after the other, so each sees the ones before it. Then the channel
+//! envelopes of the whole batch are appended in three statements
+//! ([`store::append_envelopes`]), the batch commits once, and each caller
+//! gets its own result. Nobody waits to fill a batch: while one commits,
+//! the next gathers.
+//!
+//! One write's error never fails its neighbours: the batch is rolled back
+//! and cut at the failing write, which runs again alone (so its caller
+//! gets its own answer, a conflict or a validation failure, as if it had
+//! been alone); the writes before and after it are committed together.
+//! A failed *commit* is not retried that way (it may have landed): every
+//! caller of the batch gets the error, as a caller of a single transaction
+//! would. A write that panics loses its batch, not the writer.
+//!
+//! A write is a closure over the transaction's connection. It must only
+//! read and write the database (no network, no waiting on other writes),
+//! and it may run twice (the batch, then alone): everything it does
+//! outside the database belongs after it returns.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{Arc, OnceLock},
+};
+
+use sqlx::AnyConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    db::Db,
+    error::{CoreError, CoreResult},
+    eventstore::store::{self, Staged, Written},
+};
+
+/// The most writes committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Writes that may wait for the writer before callers wait to queue.
+const QUEUE: usize = 8192;
+
+/// A boxed future borrowing the transaction's connection.
+pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = CoreResult<(T, Staged)>> + Send + 'c>>;
+
+/// One queued write, its result type erased.
+trait Pending: Send {
+    fn run<'c>(
+        &'c mut self,
+        conn: &'c mut AnyConnection,
+    ) -> Pin<Box<dyn Future<Output = CoreResult<Staged>> + Send + 'c>>;
+    fn finish(self: Box<Self>, result: CoreResult<Written>);
+}
+
+struct Job<T, F> {
+    write: F,
+    output: Option<T>,
+    reply: oneshot::Sender<CoreResult<(T, Written)>>,
+}
+
+impl<T, F> Pending for Job<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnMut(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+{
+    fn run<'c>(
+        &'c mut self,
+        conn: &'c mut AnyConnection,
+    ) -> Pin<Box<dyn Future<Output = CoreResult<Staged>> + Send + 'c>> {
+        Box::pin(async move {
+            let (output, staged) = (self.write)(conn).await?;
+            self.output = Some(output);
+            Ok(staged)
+        })
+    }
+
+    fn finish(self: Box<Self>, result: CoreResult<Written>) {
+        let Job { output, reply, .. } = *self;
+        let result = result.and_then(|written| {
+            output
+                .map(|o| (o, written))
+                .ok_or_else(|| CoreError::Invalid("a write finished without its result".into()))
+        });
+        // A caller that went away does not care.
+        let _ = reply.send(result);
+    }
+}
+
+/// The queue of one database's group-committed writes. Cheap to clone;
+/// the writer task starts with the first write.
+#[derive(Clone)]
+pub struct GroupCommit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    queue: OnceLock<mpsc::Sender<Box<dyn Pending>>>,
+    stats: Arc<Counters>,
+}
+
+/// What the writer has done so far (for tests and the benchmark's
+/// report; the metrics carry the same).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions of more than one write that were tried.
+    pub batches: u64,
+    /// Writes committed in those batches.
+    pub batched: u64,
+    /// Batches rolled back because one of their writes failed.
+    pub splits: u64,
+    /// Writes run in a transaction of their own.
+    pub alone: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    batched: AtomicU64,
+    splits: AtomicU64,
+    alone: AtomicU64,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    pub fn new(db: Db) -> Self {
+        GroupCommit {
+            inner: Arc::new(Inner {
+                db,
+                queue: OnceLock::new(),
+                stats: Arc::default(),
+            }),
+        }
+    }
+
+    /// Writes waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.inner
+            .queue
+            .get()
+            .map_or(0, |q| q.max_capacity() - q.capacity())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.stats;
+        Stats {
+            batches: c.batches.load(Relaxed),
+            batched: c.batched.load(Relaxed),
+            splits: c.splits.load(Relaxed),
+            alone: c.alone.load(Relaxed),
+        }
+    }
+
+    /// Runs `write` in the next batch and returns its result with what it
+    /// wrote, once committed. The caller publishes the [`Written`].
+    pub async fn write<T, F>(&self, write: F) -> CoreResult<(T, Written)>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        let queue = self.inner.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(writer(self.inner.db.clone(), self.inner.stats.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Job {
+            write,
+            output: None,
+            reply,
+        });
+        queue
+            .send(job)
+            .await
+            .map_err(|_| CoreError::Conflict("the writer has stopped; retry".into()))?;
+        answer.await.unwrap_or_else(|_| {
+            Err(CoreError::Conflict(
+                "the write was abandoned before it committed; retry".into(),
+            ))
+        })
+    }
+}
+
+/// The writer: a batch of whatever is queued, committed, then the next.
+async fn writer(db: Db, stats: Arc<Counters>, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("lockstep_group_commit_batch_size").record(batch.len() as f64);
+        // Its own task, so that a write that panics loses its batch (its
+        // callers hear so), not the writer.
+        let (db, stats) = (db.clone(), stats.clone());
+        if let Err(e) = tokio::spawn(async move { commit_batch(&db, &stats, batch).await }).await {
+            metrics::counter!("lockstep_group_commit_panics_total").increment(1);
+            tracing::error!(error = %e, "a group-committed batch panicked; its writes were not committed");
+        }
+    }
+}
+
+/// Where a batch went wrong.
+enum Failed {
+    /// Before commit, nothing committed: in the write at this index, or
+    /// (`None`) in beginning or in appending the envelopes.
+    Before(Option<usize>, CoreError),
+    /// At commit: it may have landed.
+    Commit(CoreError),
+}
+
+/// Commits `batch`. When one write fails, the batch is rolled back and
+/// cut there: the writes before it are committed together again, the
+/// failing one alone (it gets its own answer), the ones after it together.
+/// So an error costs one rollback, not the batch's grouping.
+async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
+    let mut segments = std::collections::VecDeque::from([batch]);
+    while let Some(mut segment) = segments.pop_front() {
+        if segment.len() == 1 {
+            for mut job in segment {
+                stats.alone.fetch_add(1, Relaxed);
+                let result = alone(db, job.as_mut()).await;
+                job.finish(result);
+            }
+            continue;
+        }
+        stats.batches.fetch_add(1, Relaxed);
+        match together(db, &mut segment).await {
+            Ok(written) => {
+                stats.batched.fetch_add(segment.len() as u64, Relaxed);
+                for (job, written) in segment.into_iter().zip(written) {
+                    job.finish(Ok(written));
+                }
+            }
+            Err(Failed::Commit(e)) => {
+                tracing::warn!(error = %e, writes = segment.len(), "a batch's commit failed");
+                let message = e.to_string();
+                let mut first = Some(e);
+                for job in segment {
+                    let e = first.take().unwrap_or_else(|| {
+                        CoreError::Conflict(format!("the commit failed: {message}"))
+                    });
+                    job.finish(Err(e));
+                }
+            }
+            Err(Failed::Before(at, e)) => {
+                stats.splits.fetch_add(1, Relaxed);
+                metrics::counter!("lockstep_group_commit_split_total").increment(1);
+                tracing::debug!(error = %e, writes = segment.len(), ?at, "a batch failed before commit; split");
+                match at {
+                    Some(k) if k < segment.len() => {
+                        let mut after = segment.split_off(k);
+                        let rest = after.split_off(1);
+                        for part in [rest, after, segment] {
+                            if !part.is_empty() {
+                                segments.push_front(part);
+                            }
+                        }
+                    }
+                    // Not one write's fault: each runs alone.
+                    _ => {
+                        for job in segment.into_iter().rev() {
+                            segments.push_front(vec![job]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The whole batch in one transaction.
+async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written>, Failed> {
+    let mut tx = store::begin_write(db)
+        .await
+        .map_err(|e| Failed::Before(None, e))?;
+    let mut staged = Vec::with_capacity(batch.len());
+    for (i, job) in batch.iter_mut().enumerate() {
+        staged.push(
+            job.run(&mut tx)
+                .await
+                .map_err(|e| Failed::Before(Some(i), e))?,
+        );
+    }
+    let written = store::append_envelopes(&mut tx, staged)
+        .await
+        .map_err(|e| Failed::Before(None, e))?;
+    tx.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+    Ok(written)
+}
+
+/// One write in its own transaction.
+async fn alone(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
+    let mut tx = store::begin_write(db).await?;
+    let staged = job.run(&mut tx).await?;
+    let written = store::append_envelopes(&mut tx, vec![staged])
+        .await?
+        .pop()
+        .unwrap_or_default();
+    tx.commit().await?;
+    Ok(written)
+}

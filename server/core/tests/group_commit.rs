@@ -1,0 +1,452 @@
+//! Group commit (`eventstore::group_commit`), on SQLite and (with
+//! `LOCKSTEP_TEST_DATABASE_URL`) PostgreSQL: writes that arrive together
+//! share a transaction, each caller gets its own answer, seqs stay
+//! gap-free, and a process killed mid-batch leaves whole writes only.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use lockstep_core::{
+    db::Db,
+    error::CoreError,
+    eventstore::events::Actor,
+    eventstore::store::Staged,
+    identity::accounts::Role,
+    identity::caller::Caller,
+    lockers::{self, NewBank, NewCompartment},
+    now_ms,
+    opens::{self, OpenCommandInput, OpenStatus},
+    services::Services,
+    testing::{add_user, fresh_database, TestDb},
+};
+use sqlx::Row;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+struct World {
+    t: TestDb,
+    s: Services,
+    admin: Caller,
+    user: Caller,
+    bank: lockers::BankView,
+}
+
+async fn world_on(t: TestDb, serial: &str) -> World {
+    let db = Db::open(&t.url).await.expect("db");
+    let s = Services::new(db.clone(), Default::default());
+    let admin = add_user(&db, "admin@a.io", Role::Admin, "A").await;
+    let admin = Caller::new(admin.clone(), Actor::User { id: admin.id });
+    let user = add_user(&db, "uma@a.io", Role::User, "A").await;
+    let user = Caller::new(user.clone(), Actor::User { id: user.id });
+    let bank = lockers::register_bank(
+        &s,
+        &admin,
+        NewBank {
+            serial: serial.into(),
+            name: "Lobby".into(),
+            location: None,
+            compartments: (1..=8)
+                .map(|n| NewCompartment {
+                    number: n,
+                    size: "medium".into(),
+                    label: None,
+                })
+                .collect(),
+        },
+    )
+    .await
+    .expect("bank");
+    lockers::grant_access(&s, &admin, bank.compartments[0].id, "uma@a.io", None, None)
+        .await
+        .expect("grant");
+    World {
+        t,
+        s,
+        admin,
+        user,
+        bank,
+    }
+}
+
+async fn world() -> World {
+    world_on(
+        fresh_database().await,
+        &format!("SN-{}", Uuid::now_v7().simple()),
+    )
+    .await
+}
+
+fn override_open(c: Uuid) -> OpenCommandInput {
+    OpenCommandInput {
+        compartment_id: c,
+        override_: true,
+        reason: Some("group commit test".into()),
+        idempotency_key: None,
+    }
+}
+
+/// Every channel's seqs are 1..=n without a gap or a repeat, its head is
+/// n, and every log row points at a stored body. Returns the log's size.
+async fn assert_log_whole(db: &Db) -> i64 {
+    let rows = sqlx::query(
+        "SELECT l.channel, COUNT(*) AS n, MIN(l.seq) AS lo, MAX(l.seq) AS hi, \
+         COUNT(DISTINCT l.seq) AS d, MAX(h.seq) AS head, COUNT(b.id) AS bodies \
+         FROM channel_log l JOIN channel_heads h ON h.channel = l.channel \
+         LEFT JOIN channel_bodies b ON b.id = l.body_id GROUP BY l.channel",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("log");
+    let mut total = 0;
+    for r in &rows {
+        let channel: String = r.get("channel");
+        let (n, lo, hi, d, head, bodies): (i64, i64, i64, i64, i64, i64) = (
+            r.get("n"),
+            r.get("lo"),
+            r.get("hi"),
+            r.get("d"),
+            r.get("head"),
+            r.get("bodies"),
+        );
+        assert_eq!(
+            (lo, hi, d, head, bodies),
+            (1, n, n, n, n),
+            "channel {channel}: seqs {lo}..{hi}, {d} distinct of {n}, head {head}, {bodies} bodies"
+        );
+        total += n;
+    }
+    // No head without its envelopes.
+    let heads: i64 =
+        sqlx::query("SELECT CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS n FROM channel_heads")
+            .fetch_one(&db.pool)
+            .await
+            .expect("heads")
+            .get("n");
+    assert_eq!(heads, total, "channel heads ahead of the log");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_that_arrive_together_share_a_transaction_and_each_gets_its_answer() {
+    let w = world().await;
+    let before = w.s.writes.stats();
+    let granted = w.bank.compartments[0].id;
+    let not_granted = w.bank.compartments[1].id;
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let (s, admin, user) = (w.s.clone(), w.admin.clone(), w.user.clone());
+        tasks.push(tokio::spawn(async move {
+            let (caller, input) = match i % 5 {
+                // Accepted: an override, and a user with a grant.
+                0 | 1 => (admin, override_open(granted)),
+                2 => (
+                    user,
+                    OpenCommandInput {
+                        compartment_id: granted,
+                        ..Default::default()
+                    },
+                ),
+                // Denied: no grant.
+                3 => (
+                    user,
+                    OpenCommandInput {
+                        compartment_id: not_granted,
+                        ..Default::default()
+                    },
+                ),
+                // An error of its own: no such compartment.
+                _ => (admin, override_open(Uuid::now_v7())),
+            };
+            (i, opens::request_open(&s, &caller, input, now_ms()).await)
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        let (i, answer) = t.await.expect("task");
+        match (i % 5, answer) {
+            (0..=2, Ok(d)) if d.status == OpenStatus::Accepted => accepted.push(d.command_id),
+            (3, Ok(d)) if d.status == OpenStatus::Denied => {}
+            (4, Err(CoreError::NotFound)) => {}
+            (k, other) => panic!("request {i} (kind {k}) got {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 120);
+    let after = w.s.writes.stats();
+    assert!(
+        after.batched - before.batched > after.batches - before.batches,
+        "no two writes shared a transaction: {before:?} → {after:?}"
+    );
+    // The failing ones were split off, each alone, and the rest committed
+    // together.
+    assert!(after.splits > before.splits, "{after:?}");
+    assert!(after.alone - before.alone < 100, "{before:?} → {after:?}");
+    for id in &accepted {
+        let v = opens::get_open_request(&w.s, &w.admin, *id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(v.status, OpenStatus::Accepted);
+    }
+    let events: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM stored_events WHERE aggregate_type = 'open_request'",
+    )
+    .fetch_one(&w.s.db.pool)
+    .await
+    .expect("events")
+    .get("n");
+    // Requested + authorized or denied, for the 160 that were decided.
+    assert_eq!(events, 320);
+    assert_log_whole(&w.s.db).await;
+}
+
+/// A write that fails in a batch is answered with its own error, leaves
+/// nothing behind, and its neighbours commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_write_does_not_fail_its_neighbours() {
+    let w = world().await;
+    sqlx::query("CREATE TABLE gc_probe (id TEXT PRIMARY KEY)")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("table");
+    sqlx::query("INSERT INTO gc_probe (id) VALUES ('taken')")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("row");
+    let before = w.s.writes.stats();
+    // A first write that holds the writer until the others are queued, so
+    // they make one batch.
+    let gate = Arc::new(Semaphore::new(0));
+    let held = {
+        let (s, gate) = (w.s.clone(), gate.clone());
+        tokio::spawn(async move {
+            s.writes
+                .write(move |_conn| {
+                    let gate = gate.clone();
+                    Box::pin(async move {
+                        let _ = gate.acquire().await;
+                        Ok(((), Staged::default()))
+                    })
+                })
+                .await
+        })
+    };
+    // Until the writer runs it.
+    while w.s.writes.stats().alone == before.alone {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..10usize {
+        let s = w.s.clone();
+        tasks.push(tokio::spawn(async move {
+            let answer = s
+                .writes
+                .write(move |conn| {
+                    Box::pin(async move {
+                        let id = match i {
+                            // A database error: the key is taken (on
+                            // PostgreSQL this aborts the transaction).
+                            3 => "taken".to_string(),
+                            _ => format!("w{i}"),
+                        };
+                        sqlx::query("INSERT INTO gc_probe (id) VALUES ($1)")
+                            .bind(&id)
+                            .execute(&mut *conn)
+                            .await?;
+                        if i == 7 {
+                            // Wrote, then refused: its row must not stay.
+                            return Err(CoreError::Invalid("write 7 refuses".into()));
+                        }
+                        Ok((i, Staged::default()))
+                    })
+                })
+                .await;
+            (i, answer)
+        }));
+        // In order, so the failing ones sit in the middle of the batch.
+        while w.s.writes.queued() < i + 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    gate.add_permits(1);
+    held.await.expect("task").expect("the held write");
+    for t in tasks {
+        match t.await.expect("task") {
+            (3, Err(CoreError::Database(e))) => {
+                assert!(CoreError::is_unique_violation(&e), "{e}")
+            }
+            (7, Err(CoreError::Invalid(m))) => assert_eq!(m, "write 7 refuses"),
+            (i, Ok((j, _))) if i == j && i != 3 && i != 7 => {}
+            (i, other) => panic!("write {i} got {other:?}"),
+        }
+    }
+    let ids: HashSet<String> = sqlx::query("SELECT id FROM gc_probe")
+        .fetch_all(&w.s.db.pool)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    let expected: HashSet<String> = ["taken", "w0", "w1", "w2", "w4", "w5", "w6", "w8", "w9"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(ids, expected);
+    let after = w.s.writes.stats();
+    // The held write alone; then the ten, cut at write 3 (0..=2 together,
+    // 3 alone, 4..=9 together), then 4..=9 cut at write 7 (4..=6
+    // together, 7 alone, 8..=9 together).
+    assert_eq!(after.splits - before.splits, 2, "{before:?} → {after:?}");
+    assert_eq!(after.alone - before.alone, 3, "{before:?} → {after:?}");
+    assert_eq!(after.batched - before.batched, 8, "{before:?} → {after:?}");
+}
+
+const CHILD_ENV: &str = "LOCKSTEP_GROUP_COMMIT_CHILD";
+
+/// Not a test on its own: the process the crash test starts and kills.
+/// It opens compartments from 64 concurrent callers until killed, and
+/// prints each acknowledged command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started by a_process_killed_mid_batch_leaves_whole_writes_only"]
+async fn crash_child() {
+    let Ok(url) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let db = Db::open(&url).await.expect("db");
+    let s = Services::new(db.clone(), Default::default());
+    let row = sqlx::query(
+        "SELECT u.id AS admin, c.id AS compartment FROM users u, compartments c \
+         WHERE u.email = 'admin@a.io' ORDER BY c.number",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("world");
+    let admin_id = Uuid::parse_str(&row[0].get::<String, _>("admin")).expect("id");
+    let admin = lockstep_core::identity::accounts::find_user(&db, admin_id)
+        .await
+        .expect("admin")
+        .expect("admin exists");
+    let admin = Caller::new(admin, Actor::User { id: admin_id });
+    let compartments: Vec<Uuid> = row
+        .iter()
+        .map(|r| Uuid::parse_str(&r.get::<String, _>("compartment")).expect("id"))
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..64usize {
+        let (s, admin) = (s.clone(), admin.clone());
+        let c = compartments[i % compartments.len()];
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let d = opens::request_open(&s, &admin, override_open(c), now_ms())
+                    .await
+                    .expect("open");
+                println!("acked {}", d.command_id);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// SIGKILL in the middle of steady group-committed writes: every
+/// acknowledged command is whole in the store (its events, read model,
+/// outbox row, timer and envelopes), any other command is whole or absent,
+/// and the channel log has no gap or stray head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
+    let w = world().await;
+    let url = w.t.url.clone();
+    let mut acked = HashSet::new();
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the child");
+        let stdout = child.stdout.take().expect("stdout");
+        // Killed after a few hundred acknowledgements, at no particular
+        // point of a batch (each round at a different count).
+        let kill_after = 300 + round * 137;
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(id) = line.strip_prefix("acked ") {
+                    seen.push(Uuid::parse_str(id.trim()).expect("a command id"));
+                    if seen.len() == kill_after {
+                        let _ = child.kill();
+                        break;
+                    }
+                }
+            }
+            let _ = child.wait();
+            seen
+        })
+        .await
+        .expect("reader");
+        assert_eq!(lines.len(), kill_after, "the child stopped early");
+        acked.extend(lines);
+    }
+    let db = &w.s.db;
+    // Every command in the store, with what its write made.
+    let rows = sqlx::query(
+        "SELECT e.aggregate_uuid AS id, COUNT(*) AS events, \
+         (SELECT COUNT(*) FROM open_requests o WHERE o.command_id = e.aggregate_uuid) AS views, \
+         (SELECT COUNT(*) FROM timers t WHERE t.subject = e.aggregate_uuid) AS timers \
+         FROM stored_events e WHERE e.aggregate_type = 'open_request' GROUP BY e.aggregate_uuid",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("commands");
+    let mut present = HashSet::new();
+    for r in &rows {
+        let id: String = r.get("id");
+        let (events, views, timers): (i64, i64, i64) =
+            (r.get("events"), r.get("views"), r.get("timers"));
+        assert_eq!(
+            (events, views, timers),
+            (2, 1, 1),
+            "command {id} is not whole"
+        );
+        present.insert(Uuid::parse_str(&id).expect("id"));
+    }
+    let missing: Vec<_> = acked.difference(&present).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    let outbox: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE reactor = 'send_open'")
+        .fetch_one(&db.pool)
+        .await
+        .expect("outbox")
+        .get("n");
+    assert_eq!(
+        outbox,
+        present.len() as i64,
+        "an outbox row without its command, or missing"
+    );
+    // Three envelopes per accepted open (user, tenant, bank channels), plus
+    // the bank's registration and grant envelopes of the setup.
+    let log = assert_log_whole(db).await;
+    let setup: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM channel_log l JOIN channel_bodies b ON b.id = l.body_id \
+         WHERE b.body NOT LIKE '%CompartmentOpenStatusUpdated%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("setup")
+    .get("n");
+    assert_eq!(log - setup, 3 * present.len() as i64);
+    // At most the writes in flight when each child died are present
+    // without an acknowledgement (committed, not yet answered).
+    assert!(
+        present.len() - acked.len() <= 3 * 64,
+        "{} present, {} acknowledged",
+        present.len(),
+        acked.len()
+    );
+}
