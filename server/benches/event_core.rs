@@ -62,6 +62,80 @@ async fn plain_inserts(db: &Db, n: usize, writers: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The plain loop through the raw drivers, the limit under sqlx: rusqlite
+/// (one connection, the writers taking turns on it as ours take the write
+/// turn) or tokio-postgres (a connection per writer).
+async fn raw_inserts(
+    url: &str,
+    sqlite_file: Option<std::path::PathBuf>,
+    n: usize,
+    writers: usize,
+) -> f64 {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, payload TEXT NOT NULL, at BIGINT NOT NULL)";
+    const PAYLOAD: &str = r#"{"command_id":"00000000-0000-0000-0000-000000000000"}"#;
+    if let Some(file) = sqlite_file {
+        return tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(file).expect("open");
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; {CREATE};"
+            ))
+            .expect("setup");
+            let conn = std::sync::Mutex::new(conn);
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..writers {
+                    scope.spawn(|| {
+                        for _ in 0..n / writers {
+                            let mut c = conn.lock().expect("turn");
+                            let tx = c
+                                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                                .expect("begin");
+                            tx.prepare_cached("INSERT INTO bench_raw (id, payload, at) VALUES (?1, ?2, ?3)")
+                                .expect("prepare")
+                                .execute(rusqlite::params![Uuid::now_v7().to_string(), PAYLOAD, now_ms()])
+                                .expect("insert");
+                            tx.commit().expect("commit");
+                        }
+                    });
+                }
+            });
+            n as f64 / started.elapsed().as_secs_f64()
+        })
+        .await
+        .expect("raw sqlite");
+    }
+    let mut clients = Vec::new();
+    for _ in 0..writers {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("raw connect");
+        tokio::spawn(conn);
+        clients.push(client);
+    }
+    clients[0].batch_execute(CREATE).await.expect("create");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut client in clients {
+        tasks.push(tokio::spawn(async move {
+            let insert = client
+                .prepare("INSERT INTO bench_raw (id, payload, at) VALUES ($1, $2, $3)")
+                .await
+                .expect("prepare");
+            for _ in 0..n / writers {
+                let tx = client.transaction().await.expect("begin");
+                tx.execute(&insert, &[&Uuid::now_v7().to_string(), &PAYLOAD, &now_ms()])
+                    .await
+                    .expect("insert");
+                tx.commit().await.expect("commit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 async fn appends(
     services: &lockstep_core::Services,
     caller: &Caller,
@@ -92,7 +166,7 @@ async fn appends(
                 let (mode, meta, now) = (s.mode(), caller.metadata(), now_ms());
                 let ((), written) = s
                     .writes
-                    .write(move |conn| {
+                    .write(grant_id, move |conn| {
                         let (event, meta) = (event.clone(), meta.clone());
                         Box::pin(async move {
                             let staged = store::stage_live(
@@ -166,6 +240,7 @@ async fn http_rate(url: String, bearer: Option<String>, post: bool, n: usize) ->
 }
 
 async fn backend(name: &str, url: &str, dir: std::path::PathBuf) {
+    let sqlite_file = url.starts_with("sqlite:").then(|| dir.join("test.db"));
     let db = Db::open(url).await.expect("open");
     let admin = accounts::add_user(
         &db,
@@ -202,11 +277,17 @@ async fn backend(name: &str, url: &str, dir: std::path::PathBuf) {
 
     println!("\n## {name}");
     for writers in [1, WRITERS] {
+        let raw = raw_inserts(url, sqlite_file.clone(), N, writers).await;
         let plain = plain_inserts(&db, N, writers).await;
+        let before = services.writes.stats();
         let append = appends(&services, &caller, &bank, N, writers).await;
+        let after = services.writes.stats();
         println!(
-            "{writers} writer(s), {N} rows: plain INSERT {plain:>8.0}/s | event append + projection + channel log {append:>8.0}/s | ratio {:.2}",
-            append / plain
+            "{writers} writer(s), {N} rows: raw driver INSERT {raw:>8.0}/s | plain INSERT (sqlx Any, the baseline) {plain:>8.0}/s ({:.2}x raw) | event append + projection + channel log {append:>8.0}/s | ratio to the baseline {:.2} | {} of {N} appends shared a transaction ({} transactions)",
+            plain / raw,
+            append / plain,
+            after.batched - before.batched,
+            (after.batches - before.batches) + (after.alone - before.alone),
         );
     }
 

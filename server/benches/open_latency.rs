@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 const LOCKERS: usize = 1000;
 /// 200/s first; then up while sustained, or down until sustained.
-const UP: [u32; 6] = [250, 300, 400, 600, 800, 1000];
+const UP: [u32; 8] = [250, 300, 400, 600, 800, 1000, 1200, 1500];
 const DOWN: [u32; 5] = [150, 100, 75, 50, 25];
 
 fn free_port() -> u16 {

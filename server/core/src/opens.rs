@@ -207,9 +207,10 @@ pub async fn request_open(
     let mode = s.mode();
     for _ in 0..store::MAX_RETRIES {
         let (input, reason, meta) = (input.clone(), reason.clone(), caller.metadata());
+        let key = input.compartment_id;
         let written = s
             .writes
-            .write(move |conn| {
+            .write(key, move |conn| {
                 let (input, reason, meta) = (input.clone(), reason.clone(), meta.clone());
                 Box::pin(async move {
                     let asked = Asked {
@@ -413,7 +414,7 @@ async fn transition(
         let decide = decide.clone();
         let written = s
             .writes
-            .write(move |conn| {
+            .write(command_id, move |conn| {
                 let decide = decide.clone();
                 Box::pin(async move {
                     let Some(now_state) = command_state(conn, command_id).await? else {
@@ -628,7 +629,7 @@ pub async fn fire_timeout(
         let timer = timer_id.to_string();
         let written = s
             .writes
-            .write(move |conn| {
+            .write(command_id, move |conn| {
                 let timer = timer.clone();
                 Box::pin(async move {
                     if !timers::claim(conn, &timer, now).await? {

@@ -225,7 +225,7 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
         let (s, gate) = (w.s.clone(), gate.clone());
         tokio::spawn(async move {
             s.writes
-                .write(move |_conn| {
+                .write(Uuid::nil(), move |_conn| {
                     let gate = gate.clone();
                     Box::pin(async move {
                         let _ = gate.acquire().await;
@@ -245,7 +245,7 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
         tasks.push(tokio::spawn(async move {
             let answer = s
                 .writes
-                .write(move |conn| {
+                .write(Uuid::nil(), move |conn| {
                     Box::pin(async move {
                         let id = match i {
                             // A database error: the key is taken (on

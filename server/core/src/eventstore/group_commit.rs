@@ -1,7 +1,8 @@
 //! Group commit: the writes that arrive together are committed together.
 //!
-//! One writer task per [`GroupCommit`] takes every write waiting in its
-//! queue (up to [`MAX_BATCH`]) and runs them, in arrival order, in one
+//! A writer task (one on SQLite, [`POSTGRES_WRITERS`] on PostgreSQL, each
+//! write going to the one its aggregate's id falls to) takes every write
+//! waiting in its queue (up to [`MAX_BATCH`]) and runs them, in arrival order, in one
 //! transaction: each write's reads, its events and their projections, one
 //! after the other, so each sees the ones before it. Then the channel
 //! envelopes of the whole batch are appended in three statements
@@ -31,16 +32,22 @@ use std::{
 
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::{
-    db::Db,
+    db::{Backend, Db},
     error::{CoreError, CoreResult},
     eventstore::store::{self, Staged, Written},
 };
 
 /// The most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Writes that may wait for the writer before callers wait to queue.
+/// Writers on PostgreSQL, which runs transactions side by side: while one
+/// batch waits on a round trip or its commit's flush, others run. Their
+/// batches meet only on the channel heads, written last. SQLite has one
+/// writer at a time, so one.
+pub const POSTGRES_WRITERS: usize = 4;
+/// Writes that may wait for a writer before callers wait to queue.
 const QUEUE: usize = 8192;
 
 /// A boxed future borrowing the transaction's connection.
@@ -98,7 +105,8 @@ pub struct GroupCommit {
 
 struct Inner {
     db: Db,
-    queue: OnceLock<mpsc::Sender<Box<dyn Pending>>>,
+    /// One queue per writer, started with the first write.
+    queues: OnceLock<Vec<mpsc::Sender<Box<dyn Pending>>>>,
     stats: Arc<Counters>,
 }
 
@@ -135,7 +143,7 @@ impl GroupCommit {
         GroupCommit {
             inner: Arc::new(Inner {
                 db,
-                queue: OnceLock::new(),
+                queues: OnceLock::new(),
                 stats: Arc::default(),
             }),
         }
@@ -143,10 +151,9 @@ impl GroupCommit {
 
     /// Writes waiting for the writer.
     pub fn queued(&self) -> usize {
-        self.inner
-            .queue
-            .get()
-            .map_or(0, |q| q.max_capacity() - q.capacity())
+        self.inner.queues.get().map_or(0, |queues| {
+            queues.iter().map(|q| q.max_capacity() - q.capacity()).sum()
+        })
     }
 
     pub fn stats(&self) -> Stats {
@@ -159,18 +166,29 @@ impl GroupCommit {
         }
     }
 
-    /// Runs `write` in the next batch and returns its result with what it
-    /// wrote, once committed. The caller publishes the [`Written`].
-    pub async fn write<T, F>(&self, write: F) -> CoreResult<(T, Written)>
+    /// Runs `write` in the next batch of the writer `key` falls to (the
+    /// aggregate it writes: writes to one aggregate are committed in the
+    /// order they were asked) and returns its result with what it wrote,
+    /// once committed. The caller publishes the [`Written`].
+    pub async fn write<T, F>(&self, key: Uuid, write: F) -> CoreResult<(T, Written)>
     where
         T: Send + 'static,
         F: for<'c> FnMut(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
     {
-        let queue = self.inner.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(writer(self.inner.db.clone(), self.inner.stats.clone(), rx));
-            tx
+        let queues = self.inner.queues.get_or_init(|| {
+            let writers = match self.inner.db.backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => POSTGRES_WRITERS,
+            };
+            (0..writers)
+                .map(|_| {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    tokio::spawn(writer(self.inner.db.clone(), self.inner.stats.clone(), rx));
+                    tx
+                })
+                .collect()
         });
+        let queue = &queues[(key.as_u128() % queues.len() as u128) as usize];
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job {
             write,

@@ -106,8 +106,12 @@ pub async fn project_live(
     ev: &StoredEvent,
     mode: Mode,
 ) -> CoreResult<Option<Notification>> {
+    let mut parties = None;
     for p in Projector::ALL {
-        p.apply(conn, ev).await?;
+        match p {
+            Projector::OpenRequests => parties = open_requests::apply_returning(conn, ev).await?,
+            _ => p.apply(conn, ev).await?,
+        }
     }
     let Mode::Live { open_timeout_ms } = mode else {
         return Ok(None);
@@ -116,5 +120,5 @@ pub async fn project_live(
     if ev.metadata.quiet {
         return Ok(None);
     }
-    notifications::notification(conn, ev).await
+    notifications::notification(conn, ev, parties).await
 }

@@ -12,7 +12,10 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::locker_banks::provisioning_step;
+use super::{
+    locker_banks::provisioning_step,
+    open_requests::{OpenParties, PARTIES},
+};
 use crate::{
     error::{CoreError, CoreResult},
     eventstore::{
@@ -133,33 +136,31 @@ async fn record_updated(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResul
     })
 }
 
-/// The open request's requester, tenant, compartment and bank.
+/// The open request's requester, tenant, compartment and bank: `known`
+/// when the projector just returned them, else read.
 async fn open_parties(
     conn: &mut AnyConnection,
     command_id: Uuid,
-) -> CoreResult<Option<(Uuid, Uuid, Uuid, Uuid, bool)>> {
-    let row = sqlx::query(
-        "SELECT user_id, tenant_id, compartment_id, bank_id, override FROM open_requests WHERE command_id = $1",
-    )
+    known: Option<OpenParties>,
+) -> CoreResult<Option<OpenParties>> {
+    if known.is_some() {
+        return Ok(known);
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {PARTIES} FROM open_requests WHERE command_id = $1"
+    ))
     .bind(command_id.to_string())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let id = |c: &str| -> CoreResult<Uuid> {
-        crate::identity::accounts::parse_uuid(&row.try_get::<String, _>(c)?)
-    };
-    Ok(Some((
-        id("user_id")?,
-        id("tenant_id")?,
-        id("compartment_id")?,
-        id("bank_id")?,
-        row.try_get::<i64, _>("override")? != 0,
-    )))
+    row.as_ref().map(OpenParties::from_row).transpose()
 }
 
+/// The notification `ev` asks for; `parties`: the open command's, when
+/// the projector already has them.
 pub async fn notification(
     conn: &mut AnyConnection,
     ev: &StoredEvent,
+    parties: Option<OpenParties>,
 ) -> CoreResult<Option<Notification>> {
     if let Some((bank_id, tenant_id, state)) = provisioning_step(&ev.event) {
         let mut data =
@@ -388,8 +389,13 @@ pub async fn notification(
         DomainEvent::CompartmentOpenLateResult {
             command_id, result, ..
         } => {
-            let Some((user, tenant, compartment, bank, _)) =
-                open_parties(conn, *command_id).await?
+            let Some(OpenParties {
+                user,
+                tenant,
+                compartment,
+                bank,
+                ..
+            }) = open_parties(conn, *command_id, parties).await?
             else {
                 return Ok(None);
             };
@@ -409,7 +415,13 @@ pub async fn notification(
         }
     };
     let (command_id, status, reason) = open;
-    let Some((user, tenant, compartment, bank, override_)) = open_parties(conn, command_id).await?
+    let Some(OpenParties {
+        user,
+        tenant,
+        compartment,
+        bank,
+        override_,
+    }) = open_parties(conn, command_id, parties).await?
     else {
         return Ok(None);
     };

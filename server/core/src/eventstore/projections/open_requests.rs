@@ -5,15 +5,53 @@ use lockstep_wire::{
     mqtt::{truncate_chars, MAX_ERROR_CHARS},
     OpenStatus,
 };
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
     eventstore::events::{DomainEvent, StoredEvent},
+    identity::accounts::parse_uuid,
 };
 
+/// Who an open command concerns, as its row says: what its envelopes
+/// name. Returned by the row's update, so the notification need not read
+/// the row again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenParties {
+    pub user: Uuid,
+    pub tenant: Uuid,
+    pub compartment: Uuid,
+    pub bank: Uuid,
+    pub override_: bool,
+}
+
+impl OpenParties {
+    pub fn from_row(row: &sqlx::any::AnyRow) -> CoreResult<Self> {
+        let id = |c: &str| -> CoreResult<Uuid> { parse_uuid(&row.try_get::<String, _>(c)?) };
+        Ok(OpenParties {
+            user: id("user_id")?,
+            tenant: id("tenant_id")?,
+            compartment: id("compartment_id")?,
+            bank: id("bank_id")?,
+            override_: row.try_get::<i64, _>("override")? != 0,
+        })
+    }
+}
+
+/// The columns [`OpenParties::from_row`] reads.
+pub const PARTIES: &str = "user_id, tenant_id, compartment_id, bank_id, override";
+
 pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
+    apply_returning(conn, ev).await.map(|_| ())
+}
+
+/// Applies `ev`; for an event that changed the command's row, returns the
+/// command's parties.
+pub async fn apply_returning(
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+) -> CoreResult<Option<OpenParties>> {
     let event = &ev.event;
     let at = ev.occurred_at;
     // One UPDATE of the command's row per event ($1 the time, $2 the
@@ -47,7 +85,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
-                return Ok(());
+                return Ok(None);
             }
             DomainEvent::CompartmentOpenAuthorized { command_id } => (
                 *command_id,
@@ -113,7 +151,7 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
             | DomainEvent::LockerDecommissioned { .. }
             | DomainEvent::LockerProvisioningReset { .. }
             | DomainEvent::AccessGranted { .. }
-            | DomainEvent::AccessRevoked { .. } => return Ok(()),
+            | DomainEvent::AccessRevoked { .. } => return Ok(None),
         };
     let id = command_id.to_string();
     let status_set = match status {
@@ -121,7 +159,8 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
         None => String::new(),
     };
     let sql = format!(
-        "UPDATE open_requests SET {set}{status_set}, updated_at = $1 WHERE command_id = $2"
+        "UPDATE open_requests SET {set}{status_set}, updated_at = $1 WHERE command_id = $2 \
+         RETURNING {PARTIES}"
     );
     let mut update = sqlx::query(&sql).bind(at).bind(&id);
     // Only the parameters the statement names ($3, $4).
@@ -132,17 +171,21 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
     if set.contains("$4") {
         update = update.bind(fourth);
     }
-    update.execute(&mut *conn).await?;
+    let Some(row) = update.fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let parties = OpenParties::from_row(&row)?;
     if let Some(status) = status {
         sqlx::query(
             "UPDATE compartments SET latest_status = $1, latest_command_id = $2, updated_at = $3 \
-             WHERE id = (SELECT compartment_id FROM open_requests WHERE command_id = $2)",
+             WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(&id)
         .bind(at)
+        .bind(parties.compartment.to_string())
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(Some(parties))
 }
