@@ -417,12 +417,10 @@ async fn transition(
             .write(command_id, move |conn| {
                 let decide = decide.clone();
                 Box::pin(async move {
-                    let Some(now_state) = command_state(conn, command_id).await? else {
+                    let Some(now_state) = command_state(conn, command_id, outbox_job, now).await?
+                    else {
                         return Err(CoreError::NotFound);
                     };
-                    if let Some(id) = outbox_job {
-                        outbox::complete_in(conn, id, now).await?;
-                    }
                     let status = now_state.status;
                     let Some(events) =
                         decide(status, now_state.failure, now_state.late_result.as_deref())
@@ -478,20 +476,36 @@ struct CommandState {
 
 /// The command's stream version and read model in one statement (one
 /// snapshot: a decision made on them and appended at that version
-/// conflicts with any event committed meanwhile).
+/// conflicts with any event committed meanwhile). Given `outbox_job`,
+/// that outbox row is marked done too (on PostgreSQL in the same
+/// statement, a data-modifying CTE).
 async fn command_state(
     conn: &mut AnyConnection,
     command_id: Uuid,
+    outbox_job: Option<i64>,
+    now: i64,
 ) -> CoreResult<Option<CommandState>> {
-    let Some(row) = sqlx::query(
-        "SELECT status, tenant_id, failure_reason, late_result, \
+    const STATE: &str = "SELECT status, tenant_id, failure_reason, late_result, \
          (SELECT COALESCE(MAX(aggregate_version), 0) FROM stored_events WHERE aggregate_uuid = $1) AS v \
-         FROM open_requests WHERE command_id = $1",
-    )
-    .bind(command_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
+         FROM open_requests WHERE command_id = $1";
+    let together = outbox_job.filter(|_| conn.backend_name() == "PostgreSQL");
+    let sql = match together {
+        Some(_) => format!(
+            "WITH done AS (UPDATE outbox SET status = 'done', attempts = attempts + 1, \
+             finished_at = $2 WHERE id = $3) {STATE}"
+        ),
+        None => {
+            if let Some(id) = outbox_job {
+                outbox::complete_in(conn, id, now).await?;
+            }
+            STATE.to_string()
+        }
+    };
+    let mut query = sqlx::query(&sql).bind(command_id.to_string());
+    if let Some(id) = together {
+        query = query.bind(now).bind(id);
+    }
+    let Some(row) = query.fetch_optional(&mut *conn).await? else {
         return Ok(None);
     };
     Ok(Some(CommandState {
@@ -635,7 +649,7 @@ pub async fn fire_timeout(
                     if !timers::claim(conn, &timer, now).await? {
                         return Ok(((), Staged::default()));
                     }
-                    let Some(state) = command_state(conn, command_id).await? else {
+                    let Some(state) = command_state(conn, command_id, None, now).await? else {
                         return Ok(((), Staged::default()));
                     };
                     if !matches!(state.status, OpenStatus::Accepted | OpenStatus::Sent) {

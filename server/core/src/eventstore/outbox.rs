@@ -41,6 +41,34 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// [`enqueue`] and `timers::schedule` in one statement (PostgreSQL only:
+/// a data-modifying CTE). `timer`: kind, subject, due time.
+pub async fn enqueue_with_timer(
+    conn: &mut AnyConnection,
+    event_id: Uuid,
+    reactor: &str,
+    now: i64,
+    timer: (&str, Uuid, i64),
+) -> CoreResult<()> {
+    let (kind, subject, due_at) = timer;
+    sqlx::query(
+        "WITH t AS (INSERT INTO timers (id, kind, subject, due_at) VALUES ($4, $5, $6, $7) \
+         ON CONFLICT (id) DO NOTHING) \
+         INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (event_id, reactor) DO NOTHING",
+    )
+    .bind(event_id.to_string())
+    .bind(reactor)
+    .bind(now)
+    .bind(crate::eventstore::timers::timer_id(kind, subject))
+    .bind(kind)
+    .bind(subject.to_string())
+    .bind(due_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A claimed outbox row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {

@@ -10,6 +10,11 @@ use crate::{db::Db, error::CoreResult, identity::accounts::parse_uuid};
 /// An open command's deadline for the locker's answer.
 pub const OPEN_TIMEOUT: &str = "open_timeout";
 
+/// A timer's id: one per kind and subject.
+pub fn timer_id(kind: &str, subject: Uuid) -> String {
+    format!("{kind}:{subject}")
+}
+
 pub async fn schedule(
     conn: &mut AnyConnection,
     kind: &str,
@@ -19,7 +24,7 @@ pub async fn schedule(
     sqlx::query(
         "INSERT INTO timers (id, kind, subject, due_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(format!("{kind}:{subject}"))
+    .bind(timer_id(kind, subject))
     .bind(kind)
     .bind(subject.to_string())
     .bind(due_at)
@@ -32,7 +37,7 @@ pub async fn schedule(
 /// neither fires later nor stays in the table.
 pub async fn cancel(conn: &mut AnyConnection, kind: &str, subject: Uuid) -> CoreResult<()> {
     sqlx::query("DELETE FROM timers WHERE id = $1")
-        .bind(format!("{kind}:{subject}"))
+        .bind(timer_id(kind, subject))
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -19,14 +19,21 @@ pub async fn schedule(
 ) -> CoreResult<()> {
     match &ev.event {
         DomainEvent::CompartmentOpenAuthorized { command_id } => {
-            outbox::enqueue(conn, ev.event_id, outbox::SEND_OPEN, ev.occurred_at).await?;
-            timers::schedule(
-                conn,
-                timers::OPEN_TIMEOUT,
-                *command_id,
-                ev.occurred_at + open_timeout_ms,
-            )
-            .await?;
+            let due = ev.occurred_at + open_timeout_ms;
+            if conn.backend_name() == "PostgreSQL" {
+                // One round trip for both (see `open_requests`).
+                outbox::enqueue_with_timer(
+                    conn,
+                    ev.event_id,
+                    outbox::SEND_OPEN,
+                    ev.occurred_at,
+                    (timers::OPEN_TIMEOUT, *command_id, due),
+                )
+                .await?;
+            } else {
+                outbox::enqueue(conn, ev.event_id, outbox::SEND_OPEN, ev.occurred_at).await?;
+                timers::schedule(conn, timers::OPEN_TIMEOUT, *command_id, due).await?;
+            }
         }
         DomainEvent::CompartmentOpened { command_id }
         | DomainEvent::CompartmentOpenFailed { command_id, .. } => {
