@@ -382,16 +382,17 @@ async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
                     seen.push(Uuid::parse_str(id.trim()).expect("a command id"));
                     if seen.len() == kill_after {
                         let _ = child.kill();
-                        break;
                     }
                 }
+                // After the kill: what the child printed before it died,
+                // still in the pipe, up to its end.
             }
             let _ = child.wait();
             seen
         })
         .await
         .expect("reader");
-        assert_eq!(lines.len(), kill_after, "the child stopped early");
+        assert!(lines.len() >= kill_after, "the child stopped early");
         acked.extend(lines);
     }
     let db = &w.s.db;

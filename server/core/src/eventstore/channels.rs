@@ -163,20 +163,26 @@ pub async fn append_all(
     conn: &mut AnyConnection,
     notes: &[(&StoredEvent, &Notification)],
 ) -> CoreResult<Vec<Vec<Appended>>> {
-    // How many envelopes each channel takes, channels in first-seen order.
-    let mut counts: Vec<(String, i64)> = Vec::new();
-    let mut index = std::collections::HashMap::new();
+    // How many envelopes each channel takes, channels in name order: every
+    // transaction takes the heads' row locks in that one order, so two
+    // batches naming the same channels cannot deadlock (PostgreSQL).
     let names: Vec<Vec<String>> = notes
         .iter()
         .map(|(_, note)| note.channels.iter().map(ToString::to_string).collect())
         .collect();
+    let mut by_name = std::collections::BTreeMap::<&str, i64>::new();
     for name in names.iter().flatten() {
-        let i = *index.entry(name.clone()).or_insert_with(|| {
-            counts.push((name.clone(), 0));
-            counts.len() - 1
-        });
-        counts[i].1 += 1;
+        *by_name.entry(name.as_str()).or_default() += 1;
     }
+    let counts: Vec<(String, i64)> = by_name
+        .into_iter()
+        .map(|(name, n)| (name.to_string(), n))
+        .collect();
+    let index: std::collections::HashMap<String, usize> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.clone(), i))
+        .collect();
     if counts.is_empty() {
         return Ok(vec![Vec::new(); notes.len()]);
     }

@@ -21,7 +21,18 @@
 //! A write is a closure over the transaction's connection. It must only
 //! read and write the database (no network, no waiting on other writes),
 //! and it may run twice (the batch, then alone): everything it does
-//! outside the database belongs after it returns.
+//! outside the database belongs after it returns. It must return the
+//! database's errors, never swallow one (on PostgreSQL an error aborts the
+//! transaction, and the batch must be cut, not committed).
+//!
+//! A write, once queued, is committed even if its caller stops waiting
+//! (an HTTP client that went away): the caller learns nothing, as with a
+//! reply lost after a commit. Open requests carry an `Idempotency-Key`
+//! for a safe retry.
+//!
+//! Lock order: a batch writes its compartments' latest statuses and then
+//! its channel heads last, each in one sorted order, so batches of
+//! different writers never wait on each other in a cycle.
 
 use std::{
     future::Future,
@@ -230,6 +241,8 @@ async fn writer(db: Db, stats: Arc<Counters>, mut queue: mpsc::Receiver<Box<dyn 
 
 /// Where a batch went wrong.
 enum Failed {
+    /// No transaction: nothing ran.
+    Begin(CoreError),
     /// Before commit, nothing committed: in the write at this index, or
     /// (`None`) in beginning or in appending the envelopes.
     Before(Option<usize>, CoreError),
@@ -258,6 +271,19 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
                 stats.batched.fetch_add(segment.len() as u64, Relaxed);
                 for (job, written) in segment.into_iter().zip(written) {
                     job.finish(Ok(written));
+                }
+            }
+            Err(Failed::Begin(e)) => {
+                // The database is not there: each caller hears so now,
+                // rather than after every write of the batch waited for it.
+                tracing::warn!(error = %e, writes = segment.len(), "a batch could not begin");
+                let message = e.to_string();
+                let mut first = Some(e);
+                for job in segment {
+                    let e = first.take().unwrap_or_else(|| {
+                        CoreError::Conflict(format!("the write could not begin: {message}"))
+                    });
+                    job.finish(Err(e));
                 }
             }
             Err(Failed::Commit(e)) => {
@@ -299,9 +325,7 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
 
 /// The whole batch in one transaction.
 async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written>, Failed> {
-    let mut tx = store::begin_write(db)
-        .await
-        .map_err(|e| Failed::Before(None, e))?;
+    let mut tx = store::begin_write(db).await.map_err(Failed::Begin)?;
     let mut staged = Vec::with_capacity(batch.len());
     for (i, job) in batch.iter_mut().enumerate() {
         staged.push(
@@ -317,8 +341,31 @@ async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written
     Ok(written)
 }
 
+/// Times a write alone is tried again after PostgreSQL chose it as a
+/// deadlock's victim (several nodes' batches can take compartment rows in
+/// opposite orders; one process's cannot).
+const DEADLOCK_RETRIES: usize = 3;
+
 /// One write in its own transaction.
 async fn alone(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
+    let mut tries = 0;
+    loop {
+        match alone_once(db, job).await {
+            Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+                tries += 1;
+                metrics::counter!("lockstep_group_commit_deadlocks_total").increment(1);
+                tracing::debug!(error = %e, "a write was a deadlock's victim; tried again");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_deadlock(e: &CoreError) -> bool {
+    matches!(e, CoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
+}
+
+async fn alone_once(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
     let mut tx = store::begin_write(db).await?;
     let staged = job.run(&mut tx).await?;
     let written = store::append_envelopes(&mut tx, vec![staged])

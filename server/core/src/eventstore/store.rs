@@ -13,7 +13,7 @@ use crate::{
     error::CoreResult,
     eventstore::channels::{self, Appended, Notification},
     eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
-    eventstore::projections::{self, Mode},
+    eventstore::projections::{self, open_requests, open_requests::LatestStatus, Mode},
 };
 
 /// What committing needs from its caller: how to project (live or
@@ -100,6 +100,8 @@ pub async fn stream_version(conn: &mut AnyConnection, aggregate_uuid: Uuid) -> C
 pub struct Staged {
     pub events: Vec<StoredEvent>,
     pub notes: Vec<(usize, Notification)>,
+    /// Compartments' latest open statuses, written with the envelopes.
+    pub latest: Vec<LatestStatus>,
 }
 
 impl Staged {
@@ -108,6 +110,7 @@ impl Staged {
         self.events.extend(other.events);
         self.notes
             .extend(other.notes.into_iter().map(|(i, n)| (i + offset, n)));
+        self.latest.extend(other.latest);
     }
 }
 
@@ -136,24 +139,32 @@ pub async fn stage_live(
     )
     .await?;
     let mut notes = Vec::new();
+    let mut latest = Vec::new();
     for (i, ev) in stored.iter().enumerate() {
-        if let Some(note) = projections::project_live(conn, ev, mode).await? {
-            notes.push((i, note));
-        }
+        let projected = projections::project_live(conn, ev, mode).await?;
+        notes.extend(projected.note.map(|n| (i, n)));
+        latest.extend(projected.latest);
     }
     Ok(Staged {
         events: stored,
         notes,
+        latest,
     })
 }
 
-/// Appends the channel envelopes of staged writes, in their order, and
-/// says what each wrote. Last in a transaction: the channel heads are the
-/// rows every writer of a channel waits on.
+/// Writes what staged writes left for the end (the compartments' latest
+/// statuses, then the channel envelopes, each in one lock order) and says
+/// what each wrote. Last in a transaction: the channel heads are the rows
+/// every writer of a channel waits on.
 pub async fn append_envelopes(
     conn: &mut AnyConnection,
     staged: Vec<Staged>,
 ) -> CoreResult<Vec<Written>> {
+    let latest: Vec<LatestStatus> = staged
+        .iter()
+        .flat_map(|s| s.latest.iter().copied())
+        .collect();
+    open_requests::write_latest(conn, &latest).await?;
     let notes: Vec<(&StoredEvent, &Notification)> = staged
         .iter()
         .flat_map(|s| s.notes.iter().map(|(i, n)| (&s.events[*i], n)))

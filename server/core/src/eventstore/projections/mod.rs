@@ -97,28 +97,43 @@ impl Projector {
     }
 }
 
+/// What projecting one event live leaves for the end of its transaction.
+#[derive(Debug, Default)]
+pub struct Projected {
+    /// The channel-log notification the event asks for (appended last, so
+    /// the channel heads, hot rows on PostgreSQL, stay locked the shortest).
+    pub note: Option<Notification>,
+    /// A compartment's new latest open status (written once per batch,
+    /// in compartment order: `open_requests::write_latest`).
+    pub latest: Option<open_requests::LatestStatus>,
+}
+
 /// Everything a live append does after the event row: every projector and
-/// the event's side effects (outbox, timers). Returns the notification the
-/// event asks for; the caller appends it to the channel log last, so the
-/// channel heads (hot rows on PostgreSQL) stay locked for the shortest time.
+/// the event's side effects (outbox, timers). During replay, the read
+/// models only (the latest status written at once).
 pub async fn project_live(
     conn: &mut AnyConnection,
     ev: &StoredEvent,
     mode: Mode,
-) -> CoreResult<Option<Notification>> {
-    let mut parties = None;
+) -> CoreResult<Projected> {
+    let (mut parties, mut latest) = (None, None);
     for p in Projector::ALL {
         match p {
-            Projector::OpenRequests => parties = open_requests::apply_returning(conn, ev).await?,
+            Projector::OpenRequests => {
+                (parties, latest) = open_requests::apply_row(conn, ev).await?
+            }
             _ => p.apply(conn, ev).await?,
         }
     }
     let Mode::Live { open_timeout_ms } = mode else {
-        return Ok(None);
+        open_requests::write_latest(conn, latest.as_slice()).await?;
+        return Ok(Projected::default());
     };
     side_effects::schedule(conn, ev, open_timeout_ms).await?;
-    if ev.metadata.quiet {
-        return Ok(None);
-    }
-    notifications::notification(conn, ev, parties).await
+    let note = if ev.metadata.quiet {
+        None
+    } else {
+        notifications::notification(conn, ev, parties).await?
+    };
+    Ok(Projected { note, latest })
 }

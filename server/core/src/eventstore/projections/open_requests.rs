@@ -43,15 +43,18 @@ impl OpenParties {
 pub const PARTIES: &str = "user_id, tenant_id, compartment_id, bank_id, override";
 
 pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
-    apply_returning(conn, ev).await.map(|_| ())
+    let (_, latest) = apply_row(conn, ev).await?;
+    write_latest(conn, latest.as_slice()).await
 }
 
-/// Applies `ev`; for an event that changed the command's row, returns the
-/// command's parties.
-pub async fn apply_returning(
+/// Applies `ev` to the command's row; for an event that changed it,
+/// returns the command's parties and, for a status change, the
+/// compartment's new latest status, which the caller writes
+/// ([`write_latest`]: a batch writes them once, last).
+pub async fn apply_row(
     conn: &mut AnyConnection,
     ev: &StoredEvent,
-) -> CoreResult<Option<OpenParties>> {
+) -> CoreResult<(Option<OpenParties>, Option<LatestStatus>)> {
     let event = &ev.event;
     let at = ev.occurred_at;
     // One UPDATE of the command's row per event ($1 the time, $2 the
@@ -85,7 +88,7 @@ pub async fn apply_returning(
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
-                return Ok(None);
+                return Ok((None, None));
             }
             DomainEvent::CompartmentOpenAuthorized { command_id } => (
                 *command_id,
@@ -151,30 +154,17 @@ pub async fn apply_returning(
             | DomainEvent::LockerDecommissioned { .. }
             | DomainEvent::LockerProvisioningReset { .. }
             | DomainEvent::AccessGranted { .. }
-            | DomainEvent::AccessRevoked { .. } => return Ok(None),
+            | DomainEvent::AccessRevoked { .. } => return Ok((None, None)),
         };
     let id = command_id.to_string();
     let status_set = match status {
         Some(s) => format!(", status = '{}'", s.as_str()),
         None => String::new(),
     };
-    let update_row = format!(
+    let sql = format!(
         "UPDATE open_requests SET {set}{status_set}, updated_at = $1 WHERE command_id = $2 \
          RETURNING {PARTIES}"
     );
-    // On PostgreSQL, where each statement is a round trip and a share of
-    // the server's CPU, the compartment's latest status changes in the same
-    // statement (a data-modifying CTE); SQLite has no such CTE.
-    let together = status.filter(|_| conn.backend_name() == "PostgreSQL");
-    let sql = match together {
-        Some(s) => format!(
-            "WITH o AS ({update_row}), c AS (UPDATE compartments SET latest_status = '{}', \
-             latest_command_id = $2, updated_at = $1 FROM o WHERE compartments.id = o.compartment_id) \
-             SELECT {PARTIES} FROM o",
-            s.as_str()
-        ),
-        None => update_row,
-    };
     let mut update = sqlx::query(&sql).bind(at).bind(&id);
     // Only the parameters the statement names ($3, $4).
     let [third, fourth] = extra;
@@ -185,20 +175,48 @@ pub async fn apply_returning(
         update = update.bind(fourth);
     }
     let Some(row) = update.fetch_optional(&mut *conn).await? else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let parties = OpenParties::from_row(&row)?;
-    if let (Some(status), None) = (status, together) {
+    let latest = status.map(|status| LatestStatus {
+        compartment: parties.compartment,
+        status,
+        command: command_id,
+        at,
+    });
+    Ok((Some(parties), latest))
+}
+
+/// A compartment's latest open status, as a status change leaves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatestStatus {
+    pub compartment: Uuid,
+    pub status: OpenStatus,
+    pub command: Uuid,
+    pub at: i64,
+}
+
+/// Writes compartments' latest statuses: the last one per compartment,
+/// in compartment order. A batch writes them once, after all its events,
+/// and in that one order: two batches that touch the same compartments
+/// take their row locks in the same order (PostgreSQL), so they cannot
+/// deadlock.
+pub async fn write_latest(conn: &mut AnyConnection, latest: &[LatestStatus]) -> CoreResult<()> {
+    let mut last = std::collections::BTreeMap::new();
+    for l in latest {
+        last.insert(l.compartment, *l);
+    }
+    for l in last.values() {
         sqlx::query(
             "UPDATE compartments SET latest_status = $1, latest_command_id = $2, updated_at = $3 \
              WHERE id = $4",
         )
-        .bind(status.as_str())
-        .bind(&id)
-        .bind(at)
-        .bind(parties.compartment.to_string())
+        .bind(l.status.as_str())
+        .bind(l.command.to_string())
+        .bind(l.at)
+        .bind(l.compartment.to_string())
         .execute(&mut *conn)
         .await?;
     }
-    Ok(Some(parties))
+    Ok(())
 }
