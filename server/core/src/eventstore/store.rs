@@ -104,16 +104,6 @@ pub struct Staged {
     pub latest: Vec<LatestStatus>,
 }
 
-impl Staged {
-    pub fn merge(&mut self, other: Staged) {
-        let offset = self.events.len();
-        self.events.extend(other.events);
-        self.notes
-            .extend(other.notes.into_iter().map(|(i, n)| (i + offset, n)));
-        self.latest.extend(other.latest);
-    }
-}
-
 /// Appends and projects, inside the caller's transaction, leaving the
 /// channel envelopes to [`append_envelopes`]: so a batch of writes appends
 /// all of its envelopes in three statements (see `group_commit`).
