@@ -122,6 +122,19 @@ test("pre-registering a bank leads to its progress page, waiting for its locker"
   const serial = `E2E-PRE-${Date.now()}`;
   await page.getByTestId("pre-serial").fill(serial);
   await page.getByTestId("pre-name").fill("Pre Hall");
+  // Meanwhile another admin pre-registers a bank: the live list refetches
+  // under the half-filled form, which must keep what was typed.
+  const other = await admin(browser);
+  await other.page.goto("/admin/provisioning");
+  await other.page.locator("body[data-hydrated]").waitFor();
+  const otherSerial = `${serial}-OTHER`;
+  await other.page.getByTestId("pre-serial").fill(otherSerial);
+  await other.page.getByTestId("pre-name").fill("Other Hall");
+  await other.page.getByTestId("pre-register").click();
+  await expect(other.page).toHaveURL(/\/admin\/banks\/[0-9a-f-]+\/provisioning$/);
+  await expect(page.locator(`[data-testid=waiting-bank][data-serial="${otherSerial}"]`)).toBeVisible();
+  await expect(page.getByTestId("pre-serial")).toHaveValue(serial);
+  await expect(page.getByTestId("pre-name")).toHaveValue("Pre Hall");
   await page.getByTestId("pre-register").click();
   await expect(page).toHaveURL(/\/admin\/banks\/[0-9a-f-]+\/provisioning$/);
   await expect(page.getByTestId("progress-status")).toHaveText("Waiting for the locker to register…");
@@ -130,4 +143,5 @@ test("pre-registering a bank leads to its progress page, waiting for its locker"
   expect(reply.ok).toBe(true);
   await expect(page.locator('[data-testid=step][data-step="delivered"]')).toHaveAttribute("data-done", "true");
   expect(errors).toEqual([]);
+  expect(other.errors).toEqual([]);
 });

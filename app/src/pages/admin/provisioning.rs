@@ -189,9 +189,18 @@ pub fn Provisioning() -> impl IntoView {
                 match data.read().await {
                     Ok(d) => {
                         live.follow(&[(&d.live.channel, d.live.seq)]);
-                        view! { <ProvisioningView d revoke/> }.into_any()
+                        view! { <KeyList keys=d.keys.clone() revoke/> }.into_any()
                     }
                     Err(e) => failure(e),
+                }
+            })}
+        </Transition>
+        <PreRegisterForm/>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match data.read().await {
+                    Ok(d) => view! { <WaitingList waiting=d.waiting.clone()/> }.into_any(),
+                    Err(_) => ().into_any(),
                 }
             })}
         </Transition>
@@ -253,11 +262,46 @@ fn NewKeyForm(create: Action<String, Result<NewKey, AppError>>) -> impl IntoView
     }
 }
 
+/// The keys, live: a refetch re-renders only this list.
 #[component]
-fn ProvisioningView(
-    d: ProvisioningData,
-    revoke: Action<String, Result<(), AppError>>,
-) -> impl IntoView {
+fn KeyList(keys: Vec<KeyRow>, revoke: Action<String, Result<(), AppError>>) -> impl IntoView {
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-label="Keys">
+            <ul class="mt-4 divide-y divide-slate-100 text-sm" data-testid="keys">
+                {keys
+                    .into_iter()
+                    .map(|k| {
+                        let id = k.id.clone();
+                        view! {
+                            <li class="flex items-center justify-between gap-2 py-2" data-testid="key-row">
+                                <span>
+                                    <span class="font-medium">{k.name.clone()}</span>
+                                    <span class="ml-2 text-xs text-slate-600">{format::utc(k.created_at)}</span>
+                                </span>
+                                {if k.revoked {
+                                    view! { <span class="text-xs text-slate-600">"revoked"</span> }.into_any()
+                                } else {
+                                    view! {
+                                        <button type="button" data-testid="key-revoke" on:click=move |_| { revoke.dispatch(id.clone()); }
+                                            class="rounded-md border border-red-300 px-2 py-1 text-xs font-medium text-red-800 hover:bg-red-50">
+                                            {format!("Revoke {}", k.name)}
+                                        </button>
+                                    }.into_any()
+                                }}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+/// Pre-registering a bank. Outside the live region, so that a refetch
+/// (another bank provisioning meanwhile) neither empties the fields being
+/// typed nor drops the action whose answer leads to the progress page.
+#[component]
+fn PreRegisterForm() -> impl IntoView {
     let (serial, name, location, count) = (
         RwSignal::new(String::new()),
         RwSignal::new(String::new()),
@@ -284,34 +328,6 @@ fn ProvisioningView(
     });
     let input = "mt-1 w-full rounded-md border border-slate-300 px-3 py-1.5";
     view! {
-        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-label="Keys">
-            <ul class="mt-4 divide-y divide-slate-100 text-sm" data-testid="keys">
-                {d.keys
-                    .into_iter()
-                    .map(|k| {
-                        let id = k.id.clone();
-                        view! {
-                            <li class="flex items-center justify-between gap-2 py-2" data-testid="key-row">
-                                <span>
-                                    <span class="font-medium">{k.name.clone()}</span>
-                                    <span class="ml-2 text-xs text-slate-600">{format::utc(k.created_at)}</span>
-                                </span>
-                                {if k.revoked {
-                                    view! { <span class="text-xs text-slate-600">"revoked"</span> }.into_any()
-                                } else {
-                                    view! {
-                                        <button type="button" data-testid="key-revoke" on:click=move |_| { revoke.dispatch(id.clone()); }
-                                            class="rounded-md border border-red-300 px-2 py-1 text-xs font-medium text-red-800 hover:bg-red-50">
-                                            {format!("Revoke {}", k.name)}
-                                        </button>
-                                    }.into_any()
-                                }}
-                            </li>
-                        }
-                    })
-                    .collect_view()}
-            </ul>
-        </section>
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-labelledby="pre-h">
             <h2 id="pre-h" class="font-semibold">"Pre-register a bank"</h2>
             <p class="mt-1 text-sm text-slate-600">"Its locker then provisions with its serial alone."</p>
@@ -335,13 +351,20 @@ fn ProvisioningView(
                 <p role="alert" class="mt-2 text-sm text-red-800">{e.to_string()}</p>
             })}
         </section>
+    }
+}
+
+/// The banks on their way, live.
+#[component]
+fn WaitingList(waiting: Vec<Waiting>) -> impl IntoView {
+    view! {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4" aria-labelledby="wait-h">
             <h2 id="wait-h" class="font-semibold">"On their way"</h2>
             <ul class="mt-2 divide-y divide-slate-100 text-sm" data-testid="waiting">
-                {if d.waiting.is_empty() {
+                {if waiting.is_empty() {
                     view! { <li class="py-2 text-slate-600">"No bank is waiting to be provisioned."</li> }.into_any()
                 } else {
-                    d.waiting
+                    waiting
                         .into_iter()
                         .map(|w| view! {
                             <li class="flex items-center justify-between py-2" data-testid="waiting-bank" data-serial=w.serial.clone()>
