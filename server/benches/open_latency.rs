@@ -12,6 +12,8 @@
 //! latency until `202 accepted`. A step is sustained when every command
 //! ended `opened` and p99 < 100 ms; the highest such rate is reported.
 //!
+//! `BENCH_RATES=800,1000` runs exactly those steps instead.
+//!
 //! `BENCH_BROKER=embedded` runs the same against the embedded broker
 //! (`server/src/mqtt/broker/`) instead of Mosquitto.
 
@@ -284,7 +286,12 @@ async fn main() {
         "{:>7} {:>7} {:>7} | {:>9} {:>9} {:>9} | {:>12} {:>6}",
         "rate/s", "issued", "opened", "p50 ms", "p99 ms", "max ms", "accept p50", "ratio"
     );
-    let mut rates = vec![200u32];
+    // `BENCH_RATES=600,800` runs exactly those steps (to profile one
+    // rate); by default 200/s first, then up or down as above.
+    let fixed: Option<Vec<u32>> = std::env::var("BENCH_RATES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect());
+    let mut rates = fixed.clone().unwrap_or_else(|| vec![200u32]);
     let mut step = 0;
     while let Some(&rate) = rates.get(step) {
         step += 1;
@@ -401,6 +408,7 @@ async fn main() {
             best = Some(best.map_or(rate, |b: u32| b.max(rate)));
         }
         match (rate, sustained) {
+            _ if fixed.is_some() => {}
             (200, true) => rates.extend(UP),
             (200, false) => rates.extend(DOWN),
             (r, true) if r < 200 => break,

@@ -212,9 +212,17 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
     ))
     .bind(&id)
     .fetch_all(&s.db.pool)
-    .await?;
+    .await?
+    .iter()
+    .map(compartment_from_row)
+    .collect::<CoreResult<_>>()?;
+    bank_with(row, compartments)
+}
+
+/// A bank's row with its compartments.
+fn bank_with(row: &sqlx::any::AnyRow, compartments: Vec<CompartmentView>) -> CoreResult<BankView> {
     Ok(BankView {
-        id: parse_uuid(&id)?,
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
         serial: row.try_get("serial")?,
         name: row.try_get("name")?,
@@ -228,10 +236,7 @@ async fn bank_from_row(s: &Services, row: &sqlx::any::AnyRow) -> CoreResult<Bank
         provisioning_error: row.try_get("provisioning_error")?,
         notes: row.try_get("notes")?,
         version: row.try_get("version")?,
-        compartments: compartments
-            .iter()
-            .map(compartment_from_row)
-            .collect::<CoreResult<_>>()?,
+        compartments,
     })
 }
 
@@ -277,11 +282,25 @@ pub async fn list_banks(s: &Services, tenant_id: Uuid) -> CoreResult<Vec<BankVie
     .bind(tenant_id.to_string())
     .fetch_all(&s.db.pool)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        out.push(bank_from_row(s, row).await?);
+    // Every compartment of the tenant in one query, not one per bank.
+    let mut by_bank = std::collections::HashMap::<Uuid, Vec<CompartmentView>>::new();
+    for row in sqlx::query(&format!(
+        "SELECT {COMPARTMENT_COLUMNS} FROM compartments c WHERE c.tenant_id = $1 ORDER BY c.number"
+    ))
+    .bind(tenant_id.to_string())
+    .fetch_all(&s.db.pool)
+    .await?
+    .iter()
+    {
+        let c = compartment_from_row(row)?;
+        by_bank.entry(c.locker_bank_id).or_default().push(c);
     }
-    Ok(out)
+    rows.iter()
+        .map(|row| {
+            let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            bank_with(row, by_bank.remove(&id).unwrap_or_default())
+        })
+        .collect()
 }
 
 /// A compartment with its bank, as commands need it.

@@ -129,20 +129,6 @@ fn count_final(events: &[DomainEvent]) {
     }
 }
 
-/// Milliseconds from `sent` to the locker's answer, once it answered.
-pub async fn round_trip_ms(s: &Services, command_id: Uuid) -> CoreResult<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT sent_at, COALESCE(opened_at, failed_at) AS ended_at FROM open_requests WHERE command_id = $1",
-    )
-    .bind(command_id.to_string())
-    .fetch_optional(&s.db.pool)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let sent: Option<i64> = row.try_get("sent_at")?;
-    let ended: Option<i64> = row.try_get("ended_at")?;
-    Ok(sent.zip(ended).map(|(s, e)| (e - s).max(0)))
-}
-
 /// Whether `existing` was asked with the same compartment, override and
 /// (override) reason as `input`.
 async fn same_request(
@@ -398,17 +384,30 @@ type Decide = dyn Fn(OpenStatus, Option<FailureReason>, Option<&str>) -> Option<
     + Send
     + Sync;
 
+/// What a transition saw and did.
+struct Transitioned {
+    /// The status `decide` saw.
+    status: OpenStatus,
+    /// The events appended, if any.
+    events: Option<Vec<DomainEvent>>,
+    /// The bank the command was sent to.
+    bank: Uuid,
+    /// When it was sent, if it was.
+    sent_at: Option<i64>,
+}
+
 /// Runs `decide` on the command's current status in a group-committed
 /// write and appends what it returns (and, given `outbox_job`, marks that
-/// outbox row done in the same write). Returns the status `decide` saw and
-/// the events appended.
+/// outbox row done in the same write). Given `from_bank`, a command of
+/// another bank is left alone (`decide` is not asked).
 async fn transition(
     s: &Services,
     command_id: Uuid,
     now: i64,
     outbox_job: Option<i64>,
+    from_bank: Option<Uuid>,
     decide: Arc<Decide>,
-) -> CoreResult<(OpenStatus, Option<Vec<DomainEvent>>)> {
+) -> CoreResult<Transitioned> {
     let mode = s.mode();
     for _ in 0..store::MAX_RETRIES {
         let decide = decide.clone();
@@ -422,10 +421,19 @@ async fn transition(
                         return Err(CoreError::NotFound);
                     };
                     let status = now_state.status;
+                    let seen = Transitioned {
+                        status,
+                        events: None,
+                        bank: now_state.bank,
+                        sent_at: now_state.sent_at,
+                    };
+                    if from_bank.is_some_and(|b| b != now_state.bank) {
+                        return Ok((seen, Staged::default()));
+                    }
                     let Some(events) =
                         decide(status, now_state.failure, now_state.late_result.as_deref())
                     else {
-                        return Ok(((status, None), Staged::default()));
+                        return Ok((seen, Staged::default()));
                     };
                     let meta = Metadata::system(now_state.tenant_id, command_id);
                     let staged = store::stage_live(
@@ -439,17 +447,21 @@ async fn transition(
                         now,
                     )
                     .await?;
-                    Ok(((status, Some(events)), staged))
+                    let done = Transitioned {
+                        events: Some(events),
+                        ..seen
+                    };
+                    Ok((done, staged))
                 })
             })
             .await;
         match written {
-            Ok(((status, events), written)) => {
+            Ok((done, written)) => {
                 s.published(&written);
-                if let Some(events) = &events {
+                if let Some(events) = &done.events {
                     count_final(events);
                 }
-                return Ok((status, events));
+                return Ok(done);
             }
             Err(CoreError::VersionConflict { .. }) => {
                 // Another node wrote this command meanwhile: decide again
@@ -470,6 +482,8 @@ struct CommandState {
     version: i64,
     status: OpenStatus,
     tenant_id: Uuid,
+    bank: Uuid,
+    sent_at: Option<i64>,
     failure: Option<FailureReason>,
     late_result: Option<String>,
 }
@@ -485,7 +499,7 @@ async fn command_state(
     outbox_job: Option<i64>,
     now: i64,
 ) -> CoreResult<Option<CommandState>> {
-    const STATE: &str = "SELECT status, tenant_id, failure_reason, late_result, \
+    const STATE: &str = "SELECT status, tenant_id, bank_id, sent_at, failure_reason, late_result, \
          (SELECT COALESCE(MAX(aggregate_version), 0) FROM stored_events WHERE aggregate_uuid = $1) AS v \
          FROM open_requests WHERE command_id = $1";
     let together = outbox_job.filter(|_| conn.backend_name() == "PostgreSQL");
@@ -512,19 +526,11 @@ async fn command_state(
         version: row.try_get("v")?,
         status: parse_wire(&row.try_get::<String, _>("status")?)?,
         tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+        bank: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+        sent_at: row.try_get("sent_at")?,
         failure: parse_wire_opt(row.try_get("failure_reason")?)?,
         late_result: row.try_get("late_result")?,
     }))
-}
-
-/// The locker bank a command was sent to, if the command exists.
-pub async fn bank_of(s: &Services, command_id: Uuid) -> CoreResult<Option<Uuid>> {
-    sqlx::query("SELECT bank_id FROM open_requests WHERE command_id = $1")
-        .bind(command_id.to_string())
-        .fetch_optional(&s.db.pool)
-        .await?
-        .map(|r| parse_uuid(&r.try_get::<String, _>("bank_id")?))
-        .transpose()
 }
 
 /// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
@@ -543,10 +549,12 @@ pub async fn record_sent_for(
         (status == OpenStatus::Accepted)
             .then(|| vec![DomainEvent::CompartmentOpenSent { command_id }])
     };
-    Ok(transition(s, command_id, now, outbox_job, Arc::new(decide))
-        .await?
-        .1
-        .is_some())
+    Ok(
+        transition(s, command_id, now, outbox_job, None, Arc::new(decide))
+            .await?
+            .events
+            .is_some(),
+    )
 }
 
 /// What a locker result did.
@@ -560,9 +568,21 @@ pub enum ResultOutcome {
     NotSent,
     /// The command had already ended (e.g. timed out): recorded, status kept.
     Late,
+    /// The command was sent to another bank than the one answering:
+    /// refused, nothing recorded.
+    WrongLocker,
+}
+
+/// What recording a locker's answer did, and for an applied one the
+/// command's round trip (`sent` to the answer, in milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub outcome: ResultOutcome,
+    pub round_trip_ms: Option<i64>,
 }
 
 /// A locker's answer: `opened`, or `failed` with `device_error`.
+/// `NotFound` when no such command exists.
 pub async fn record_result(
     s: &Services,
     command_id: Uuid,
@@ -570,6 +590,21 @@ pub async fn record_result(
     error: Option<String>,
     now: i64,
 ) -> CoreResult<ResultOutcome> {
+    Ok(record_result_from(s, command_id, None, success, error, now)
+        .await?
+        .outcome)
+}
+
+/// [`record_result`] as bank `from` answered it: a command of another bank
+/// is refused (`WrongLocker`) in the same write that would record it.
+pub async fn record_result_from(
+    s: &Services,
+    command_id: Uuid,
+    from: Option<Uuid>,
+    success: bool,
+    error: Option<String>,
+    now: i64,
+) -> CoreResult<Recorded> {
     let result = if success {
         "action_completed"
     } else {
@@ -594,14 +629,22 @@ pub async fn record_result(
         }
         _ => None,
     };
-    let (status, applied) = transition(s, command_id, now, None, Arc::new(decide)).await?;
-    Ok(match applied.as_deref() {
+    let done = transition(s, command_id, now, None, from, Arc::new(decide)).await?;
+    let outcome = match done.events.as_deref() {
+        _ if from.is_some_and(|b| b != done.bank) => ResultOutcome::WrongLocker,
         Some([DomainEvent::CompartmentOpenLateResult { .. }]) => ResultOutcome::Late,
         Some(_) => ResultOutcome::Applied,
-        None if matches!(status, OpenStatus::Denied | OpenStatus::Requested) => {
+        None if matches!(done.status, OpenStatus::Denied | OpenStatus::Requested) => {
             ResultOutcome::NotSent
         }
         None => ResultOutcome::Duplicate,
+    };
+    let round_trip_ms = (outcome == ResultOutcome::Applied)
+        .then(|| done.sent_at.map(|sent| (now - sent).max(0)))
+        .flatten();
+    Ok(Recorded {
+        outcome,
+        round_trip_ms,
     })
 }
 
@@ -622,9 +665,9 @@ pub async fn record_send_failure(
             }]
         })
     };
-    Ok(transition(s, command_id, now, None, Arc::new(decide))
+    Ok(transition(s, command_id, now, None, None, Arc::new(decide))
         .await?
-        .1
+        .events
         .is_some())
 }
 

@@ -11,7 +11,7 @@ use crate::{
     db::Db,
     eventstore::channels::Appended,
     eventstore::group_commit::GroupCommit,
-    eventstore::projections::Mode,
+    eventstore::projections::{side_effects, Mode},
     eventstore::store::{Committer, Written},
     gateway::{AccountTurns, LockerGateway, RecordingGateway},
     identity::throttle::{LoginThrottle, ThrottleConfig},
@@ -131,13 +131,17 @@ impl Services {
     }
 
     /// Tells followers of the log about what a committed write appended,
-    /// and wakes the workers.
+    /// and wakes the outbox worker when the write queued a job for it.
     pub fn published(&self, written: &Written) {
         for entry in &written.appended {
             // No receiver is fine: nobody is following right now.
             let _ = self.log_tail.send(entry.clone());
         }
-        if !written.events.is_empty() {
+        if written
+            .events
+            .iter()
+            .any(|e| side_effects::queues_outbox_job(&e.event))
+        {
             self.wake.notify_one();
         }
     }

@@ -772,48 +772,55 @@ async fn record_status(
     bank_id: uuid::Uuid,
     status: wire::StatusPayload,
 ) -> Option<Ack> {
-    match opens::bank_of(services, status.command_id).await {
-        Ok(Some(owner)) if owner == bank_id => {}
-        Ok(Some(_)) => {
+    let success = status.result == CommandResult::ActionCompleted;
+    let command_id = status.command_id;
+    // The command's bank is checked in the write that records the result.
+    let recorded = opens::record_result_from(
+        services,
+        command_id,
+        Some(bank_id),
+        success,
+        status.error,
+        now_ms(),
+    )
+    .await;
+    match recorded {
+        Err(lockstep_core::CoreError::NotFound) => {
+            refuse(topic, "mqtt_unknown_command", &command_id);
+            None
+        }
+        Ok(opens::Recorded {
+            outcome: opens::ResultOutcome::WrongLocker,
+            ..
+        }) => {
             refuse(
                 topic,
                 "mqtt_wrong_locker",
                 &"the command belongs to another locker",
             );
-            return None;
+            None
         }
-        Ok(None) => {
-            refuse(topic, "mqtt_unknown_command", &status.command_id);
-            return None;
-        }
-        Err(e) => {
-            // Not recorded, so not acknowledged: the locker repeats it.
-            tracing::error!(error = %e, "looking up the command failed");
-            return None;
-        }
-    }
-    let success = status.result == CommandResult::ActionCompleted;
-    let command_id = status.command_id;
-    match opens::record_result(services, command_id, success, status.error, now_ms()).await {
-        Ok(opens::ResultOutcome::NotSent) => {
+        Ok(opens::Recorded {
+            outcome: opens::ResultOutcome::NotSent,
+            ..
+        }) => {
             // Denied, never sent: nothing to record, nothing to ack.
             refuse(topic, "mqtt_command_not_sent", &command_id);
             None
         }
-        Ok(outcome) => {
+        Ok(opens::Recorded {
+            outcome,
+            round_trip_ms,
+        }) => {
             tracing::info!(?outcome, success, "locker result");
             if outcome == opens::ResultOutcome::Duplicate {
                 // A locker repeating a result whose ack it has not seen
                 // (lost to a broker restart, or still on its way).
                 metrics::counter!("lockstep_mqtt_results_repeated_total").increment(1);
             }
-            if outcome == opens::ResultOutcome::Applied {
-                match opens::round_trip_ms(services, status.command_id).await {
-                    Ok(Some(ms)) => metrics::histogram!("lockstep_mqtt_command_round_trip_seconds")
-                        .record(ms as f64 / 1000.0),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "no round trip for this command"),
-                }
+            if let Some(ms) = round_trip_ms {
+                metrics::histogram!("lockstep_mqtt_command_round_trip_seconds")
+                    .record(ms as f64 / 1000.0);
             }
             let payload = serde_json::to_vec(&wire::AckPayload {
                 v: VERSION,

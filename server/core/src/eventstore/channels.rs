@@ -433,13 +433,16 @@ pub async fn since_for(
 /// it spares.
 pub async fn read(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreResult<LogRead> {
     let name = channel.to_string();
-    let head = head(db, channel).await?;
-    let oldest: Option<i64> =
-        sqlx::query("SELECT MIN(seq) AS s FROM channel_log WHERE channel = $1")
-            .bind(&name)
-            .fetch_one(&db.pool)
-            .await?
-            .try_get("s")?;
+    // The head and the oldest entry kept, in one statement (one snapshot).
+    let ends = sqlx::query(
+        "SELECT (SELECT seq FROM channel_heads WHERE channel = $1) AS head, \
+         (SELECT MIN(seq) FROM channel_log WHERE channel = $1) AS oldest",
+    )
+    .bind(&name)
+    .fetch_one(&db.pool)
+    .await?;
+    let head: i64 = ends.try_get::<Option<i64>, _>("head")?.unwrap_or(0);
+    let oldest: Option<i64> = ends.try_get("oldest")?;
     let after = after.max(0);
     // Entries after `after` were pruned when the oldest kept one is later
     // than after + 1 (or none is kept while the head has moved on).

@@ -14,6 +14,7 @@ use crate::{
     eventstore::channels::{self, Appended, Notification},
     eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
     eventstore::projections::{self, open_requests, open_requests::LatestStatus, Mode},
+    eventstore::timers,
 };
 
 /// What committing needs from its caller: how to project (live or
@@ -102,6 +103,8 @@ pub struct Staged {
     pub notes: Vec<(usize, Notification)>,
     /// Compartments' latest open statuses, written with the envelopes.
     pub latest: Vec<LatestStatus>,
+    /// Timers the events ended, dropped with the envelopes.
+    pub ended_timers: Vec<String>,
 }
 
 /// Appends and projects, inside the caller's transaction, leaving the
@@ -130,22 +133,28 @@ pub async fn stage_live(
     .await?;
     let mut notes = Vec::new();
     let mut latest = Vec::new();
-    for (i, ev) in stored.iter().enumerate() {
-        let projected = projections::project_live(conn, ev, mode).await?;
+    let mut ended_timers = Vec::new();
+    for (i, projected) in projections::project_live(conn, &stored, mode)
+        .await?
+        .into_iter()
+        .enumerate()
+    {
         notes.extend(projected.note.map(|n| (i, n)));
         latest.extend(projected.latest);
+        ended_timers.extend(projected.ended_timer);
     }
     Ok(Staged {
         events: stored,
         notes,
         latest,
+        ended_timers,
     })
 }
 
-/// Writes what staged writes left for the end (the compartments' latest
-/// statuses, then the channel envelopes, each in one lock order) and says
-/// what each wrote. Last in a transaction: the channel heads are the rows
-/// every writer of a channel waits on.
+/// Writes what staged writes left for the end (the ended timers, the
+/// compartments' latest statuses, then the channel envelopes, each in one
+/// lock order) and says what each wrote. Last in a transaction: the
+/// channel heads are the rows every writer of a channel waits on.
 pub async fn append_envelopes(
     conn: &mut AnyConnection,
     staged: Vec<Staged>,
@@ -154,6 +163,12 @@ pub async fn append_envelopes(
         .iter()
         .flat_map(|s| s.latest.iter().copied())
         .collect();
+    let mut ended: Vec<String> = staged
+        .iter()
+        .flat_map(|s| s.ended_timers.iter().cloned())
+        .collect();
+    ended.sort_unstable();
+    timers::cancel_all(conn, &ended).await?;
     open_requests::write_latest(conn, &latest).await?;
     let notes: Vec<(&StoredEvent, &Notification)> = staged
         .iter()

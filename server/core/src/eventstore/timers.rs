@@ -33,15 +33,26 @@ pub async fn schedule(
     Ok(())
 }
 
-/// Drops a deadline that no longer matters (its command ended), so it
-/// neither fires later nor stays in the table.
-pub async fn cancel(conn: &mut AnyConnection, kind: &str, subject: Uuid) -> CoreResult<()> {
-    sqlx::query("DELETE FROM timers WHERE id = $1")
-        .bind(timer_id(kind, subject))
-        .execute(&mut *conn)
-        .await?;
+/// Drops deadlines that no longer matter (their commands ended), so they
+/// neither fire later nor stay in the table: a batch's in one statement.
+pub async fn cancel_all(conn: &mut AnyConnection, ids: &[String]) -> CoreResult<()> {
+    for chunk in ids.chunks(CANCEL_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("DELETE FROM timers WHERE id IN ({list})");
+        let mut delete = sqlx::query(&sql);
+        for id in chunk {
+            delete = delete.bind(id.as_str());
+        }
+        delete.execute(&mut *conn).await?;
+    }
     Ok(())
 }
+
+/// Timers one DELETE names at most.
+const CANCEL_PER_STATEMENT: usize = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueTimer {

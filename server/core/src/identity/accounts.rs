@@ -93,7 +93,7 @@ pub(crate) fn parse_uuid(s: &str) -> CoreResult<Uuid> {
     Uuid::parse_str(s).map_err(|_| CoreError::Invalid(format!("stored id {s:?} is not a UUID")))
 }
 
-fn user_from_row(row: &sqlx::any::AnyRow) -> CoreResult<User> {
+pub(crate) fn user_from_row(row: &sqlx::any::AnyRow) -> CoreResult<User> {
     Ok(User {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,

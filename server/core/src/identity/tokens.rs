@@ -18,7 +18,7 @@ use crate::{
     db::Db,
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
-    identity::accounts::{find_user, find_user_by_email, parse_uuid, Role, User},
+    identity::accounts::{find_user_by_email, parse_uuid, user_from_row, Role, User},
     now_ms,
 };
 
@@ -246,20 +246,20 @@ pub async fn authenticate_token(db: &Db, secret: &str) -> CoreResult<Option<Toke
     if !secret.starts_with(TOKEN_PREFIX) || secret.len() != TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN {
         return Ok(None);
     }
+    // The token and its (enabled) user in one read.
     let row = sqlx::query(
-        "SELECT id, user_id, abilities, last_used_at FROM api_tokens \
-         WHERE token_hash = $1 AND revoked_at IS NULL",
+        "SELECT t.id AS token_id, t.abilities, t.last_used_at, \
+         u.id, u.tenant_id, u.email, u.name, u.role \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
     )
     .bind(hash_token(secret))
     .fetch_optional(&db.pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let token_id = parse_uuid(&row.try_get::<String, _>("id")?)?;
-    let user_id = parse_uuid(&row.try_get::<String, _>("user_id")?)?;
+    let token_id = parse_uuid(&row.try_get::<String, _>("token_id")?)?;
     let abilities = Abilities::parse_list(&row.try_get::<String, _>("abilities")?)?;
-    let Some(user) = find_user(db, user_id).await? else {
-        return Ok(None);
-    };
+    let user = user_from_row(&row)?;
     // `last_used_at` is kept to the minute: a busy token does not write on
     // every request.
     let now = now_ms();

@@ -203,9 +203,13 @@ async fn outbox_loop(s: Services, mut shutdown: watch::Receiver<bool>) {
             Some(Err(e)) => tracing::error!(error = %e, "claiming outbox jobs failed"),
             None => {}
         }
+        // A finished job wakes the loop only when it was full: otherwise
+        // the next claim waits for new work (a commit's wake-up) or the
+        // poll, not for every job's end (one claim per job, for nothing).
+        let full = running.len() >= OUTBOX_IN_FLIGHT;
         let stop = tokio::select! {
             _ = s.wake.notified() => false,
-            Some(_) = running.join_next(), if !running.is_empty() => false,
+            Some(_) = running.join_next(), if full => false,
             _ = tokio::time::sleep(POLL) => false,
             _ = shutdown.changed() => true,
         };

@@ -106,34 +106,47 @@ pub struct Projected {
     /// A compartment's new latest open status (written once per batch,
     /// in compartment order: `open_requests::write_latest`).
     pub latest: Option<open_requests::LatestStatus>,
+    /// A timer the event ends (dropped once per batch, with the others).
+    pub ended_timer: Option<String>,
 }
 
-/// Everything a live append does after the event row: every projector and
-/// the event's side effects (outbox, timers). During replay, the read
+/// Everything a live append does after the event rows: every projector
+/// and each event's side effects (outbox, timers). During replay, the read
 /// models only (the latest status written at once).
+///
+/// The `open_requests` projector takes the append's events together (a
+/// request and its decision are one row write, see
+/// `open_requests::apply_rows`); the projectors own disjoint tables, so
+/// running it first changes nothing the others read.
 pub async fn project_live(
     conn: &mut AnyConnection,
-    ev: &StoredEvent,
+    events: &[StoredEvent],
     mode: Mode,
-) -> CoreResult<Projected> {
-    let (mut parties, mut latest) = (None, None);
-    for p in Projector::ALL {
-        match p {
-            Projector::OpenRequests => {
-                (parties, latest) = open_requests::apply_row(conn, ev).await?
+) -> CoreResult<Vec<Projected>> {
+    let rows = open_requests::apply_rows(conn, events).await?;
+    let mut out = Vec::with_capacity(events.len());
+    for (ev, (parties, latest)) in events.iter().zip(rows) {
+        for p in Projector::ALL {
+            if p != Projector::OpenRequests {
+                p.apply(conn, ev).await?;
             }
-            _ => p.apply(conn, ev).await?,
         }
+        let Mode::Live { open_timeout_ms } = mode else {
+            open_requests::write_latest(conn, latest.as_slice()).await?;
+            out.push(Projected::default());
+            continue;
+        };
+        let ended_timer = side_effects::schedule(conn, ev, open_timeout_ms).await?;
+        let note = if ev.metadata.quiet {
+            None
+        } else {
+            notifications::notification(conn, ev, parties).await?
+        };
+        out.push(Projected {
+            note,
+            latest,
+            ended_timer,
+        });
     }
-    let Mode::Live { open_timeout_ms } = mode else {
-        open_requests::write_latest(conn, latest.as_slice()).await?;
-        return Ok(Projected::default());
-    };
-    side_effects::schedule(conn, ev, open_timeout_ms).await?;
-    let note = if ev.metadata.quiet {
-        None
-    } else {
-        notifications::notification(conn, ev, parties).await?
-    };
-    Ok(Projected { note, latest })
+    Ok(out)
 }

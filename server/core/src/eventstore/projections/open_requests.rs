@@ -47,14 +47,111 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
     write_latest(conn, latest.as_slice()).await
 }
 
+/// What [`apply_row`] returns for an event: the command's parties, when
+/// it changed the row, and the compartment's new latest status.
+pub type RowChange = (Option<OpenParties>, Option<LatestStatus>);
+
+/// Applies the events of one append in order, as [`apply_row`] would one
+/// by one, but a request followed by its decision (how every open is
+/// appended) becomes one INSERT of the decided row: one statement, not two.
+pub async fn apply_rows(
+    conn: &mut AnyConnection,
+    events: &[StoredEvent],
+) -> CoreResult<Vec<RowChange>> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut i = 0;
+    while i < events.len() {
+        if let Some(next) = events.get(i + 1) {
+            if let Some(change) = insert_decided(conn, &events[i], next).await? {
+                out.push((None, None));
+                out.push(change);
+                i += 2;
+                continue;
+            }
+        }
+        out.push(apply_row(conn, &events[i]).await?);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// A request and, right after it, its decision: the row inserted as
+/// decided. `None` when the two are not such a pair.
+async fn insert_decided(
+    conn: &mut AnyConnection,
+    requested: &StoredEvent,
+    decided: &StoredEvent,
+) -> CoreResult<Option<RowChange>> {
+    let DomainEvent::CompartmentOpenRequested {
+        command_id,
+        compartment_id,
+        bank_id,
+        tenant_id,
+        user_id,
+        override_,
+        reason,
+    } = &requested.event
+    else {
+        return Ok(None);
+    };
+    let (status, denial) = match &decided.event {
+        DomainEvent::CompartmentOpenAuthorized { command_id: c } if c == command_id => {
+            (OpenStatus::Accepted, None)
+        }
+        DomainEvent::CompartmentOpenDenied {
+            command_id: c,
+            reason,
+        } if c == command_id => (OpenStatus::Denied, Some(reason.as_str())),
+        _ => return Ok(None),
+    };
+    let actor = requested.metadata.actor.user_id().unwrap_or(*user_id);
+    let (authorized_at, denied_at) = match status {
+        OpenStatus::Accepted => (Some(decided.occurred_at), None),
+        _ => (None, Some(decided.occurred_at)),
+    };
+    sqlx::query(
+        "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
+         actor_id, override, override_reason, status, requested_at, updated_at, \
+         authorized_at, denied_at, denial_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(command_id.to_string())
+    .bind(tenant_id.to_string())
+    .bind(compartment_id.to_string())
+    .bind(bank_id.to_string())
+    .bind(user_id.to_string())
+    .bind(actor.to_string())
+    .bind(i64::from(*override_))
+    .bind(reason.clone())
+    .bind(status.as_str())
+    .bind(requested.occurred_at)
+    .bind(decided.occurred_at)
+    .bind(authorized_at)
+    .bind(denied_at)
+    .bind(denial)
+    .execute(&mut *conn)
+    .await?;
+    let parties = OpenParties {
+        user: *user_id,
+        tenant: *tenant_id,
+        compartment: *compartment_id,
+        bank: *bank_id,
+        override_: *override_,
+    };
+    let latest = LatestStatus {
+        compartment: *compartment_id,
+        status,
+        command: *command_id,
+        at: decided.occurred_at,
+    };
+    Ok(Some((Some(parties), Some(latest))))
+}
+
 /// Applies `ev` to the command's row; for an event that changed it,
 /// returns the command's parties and, for a status change, the
 /// compartment's new latest status, which the caller writes
 /// ([`write_latest`]: a batch writes them once, last).
-pub async fn apply_row(
-    conn: &mut AnyConnection,
-    ev: &StoredEvent,
-) -> CoreResult<(Option<OpenParties>, Option<LatestStatus>)> {
+pub async fn apply_row(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<RowChange> {
     let event = &ev.event;
     let at = ev.occurred_at;
     // One UPDATE of the command's row per event ($1 the time, $2 the
@@ -197,26 +294,44 @@ pub struct LatestStatus {
 }
 
 /// Writes compartments' latest statuses: the last one per compartment,
-/// in compartment order. A batch writes them once, after all its events,
-/// and in that one order: two batches that touch the same compartments
-/// take their row locks in the same order (PostgreSQL), so they cannot
-/// deadlock.
+/// all in one statement (`UPDATE … FROM (VALUES …)`), listed in
+/// compartment order. A batch writes them once, after all its events.
+/// PostgreSQL locks the rows in the order its plan visits them: for a
+/// batch's few rows that is the list's (an index lookup per row), so two
+/// batches touching the same compartments lock them in one order; should
+/// two plans ever differ and deadlock, the victim's writes run again
+/// alone (`group_commit`).
 pub async fn write_latest(conn: &mut AnyConnection, latest: &[LatestStatus]) -> CoreResult<()> {
     let mut last = std::collections::BTreeMap::new();
     for l in latest {
         last.insert(l.compartment, *l);
     }
-    for l in last.values() {
-        sqlx::query(
-            "UPDATE compartments SET latest_status = $1, latest_command_id = $2, updated_at = $3 \
-             WHERE id = $4",
-        )
-        .bind(l.status.as_str())
-        .bind(l.command.to_string())
-        .bind(l.at)
-        .bind(l.compartment.to_string())
-        .execute(&mut *conn)
-        .await?;
+    let last: Vec<LatestStatus> = last.into_values().collect();
+    for chunk in last.chunks(LATEST_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let p = |c: usize| format!("${}", r * 4 + c);
+                format!("({}, {}, {}, {})", p(1), p(2), p(3), p(4))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // VALUES columns are column1.. on both backends.
+        let sql = format!(
+            "UPDATE compartments SET latest_status = v.column2, latest_command_id = v.column3, \
+             updated_at = v.column4 FROM (VALUES {values}) AS v WHERE compartments.id = v.column1"
+        );
+        let mut update = sqlx::query(&sql);
+        for l in chunk {
+            update = update
+                .bind(l.compartment.to_string())
+                .bind(l.status.as_str())
+                .bind(l.command.to_string())
+                .bind(l.at);
+        }
+        update.execute(&mut *conn).await?;
     }
     Ok(())
 }
+
+/// Compartments one statement of [`write_latest`] names at most.
+const LATEST_PER_STATEMENT: usize = 100;
