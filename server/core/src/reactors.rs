@@ -6,6 +6,8 @@
 //! [`crate::workers`] runs the jobs (each under a deadline, every gateway
 //! call under its own).
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -22,33 +24,67 @@ use crate::{
     webhooks,
 };
 
+/// The commands behind authorized events (by event id) that still wait
+/// to be sent, in one read: an event whose command was sent, failed or
+/// timed out meanwhile is absent.
+pub async fn pending_commands(
+    s: &Services,
+    event_ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, OpenCommand>> {
+    let mut out = HashMap::with_capacity(event_ids.len());
+    for chunk in event_ids.chunks(PENDING_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT e.event_id, o.command_id, o.bank_id, b.serial, c.number, o.status, o.authorized_at \
+             FROM stored_events e JOIN open_requests o ON o.command_id = e.aggregate_uuid \
+             JOIN locker_banks b ON b.id = o.bank_id JOIN compartments c ON c.id = o.compartment_id \
+             WHERE e.event_id IN ({list})"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&s.db.pool).await? {
+            let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
+            if status != OpenStatus::Accepted {
+                continue;
+            }
+            let issued_at: i64 = row
+                .try_get::<Option<i64>, _>("authorized_at")?
+                .unwrap_or_else(now_ms);
+            out.insert(
+                parse_uuid(&row.try_get::<String, _>("event_id")?)?,
+                OpenCommand {
+                    command_id: parse_uuid(&row.try_get::<String, _>("command_id")?)?,
+                    locker_bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+                    serial: row.try_get("serial")?,
+                    compartment: row.try_get("number")?,
+                    issued_at,
+                    expires_at: issued_at + s.settings.open_timeout.as_millis() as i64,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Events one read of [`pending_commands`] names at most.
+const PENDING_PER_STATEMENT: usize = 256;
+
 /// The command behind an authorized event, if it still waits to be sent.
 async fn pending_command(s: &Services, event_id: Uuid) -> CoreResult<Option<OpenCommand>> {
-    let row = sqlx::query(
-        "SELECT o.command_id, o.bank_id, b.serial, c.number, o.status, o.authorized_at \
-         FROM stored_events e JOIN open_requests o ON o.command_id = e.aggregate_uuid \
-         JOIN locker_banks b ON b.id = o.bank_id JOIN compartments c ON c.id = o.compartment_id \
-         WHERE e.event_id = $1",
-    )
-    .bind(event_id.to_string())
-    .fetch_optional(&s.db.pool)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status: OpenStatus = parse_wire(&row.try_get::<String, _>("status")?)?;
-    if status != OpenStatus::Accepted {
-        return Ok(None);
-    }
-    let issued_at: i64 = row
-        .try_get::<Option<i64>, _>("authorized_at")?
-        .unwrap_or_else(now_ms);
-    Ok(Some(OpenCommand {
-        command_id: parse_uuid(&row.try_get::<String, _>("command_id")?)?,
-        locker_bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
-        serial: row.try_get("serial")?,
-        compartment: row.try_get("number")?,
-        issued_at,
-        expires_at: issued_at + s.settings.open_timeout.as_millis() as i64,
-    }))
+    Ok(pending_commands(s, &[event_id]).await?.remove(&event_id))
+}
+
+/// What the outbox worker read for a job when it claimed it: for a send,
+/// its command (`None`: nothing left to send). [`run_job`] reads it itself
+/// when not given.
+#[derive(Clone, Debug)]
+pub enum Preloaded {
+    Command(Option<OpenCommand>),
 }
 
 /// Delivers a stored webhook batch; a failure is retried with backoff
@@ -96,9 +132,23 @@ async fn deliver_webhook(s: &Services, job: &outbox::Job, now: i64) -> CoreResul
 
 /// Runs one claimed outbox job (the workers bound it with a deadline).
 pub async fn run_job(s: &Services, job: &outbox::Job, now: i64) -> CoreResult<()> {
+    run_preloaded(s, job, None, now).await
+}
+
+/// [`run_job`] with what was read for it at its claim, if anything.
+pub async fn run_preloaded(
+    s: &Services,
+    job: &outbox::Job,
+    preloaded: Option<Preloaded>,
+    now: i64,
+) -> CoreResult<()> {
     match job.reactor.as_str() {
         outbox::SEND_OPEN => {
-            let Some(command) = pending_command(s, job.event_id).await? else {
+            let command = match preloaded {
+                Some(Preloaded::Command(command)) => command,
+                None => pending_command(s, job.event_id).await?,
+            };
+            let Some(command) = command else {
                 // Already sent, failed or timed out: nothing left to do.
                 outbox::complete(&s.db, job.id, now).await?;
                 return Ok(());
