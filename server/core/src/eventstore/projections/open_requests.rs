@@ -89,7 +89,7 @@ async fn insert_decided(
         tenant_id,
         user_id,
         override_,
-        reason,
+        ..
     } = &requested.event
     else {
         return Ok(None);
@@ -104,33 +104,7 @@ async fn insert_decided(
         } if c == command_id => (OpenStatus::Denied, Some(reason.as_str())),
         _ => return Ok(None),
     };
-    let actor = requested.metadata.actor.user_id().unwrap_or(*user_id);
-    let (authorized_at, denied_at) = match status {
-        OpenStatus::Accepted => (Some(decided.occurred_at), None),
-        _ => (None, Some(decided.occurred_at)),
-    };
-    sqlx::query(
-        "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
-         actor_id, override, override_reason, status, requested_at, updated_at, \
-         authorized_at, denied_at, denial_reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(command_id.to_string())
-    .bind(tenant_id.to_string())
-    .bind(compartment_id.to_string())
-    .bind(bank_id.to_string())
-    .bind(user_id.to_string())
-    .bind(actor.to_string())
-    .bind(i64::from(*override_))
-    .bind(reason.clone())
-    .bind(status.as_str())
-    .bind(requested.occurred_at)
-    .bind(decided.occurred_at)
-    .bind(authorized_at)
-    .bind(denied_at)
-    .bind(denial)
-    .execute(&mut *conn)
-    .await?;
+    insert_row(conn, requested, Some((status, denial, decided.occurred_at))).await?;
     let parties = OpenParties {
         user: *user_id,
         tenant: *tenant_id,
@@ -147,6 +121,58 @@ async fn insert_decided(
     Ok(Some((Some(parties), Some(latest))))
 }
 
+/// Inserts a requested command's row: as `requested`, or already decided
+/// (status, denial reason, when).
+async fn insert_row(
+    conn: &mut AnyConnection,
+    requested: &StoredEvent,
+    decided: Option<(OpenStatus, Option<&str>, i64)>,
+) -> CoreResult<()> {
+    let DomainEvent::CompartmentOpenRequested {
+        command_id,
+        compartment_id,
+        bank_id,
+        tenant_id,
+        user_id,
+        override_,
+        reason,
+    } = &requested.event
+    else {
+        return Ok(());
+    };
+    let actor = requested.metadata.actor.user_id().unwrap_or(*user_id);
+    let at = requested.occurred_at;
+    let (status, denial, updated_at) = decided.unwrap_or((OpenStatus::Requested, None, at));
+    let (authorized_at, denied_at) = match (decided, status) {
+        (None, _) => (None, None),
+        (Some(_), OpenStatus::Accepted) => (Some(updated_at), None),
+        (Some(_), _) => (None, Some(updated_at)),
+    };
+    sqlx::query(
+        "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
+         actor_id, override, override_reason, status, requested_at, updated_at, \
+         authorized_at, denied_at, denial_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(command_id.to_string())
+    .bind(tenant_id.to_string())
+    .bind(compartment_id.to_string())
+    .bind(bank_id.to_string())
+    .bind(user_id.to_string())
+    .bind(actor.to_string())
+    .bind(i64::from(*override_))
+    .bind(reason.clone())
+    .bind(status.as_str())
+    .bind(at)
+    .bind(updated_at)
+    .bind(authorized_at)
+    .bind(denied_at)
+    .bind(denial)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Applies `ev` to the command's row; for an event that changed it,
 /// returns the command's parties and, for a status change, the
 /// compartment's new latest status, which the caller writes
@@ -159,32 +185,8 @@ pub async fn apply_row(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult
     // latest status.
     let (command_id, set, status, extra): (Uuid, &str, Option<OpenStatus>, [Option<String>; 2]) =
         match event {
-            DomainEvent::CompartmentOpenRequested {
-                command_id,
-                compartment_id,
-                bank_id,
-                tenant_id,
-                user_id,
-                override_,
-                reason,
-            } => {
-                let actor = ev.metadata.actor.user_id().unwrap_or(*user_id);
-                sqlx::query(
-                    "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
-                     actor_id, override, override_reason, status, requested_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9, $9)",
-                )
-                .bind(command_id.to_string())
-                .bind(tenant_id.to_string())
-                .bind(compartment_id.to_string())
-                .bind(bank_id.to_string())
-                .bind(user_id.to_string())
-                .bind(actor.to_string())
-                .bind(i64::from(*override_))
-                .bind(reason.clone())
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
+            DomainEvent::CompartmentOpenRequested { .. } => {
+                insert_row(conn, ev, None).await?;
                 return Ok((None, None));
             }
             DomainEvent::CompartmentOpenAuthorized { command_id } => (
