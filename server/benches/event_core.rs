@@ -169,17 +169,9 @@ async fn appends(
                     .write(grant_id, move |conn| {
                         let (event, meta) = (event.clone(), meta.clone());
                         Box::pin(async move {
-                            let staged = store::stage_live(
-                                conn,
-                                mode,
-                                "bench",
-                                grant_id,
-                                0,
-                                vec![event],
-                                &meta,
-                                now,
-                            )
-                            .await?;
+                            let staged = conn
+                                .stage(mode, "bench", grant_id, 0, vec![event], &meta, now, None)
+                                .await?;
                             Ok(((), staged))
                         })
                     })

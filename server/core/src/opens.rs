@@ -14,8 +14,8 @@ pub use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
 
 use crate::{
     error::{parse_wire, parse_wire_opt, CoreError, CoreResult},
+    eventstore::batch::Batch,
     eventstore::events::{DomainEvent, Metadata},
-    eventstore::outbox,
     eventstore::store::{self, Staged},
     eventstore::timers,
     identity::accounts::parse_uuid,
@@ -247,7 +247,7 @@ struct Asked<'a> {
 /// the decision, and the compartment when it was recorded now (`None`:
 /// an earlier request with the same idempotency key answers).
 async fn decide_open(
-    conn: &mut AnyConnection,
+    conn: &mut Batch,
     mode: crate::eventstore::projections::Mode,
     asked: Asked<'_>,
 ) -> CoreResult<((OpenDecision, Option<Uuid>), Staged)> {
@@ -300,17 +300,18 @@ async fn decide_open(
         Some(reason) => DomainEvent::CompartmentOpenDenied { command_id, reason },
     };
     meta.correlation_id = command_id;
-    let staged = store::stage_live(
-        conn,
-        mode,
-        AGGREGATE,
-        command_id,
-        0,
-        vec![requested, outcome],
-        &meta,
-        now,
-    )
-    .await?;
+    let staged = conn
+        .stage(
+            mode,
+            AGGREGATE,
+            command_id,
+            0,
+            vec![requested, outcome],
+            &meta,
+            now,
+            None,
+        )
+        .await?;
     if let Some(key) = &input.idempotency_key {
         let stored = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, command_id, created_at) VALUES ($1, $2, $3, $4)",
@@ -319,7 +320,7 @@ async fn decide_open(
         .bind(key)
         .bind(command_id.to_string())
         .bind(now)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await;
         if let Err(e) = stored {
             if CoreError::is_unique_violation(&e) {
@@ -413,21 +414,23 @@ async fn transition(
         let decide = decide.clone();
         let written = s
             .writes
-            .write(command_id, move |conn| {
+            .write_reading(command_id, command_id, move |conn| {
                 let decide = decide.clone();
                 Box::pin(async move {
-                    let Some(now_state) = command_state(conn, command_id, outbox_job, now).await?
-                    else {
+                    if let Some(id) = outbox_job {
+                        conn.complete_outbox(id, now);
+                    }
+                    let Some(now_state) = conn.command_row(command_id).await? else {
                         return Err(CoreError::NotFound);
                     };
                     let status = now_state.status;
                     let seen = Transitioned {
                         status,
                         events: None,
-                        bank: now_state.bank,
+                        bank: now_state.parties.bank,
                         sent_at: now_state.sent_at,
                     };
-                    if from_bank.is_some_and(|b| b != now_state.bank) {
+                    if from_bank.is_some_and(|b| b != now_state.parties.bank) {
                         return Ok((seen, Staged::default()));
                     }
                     let Some(events) =
@@ -435,18 +438,19 @@ async fn transition(
                     else {
                         return Ok((seen, Staged::default()));
                     };
-                    let meta = Metadata::system(now_state.tenant_id, command_id);
-                    let staged = store::stage_live(
-                        conn,
-                        mode,
-                        AGGREGATE,
-                        command_id,
-                        now_state.version,
-                        events.clone(),
-                        &meta,
-                        now,
-                    )
-                    .await?;
+                    let meta = Metadata::system(now_state.parties.tenant, command_id);
+                    let staged = conn
+                        .stage(
+                            mode,
+                            AGGREGATE,
+                            command_id,
+                            now_state.version,
+                            events.clone(),
+                            &meta,
+                            now,
+                            Some(now_state.parties),
+                        )
+                        .await?;
                     let done = Transitioned {
                         events: Some(events),
                         ..seen
@@ -475,62 +479,6 @@ async fn transition(
     Err(CoreError::Conflict(format!(
         "command {command_id} kept changing; gave up"
     )))
-}
-
-/// A command's state as its transitions read it.
-struct CommandState {
-    version: i64,
-    status: OpenStatus,
-    tenant_id: Uuid,
-    bank: Uuid,
-    sent_at: Option<i64>,
-    failure: Option<FailureReason>,
-    late_result: Option<String>,
-}
-
-/// The command's stream version and read model in one statement (one
-/// snapshot: a decision made on them and appended at that version
-/// conflicts with any event committed meanwhile). Given `outbox_job`,
-/// that outbox row is marked done too (on PostgreSQL in the same
-/// statement, a data-modifying CTE).
-async fn command_state(
-    conn: &mut AnyConnection,
-    command_id: Uuid,
-    outbox_job: Option<i64>,
-    now: i64,
-) -> CoreResult<Option<CommandState>> {
-    const STATE: &str = "SELECT status, tenant_id, bank_id, sent_at, failure_reason, late_result, \
-         (SELECT COALESCE(MAX(aggregate_version), 0) FROM stored_events WHERE aggregate_uuid = $1) AS v \
-         FROM open_requests WHERE command_id = $1";
-    let together = outbox_job.filter(|_| conn.backend_name() == "PostgreSQL");
-    let sql = match together {
-        Some(_) => format!(
-            "WITH done AS (UPDATE outbox SET status = 'done', attempts = attempts + 1, \
-             finished_at = $2 WHERE id = $3) {STATE}"
-        ),
-        None => {
-            if let Some(id) = outbox_job {
-                outbox::complete_in(conn, id, now).await?;
-            }
-            STATE.to_string()
-        }
-    };
-    let mut query = sqlx::query(&sql).bind(command_id.to_string());
-    if let Some(id) = together {
-        query = query.bind(now).bind(id);
-    }
-    let Some(row) = query.fetch_optional(&mut *conn).await? else {
-        return Ok(None);
-    };
-    Ok(Some(CommandState {
-        version: row.try_get("v")?,
-        status: parse_wire(&row.try_get::<String, _>("status")?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
-        bank: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
-        sent_at: row.try_get("sent_at")?,
-        failure: parse_wire_opt(row.try_get("failure_reason")?)?,
-        late_result: row.try_get("late_result")?,
-    }))
 }
 
 /// The broker acknowledged the command (QoS 1 PUBACK): `sent`.
@@ -686,13 +634,13 @@ pub async fn fire_timeout(
         let timer = timer_id.to_string();
         let written = s
             .writes
-            .write(command_id, move |conn| {
+            .write_reading(command_id, command_id, move |conn| {
                 let timer = timer.clone();
                 Box::pin(async move {
                     if !timers::claim(conn, &timer, now).await? {
                         return Ok(((), Staged::default()));
                     }
-                    let Some(state) = command_state(conn, command_id, None, now).await? else {
+                    let Some(state) = conn.command_row(command_id).await? else {
                         return Ok(((), Staged::default()));
                     };
                     if !matches!(state.status, OpenStatus::Accepted | OpenStatus::Sent) {
@@ -703,17 +651,18 @@ pub async fn fire_timeout(
                         reason: FailureReason::Timeout,
                         detail: None,
                     };
-                    let staged = store::stage_live(
-                        conn,
-                        mode,
-                        AGGREGATE,
-                        command_id,
-                        state.version,
-                        vec![event],
-                        &Metadata::system(state.tenant_id, command_id),
-                        now,
-                    )
-                    .await?;
+                    let staged = conn
+                        .stage(
+                            mode,
+                            AGGREGATE,
+                            command_id,
+                            state.version,
+                            vec![event],
+                            &Metadata::system(state.parties.tenant, command_id),
+                            now,
+                            Some(state.parties),
+                        )
+                        .await?;
                     Ok(((), staged))
                 })
             })

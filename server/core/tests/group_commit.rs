@@ -206,6 +206,175 @@ async fn opens_that_arrive_together_share_a_transaction_and_each_gets_its_answer
 
 /// A write that fails in a batch is answered with its own error, leaves
 /// nothing behind, and its neighbours commit.
+/// Holds the writer that `key` falls to until `gate` opens; returns once
+/// the writer runs the held write.
+async fn hold_writer(w: &World, key: Uuid, gate: Arc<Semaphore>) -> tokio::task::JoinHandle<()> {
+    let before = w.s.writes.stats();
+    let s = w.s.clone();
+    let held = tokio::spawn(async move {
+        s.writes
+            .write(key, move |_conn| {
+                let gate = gate.clone();
+                Box::pin(async move {
+                    let _ = gate.acquire().await;
+                    Ok(((), Staged::default()))
+                })
+            })
+            .await
+            .expect("the held write");
+    });
+    while w.s.writes.stats().alone == before.alone {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    held
+}
+
+/// A batch plans its transitions' writes per batch (the commands read in
+/// one query, the events inserted and the rows updated in one statement
+/// each), yet each write sees the ones before it: a command's `sent` and
+/// its locker's result in the same batch both apply, in order, and a
+/// repeated result is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_transitions_sees_its_own_writes() {
+    let w = world().await;
+    let compartment = w.bank.compartments[0].id;
+    let mut commands = Vec::new();
+    for _ in 0..12 {
+        let d = opens::request_open(&w.s, &w.admin, override_open(compartment), now_ms())
+            .await
+            .expect("open");
+        assert!(d.accepted());
+        commands.push(d.command_id);
+    }
+    // The commands that fall to one writer (all of them on SQLite).
+    let writers = match w.s.db.backend {
+        lockstep_core::db::Backend::Sqlite => 1u128,
+        lockstep_core::db::Backend::Postgres => {
+            lockstep_core::eventstore::group_commit::POSTGRES_WRITERS as u128
+        }
+    };
+    let lane = commands[0].as_u128() % writers;
+    let commands: Vec<Uuid> = commands
+        .into_iter()
+        .filter(|c| c.as_u128() % writers == lane)
+        .collect();
+    assert!(commands.len() >= 2, "two commands on one writer");
+    let mut jobs = Vec::new();
+    for c in &commands {
+        let job: i64 = sqlx::query(
+            "SELECT o.id FROM outbox o JOIN stored_events e ON e.event_id = o.event_id \
+             WHERE e.aggregate_uuid = $1",
+        )
+        .bind(c.to_string())
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("the send's outbox row")
+        .get("id");
+        jobs.push(job);
+    }
+    let before = w.s.writes.stats();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = hold_writer(&w, commands[0], gate.clone()).await;
+    // Queued in this order: each command's sent, its result, the result
+    // again.
+    let mut tasks = Vec::new();
+    let mut queued = w.s.writes.queued();
+    for (c, job) in commands.iter().copied().zip(jobs.iter().copied()) {
+        for step in 0..3 {
+            let s = w.s.clone();
+            tasks.push(tokio::spawn(async move {
+                match step {
+                    0 => format!(
+                        "sent {}",
+                        opens::record_sent_for(&s, c, now_ms(), Some(job))
+                            .await
+                            .expect("sent")
+                    ),
+                    _ => format!(
+                        "{:?}",
+                        opens::record_result(&s, c, true, None, now_ms())
+                            .await
+                            .expect("result")
+                    ),
+                }
+            }));
+            while w.s.writes.queued() < queued + 1 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            queued += 1;
+        }
+    }
+    gate.add_permits(1);
+    held.await.expect("held");
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    let expected: Vec<String> = commands
+        .iter()
+        .flat_map(|_| ["sent true", "Applied", "Duplicate"].map(String::from))
+        .collect();
+    assert_eq!(answers, expected);
+    let after = w.s.writes.stats();
+    assert!(
+        after.batched - before.batched >= 3 * commands.len() as u64,
+        "the transitions shared a transaction: {before:?} → {after:?}"
+    );
+    assert_eq!(after.splits, before.splits, "no batch was cut");
+    for (c, job) in commands.iter().zip(&jobs) {
+        let view = opens::get_open_request(&w.s, &w.admin, *c)
+            .await
+            .expect("view")
+            .expect("the command");
+        assert_eq!(view.status, OpenStatus::Opened);
+        assert!(view.sent_at.is_some() && view.opened_at.is_some());
+        let types: Vec<(String, i64, i64)> = sqlx::query(
+            "SELECT event_type, aggregate_version, id FROM stored_events \
+             WHERE aggregate_uuid = $1 ORDER BY aggregate_version",
+        )
+        .bind(c.to_string())
+        .fetch_all(&w.s.db.pool)
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| (r.get("event_type"), r.get("aggregate_version"), r.get("id")))
+        .collect();
+        let names: Vec<(&str, i64)> = types.iter().map(|(t, v, _)| (t.as_str(), *v)).collect();
+        assert_eq!(
+            names,
+            [
+                ("CompartmentOpenRequested", 1),
+                ("CompartmentOpenAuthorized", 2),
+                ("CompartmentOpenSent", 3),
+                ("CompartmentOpened", 4)
+            ]
+        );
+        assert!(
+            types.windows(2).all(|p| p[0].2 < p[1].2),
+            "positions in order"
+        );
+        let (status, attempts): (String, i64) =
+            sqlx::query("SELECT status, attempts FROM outbox WHERE id = $1")
+                .bind(*job)
+                .fetch_one(&w.s.db.pool)
+                .await
+                .map(|r| (r.get("status"), r.get("attempts")))
+                .expect("outbox row");
+        assert_eq!((status.as_str(), attempts), ("done", 1));
+    }
+    // The compartment's latest status is the last command's.
+    let latest: (Option<String>, Option<String>) =
+        sqlx::query("SELECT latest_status, latest_command_id FROM compartments WHERE id = $1")
+            .bind(compartment.to_string())
+            .fetch_one(&w.s.db.pool)
+            .await
+            .map(|r| (r.get("latest_status"), r.get("latest_command_id")))
+            .expect("compartment");
+    let last = commands.last().map(ToString::to_string);
+    assert_eq!((latest.0.as_deref(), latest.1), (Some("opened"), last));
+    assert_log_whole(&w.s.db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_write_does_not_fail_its_neighbours() {
     let w = world().await;
@@ -255,7 +424,7 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
                         };
                         sqlx::query("INSERT INTO gc_probe (id) VALUES ($1)")
                             .bind(&id)
-                            .execute(&mut *conn)
+                            .execute(&mut **conn)
                             .await?;
                         if i == 7 {
                             // Wrote, then refused: its row must not stay.

@@ -402,77 +402,71 @@ pub async fn append(
     metadata: &Metadata,
     occurred_at: i64,
 ) -> CoreResult<Vec<StoredEvent>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
+    let (mut stored, rows) = prepare(
+        aggregate_type,
+        aggregate_uuid,
+        expected_version,
+        events,
+        metadata,
+        occurred_at,
+    )?;
+    let positions = insert_all(conn, &rows).await?;
+    for (event, position) in stored.iter_mut().zip(positions) {
+        event.position = position;
     }
+    Ok(stored)
+}
+
+/// An event's row as [`insert_all`] writes it.
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_uuid: Uuid,
+    version: i64,
+    event_type: &'static str,
+    schema_version: i64,
+    payload: String,
+    metadata: String,
+    occurred_at: i64,
+}
+
+impl EventRow {
+    pub fn aggregate_uuid(&self) -> Uuid {
+        self.aggregate_uuid
+    }
+}
+
+/// The events of one append at `expected_version`: as stored events
+/// without their position (0 until inserted) and as the rows to insert.
+pub fn prepare(
+    aggregate_type: &str,
+    aggregate_uuid: Uuid,
+    expected_version: i64,
+    events: Vec<DomainEvent>,
+    metadata: &Metadata,
+    occurred_at: i64,
+) -> CoreResult<(Vec<StoredEvent>, Vec<EventRow>)> {
     let meta_json = serde_json::to_string(metadata)
         .map_err(|e| CoreError::Invalid(format!("metadata does not serialize: {e}")))?;
+    let mut stored = Vec::with_capacity(events.len());
     let mut rows = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        rows.push((
-            Uuid::now_v7(),
-            expected_version + 1 + i as i64,
-            event.to_payload()?.to_string(),
-        ));
-    }
-    // All of them in one statement.
-    let values = (0..rows.len())
-        .map(|r| {
-            let p = |c: usize| format!("${}", r * 5 + c);
-            format!(
-                "({}, $1, $2, {}, {}, {}, {}, $3, $4)",
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
-         aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
-         VALUES {values} RETURNING id"
-    );
-    let mut insert = sqlx::query(&sql)
-        .bind(aggregate_type)
-        .bind(aggregate_uuid.to_string())
-        .bind(&meta_json)
-        .bind(occurred_at);
-    for ((event_id, version, payload), event) in rows.iter().zip(&events) {
-        insert = insert
-            .bind(event_id.to_string())
-            .bind(*version)
-            .bind(event.event_type())
-            .bind(event.schema_version())
-            .bind(payload.as_str());
-    }
-    let mut positions = match insert.fetch_all(&mut *conn).await {
-        Ok(rows) => rows
-            .iter()
-            .map(|row| row.try_get::<i64, _>("id"))
-            .collect::<Result<Vec<_>, _>>()?,
-        Err(e) if CoreError::is_unique_violation(&e) => {
-            return Err(CoreError::VersionConflict {
-                aggregate: aggregate_uuid,
-                expected: expected_version,
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if positions.len() != rows.len() {
-        return Err(CoreError::Invalid("an event was not stored".into()));
-    }
-    // One statement's rows take increasing positions in VALUES order;
-    // RETURNING's own order is not promised, so they are sorted back.
-    positions.sort_unstable();
-    Ok(rows
-        .into_iter()
-        .zip(events)
-        .zip(positions)
-        .map(|(((event_id, version, _), event), position)| StoredEvent {
-            position,
+    for (i, event) in events.into_iter().enumerate() {
+        let event_id = Uuid::now_v7();
+        let version = expected_version + 1 + i as i64;
+        rows.push(EventRow {
+            event_id,
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_uuid,
+            version,
+            event_type: event.event_type(),
+            schema_version: event.schema_version(),
+            payload: event.to_payload()?.to_string(),
+            metadata: meta_json.clone(),
+            occurred_at,
+        });
+        stored.push(StoredEvent {
+            position: 0,
             event_id,
             aggregate_type: aggregate_type.to_string(),
             aggregate_uuid,
@@ -480,8 +474,69 @@ pub async fn append(
             event,
             metadata: metadata.clone(),
             occurred_at,
-        })
-        .collect())
+        });
+    }
+    Ok((stored, rows))
+}
+
+/// Event rows one statement of [`insert_all`] writes at most (nine
+/// parameters each, well under both backends' limits).
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Inserts event rows, of one aggregate or many, in multi-row statements;
+/// returns their positions in row order. A row whose aggregate already
+/// has its version makes this a [`CoreError::VersionConflict`] (naming
+/// the first row's aggregate of the statement that failed).
+pub async fn insert_all(conn: &mut AnyConnection, rows: &[EventRow]) -> CoreResult<Vec<i64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(EVENTS_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let params: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
+             aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
+             VALUES {values} RETURNING id"
+        );
+        let mut insert = sqlx::query(&sql);
+        for row in chunk {
+            insert = insert
+                .bind(row.event_id.to_string())
+                .bind(row.aggregate_type.as_str())
+                .bind(row.aggregate_uuid.to_string())
+                .bind(row.version)
+                .bind(row.event_type)
+                .bind(row.schema_version)
+                .bind(row.payload.as_str())
+                .bind(row.metadata.as_str())
+                .bind(row.occurred_at);
+        }
+        let mut positions = match insert.fetch_all(&mut *conn).await {
+            Ok(found) => found
+                .iter()
+                .map(|row| row.try_get::<i64, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?,
+            Err(e) if CoreError::is_unique_violation(&e) => {
+                return Err(CoreError::VersionConflict {
+                    aggregate: chunk[0].aggregate_uuid,
+                    expected: chunk[0].version - 1,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if positions.len() != chunk.len() {
+            return Err(CoreError::Invalid("an event was not stored".into()));
+        }
+        // One statement's rows take increasing positions in VALUES order;
+        // RETURNING's own order is not promised, so they are sorted back.
+        positions.sort_unstable();
+        out.extend(positions);
+    }
+    Ok(out)
 }
 
 fn stored_from_row(row: &sqlx::any::AnyRow) -> CoreResult<StoredEvent> {

@@ -18,12 +18,15 @@
 //! caller of the batch gets the error, as a caller of a single transaction
 //! would. A write that panics loses its batch, not the writer.
 //!
-//! A write is a closure over the transaction's connection. It must only
+//! A write is a closure over the batch ([`Batch`]: the transaction's
+//! connection, and the writes it defers to its end). It must only
 //! read and write the database (no network, no waiting on other writes),
 //! and it may run twice (the batch, then alone): everything it does
 //! outside the database belongs after it returns. It must return the
 //! database's errors, never swallow one (on PostgreSQL an error aborts the
-//! transaction, and the batch must be cut, not committed).
+//! transaction, and the batch must be cut, not committed). A write that
+//! names the open command it will read ([`GroupCommit::write_reading`])
+//! has it read with the batch's others, in one query at the batch's start.
 //!
 //! A write, once queued, is committed even if its caller stops waiting
 //! (an HTTP client that went away): the caller learns nothing, as with a
@@ -41,13 +44,13 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
     db::{Backend, Db},
     error::{CoreError, CoreResult},
+    eventstore::batch::Batch,
     eventstore::store::{self, Staged, Written},
 };
 
@@ -61,20 +64,23 @@ pub const POSTGRES_WRITERS: usize = 4;
 /// Writes that may wait for a writer before callers wait to queue.
 const QUEUE: usize = 8192;
 
-/// A boxed future borrowing the transaction's connection.
+/// A boxed future borrowing the batch.
 pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = CoreResult<(T, Staged)>> + Send + 'c>>;
 
 /// One queued write, its result type erased.
 trait Pending: Send {
+    /// The open command the write will read, if it said.
+    fn reads(&self) -> Option<Uuid>;
     fn run<'c>(
         &'c mut self,
-        conn: &'c mut AnyConnection,
+        batch: &'c mut Batch,
     ) -> Pin<Box<dyn Future<Output = CoreResult<Staged>> + Send + 'c>>;
     fn finish(self: Box<Self>, result: CoreResult<Written>);
 }
 
 struct Job<T, F> {
     write: F,
+    reads: Option<Uuid>,
     output: Option<T>,
     reply: oneshot::Sender<CoreResult<(T, Written)>>,
 }
@@ -82,14 +88,18 @@ struct Job<T, F> {
 impl<T, F> Pending for Job<T, F>
 where
     T: Send + 'static,
-    F: for<'c> FnMut(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
 {
+    fn reads(&self) -> Option<Uuid> {
+        self.reads
+    }
+
     fn run<'c>(
         &'c mut self,
-        conn: &'c mut AnyConnection,
+        batch: &'c mut Batch,
     ) -> Pin<Box<dyn Future<Output = CoreResult<Staged>> + Send + 'c>> {
         Box::pin(async move {
-            let (output, staged) = (self.write)(conn).await?;
+            let (output, staged) = (self.write)(batch).await?;
             self.output = Some(output);
             Ok(staged)
         })
@@ -184,7 +194,35 @@ impl GroupCommit {
     pub async fn write<T, F>(&self, key: Uuid, write: F) -> CoreResult<(T, Written)>
     where
         T: Send + 'static,
-        F: for<'c> FnMut(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+        F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.queue(key, None, write).await
+    }
+
+    /// [`GroupCommit::write`] of a write that reads open command `command`
+    /// ([`Batch::command_row`]): read with the batch's others at its start.
+    pub async fn write_reading<T, F>(
+        &self,
+        key: Uuid,
+        command: Uuid,
+        write: F,
+    ) -> CoreResult<(T, Written)>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.queue(key, Some(command), write).await
+    }
+
+    async fn queue<T, F>(
+        &self,
+        key: Uuid,
+        reads: Option<Uuid>,
+        write: F,
+    ) -> CoreResult<(T, Written)>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
     {
         let queues = self.inner.queues.get_or_init(|| {
             let writers = match self.inner.db.backend {
@@ -203,6 +241,7 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job {
             write,
+            reads,
             output: None,
             reply,
         });
@@ -325,20 +364,36 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
 
 /// The whole batch in one transaction.
 async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written>, Failed> {
-    let mut tx = store::begin_write(db).await.map_err(Failed::Begin)?;
+    let tx = store::begin_write(db).await.map_err(Failed::Begin)?;
+    let mut b = Batch::new(tx);
+    let mut reads: Vec<Uuid> = batch.iter().filter_map(|job| job.reads()).collect();
+    reads.sort_unstable();
+    reads.dedup();
+    // One command is read as cheaply by its write itself.
+    if reads.len() > 1 {
+        b.preload(&reads)
+            .await
+            .map_err(|e| Failed::Before(None, e))?;
+    }
     let mut staged = Vec::with_capacity(batch.len());
     for (i, job) in batch.iter_mut().enumerate() {
         staged.push(
-            job.run(&mut tx)
+            job.run(&mut b)
                 .await
                 .map_err(|e| Failed::Before(Some(i), e))?,
         );
     }
-    let written = store::append_envelopes(&mut tx, staged)
+    let written = finish(&mut b, staged)
         .await
         .map_err(|e| Failed::Before(None, e))?;
-    tx.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+    b.commit().await.map_err(|e| Failed::Commit(e.into()))?;
     Ok(written)
+}
+
+/// What a batch deferred, then its envelopes: what each write wrote.
+async fn finish(b: &mut Batch, mut staged: Vec<Staged>) -> CoreResult<Vec<Written>> {
+    b.finish(&mut staged).await?;
+    store::append_envelopes(b, staged).await
 }
 
 /// Times a write alone is tried again after PostgreSQL chose it as a
@@ -366,12 +421,12 @@ fn is_deadlock(e: &CoreError) -> bool {
 }
 
 async fn alone_once(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
-    let mut tx = store::begin_write(db).await?;
-    let staged = job.run(&mut tx).await?;
-    let written = store::append_envelopes(&mut tx, vec![staged])
+    let mut b = Batch::new(store::begin_write(db).await?);
+    let staged = job.run(&mut b).await?;
+    let written = finish(&mut b, vec![staged])
         .await?
         .pop()
         .unwrap_or_default();
-    tx.commit().await?;
+    b.commit().await?;
     Ok(written)
 }

@@ -1,13 +1,15 @@
 //! The event store and what runs inside its transactions: the typed
 //! events and their upcasting ([`events`]), the write path ([`store`]),
 //! the projectors that keep the read models ([`projections`]), the
-//! sequenced channel log ([`channels`]), group commit ([`group_commit`]), and the durable side-effect queues
+//! sequenced channel log ([`channels`]), group commit ([`group_commit`])
+//! with its batches' writes planned per batch ([`batch`]), and the durable side-effect queues
 //! written in the same transaction: the [`outbox`] and the [`timers`].
 //! [`replay`] rebuilds read models from the stream.
 //!
 //! What runs the outbox and the timers after commit lives outside:
 //! `crate::reactors` (what a job does) and `crate::workers` (the loops).
 
+pub mod batch;
 pub mod channels;
 pub mod events;
 pub mod group_commit;

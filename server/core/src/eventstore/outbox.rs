@@ -132,6 +132,31 @@ pub async fn complete_in(conn: &mut AnyConnection, id: i64, now: i64) -> CoreRes
     Ok(())
 }
 
+/// Outbox rows one statement of [`complete_all`] names at most.
+const DONE_PER_STATEMENT: usize = 500;
+
+/// Marks outbox rows done, inside the caller's transaction: `(id, when)`,
+/// one statement per [`DONE_PER_STATEMENT`].
+pub async fn complete_all(conn: &mut AnyConnection, done: &[(i64, i64)]) -> CoreResult<()> {
+    for chunk in done.chunks(DONE_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| format!("(${}, ${})", r * 2 + 1, r * 2 + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // VALUES columns are column1.. on both backends.
+        let sql = format!(
+            "UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = v.column2 \
+             FROM (VALUES {values}) AS v WHERE outbox.id = v.column1"
+        );
+        let mut update = sqlx::query(&sql);
+        for (id, at) in chunk {
+            update = update.bind(*id).bind(*at);
+        }
+        update.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Delay before attempt `attempts + 1`: 0.5 s doubling, at most a minute.
 pub fn backoff_ms(attempts: i64) -> i64 {
     let exp = attempts.clamp(0, 7) as u32;

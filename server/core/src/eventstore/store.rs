@@ -13,7 +13,7 @@ use crate::{
     error::CoreResult,
     eventstore::channels::{self, Appended, Notification},
     eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
-    eventstore::projections::{self, open_requests, open_requests::LatestStatus, Mode},
+    eventstore::projections::{self, open_requests, open_requests::LatestStatus, Mode, Projected},
     eventstore::timers,
 };
 
@@ -131,24 +131,24 @@ pub async fn stage_live(
         now,
     )
     .await?;
-    let mut notes = Vec::new();
-    let mut latest = Vec::new();
-    let mut ended_timers = Vec::new();
-    for (i, projected) in projections::project_live(conn, &stored, mode)
-        .await?
-        .into_iter()
-        .enumerate()
-    {
-        notes.extend(projected.note.map(|n| (i, n)));
-        latest.extend(projected.latest);
-        ended_timers.extend(projected.ended_timer);
+    let projected = projections::project_live(conn, &stored, mode).await?;
+    Ok(Staged::of(stored, projected))
+}
+
+impl Staged {
+    /// Stored events and what projecting each left for the end.
+    pub fn of(events: Vec<StoredEvent>, projected: Vec<Projected>) -> Staged {
+        let mut staged = Staged {
+            events,
+            ..Staged::default()
+        };
+        for (i, projected) in projected.into_iter().enumerate() {
+            staged.notes.extend(projected.note.map(|n| (i, n)));
+            staged.latest.extend(projected.latest);
+            staged.ended_timers.extend(projected.ended_timer);
+        }
+        staged
     }
-    Ok(Staged {
-        events: stored,
-        notes,
-        latest,
-        ended_timers,
-    })
 }
 
 /// Writes what staged writes left for the end (the ended timers, the

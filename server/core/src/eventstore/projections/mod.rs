@@ -110,6 +110,48 @@ pub struct Projected {
     pub ended_timer: Option<String>,
 }
 
+/// [`project_live`] for the events of an open command's transition, its
+/// row read before (`parties`): each event's row change is returned for
+/// the batch to apply with its others (`open_requests::update_rows`), so
+/// projecting costs no statement of its own. Every event must have a row
+/// change (`RowUpdate::of`).
+pub async fn project_transition(
+    conn: &mut AnyConnection,
+    events: &[StoredEvent],
+    parties: open_requests::OpenParties,
+    open_timeout_ms: i64,
+) -> CoreResult<(Vec<Projected>, Vec<open_requests::RowUpdate>)> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut changes = Vec::with_capacity(events.len());
+    for ev in events {
+        let change = open_requests::RowUpdate::of(ev).ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "{} is not an open command's transition",
+                ev.event.event_type()
+            ))
+        })?;
+        let latest = change.latest(&parties);
+        changes.push(change);
+        for p in Projector::ALL {
+            if p != Projector::OpenRequests {
+                p.apply(conn, ev).await?;
+            }
+        }
+        let ended_timer = side_effects::schedule(conn, ev, open_timeout_ms).await?;
+        let note = if ev.metadata.quiet {
+            None
+        } else {
+            notifications::notification(conn, ev, Some(parties)).await?
+        };
+        out.push(Projected {
+            note,
+            latest,
+            ended_timer,
+        });
+    }
+    Ok((out, changes))
+}
+
 /// Everything a live append does after the event rows: every projector
 /// and each event's side effects (outbox, timers). During replay, the read
 /// models only (the latest status written at once).

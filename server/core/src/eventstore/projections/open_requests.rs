@@ -1,15 +1,17 @@
 //! The `open_requests` projector: one row per open command with its
 //! status, reasons and timestamps, and each compartment's latest status.
 
+use std::collections::HashMap;
+
 use lockstep_wire::{
     mqtt::{truncate_chars, MAX_ERROR_CHARS},
-    OpenStatus,
+    FailureReason, OpenStatus,
 };
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    error::CoreResult,
+    error::{parse_wire, parse_wire_opt, CoreResult},
     eventstore::events::{DomainEvent, StoredEvent},
     identity::accounts::parse_uuid,
 };
@@ -178,63 +180,95 @@ async fn insert_row(
 /// compartment's new latest status, which the caller writes
 /// ([`write_latest`]: a batch writes them once, last).
 pub async fn apply_row(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<RowChange> {
-    let event = &ev.event;
-    let at = ev.occurred_at;
-    // One UPDATE of the command's row per event ($1 the time, $2 the
-    // command, $3 and $4 the event's own columns), then the compartment's
-    // latest status.
-    let (command_id, set, status, extra): (Uuid, &str, Option<OpenStatus>, [Option<String>; 2]) =
-        match event {
-            DomainEvent::CompartmentOpenRequested { .. } => {
-                insert_row(conn, ev, None).await?;
-                return Ok((None, None));
-            }
-            DomainEvent::CompartmentOpenAuthorized { command_id } => (
-                *command_id,
-                "authorized_at = $1",
-                Some(OpenStatus::Accepted),
-                [None, None],
-            ),
-            DomainEvent::CompartmentOpenDenied { command_id, reason } => (
-                *command_id,
-                "denied_at = $1, denial_reason = $3",
-                Some(OpenStatus::Denied),
-                [Some(reason.as_str().to_string()), None],
-            ),
-            DomainEvent::CompartmentOpenSent { command_id } => (
-                *command_id,
-                "sent_at = $1",
-                Some(OpenStatus::Sent),
-                [None, None],
-            ),
-            DomainEvent::CompartmentOpened { command_id } => (
-                *command_id,
-                "opened_at = $1",
-                Some(OpenStatus::Opened),
-                [None, None],
-            ),
+    if matches!(ev.event, DomainEvent::CompartmentOpenRequested { .. }) {
+        insert_row(conn, ev, None).await?;
+        return Ok((None, None));
+    }
+    let Some(change) = RowUpdate::of(ev) else {
+        return Ok((None, None));
+    };
+    let Some(parties) = update_rows(conn, std::slice::from_ref(&change), true)
+        .await?
+        .pop()
+    else {
+        return Ok((None, None));
+    };
+    Ok((Some(parties), change.latest(&parties)))
+}
+
+/// What an event after the request changes in its command's row. The
+/// changes of several events fold into one ([`RowUpdate::then`]), so a
+/// batch updates each command's row once ([`update_rows`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowUpdate {
+    pub command: Uuid,
+    /// The new status (a late result keeps it).
+    pub status: Option<OpenStatus>,
+    authorized_at: Option<i64>,
+    /// When, and why.
+    denied: Option<(i64, String)>,
+    sent_at: Option<i64>,
+    opened_at: Option<i64>,
+    /// When, why, and the device's detail.
+    failed: Option<(i64, String, Option<String>)>,
+    /// When, and what the locker said.
+    late: Option<(i64, String)>,
+    updated_at: i64,
+}
+
+impl RowUpdate {
+    /// The change `ev` makes; `None` for an event that is not an open
+    /// command's, or is its request (an insert, not an update).
+    pub fn of(ev: &StoredEvent) -> Option<RowUpdate> {
+        let at = ev.occurred_at;
+        let change = |command: &Uuid, status: Option<OpenStatus>| RowUpdate {
+            command: *command,
+            status,
+            authorized_at: None,
+            denied: None,
+            sent_at: None,
+            opened_at: None,
+            failed: None,
+            late: None,
+            updated_at: at,
+        };
+        Some(match &ev.event {
+            DomainEvent::CompartmentOpenAuthorized { command_id } => RowUpdate {
+                authorized_at: Some(at),
+                ..change(command_id, Some(OpenStatus::Accepted))
+            },
+            DomainEvent::CompartmentOpenDenied { command_id, reason } => RowUpdate {
+                denied: Some((at, reason.as_str().to_string())),
+                ..change(command_id, Some(OpenStatus::Denied))
+            },
+            DomainEvent::CompartmentOpenSent { command_id } => RowUpdate {
+                sent_at: Some(at),
+                ..change(command_id, Some(OpenStatus::Sent))
+            },
+            DomainEvent::CompartmentOpened { command_id } => RowUpdate {
+                opened_at: Some(at),
+                ..change(command_id, Some(OpenStatus::Opened))
+            },
             DomainEvent::CompartmentOpenFailed {
                 command_id,
                 reason,
                 detail,
-            } => (
-                *command_id,
-                "failed_at = $1, failure_reason = $3, failure_detail = $4",
-                Some(OpenStatus::Failed),
-                [
-                    Some(reason.as_str().to_string()),
+            } => RowUpdate {
+                failed: Some((
+                    at,
+                    reason.as_str().to_string(),
                     detail.clone().map(|d| truncate_chars(d, MAX_ERROR_CHARS)),
-                ],
-            ),
+                )),
+                ..change(command_id, Some(OpenStatus::Failed))
+            },
             DomainEvent::CompartmentOpenLateResult {
                 command_id, result, ..
-            } => (
-                *command_id,
-                "late_result_at = $1, late_result = $3",
-                None,
-                [Some(result.clone()), None],
-            ),
-            DomainEvent::LockerBankRegistered { .. }
+            } => RowUpdate {
+                late: Some((at, result.clone())),
+                ..change(command_id, None)
+            },
+            DomainEvent::CompartmentOpenRequested { .. }
+            | DomainEvent::LockerBankRegistered { .. }
             | DomainEvent::LockerBankDetailsChanged { .. }
             | DomainEvent::CompartmentDetailsChanged { .. }
             | DomainEvent::UserProfileChanged { .. }
@@ -253,37 +287,168 @@ pub async fn apply_row(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult
             | DomainEvent::LockerDecommissioned { .. }
             | DomainEvent::LockerProvisioningReset { .. }
             | DomainEvent::AccessGranted { .. }
-            | DomainEvent::AccessRevoked { .. } => return Ok((None, None)),
-        };
-    let id = command_id.to_string();
-    let status_set = match status {
-        Some(s) => format!(", status = '{}'", s.as_str()),
-        None => String::new(),
-    };
-    let sql = format!(
-        "UPDATE open_requests SET {set}{status_set}, updated_at = $1 WHERE command_id = $2 \
-         RETURNING {PARTIES}"
-    );
-    let mut update = sqlx::query(&sql).bind(at).bind(&id);
-    // Only the parameters the statement names ($3, $4).
-    let [third, fourth] = extra;
-    if set.contains("$3") {
-        update = update.bind(third);
+            | DomainEvent::AccessRevoked { .. } => return None,
+        })
     }
-    if set.contains("$4") {
-        update = update.bind(fourth);
+
+    /// This change followed by `next` (of the same command): what both
+    /// applied one after the other leave.
+    pub fn then(&mut self, next: RowUpdate) {
+        self.status = next.status.or(self.status);
+        self.authorized_at = next.authorized_at.or(self.authorized_at);
+        self.denied = next.denied.or(self.denied.take());
+        self.sent_at = next.sent_at.or(self.sent_at);
+        self.opened_at = next.opened_at.or(self.opened_at);
+        self.failed = next.failed.or(self.failed.take());
+        self.late = next.late.or(self.late.take());
+        self.updated_at = next.updated_at;
     }
-    let Some(row) = update.fetch_optional(&mut *conn).await? else {
-        return Ok((None, None));
-    };
-    let parties = OpenParties::from_row(&row)?;
-    let latest = status.map(|status| LatestStatus {
-        compartment: parties.compartment,
-        status,
-        command: command_id,
-        at,
-    });
-    Ok((Some(parties), latest))
+
+    /// The compartment's latest status after this change, if it set one.
+    pub fn latest(&self, parties: &OpenParties) -> Option<LatestStatus> {
+        self.status.map(|status| LatestStatus {
+            compartment: parties.compartment,
+            status,
+            command: self.command,
+            at: self.updated_at,
+        })
+    }
+}
+
+/// Command rows one statement of [`update_rows`] names at most (13
+/// parameters each).
+const UPDATES_PER_STATEMENT: usize = 200;
+
+/// Applies row changes, one per command, in one `UPDATE … FROM (VALUES
+/// …)` per [`UPDATES_PER_STATEMENT`]: a column the change leaves unset
+/// keeps its value. With `returning`, the parties of the rows changed, in
+/// no particular order (a caller of one change gets its own).
+pub async fn update_rows(
+    conn: &mut AnyConnection,
+    changes: &[RowUpdate],
+    returning: bool,
+) -> CoreResult<Vec<OpenParties>> {
+    let mut out = Vec::new();
+    for chunk in changes.chunks(UPDATES_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let params: Vec<String> = (1..=13).map(|c| format!("${}", r * 13 + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // VALUES columns are column1.. on both backends. A time set means
+        // its reason and detail are set too, even to nothing.
+        let sql = format!(
+            "UPDATE open_requests SET \
+             status = COALESCE(v.column2, open_requests.status), \
+             authorized_at = COALESCE(v.column3, open_requests.authorized_at), \
+             denied_at = COALESCE(v.column4, open_requests.denied_at), \
+             denial_reason = CASE WHEN v.column4 IS NULL THEN open_requests.denial_reason ELSE v.column5 END, \
+             sent_at = COALESCE(v.column6, open_requests.sent_at), \
+             opened_at = COALESCE(v.column7, open_requests.opened_at), \
+             failed_at = COALESCE(v.column8, open_requests.failed_at), \
+             failure_reason = CASE WHEN v.column8 IS NULL THEN open_requests.failure_reason ELSE v.column9 END, \
+             failure_detail = CASE WHEN v.column8 IS NULL THEN open_requests.failure_detail ELSE v.column10 END, \
+             late_result_at = COALESCE(v.column11, open_requests.late_result_at), \
+             late_result = CASE WHEN v.column11 IS NULL THEN open_requests.late_result ELSE v.column12 END, \
+             updated_at = v.column13 \
+             FROM (VALUES {values}) AS v WHERE open_requests.command_id = v.column1{}",
+            if returning {
+                format!(" RETURNING {PARTIES}")
+            } else {
+                String::new()
+            }
+        );
+        let mut update = sqlx::query(&sql);
+        for c in chunk {
+            let (denied_at, denial) = c.denied.clone().unzip();
+            let (failed_at, failure, detail) = match c.failed.clone() {
+                Some((at, reason, detail)) => (Some(at), Some(reason), detail),
+                None => (None, None, None),
+            };
+            let (late_at, late) = c.late.clone().unzip();
+            update = update
+                .bind(c.command.to_string())
+                .bind(c.status.map(|s| s.as_str()))
+                .bind(c.authorized_at)
+                .bind(denied_at)
+                .bind(denial)
+                .bind(c.sent_at)
+                .bind(c.opened_at)
+                .bind(failed_at)
+                .bind(failure)
+                .bind(detail)
+                .bind(late_at)
+                .bind(late)
+                .bind(c.updated_at);
+        }
+        if returning {
+            for row in update.fetch_all(&mut *conn).await? {
+                out.push(OpenParties::from_row(&row)?);
+            }
+        } else {
+            update.execute(&mut *conn).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// An open command as its transitions read it: its stream version and
+/// row, in one snapshot (a decision made on them and appended at that
+/// version conflicts with any event committed meanwhile).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandRow {
+    pub version: i64,
+    pub status: OpenStatus,
+    pub parties: OpenParties,
+    pub sent_at: Option<i64>,
+    pub failure: Option<FailureReason>,
+    pub late_result: Option<String>,
+}
+
+/// Commands one statement of [`command_rows`] reads at most.
+const READS_PER_STATEMENT: usize = 500;
+
+/// The rows and stream versions of `commands` (those that exist), in one
+/// statement per [`READS_PER_STATEMENT`].
+pub async fn command_rows(
+    conn: &mut AnyConnection,
+    commands: &[Uuid],
+) -> CoreResult<HashMap<Uuid, CommandRow>> {
+    let mut out = HashMap::with_capacity(commands.len());
+    for chunk in commands.chunks(READS_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
+             o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
+             (SELECT COALESCE(MAX(e.aggregate_version), 0) FROM stored_events e \
+              WHERE e.aggregate_uuid = o.command_id) AS v \
+             FROM open_requests o WHERE o.command_id IN ({list})"
+        );
+        let mut read = sqlx::query(&sql);
+        for id in chunk {
+            read = read.bind(id.to_string());
+        }
+        for row in read.fetch_all(&mut *conn).await? {
+            let command = parse_uuid(&row.try_get::<String, _>("command_id")?)?;
+            out.insert(
+                command,
+                CommandRow {
+                    version: row.try_get("v")?,
+                    status: parse_wire(&row.try_get::<String, _>("status")?)?,
+                    parties: OpenParties::from_row(&row)?,
+                    sent_at: row.try_get("sent_at")?,
+                    failure: parse_wire_opt(row.try_get("failure_reason")?)?,
+                    late_result: row.try_get("late_result")?,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// A compartment's latest open status, as a status change leaves it.

@@ -1,0 +1,217 @@
+//! A group-committed batch: its transaction, and the writes it plans for
+//! the whole batch instead of one by one. The events of all its writes are
+//! inserted in one statement, the open commands' row changes applied in
+//! one set-based update and the outbox rows its sends completed marked
+//! done in one more, all at its end; the open commands its transitions
+//! read are read in one query at its start.
+//!
+//! A write reads what the writes before it in the batch did: reading a
+//! command the batch already wrote first applies what is deferred
+//! ([`Batch::flush`]) and then reads it afresh, so deferring never changes
+//! what a write sees, only how many statements the batch costs.
+
+use std::{
+    collections::{HashMap, HashSet},
+    ops::{Deref, DerefMut},
+};
+
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::{
+    error::{CoreError, CoreResult},
+    eventstore::events::{self, DomainEvent, EventRow, Metadata},
+    eventstore::projections::{
+        self,
+        open_requests::{self, CommandRow, OpenParties, RowUpdate},
+        Mode,
+    },
+    eventstore::store::{Staged, WriteTx},
+};
+
+/// A write transaction whose writes are planned per batch.
+pub struct Batch {
+    tx: WriteTx,
+    /// Event rows not inserted yet, in append order.
+    events: Vec<EventRow>,
+    /// The positions of the rows inserted so far, in append order.
+    positions: Vec<i64>,
+    /// Row changes not applied yet, one per command.
+    rows: Vec<RowUpdate>,
+    /// Outbox rows to mark done: (id, when).
+    outbox_done: Vec<(i64, i64)>,
+    /// Aggregates this batch appended to: their preloaded rows are stale.
+    written: HashSet<Uuid>,
+    /// Aggregates with writes not applied yet.
+    unflushed: HashSet<Uuid>,
+    /// Commands read at the batch's start (`None`: no such command).
+    preloaded: HashMap<Uuid, Option<CommandRow>>,
+}
+
+impl Batch {
+    pub fn new(tx: WriteTx) -> Self {
+        Batch {
+            tx,
+            events: Vec::new(),
+            positions: Vec::new(),
+            rows: Vec::new(),
+            outbox_done: Vec::new(),
+            written: HashSet::new(),
+            unflushed: HashSet::new(),
+            preloaded: HashMap::new(),
+        }
+    }
+
+    /// Reads `commands` in one query, for [`Batch::command_row`].
+    pub async fn preload(&mut self, commands: &[Uuid]) -> CoreResult<()> {
+        let mut found = open_requests::command_rows(&mut self.tx, commands).await?;
+        for id in commands {
+            self.preloaded.insert(*id, found.remove(id));
+        }
+        Ok(())
+    }
+
+    /// The command's row and stream version as this batch sees them:
+    /// preloaded, unless the batch wrote the command since.
+    pub async fn command_row(&mut self, command: Uuid) -> CoreResult<Option<CommandRow>> {
+        if !self.written.contains(&command) {
+            if let Some(row) = self.preloaded.get(&command) {
+                return Ok(row.clone());
+            }
+        }
+        if self.unflushed.contains(&command) {
+            self.flush().await?;
+        }
+        Ok(open_requests::command_rows(&mut self.tx, &[command])
+            .await?
+            .remove(&command))
+    }
+
+    /// Marks an outbox row done with the batch's other writes.
+    pub fn complete_outbox(&mut self, id: i64, now: i64) {
+        self.outbox_done.push((id, now));
+    }
+
+    /// Appends `events` at `expected_version` and projects them, inside
+    /// the batch ([`crate::eventstore::store::stage_live`] with the event
+    /// rows inserted at the batch's end). Given the command's parties (from
+    /// [`Batch::command_row`]), an open command's transition costs no
+    /// statement of its own: its row change joins the batch's, and its
+    /// envelopes name the parties read.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn stage(
+        &mut self,
+        mode: Mode,
+        aggregate_type: &str,
+        aggregate_uuid: Uuid,
+        expected_version: i64,
+        events: Vec<DomainEvent>,
+        metadata: &Metadata,
+        now: i64,
+        parties: Option<OpenParties>,
+    ) -> CoreResult<Staged> {
+        let (stored, rows) = events::prepare(
+            aggregate_type,
+            aggregate_uuid,
+            expected_version,
+            events,
+            metadata,
+            now,
+        )?;
+        if stored.is_empty() {
+            return Ok(Staged::default());
+        }
+        self.written.insert(aggregate_uuid);
+        self.unflushed.insert(aggregate_uuid);
+        self.events.extend(rows);
+        let transition = match (mode, parties) {
+            (Mode::Live { open_timeout_ms }, Some(parties))
+                if stored.iter().all(|e| RowUpdate::of(e).is_some()) =>
+            {
+                Some((open_timeout_ms, parties))
+            }
+            _ => None,
+        };
+        let projected = match transition {
+            Some((open_timeout_ms, parties)) => {
+                let (projected, changes) = projections::project_transition(
+                    &mut self.tx,
+                    &stored,
+                    parties,
+                    open_timeout_ms,
+                )
+                .await?;
+                for change in changes {
+                    self.defer_row(change);
+                }
+                projected
+            }
+            None => projections::project_live(&mut self.tx, &stored, mode).await?,
+        };
+        Ok(Staged::of(stored, projected))
+    }
+
+    fn defer_row(&mut self, change: RowUpdate) {
+        match self.rows.iter_mut().find(|r| r.command == change.command) {
+            Some(pending) => pending.then(change),
+            None => {
+                self.unflushed.insert(change.command);
+                self.rows.push(change);
+            }
+        }
+    }
+
+    /// Applies what is deferred: the events, then the rows, then the
+    /// outbox rows, a statement each (per few hundred rows).
+    pub async fn flush(&mut self) -> CoreResult<()> {
+        let events = std::mem::take(&mut self.events);
+        let positions = events::insert_all(&mut self.tx, &events).await?;
+        self.positions.extend(positions);
+        let rows = std::mem::take(&mut self.rows);
+        open_requests::update_rows(&mut self.tx, &rows, false).await?;
+        let done = std::mem::take(&mut self.outbox_done);
+        crate::eventstore::outbox::complete_all(&mut self.tx, &done).await?;
+        self.unflushed.clear();
+        Ok(())
+    }
+
+    /// Applies what is deferred and gives the staged writes' events their
+    /// positions: `staged` must be every write staged in this batch, in
+    /// order.
+    pub async fn finish(&mut self, staged: &mut [Staged]) -> CoreResult<()> {
+        self.flush().await?;
+        let mut positions = std::mem::take(&mut self.positions).into_iter();
+        for event in staged
+            .iter_mut()
+            .flat_map(|s| s.events.iter_mut())
+            .filter(|e| e.position == 0)
+        {
+            event.position = positions
+                .next()
+                .ok_or_else(|| CoreError::Invalid("a staged event has no inserted row".into()))?;
+        }
+        if positions.next().is_some() {
+            return Err(CoreError::Invalid(
+                "an inserted event belongs to no staged write".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for Batch {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Batch {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
