@@ -261,6 +261,8 @@ async fn decide_open(
     } = asked;
     if let Some(key) = &input.idempotency_key {
         if let Some(existing) = idempotent_command(conn, user_id, key).await? {
+            // Its row as this batch left it.
+            conn.settle(existing).await?;
             // The same key answers the same request only: another
             // compartment, override or reason is a different request.
             if !same_request(conn, existing, input, reason.as_deref()).await? {

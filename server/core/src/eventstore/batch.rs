@@ -1,9 +1,11 @@
 //! A group-committed batch: its transaction, and the writes it plans for
 //! the whole batch instead of one by one. The events of all its writes are
-//! inserted in one statement, the open commands' row changes applied in
-//! one set-based update and the outbox rows its sends completed marked
-//! done in one more, all at its end; the open commands its transitions
-//! read are read in one query at its start.
+//! inserted in one statement, the new open commands' rows in another, the
+//! open commands' row changes applied in one set-based update and the
+//! outbox rows its sends completed marked done in one more, all at its
+//! end; the open commands its transitions read are read in one query at
+//! its start. (The outbox jobs, timers, latest statuses and envelopes its
+//! writes leave are written once per batch too: `store::append_envelopes`.)
 //!
 //! A write reads what the writes before it in the batch did: reading a
 //! command the batch already wrote first applies what is deferred
@@ -23,7 +25,7 @@ use crate::{
     eventstore::events::{self, DomainEvent, EventRow, Metadata},
     eventstore::projections::{
         self,
-        open_requests::{self, CommandRow, OpenParties, RowUpdate},
+        open_requests::{self, CommandRow, NewRow, OpenParties, RowUpdate},
         Mode,
     },
     eventstore::store::{Staged, WriteTx},
@@ -36,6 +38,8 @@ pub struct Batch {
     events: Vec<EventRow>,
     /// The positions of the rows inserted so far, in append order.
     positions: Vec<i64>,
+    /// New open commands' rows not inserted yet.
+    inserts: Vec<NewRow>,
     /// Row changes not applied yet, one per command.
     rows: Vec<RowUpdate>,
     /// Outbox rows to mark done: (id, when).
@@ -54,6 +58,7 @@ impl Batch {
             tx,
             events: Vec::new(),
             positions: Vec::new(),
+            inserts: Vec::new(),
             rows: Vec::new(),
             outbox_done: Vec::new(),
             written: HashSet::new(),
@@ -79,12 +84,19 @@ impl Batch {
                 return Ok(row.clone());
             }
         }
-        if self.unflushed.contains(&command) {
-            self.flush().await?;
-        }
+        self.settle(command).await?;
         Ok(open_requests::command_rows(&mut self.tx, &[command])
             .await?
             .remove(&command))
+    }
+
+    /// Applies what is deferred if some of it is `aggregate`'s, so that a
+    /// statement of the caller's own sees all this batch wrote of it.
+    pub async fn settle(&mut self, aggregate: Uuid) -> CoreResult<()> {
+        if self.unflushed.contains(&aggregate) {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// Marks an outbox row done with the batch's other writes.
@@ -121,6 +133,7 @@ impl Batch {
         if stored.is_empty() {
             return Ok(Staged::default());
         }
+        self.settle(aggregate_uuid).await?;
         self.written.insert(aggregate_uuid);
         self.unflushed.insert(aggregate_uuid);
         self.events.extend(rows);
@@ -146,7 +159,15 @@ impl Batch {
                 }
                 projected
             }
-            None => projections::project_live(&mut self.tx, &stored, mode).await?,
+            None => {
+                let projected =
+                    projections::project_live(&mut self.tx, &stored, mode, &mut self.inserts)
+                        .await?;
+                for row in &self.inserts {
+                    self.unflushed.insert(row.command());
+                }
+                projected
+            }
         };
         Ok(Staged::of(stored, projected))
     }
@@ -161,12 +182,15 @@ impl Batch {
         }
     }
 
-    /// Applies what is deferred: the events, then the rows, then the
-    /// outbox rows, a statement each (per few hundred rows).
+    /// Applies what is deferred: the events, then the new rows, their
+    /// changes, then the outbox rows, a statement each (per few hundred
+    /// rows).
     pub async fn flush(&mut self) -> CoreResult<()> {
         let events = std::mem::take(&mut self.events);
         let positions = events::insert_all(&mut self.tx, &events).await?;
         self.positions.extend(positions);
+        let inserts = std::mem::take(&mut self.inserts);
+        open_requests::insert_rows(&mut self.tx, &inserts).await?;
         let rows = std::mem::take(&mut self.rows);
         open_requests::update_rows(&mut self.tx, &rows, false).await?;
         let done = std::mem::take(&mut self.outbox_done);

@@ -41,31 +41,47 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// [`enqueue`] and `timers::schedule` in one statement (PostgreSQL only:
-/// a data-modifying CTE). `timer`: kind, subject, due time.
-pub async fn enqueue_with_timer(
-    conn: &mut AnyConnection,
-    event_id: Uuid,
-    reactor: &str,
-    now: i64,
-    timer: (&str, Uuid, i64),
-) -> CoreResult<()> {
-    let (kind, subject, due_at) = timer;
-    sqlx::query(
-        "WITH t AS (INSERT INTO timers (id, kind, subject, due_at) VALUES ($4, $5, $6, $7) \
-         ON CONFLICT (id) DO NOTHING) \
-         INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (event_id, reactor) DO NOTHING",
-    )
-    .bind(event_id.to_string())
-    .bind(reactor)
-    .bind(now)
-    .bind(crate::eventstore::timers::timer_id(kind, subject))
-    .bind(kind)
-    .bind(subject.to_string())
-    .bind(due_at)
-    .execute(&mut *conn)
-    .await?;
+/// An outbox row to insert ([`enqueue_all`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewJob {
+    /// The event that caused it.
+    pub event_id: Uuid,
+    pub reactor: &'static str,
+    /// When it is first due.
+    pub at: i64,
+}
+
+/// Outbox rows one statement of [`enqueue_all`] inserts at most.
+const ENQUEUE_PER_STATEMENT: usize = 500;
+
+/// [`enqueue`] of many rows, one statement per [`ENQUEUE_PER_STATEMENT`].
+pub async fn enqueue_all(conn: &mut AnyConnection, jobs: &[NewJob]) -> CoreResult<()> {
+    for chunk in jobs.chunks(ENQUEUE_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                format!(
+                    "(${}, ${}, 'pending', 0, ${}, ${})",
+                    r * 3 + 1,
+                    r * 3 + 2,
+                    r * 3 + 3,
+                    r * 3 + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
+             VALUES {values} ON CONFLICT (event_id, reactor) DO NOTHING"
+        );
+        let mut insert = sqlx::query(&sql);
+        for job in chunk {
+            insert = insert
+                .bind(job.event_id.to_string())
+                .bind(job.reactor)
+                .bind(job.at);
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

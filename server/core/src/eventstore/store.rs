@@ -13,8 +13,9 @@ use crate::{
     error::CoreResult,
     eventstore::channels::{self, Appended, Notification},
     eventstore::events::{self, DomainEvent, Metadata, StoredEvent},
+    eventstore::outbox::{self, NewJob},
     eventstore::projections::{self, open_requests, open_requests::LatestStatus, Mode, Projected},
-    eventstore::timers,
+    eventstore::timers::{self, NewTimer},
 };
 
 /// What committing needs from its caller: how to project (live or
@@ -105,6 +106,10 @@ pub struct Staged {
     pub latest: Vec<LatestStatus>,
     /// Timers the events ended, dropped with the envelopes.
     pub ended_timers: Vec<String>,
+    /// Outbox jobs and timers the events scheduled, inserted with the
+    /// envelopes.
+    pub jobs: Vec<NewJob>,
+    pub timers: Vec<NewTimer>,
 }
 
 /// Appends and projects, inside the caller's transaction, leaving the
@@ -131,7 +136,9 @@ pub async fn stage_live(
         now,
     )
     .await?;
-    let projected = projections::project_live(conn, &stored, mode).await?;
+    let mut inserts = Vec::new();
+    let projected = projections::project_live(conn, &stored, mode, &mut inserts).await?;
+    open_requests::insert_rows(conn, &inserts).await?;
     Ok(Staged::of(stored, projected))
 }
 
@@ -145,7 +152,10 @@ impl Staged {
         for (i, projected) in projected.into_iter().enumerate() {
             staged.notes.extend(projected.note.map(|n| (i, n)));
             staged.latest.extend(projected.latest);
-            staged.ended_timers.extend(projected.ended_timer);
+            let scheduled = projected.scheduled;
+            staged.ended_timers.extend(scheduled.ended_timer);
+            staged.jobs.extend(scheduled.job);
+            staged.timers.extend(scheduled.timer);
         }
         staged
     }
@@ -169,6 +179,13 @@ pub async fn append_envelopes(
         .collect();
     ended.sort_unstable();
     timers::cancel_all(conn, &ended).await?;
+    let new_timers: Vec<NewTimer> = staged
+        .iter()
+        .flat_map(|s| s.timers.iter().copied())
+        .collect();
+    timers::schedule_all(conn, &new_timers).await?;
+    let jobs: Vec<NewJob> = staged.iter().flat_map(|s| s.jobs.iter().copied()).collect();
+    outbox::enqueue_all(conn, &jobs).await?;
     open_requests::write_latest(conn, &latest).await?;
     let notes: Vec<(&StoredEvent, &Notification)> = staged
         .iter()

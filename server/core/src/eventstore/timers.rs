@@ -15,21 +15,41 @@ pub fn timer_id(kind: &str, subject: Uuid) -> String {
     format!("{kind}:{subject}")
 }
 
-pub async fn schedule(
-    conn: &mut AnyConnection,
-    kind: &str,
-    subject: Uuid,
-    due_at: i64,
-) -> CoreResult<()> {
-    sqlx::query(
-        "INSERT INTO timers (id, kind, subject, due_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(timer_id(kind, subject))
-    .bind(kind)
-    .bind(subject.to_string())
-    .bind(due_at)
-    .execute(&mut *conn)
-    .await?;
+/// A timer to insert ([`schedule_all`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewTimer {
+    pub kind: &'static str,
+    pub subject: Uuid,
+    pub due_at: i64,
+}
+
+/// Timers one statement of [`schedule_all`] inserts at most.
+const SCHEDULE_PER_STATEMENT: usize = 500;
+
+/// Inserts timers (one already there is kept), one statement per
+/// [`SCHEDULE_PER_STATEMENT`].
+pub async fn schedule_all(conn: &mut AnyConnection, timers: &[NewTimer]) -> CoreResult<()> {
+    for chunk in timers.chunks(SCHEDULE_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=4).map(|c| format!("${}", r * 4 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO timers (id, kind, subject, due_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
+        );
+        let mut insert = sqlx::query(&sql);
+        for t in chunk {
+            insert = insert
+                .bind(timer_id(t.kind, t.subject))
+                .bind(t.kind)
+                .bind(t.subject.to_string())
+                .bind(t.due_at);
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -106,8 +106,9 @@ pub struct Projected {
     /// A compartment's new latest open status (written once per batch,
     /// in compartment order: `open_requests::write_latest`).
     pub latest: Option<open_requests::LatestStatus>,
-    /// A timer the event ends (dropped once per batch, with the others).
-    pub ended_timer: Option<String>,
+    /// The outbox job and timer it schedules, and the timer it ends
+    /// (written once per batch, with the others').
+    pub scheduled: side_effects::Scheduled,
 }
 
 /// [`project_live`] for the events of an open command's transition, its
@@ -137,7 +138,7 @@ pub async fn project_transition(
                 p.apply(conn, ev).await?;
             }
         }
-        let ended_timer = side_effects::schedule(conn, ev, open_timeout_ms).await?;
+        let scheduled = side_effects::schedule(ev, open_timeout_ms);
         let note = if ev.metadata.quiet {
             None
         } else {
@@ -146,7 +147,7 @@ pub async fn project_transition(
         out.push(Projected {
             note,
             latest,
-            ended_timer,
+            scheduled,
         });
     }
     Ok((out, changes))
@@ -158,14 +159,17 @@ pub async fn project_transition(
 ///
 /// The `open_requests` projector takes the append's events together (a
 /// request and its decision are one row write, see
-/// `open_requests::apply_rows`); the projectors own disjoint tables, so
-/// running it first changes nothing the others read.
+/// `open_requests::apply_rows`) and leaves requests' rows in `inserts`,
+/// for the caller to insert (a batch inserts its writes' together); the
+/// projectors own disjoint tables, so running it first changes nothing
+/// the others read.
 pub async fn project_live(
     conn: &mut AnyConnection,
     events: &[StoredEvent],
     mode: Mode,
+    inserts: &mut Vec<open_requests::NewRow>,
 ) -> CoreResult<Vec<Projected>> {
-    let rows = open_requests::apply_rows(conn, events).await?;
+    let rows = open_requests::apply_rows(conn, events, inserts).await?;
     let mut out = Vec::with_capacity(events.len());
     for (ev, (parties, latest)) in events.iter().zip(rows) {
         for p in Projector::ALL {
@@ -178,7 +182,7 @@ pub async fn project_live(
             out.push(Projected::default());
             continue;
         };
-        let ended_timer = side_effects::schedule(conn, ev, open_timeout_ms).await?;
+        let scheduled = side_effects::schedule(ev, open_timeout_ms);
         let note = if ev.metadata.quiet {
             None
         } else {
@@ -187,7 +191,7 @@ pub async fn project_live(
         out.push(Projected {
             note,
             latest,
-            ended_timer,
+            scheduled,
         });
     }
     Ok(out)

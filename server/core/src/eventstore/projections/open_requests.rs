@@ -54,36 +54,45 @@ pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()>
 pub type RowChange = (Option<OpenParties>, Option<LatestStatus>);
 
 /// Applies the events of one append in order, as [`apply_row`] would one
-/// by one, but a request followed by its decision (how every open is
-/// appended) becomes one INSERT of the decided row: one statement, not two.
+/// by one, except that the rows of requests are left in `inserts` for the
+/// caller to insert ([`insert_rows`]: a batch's together), and a request
+/// followed by its decision (how every open is appended) is one row,
+/// inserted already decided. An update that follows a request here
+/// inserts what is left first.
 pub async fn apply_rows(
     conn: &mut AnyConnection,
     events: &[StoredEvent],
+    inserts: &mut Vec<NewRow>,
 ) -> CoreResult<Vec<RowChange>> {
     let mut out = Vec::with_capacity(events.len());
     let mut i = 0;
     while i < events.len() {
         if let Some(next) = events.get(i + 1) {
-            if let Some(change) = insert_decided(conn, &events[i], next).await? {
+            if let Some((row, change)) = decided_row(&events[i], next) {
+                inserts.push(row);
                 out.push((None, None));
                 out.push(change);
                 i += 2;
                 continue;
             }
         }
-        out.push(apply_row(conn, &events[i]).await?);
+        if let Some(row) = NewRow::of(&events[i], None) {
+            inserts.push(row);
+            out.push((None, None));
+        } else {
+            if !inserts.is_empty() {
+                insert_rows(conn, &std::mem::take(inserts)).await?;
+            }
+            out.push(apply_row(conn, &events[i]).await?);
+        }
         i += 1;
     }
     Ok(out)
 }
 
-/// A request and, right after it, its decision: the row inserted as
-/// decided. `None` when the two are not such a pair.
-async fn insert_decided(
-    conn: &mut AnyConnection,
-    requested: &StoredEvent,
-    decided: &StoredEvent,
-) -> CoreResult<Option<RowChange>> {
+/// A request and, right after it, its decision: the row as decided, and
+/// the change it makes. `None` when the two are not such a pair.
+fn decided_row(requested: &StoredEvent, decided: &StoredEvent) -> Option<(NewRow, RowChange)> {
     let DomainEvent::CompartmentOpenRequested {
         command_id,
         compartment_id,
@@ -94,7 +103,7 @@ async fn insert_decided(
         ..
     } = &requested.event
     else {
-        return Ok(None);
+        return None;
     };
     let (status, denial) = match &decided.event {
         DomainEvent::CompartmentOpenAuthorized { command_id: c } if c == command_id => {
@@ -104,9 +113,9 @@ async fn insert_decided(
             command_id: c,
             reason,
         } if c == command_id => (OpenStatus::Denied, Some(reason.as_str())),
-        _ => return Ok(None),
+        _ => return None,
     };
-    insert_row(conn, requested, Some((status, denial, decided.occurred_at))).await?;
+    let row = NewRow::of(requested, Some((status, denial, decided.occurred_at)))?;
     let parties = OpenParties {
         user: *user_id,
         tenant: *tenant_id,
@@ -120,58 +129,117 @@ async fn insert_decided(
         command: *command_id,
         at: decided.occurred_at,
     };
-    Ok(Some((Some(parties), Some(latest))))
+    Some((row, (Some(parties), Some(latest))))
 }
 
-/// Inserts a requested command's row: as `requested`, or already decided
-/// (status, denial reason, when).
-async fn insert_row(
-    conn: &mut AnyConnection,
-    requested: &StoredEvent,
-    decided: Option<(OpenStatus, Option<&str>, i64)>,
-) -> CoreResult<()> {
-    let DomainEvent::CompartmentOpenRequested {
-        command_id,
-        compartment_id,
-        bank_id,
-        tenant_id,
-        user_id,
-        override_,
-        reason,
-    } = &requested.event
-    else {
-        return Ok(());
-    };
-    let actor = requested.metadata.actor.user_id().unwrap_or(*user_id);
-    let at = requested.occurred_at;
-    let (status, denial, updated_at) = decided.unwrap_or((OpenStatus::Requested, None, at));
-    let (authorized_at, denied_at) = match (decided, status) {
-        (None, _) => (None, None),
-        (Some(_), OpenStatus::Accepted) => (Some(updated_at), None),
-        (Some(_), _) => (None, Some(updated_at)),
-    };
-    sqlx::query(
-        "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
-         actor_id, override, override_reason, status, requested_at, updated_at, \
-         authorized_at, denied_at, denial_reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(command_id.to_string())
-    .bind(tenant_id.to_string())
-    .bind(compartment_id.to_string())
-    .bind(bank_id.to_string())
-    .bind(user_id.to_string())
-    .bind(actor.to_string())
-    .bind(i64::from(*override_))
-    .bind(reason.clone())
-    .bind(status.as_str())
-    .bind(at)
-    .bind(updated_at)
-    .bind(authorized_at)
-    .bind(denied_at)
-    .bind(denial)
-    .execute(&mut *conn)
-    .await?;
+/// A requested command's row, to insert ([`insert_rows`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRow {
+    command: Uuid,
+    tenant: Uuid,
+    compartment: Uuid,
+    bank: Uuid,
+    user: Uuid,
+    actor: Uuid,
+    override_: bool,
+    reason: Option<String>,
+    status: OpenStatus,
+    requested_at: i64,
+    updated_at: i64,
+    authorized_at: Option<i64>,
+    denied_at: Option<i64>,
+    denial_reason: Option<String>,
+}
+
+impl NewRow {
+    /// The row of `requested` (a request; `None` for any other event): as
+    /// `requested`, or already decided (status, denial reason, when).
+    pub fn of(
+        requested: &StoredEvent,
+        decided: Option<(OpenStatus, Option<&str>, i64)>,
+    ) -> Option<NewRow> {
+        let DomainEvent::CompartmentOpenRequested {
+            command_id,
+            compartment_id,
+            bank_id,
+            tenant_id,
+            user_id,
+            override_,
+            reason,
+        } = &requested.event
+        else {
+            return None;
+        };
+        let at = requested.occurred_at;
+        let (status, denial, updated_at) = decided.unwrap_or((OpenStatus::Requested, None, at));
+        let (authorized_at, denied_at) = match (decided, status) {
+            (None, _) => (None, None),
+            (Some(_), OpenStatus::Accepted) => (Some(updated_at), None),
+            (Some(_), _) => (None, Some(updated_at)),
+        };
+        Some(NewRow {
+            command: *command_id,
+            tenant: *tenant_id,
+            compartment: *compartment_id,
+            bank: *bank_id,
+            user: *user_id,
+            actor: requested.metadata.actor.user_id().unwrap_or(*user_id),
+            override_: *override_,
+            reason: reason.clone(),
+            status,
+            requested_at: at,
+            updated_at,
+            authorized_at,
+            denied_at,
+            denial_reason: denial.map(str::to_string),
+        })
+    }
+
+    pub fn command(&self) -> Uuid {
+        self.command
+    }
+}
+
+/// Rows one statement of [`insert_rows`] inserts at most (14 parameters
+/// each).
+const INSERTS_PER_STATEMENT: usize = 200;
+
+/// Inserts requested commands' rows, one statement per
+/// [`INSERTS_PER_STATEMENT`].
+pub async fn insert_rows(conn: &mut AnyConnection, rows: &[NewRow]) -> CoreResult<()> {
+    for chunk in rows.chunks(INSERTS_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
+             actor_id, override, override_reason, status, requested_at, updated_at, \
+             authorized_at, denied_at, denial_reason) VALUES {values}"
+        );
+        let mut insert = sqlx::query(&sql);
+        for r in chunk {
+            insert = insert
+                .bind(r.command.to_string())
+                .bind(r.tenant.to_string())
+                .bind(r.compartment.to_string())
+                .bind(r.bank.to_string())
+                .bind(r.user.to_string())
+                .bind(r.actor.to_string())
+                .bind(i64::from(r.override_))
+                .bind(r.reason.clone())
+                .bind(r.status.as_str())
+                .bind(r.requested_at)
+                .bind(r.updated_at)
+                .bind(r.authorized_at)
+                .bind(r.denied_at)
+                .bind(r.denial_reason.clone());
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -180,8 +248,8 @@ async fn insert_row(
 /// compartment's new latest status, which the caller writes
 /// ([`write_latest`]: a batch writes them once, last).
 pub async fn apply_row(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<RowChange> {
-    if matches!(ev.event, DomainEvent::CompartmentOpenRequested { .. }) {
-        insert_row(conn, ev, None).await?;
+    if let Some(row) = NewRow::of(ev, None) {
+        insert_rows(conn, &[row]).await?;
         return Ok((None, None));
     }
     let Some(change) = RowUpdate::of(ev) else {
