@@ -12,6 +12,11 @@
 //! 4. opens/s through the HTTP API (admin override opens, 16 clients),
 //!    against `GET /healthz` through the same clients as the baseline.
 
+/// The server's allocator, as the shipped binary has it (src/main.rs).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Instant;
 
 use lockstep_core::{

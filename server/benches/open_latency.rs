@@ -17,6 +17,11 @@
 //! `BENCH_BROKER=embedded` runs the same against the embedded broker
 //! (`server/src/mqtt/broker/`) instead of Mosquitto.
 
+/// The server's allocator, as the shipped binary has it (src/main.rs).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::{
     collections::HashMap,
     process::Stdio,

@@ -42,9 +42,33 @@ pub enum ConnectError {
     },
 }
 
-fn sqlite_pool_options(max: u32) -> AnyPoolOptions {
+/// A connection idle at least this long is pinged before it is handed
+/// out ([`pool_options`]).
+pub const PING_WHEN_IDLE: Duration = Duration::from_secs(2);
+
+/// Pool options for both backends. sqlx pings every connection it hands
+/// out by default: a round trip before each query on the pool, the most
+/// frequent statement under load (docs/benchmarks.md, "Third pass"). Here
+/// only a connection idle for [`PING_WHEN_IDLE`] or more is pinged (one
+/// that fails is closed and another taken); one in steady use has just
+/// answered, and should it have died since, its query fails as it would
+/// have a moment after a ping.
+fn pool_options() -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+fn sqlite_pool_options(max: u32) -> AnyPoolOptions {
+    pool_options()
         .max_connections(max)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
@@ -224,8 +248,7 @@ impl Db {
                 (pool, writer)
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .acquire_timeout(Duration::from_secs(5))
+                let pool = pool_options()
                     .max_connections(16)
                     .connect_with(options)
                     .await

@@ -303,40 +303,7 @@ pub async fn list_banks(s: &Services, tenant_id: Uuid) -> CoreResult<Vec<BankVie
         .collect()
 }
 
-/// A compartment with its bank, as commands need it.
-#[derive(Clone, Debug)]
-pub struct CompartmentRef {
-    pub id: Uuid,
-    pub bank_id: Uuid,
-    pub tenant_id: Uuid,
-    pub number: i64,
-    pub bank_online: Option<bool>,
-    pub bank_state: String,
-}
-
-pub async fn compartment_ref(
-    conn: &mut sqlx::AnyConnection,
-    id: Uuid,
-) -> CoreResult<Option<CompartmentRef>> {
-    let row = sqlx::query(
-        "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state FROM compartments c \
-         JOIN locker_banks b ON b.id = c.bank_id WHERE c.id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| {
-        Ok(CompartmentRef {
-            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-            bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
-            tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
-            number: row.try_get("number")?,
-            bank_online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
-            bank_state: row.try_get("state")?,
-        })
-    })
-    .transpose()
-}
+pub use crate::eventstore::projections::locker_banks::{compartment_ref, CompartmentRef};
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

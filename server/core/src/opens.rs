@@ -14,13 +14,12 @@ pub use lockstep_wire::{DenialReason, FailureReason, OpenStatus};
 
 use crate::{
     error::{parse_wire, parse_wire_opt, CoreError, CoreResult},
-    eventstore::batch::Batch,
+    eventstore::batch::{Batch, Reads},
     eventstore::events::{DomainEvent, Metadata},
     eventstore::store::{self, Staged},
     eventstore::timers,
     identity::accounts::parse_uuid,
     identity::caller::Caller,
-    lockers::compartment_ref,
     services::Services,
 };
 
@@ -196,7 +195,7 @@ pub async fn request_open(
         let key = input.compartment_id;
         let written = s
             .writes
-            .write(key, move |conn| {
+            .write_reading(key, Reads::Compartment(key), move |conn| {
                 let (input, reason, meta) = (input.clone(), reason.clone(), meta.clone());
                 Box::pin(async move {
                     let asked = Asked {
@@ -274,7 +273,8 @@ async fn decide_open(
             return Ok(((decision, None), Staged::default()));
         }
     }
-    let c = compartment_ref(conn, input.compartment_id)
+    let c = conn
+        .compartment(input.compartment_id)
         .await?
         .filter(|c| c.tenant_id == tenant_id)
         .ok_or(CoreError::NotFound)?;
@@ -416,7 +416,7 @@ async fn transition(
         let decide = decide.clone();
         let written = s
             .writes
-            .write_reading(command_id, command_id, move |conn| {
+            .write_reading(command_id, Reads::Command(command_id), move |conn| {
                 let decide = decide.clone();
                 Box::pin(async move {
                     if let Some(id) = outbox_job {
@@ -636,7 +636,7 @@ pub async fn fire_timeout(
         let timer = timer_id.to_string();
         let written = s
             .writes
-            .write_reading(command_id, command_id, move |conn| {
+            .write_reading(command_id, Reads::Command(command_id), move |conn| {
                 let timer = timer.clone();
                 Box::pin(async move {
                     if !timers::claim(conn, &timer, now).await? {

@@ -375,6 +375,58 @@ async fn a_batch_of_transitions_sees_its_own_writes() {
     assert_log_whole(&w.s.db).await;
 }
 
+/// Two requests with one `Idempotency-Key` in one batch: the second reads
+/// the first's command (whose row the batch has not written yet) and
+/// answers with it; one command is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_in_the_same_batch_answers_with_the_first() {
+    let w = world().await;
+    let compartment = w.bank.compartments[0].id;
+    let before = w.s.writes.stats();
+    let gate = Arc::new(Semaphore::new(0));
+    // Requests go to the writer their compartment falls to.
+    let held = hold_writer(&w, compartment, gate.clone()).await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (s, user) = (w.s.clone(), w.user.clone());
+        let queued = w.s.writes.queued();
+        tasks.push(tokio::spawn(async move {
+            let input = OpenCommandInput {
+                compartment_id: compartment,
+                idempotency_key: Some(if i < 2 { "same-key" } else { "other-key" }.into()),
+                ..Default::default()
+            };
+            opens::request_open(&s, &user, input, now_ms()).await
+        }));
+        while w.s.writes.queued() < queued + 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    gate.add_permits(1);
+    held.await.expect("held");
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task").expect("answer"));
+    }
+    assert!(answers.iter().all(|d| d.accepted()), "{answers:?}");
+    assert_eq!(answers[0], answers[1], "the same key, the same command");
+    assert_ne!(answers[0].command_id, answers[2].command_id);
+    let after = w.s.writes.stats();
+    assert!(
+        after.batched - before.batched >= 3,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(after.splits, before.splits, "no batch was cut");
+    let commands: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM open_requests WHERE compartment_id = $1")
+            .bind(compartment.to_string())
+            .fetch_one(&w.s.db.pool)
+            .await
+            .expect("rows")
+            .get("n");
+    assert_eq!(commands, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_write_does_not_fail_its_neighbours() {
     let w = world().await;

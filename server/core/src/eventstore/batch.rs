@@ -25,6 +25,7 @@ use crate::{
     eventstore::events::{self, DomainEvent, EventRow, Metadata},
     eventstore::projections::{
         self,
+        locker_banks::{self, CompartmentRef},
         open_requests::{self, CommandRow, NewRow, OpenParties, RowUpdate},
         Mode,
     },
@@ -50,6 +51,20 @@ pub struct Batch {
     unflushed: HashSet<Uuid>,
     /// Commands read at the batch's start (`None`: no such command).
     preloaded: HashMap<Uuid, Option<CommandRow>>,
+    /// Compartments read at the batch's start (`None`: no such
+    /// compartment). A batch writes no compartment's row or bank before
+    /// its end, so these stay true through it.
+    compartments: HashMap<Uuid, Option<CompartmentRef>>,
+}
+
+/// What a write will read, said when it is queued so that a batch reads
+/// its writes' in one query per kind ([`Batch::preload`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// An open command ([`Batch::command_row`]).
+    Command(Uuid),
+    /// A compartment with its bank ([`Batch::compartment`]).
+    Compartment(Uuid),
 }
 
 impl Batch {
@@ -64,16 +79,47 @@ impl Batch {
             written: HashSet::new(),
             unflushed: HashSet::new(),
             preloaded: HashMap::new(),
+            compartments: HashMap::new(),
         }
     }
 
-    /// Reads `commands` in one query, for [`Batch::command_row`].
-    pub async fn preload(&mut self, commands: &[Uuid]) -> CoreResult<()> {
-        let mut found = open_requests::command_rows(&mut self.tx, commands).await?;
-        for id in commands {
-            self.preloaded.insert(*id, found.remove(id));
+    /// Reads what the batch's writes said they will read, in one query
+    /// per kind; a kind only one write reads is left to it (one query
+    /// either way).
+    pub async fn preload(&mut self, reads: &[Reads]) -> CoreResult<()> {
+        let mut commands = Vec::new();
+        let mut compartments = Vec::new();
+        for r in reads {
+            match *r {
+                Reads::Command(id) => commands.push(id),
+                Reads::Compartment(id) => compartments.push(id),
+            }
+        }
+        for ids in [&mut commands, &mut compartments] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        if commands.len() > 1 {
+            let mut found = open_requests::command_rows(&mut self.tx, &commands).await?;
+            for id in commands {
+                self.preloaded.insert(id, found.remove(&id));
+            }
+        }
+        if compartments.len() > 1 {
+            let mut found = locker_banks::compartment_refs(&mut self.tx, &compartments).await?;
+            for id in compartments {
+                self.compartments.insert(id, found.remove(&id));
+            }
         }
         Ok(())
+    }
+
+    /// The compartment with its bank: preloaded, or read now.
+    pub async fn compartment(&mut self, id: Uuid) -> CoreResult<Option<CompartmentRef>> {
+        if let Some(c) = self.compartments.get(&id) {
+            return Ok(c.clone());
+        }
+        locker_banks::compartment_ref(&mut self.tx, id).await
     }
 
     /// The command's row and stream version as this batch sees them:

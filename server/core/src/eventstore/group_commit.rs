@@ -25,8 +25,9 @@
 //! outside the database belongs after it returns. It must return the
 //! database's errors, never swallow one (on PostgreSQL an error aborts the
 //! transaction, and the batch must be cut, not committed). A write that
-//! names the open command it will read ([`GroupCommit::write_reading`])
-//! has it read with the batch's others, in one query at the batch's start.
+//! says what it will read ([`GroupCommit::write_reading`]: an open
+//! command, a compartment) has it read with the batch's others, in one
+//! query per kind at the batch's start.
 //!
 //! A write, once queued, is committed even if its caller stops waiting
 //! (an HTTP client that went away): the caller learns nothing, as with a
@@ -50,7 +51,7 @@ use uuid::Uuid;
 use crate::{
     db::{Backend, Db},
     error::{CoreError, CoreResult},
-    eventstore::batch::Batch,
+    eventstore::batch::{Batch, Reads},
     eventstore::store::{self, Staged, Written},
 };
 
@@ -69,8 +70,8 @@ pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = CoreResult<(T, Staged)
 
 /// One queued write, its result type erased.
 trait Pending: Send {
-    /// The open command the write will read, if it said.
-    fn reads(&self) -> Option<Uuid>;
+    /// What the write will read, if it said.
+    fn reads(&self) -> Option<Reads>;
     fn run<'c>(
         &'c mut self,
         batch: &'c mut Batch,
@@ -80,7 +81,7 @@ trait Pending: Send {
 
 struct Job<T, F> {
     write: F,
-    reads: Option<Uuid>,
+    reads: Option<Reads>,
     output: Option<T>,
     reply: oneshot::Sender<CoreResult<(T, Written)>>,
 }
@@ -90,7 +91,7 @@ where
     T: Send + 'static,
     F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
 {
-    fn reads(&self) -> Option<Uuid> {
+    fn reads(&self) -> Option<Reads> {
         self.reads
     }
 
@@ -199,25 +200,25 @@ impl GroupCommit {
         self.queue(key, None, write).await
     }
 
-    /// [`GroupCommit::write`] of a write that reads open command `command`
-    /// ([`Batch::command_row`]): read with the batch's others at its start.
+    /// [`GroupCommit::write`] of a write that will read `reads`: read with
+    /// the batch's others at its start ([`Batch::preload`]).
     pub async fn write_reading<T, F>(
         &self,
         key: Uuid,
-        command: Uuid,
+        reads: Reads,
         write: F,
     ) -> CoreResult<(T, Written)>
     where
         T: Send + 'static,
         F: for<'c> FnMut(&'c mut Batch) -> WriteFuture<'c, T> + Send + 'static,
     {
-        self.queue(key, Some(command), write).await
+        self.queue(key, Some(reads), write).await
     }
 
     async fn queue<T, F>(
         &self,
         key: Uuid,
-        reads: Option<Uuid>,
+        reads: Option<Reads>,
         write: F,
     ) -> CoreResult<(T, Written)>
     where
@@ -366,15 +367,10 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
 async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written>, Failed> {
     let tx = store::begin_write(db).await.map_err(Failed::Begin)?;
     let mut b = Batch::new(tx);
-    let mut reads: Vec<Uuid> = batch.iter().filter_map(|job| job.reads()).collect();
-    reads.sort_unstable();
-    reads.dedup();
-    // One command is read as cheaply by its write itself.
-    if reads.len() > 1 {
-        b.preload(&reads)
-            .await
-            .map_err(|e| Failed::Before(None, e))?;
-    }
+    let reads: Vec<Reads> = batch.iter().filter_map(|job| job.reads()).collect();
+    b.preload(&reads)
+        .await
+        .map_err(|e| Failed::Before(None, e))?;
     let mut staged = Vec::with_capacity(batch.len());
     for (i, job) in batch.iter_mut().enumerate() {
         staged.push(

@@ -1,13 +1,72 @@
 //! The `locker_banks` projector: `locker_banks` and `compartments` (their
 //! door and occupancy, the bank's online state and provisioning state).
 
-use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
     eventstore::events::{DomainEvent, StoredEvent},
+    identity::accounts::parse_uuid,
 };
+
+/// A compartment with its bank, as commands need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompartmentRef {
+    pub id: Uuid,
+    pub bank_id: Uuid,
+    pub tenant_id: Uuid,
+    pub number: i64,
+    pub bank_online: Option<bool>,
+    pub bank_state: String,
+}
+
+pub async fn compartment_ref(
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> CoreResult<Option<CompartmentRef>> {
+    Ok(compartment_refs(conn, &[id]).await?.remove(&id))
+}
+
+/// Compartments one statement of [`compartment_refs`] reads at most.
+const REFS_PER_STATEMENT: usize = 500;
+
+/// The compartments of `ids` that exist, with their banks: one statement
+/// per [`REFS_PER_STATEMENT`].
+pub async fn compartment_refs(
+    conn: &mut AnyConnection,
+    ids: &[Uuid],
+) -> CoreResult<HashMap<Uuid, CompartmentRef>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(REFS_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state FROM compartments c \
+             JOIN locker_banks b ON b.id = c.bank_id WHERE c.id IN ({list})"
+        );
+        let mut read = sqlx::query(&sql);
+        for id in chunk {
+            read = read.bind(id.to_string());
+        }
+        for row in read.fetch_all(&mut *conn).await? {
+            let c = CompartmentRef {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,
+                tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
+                number: row.try_get("number")?,
+                bank_online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
+                bank_state: row.try_get("state")?,
+            };
+            out.insert(c.id, c);
+        }
+    }
+    Ok(out)
+}
 
 pub async fn apply(conn: &mut AnyConnection, ev: &StoredEvent) -> CoreResult<()> {
     match &ev.event {
