@@ -4,10 +4,12 @@
 //! write going to the one its aggregate's id falls to) takes every write
 //! waiting in its queue (up to [`MAX_BATCH`]) and runs them, in arrival order, in one
 //! transaction: each write's reads, its events and their projections, one
-//! after the other, so each sees the ones before it. Then the channel
-//! envelopes of the whole batch are appended in three statements
-//! ([`store::append_envelopes`]), the batch commits once, and each caller
-//! gets its own result. Nobody waits to fill a batch: while one commits,
+//! after the other, so each sees the ones before it. The batch plans the
+//! rows per batch ([`Batch`]: what its writes read, in one query per kind
+//! at its start; their events and open commands' rows, a statement per
+//! kind at its end). Then the side effects and channel envelopes of the
+//! whole batch are written ([`store::append_envelopes`]), the batch
+//! commits once, and each caller gets its own result. Nobody waits to fill a batch: while one commits,
 //! the next gathers.
 //!
 //! One write's error never fails its neighbours: the batch is rolled back
