@@ -33,10 +33,7 @@ pub async fn pending_commands(
 ) -> CoreResult<HashMap<Uuid, OpenCommand>> {
     let mut out = HashMap::with_capacity(event_ids.len());
     for chunk in event_ids.chunks(PENDING_PER_STATEMENT) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::eventstore::sql::in_list(chunk.len());
         let sql = format!(
             "SELECT e.event_id, o.command_id, o.bank_id, b.serial, c.number, o.status, o.authorized_at \
              FROM stored_events e JOIN open_requests o ON o.command_id = e.aggregate_uuid \

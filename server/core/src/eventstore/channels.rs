@@ -15,6 +15,7 @@ use crate::{
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
     eventstore::events::{Actor, StoredEvent},
+    eventstore::sql::value_rows,
     identity::accounts::{find_user, parse_uuid, Role, User},
 };
 
@@ -119,18 +120,6 @@ pub fn rfc3339_ms(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// `($1, $2), ($3, $4)` for `rows` = 2, `cols` = 2; `tail` is appended
-/// inside each row (a literal column).
-fn value_rows(rows: usize, cols: usize, tail: &str) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({}{tail})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Appends one envelope per channel of `note`, inside the caller's
@@ -543,11 +532,5 @@ mod tests {
         assert_eq!((read.channel.as_str(), read.seq), ("private-user.new", 9));
         assert!(read.meta.replay);
         assert_eq!((read.event, read.data), (old.event, old.data));
-    }
-
-    #[test]
-    fn value_rows_number_parameters_row_by_row() {
-        assert_eq!(value_rows(2, 1, ", 1"), "($1, 1), ($2, 1)");
-        assert_eq!(value_rows(2, 3, ""), "($1, $2, $3), ($4, $5, $6)");
     }
 }

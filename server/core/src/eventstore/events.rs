@@ -490,13 +490,7 @@ const EVENTS_PER_STATEMENT: usize = 500;
 pub async fn insert_all(conn: &mut AnyConnection, rows: &[EventRow]) -> CoreResult<Vec<i64>> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(EVENTS_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| {
-                let params: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 9, "");
         let sql = format!(
             "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
              aggregate_version, event_type, event_version, payload, metadata, occurred_at) \

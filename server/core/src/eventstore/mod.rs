@@ -16,5 +16,6 @@ pub mod group_commit;
 pub mod outbox;
 pub mod projections;
 pub mod replay;
+pub mod sql;
 pub mod store;
 pub mod timers;

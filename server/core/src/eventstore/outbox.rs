@@ -155,10 +155,7 @@ const DONE_PER_STATEMENT: usize = 500;
 /// one statement per [`DONE_PER_STATEMENT`].
 pub async fn complete_all(conn: &mut AnyConnection, done: &[(i64, i64)]) -> CoreResult<()> {
     for chunk in done.chunks(DONE_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| format!("(${}, ${})", r * 2 + 1, r * 2 + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 2, "");
         // VALUES columns are column1.. on both backends.
         let sql = format!(
             "UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = v.column2 \

@@ -30,13 +30,7 @@ const SCHEDULE_PER_STATEMENT: usize = 500;
 /// [`SCHEDULE_PER_STATEMENT`].
 pub async fn schedule_all(conn: &mut AnyConnection, timers: &[NewTimer]) -> CoreResult<()> {
     for chunk in timers.chunks(SCHEDULE_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=4).map(|c| format!("${}", r * 4 + c)).collect();
-                format!("({})", p.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
         let sql = format!(
             "INSERT INTO timers (id, kind, subject, due_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
         );
@@ -57,10 +51,7 @@ pub async fn schedule_all(conn: &mut AnyConnection, timers: &[NewTimer]) -> Core
 /// neither fire later nor stay in the table: a batch's in one statement.
 pub async fn cancel_all(conn: &mut AnyConnection, ids: &[String]) -> CoreResult<()> {
     for chunk in ids.chunks(CANCEL_PER_STATEMENT) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::eventstore::sql::in_list(chunk.len());
         let sql = format!("DELETE FROM timers WHERE id IN ({list})");
         let mut delete = sqlx::query(&sql);
         for id in chunk {

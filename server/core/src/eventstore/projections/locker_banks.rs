@@ -41,10 +41,7 @@ pub async fn compartment_refs(
 ) -> CoreResult<HashMap<Uuid, CompartmentRef>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(REFS_PER_STATEMENT) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::eventstore::sql::in_list(chunk.len());
         let sql = format!(
             "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state FROM compartments c \
              JOIN locker_banks b ON b.id = c.bank_id WHERE c.id IN ({list})"

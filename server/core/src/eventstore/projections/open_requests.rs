@@ -208,13 +208,7 @@ const INSERTS_PER_STATEMENT: usize = 200;
 /// [`INSERTS_PER_STATEMENT`].
 pub async fn insert_rows(conn: &mut AnyConnection, rows: &[NewRow]) -> CoreResult<()> {
     for chunk in rows.chunks(INSERTS_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
-                format!("({})", p.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 14, "");
         let sql = format!(
             "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
              actor_id, override, override_reason, status, requested_at, updated_at, \
@@ -398,13 +392,7 @@ pub async fn update_rows(
 ) -> CoreResult<Vec<OpenParties>> {
     let mut out = Vec::new();
     for chunk in changes.chunks(UPDATES_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| {
-                let params: Vec<String> = (1..=13).map(|c| format!("${}", r * 13 + c)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 13, "");
         // VALUES columns are column1.. on both backends. A time set means
         // its reason and detail are set too, even to nothing.
         let sql = format!(
@@ -486,10 +474,7 @@ pub async fn command_rows(
 ) -> CoreResult<HashMap<Uuid, CommandRow>> {
     let mut out = HashMap::with_capacity(commands.len());
     for chunk in commands.chunks(READS_PER_STATEMENT) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::eventstore::sql::in_list(chunk.len());
         let sql = format!(
             "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
              o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
@@ -543,13 +528,7 @@ pub async fn write_latest(conn: &mut AnyConnection, latest: &[LatestStatus]) -> 
     }
     let last: Vec<LatestStatus> = last.into_values().collect();
     for chunk in last.chunks(LATEST_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|r| {
-                let p = |c: usize| format!("${}", r * 4 + c);
-                format!("({}, {}, {}, {})", p(1), p(2), p(3), p(4))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
         // VALUES columns are column1.. on both backends.
         let sql = format!(
             "UPDATE compartments SET latest_status = v.column2, latest_command_id = v.column3, \
