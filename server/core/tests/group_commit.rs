@@ -185,6 +185,13 @@ async fn opens_that_arrive_together_share_a_transaction_and_each_gets_its_answer
     // together.
     assert!(after.splits > before.splits, "{after:?}");
     assert!(after.alone - before.alone < 100, "{before:?} → {after:?}");
+    if w.s.db.backend == lockstep_core::db::Backend::Postgres {
+        assert!(
+            after.fused - before.fused
+                >= after.batches - before.batches - (after.splits - before.splits),
+            "every batch not cut ended in one statement: {before:?} → {after:?}"
+        );
+    }
     for id in &accepted {
         let v = opens::get_open_request(&w.s, &w.admin, *id)
             .await
@@ -321,6 +328,14 @@ async fn a_batch_of_transitions_sees_its_own_writes() {
         "the transitions shared a transaction: {before:?} → {after:?}"
     );
     assert_eq!(after.splits, before.splits, "no batch was cut");
+    if w.s.db.backend == lockstep_core::db::Backend::Postgres {
+        // Their rows were inserted and changed in one batch: so one
+        // statement ended each part of it that could be (`batch_end`).
+        assert!(
+            after.fused > before.fused,
+            "the batch ended in one statement: {before:?} → {after:?}"
+        );
+    }
     for (c, job) in commands.iter().zip(&jobs) {
         let view = opens::get_open_request(&w.s, &w.admin, *c)
             .await

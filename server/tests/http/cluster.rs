@@ -921,9 +921,20 @@ async fn presence_is_one_list_across_nodes_and_a_killed_nodes_members_leave() {
     dee.send(json!({"event": "pusher:unsubscribe", "data": {"channel": channel}}))
         .await;
     dee.send(subscribe).await;
+    // Dee hears one or two successes (two when C's worker answered the
+    // first subscribe before C read the unsubscribe), so the test waits
+    // on something ordered after all three instead: Dee's join of a
+    // second presence channel goes to C's worker after her three ops,
+    // and the worker answers in order, so once it succeeds every
+    // announcement about her on `channel` has left C.
+    let sync = format!("{channel}.sync");
+    let sync_auth = c.keys.channel_auth(&dee.socket_id, &sync, Some(&dee_data));
+    dee.send(json!({"event": "pusher:subscribe",
+        "data": {"channel": sync, "auth": sync_auth, "channel_data": dee_data}}))
+        .await;
     loop {
         let f = dee.next_event().await;
-        if f["event"] == "pusher_internal:subscription_succeeded" {
+        if f["event"] == "pusher_internal:subscription_succeeded" && f["channel"] == sync.as_str() {
             break;
         }
     }

@@ -57,6 +57,14 @@ pub struct Batch {
     compartments: HashMap<Uuid, Option<CompartmentRef>>,
 }
 
+/// What a batch deferred, as [`Batch::deferred`] shows it.
+pub struct Deferred<'a> {
+    pub events: &'a [EventRow],
+    pub inserts: &'a [NewRow],
+    pub rows: &'a [RowUpdate],
+    pub outbox_done: &'a [(i64, i64)],
+}
+
 /// What a write will read, said when it is queued so that a batch reads
 /// its writes' in one query per kind ([`Batch::preload`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,6 +258,10 @@ impl Batch {
     /// order.
     pub async fn finish(&mut self, staged: &mut [Staged]) -> CoreResult<()> {
         self.flush().await?;
+        self.assign_positions(staged)
+    }
+
+    fn assign_positions(&mut self, staged: &mut [Staged]) -> CoreResult<()> {
         let mut positions = std::mem::take(&mut self.positions).into_iter();
         for event in staged
             .iter_mut()
@@ -266,6 +278,32 @@ impl Batch {
             ));
         }
         Ok(())
+    }
+
+    /// What the batch deferred and has not written yet.
+    pub fn deferred(&self) -> Deferred<'_> {
+        Deferred {
+            events: &self.events,
+            inserts: &self.inserts,
+            rows: &self.rows,
+            outbox_done: &self.outbox_done,
+        }
+    }
+
+    /// The deferred writes were written by the caller (`batch_end`), their
+    /// events taking `positions`: gives the staged writes' events their
+    /// positions as [`Batch::finish`] does.
+    pub fn ended(&mut self, positions: Vec<i64>, staged: &mut [Staged]) -> CoreResult<()> {
+        if positions.len() != self.events.len() {
+            return Err(CoreError::Invalid("an event was not stored".into()));
+        }
+        self.events.clear();
+        self.inserts.clear();
+        self.rows.clear();
+        self.outbox_done.clear();
+        self.unflushed.clear();
+        self.positions.extend(positions);
+        self.assign_positions(staged)
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {

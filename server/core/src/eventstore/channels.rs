@@ -5,6 +5,8 @@
 //!
 //! [`authorize`] is the one place that decides who may read a channel.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
@@ -15,7 +17,7 @@ use crate::{
     db::ExecuteWrite,
     error::{CoreError, CoreResult},
     eventstore::events::{Actor, StoredEvent},
-    eventstore::sql::value_rows,
+    eventstore::sql::{value_rows, Arg, Stmt},
     identity::accounts::{find_user, parse_uuid, Role, User},
 };
 
@@ -152,66 +154,21 @@ pub async fn append_all(
     conn: &mut AnyConnection,
     notes: &[(&StoredEvent, &Notification)],
 ) -> CoreResult<Vec<Vec<Appended>>> {
-    // How many envelopes each channel takes, channels in name order: every
-    // transaction takes the heads' row locks in that one order, so two
-    // batches naming the same channels cannot deadlock (PostgreSQL).
-    let names: Vec<Vec<String>> = notes
-        .iter()
-        .map(|(_, note)| note.channels.iter().map(ToString::to_string).collect())
-        .collect();
-    let mut by_name = std::collections::BTreeMap::<&str, i64>::new();
-    for name in names.iter().flatten() {
-        *by_name.entry(name.as_str()).or_default() += 1;
+    let plan = EnvelopePlan::of(notes)?;
+    if plan.counts.is_empty() {
+        return Ok(plan.appended(&HashMap::new())?.0);
     }
-    let counts: Vec<(String, i64)> = by_name
-        .into_iter()
-        .map(|(name, n)| (name.to_string(), n))
-        .collect();
-    let index: std::collections::HashMap<String, usize> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, (name, _))| (name.clone(), i))
-        .collect();
-    if counts.is_empty() {
-        return Ok(vec![Vec::new(); notes.len()]);
-    }
-    // The next seq of each channel: the new head less its count, plus one.
-    let mut next = vec![0i64; counts.len()];
-    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
-        let heads_sql = format!(
-            "INSERT INTO channel_heads (channel, seq) VALUES {} \
-             ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + excluded.seq \
-             RETURNING channel, seq",
-            value_rows(chunk.len(), 2, "")
-        );
-        let mut heads = sqlx::query(&heads_sql);
-        for (name, count) in chunk {
-            heads = heads.bind(name).bind(*count);
-        }
-        for row in heads.fetch_all(&mut *conn).await? {
-            let name: String = row.try_get("channel")?;
-            let head: i64 = row.try_get("seq")?;
-            let i = *index
-                .get(&name)
-                .ok_or_else(|| CoreError::Invalid(format!("unasked head returned: {name}")))?;
-            next[i] = head - counts[i].1 + 1;
+    let mut heads = HashMap::new();
+    for chunk in plan.counts.chunks(ROWS_PER_STATEMENT) {
+        for row in heads_stmt(chunk).query().fetch_all(&mut *conn).await? {
+            heads.insert(
+                row.try_get::<String, _>("channel")?,
+                row.try_get::<i64, _>("seq")?,
+            );
         }
     }
-    if let Some(i) = next.iter().position(|n| *n == 0) {
-        let name = &counts[i].0;
-        return Err(CoreError::Invalid(format!("no head returned for {name}")));
-    }
-    // The body once per notification, whatever its number of channels;
-    // each log row points at it and adds its own channel and seq.
-    let mut bodies = Vec::new();
-    for ((source, note), names) in notes.iter().zip(&names) {
-        if names.is_empty() {
-            continue;
-        }
-        bodies.push((body_of(source, note)?, source.occurred_at));
-    }
-    let mut body_ids = Vec::with_capacity(bodies.len());
-    for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+    let mut body_ids = Vec::with_capacity(plan.bodies.len());
+    for chunk in plan.bodies.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO channel_bodies (body, occurred_at) VALUES {} RETURNING id",
             value_rows(chunk.len(), 2, "")
@@ -232,44 +189,159 @@ pub async fn append_all(
         ids.sort_unstable();
         body_ids.extend(ids);
     }
-    if body_ids.len() != bodies.len() {
+    if body_ids.len() != plan.bodies.len() {
         return Err(CoreError::Invalid("a channel body was not stored".into()));
     }
-    let mut out = Vec::with_capacity(notes.len());
-    let mut rows = Vec::new();
-    let mut body_ids = body_ids.into_iter();
-    for ((source, _), names) in notes.iter().zip(names) {
-        let mut appended = Vec::with_capacity(names.len());
-        if !names.is_empty() {
-            let body_id = body_ids
-                .next()
-                .ok_or_else(|| CoreError::Invalid("a channel body is missing".into()))?;
-            for name in names {
-                let i = index[&name];
-                let seq = next[i];
-                next[i] += 1;
-                rows.push((name.clone(), seq, body_id, source.occurred_at));
-                appended.push(Appended { channel: name, seq });
-            }
-        }
-        out.push(appended);
-    }
+    let (out, rows) = plan.appended(&heads)?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let log_sql = format!(
             "INSERT INTO channel_log (channel, seq, body_id, occurred_at) VALUES {}",
             value_rows(chunk.len(), 4, "")
         );
         let mut log = sqlx::query(&log_sql);
-        for (channel, seq, body_id, at) in chunk {
+        for row in chunk {
             log = log
-                .bind(channel.as_str())
-                .bind(*seq)
-                .bind(*body_id)
-                .bind(*at);
+                .bind(row.channel.as_str())
+                .bind(row.seq)
+                .bind(body_ids[row.body])
+                .bind(row.at);
         }
         log.execute(&mut *conn).await?;
     }
     Ok(out)
+}
+
+/// The envelopes of a batch's notifications, planned before any is
+/// written: how far each channel's head moves, the bodies to store, and
+/// which channels each notification goes to.
+#[derive(Debug)]
+pub struct EnvelopePlan {
+    /// How many envelopes each channel takes, channels in name order:
+    /// every transaction takes the heads' row locks in that one order, so
+    /// two batches naming the same channels cannot deadlock (PostgreSQL).
+    pub counts: Vec<(String, i64)>,
+    /// One body per notification with channels, whatever their number,
+    /// and when it occurred; each log row points at one.
+    pub bodies: Vec<(String, i64)>,
+    /// Each notification's channels, in order.
+    names: Vec<Vec<String>>,
+}
+
+/// One log row of a plan: its channel, its seq, the index of its body in
+/// [`EnvelopePlan::bodies`], and when it occurred.
+#[derive(Debug)]
+pub struct LogRow {
+    pub channel: String,
+    pub seq: i64,
+    pub body: usize,
+    pub at: i64,
+}
+
+impl EnvelopePlan {
+    pub fn of(notes: &[(&StoredEvent, &Notification)]) -> CoreResult<EnvelopePlan> {
+        let names: Vec<Vec<String>> = notes
+            .iter()
+            .map(|(_, note)| note.channels.iter().map(ToString::to_string).collect())
+            .collect();
+        let mut by_name = std::collections::BTreeMap::<&str, i64>::new();
+        for name in names.iter().flatten() {
+            *by_name.entry(name.as_str()).or_default() += 1;
+        }
+        let counts = by_name
+            .into_iter()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect();
+        let mut bodies = Vec::new();
+        for ((source, note), names) in notes.iter().zip(&names) {
+            if !names.is_empty() {
+                bodies.push((body_of(source, note)?, source.occurred_at));
+            }
+        }
+        Ok(EnvelopePlan {
+            counts,
+            bodies,
+            names,
+        })
+    }
+
+    /// Given the channels' new heads: what each notification appended,
+    /// and the log rows. A channel named k times in the batch moved its
+    /// head by k; its envelopes take the k seqs up to the new head, in
+    /// batch order.
+    pub fn appended(
+        &self,
+        heads: &HashMap<String, i64>,
+    ) -> CoreResult<(Vec<Vec<Appended>>, Vec<LogRow>)> {
+        let mut next = HashMap::with_capacity(self.counts.len());
+        for (name, count) in &self.counts {
+            let head = heads
+                .get(name)
+                .ok_or_else(|| CoreError::Invalid(format!("no head returned for {name}")))?;
+            next.insert(name.as_str(), head - count + 1);
+        }
+        let mut out = Vec::with_capacity(self.names.len());
+        let mut rows = Vec::new();
+        let mut body = 0;
+        for names in &self.names {
+            let mut appended = Vec::with_capacity(names.len());
+            if !names.is_empty() {
+                let at = self.bodies[body].1;
+                for name in names {
+                    let seq = next
+                        .get_mut(name.as_str())
+                        .ok_or_else(|| CoreError::Invalid(format!("unplanned channel {name}")))?;
+                    rows.push(LogRow {
+                        channel: name.clone(),
+                        seq: *seq,
+                        body,
+                        at,
+                    });
+                    appended.push(Appended {
+                        channel: name.clone(),
+                        seq: *seq,
+                    });
+                    *seq += 1;
+                }
+                body += 1;
+            }
+            out.push(appended);
+        }
+        Ok((out, rows))
+    }
+
+    /// The log rows as the fused statement writes them: each row's seq
+    /// counted back from its channel's new head (`head - from_end`), as
+    /// (channel, from_end, body index, occurred_at).
+    pub fn rows_from_end(&self) -> CoreResult<Vec<(String, i64, usize, i64)>> {
+        // Seqs as if every head were its count: seq - count = -from_end.
+        let heads: HashMap<String, i64> = self.counts.iter().cloned().collect();
+        let counts = heads.clone();
+        let (_, rows) = self.appended(&heads)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let from_end = counts.get(&r.channel).copied().unwrap_or(0) - r.seq;
+                (r.channel, from_end, r.body, r.at)
+            })
+            .collect())
+    }
+}
+
+/// The heads' upsert for `counts`: each channel's head moves by its count;
+/// returns (channel, new head).
+pub fn heads_stmt(counts: &[(String, i64)]) -> Stmt {
+    Stmt {
+        sql: format!(
+            "INSERT INTO channel_heads (channel, seq) VALUES {} \
+             ON CONFLICT (channel) DO UPDATE SET seq = channel_heads.seq + excluded.seq \
+             RETURNING channel, seq",
+            value_rows(counts.len(), 2, "")
+        ),
+        args: counts
+            .iter()
+            .flat_map(|(name, n)| [Arg::from(name.as_str()), Arg::Int(*n)])
+            .collect(),
+    }
 }
 
 /// The stored body of `note`'s envelopes.

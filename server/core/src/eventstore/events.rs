@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{CoreError, CoreResult},
+    eventstore::sql::{Arg, Stmt},
     identity::accounts::parse_uuid,
 };
 
@@ -481,7 +482,49 @@ pub fn prepare(
 
 /// Event rows one statement of [`insert_all`] writes at most (nine
 /// parameters each, well under both backends' limits).
-const EVENTS_PER_STATEMENT: usize = 500;
+pub const EVENTS_PER_STATEMENT: usize = 500;
+
+/// The insert of `rows` (at most [`EVENTS_PER_STATEMENT`]), returning
+/// their positions.
+pub fn insert_stmt(rows: &[EventRow]) -> Stmt {
+    let values = crate::eventstore::sql::value_rows(rows.len(), 9, "");
+    let mut args = Vec::with_capacity(rows.len() * 9);
+    for row in rows {
+        args.extend([
+            Arg::from(row.event_id.to_string()),
+            row.aggregate_type.as_str().into(),
+            row.aggregate_uuid.to_string().into(),
+            row.version.into(),
+            row.event_type.into(),
+            row.schema_version.into(),
+            row.payload.as_str().into(),
+            row.metadata.as_str().into(),
+            row.occurred_at.into(),
+        ]);
+    }
+    Stmt {
+        sql: format!(
+            "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
+             aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
+             VALUES {values} RETURNING id"
+        ),
+        args,
+    }
+}
+
+/// What an event insert's error means: a version conflict when it broke
+/// a unique key of `stored_events` (reported on the first of `rows`).
+pub fn conflict_of(e: sqlx::Error, rows: &[EventRow]) -> CoreError {
+    if CoreError::is_unique_violation(&e) {
+        if let Some(first) = rows.first() {
+            return CoreError::VersionConflict {
+                aggregate: first.aggregate_uuid,
+                expected: first.version - 1,
+            };
+        }
+    }
+    e.into()
+}
 
 /// Inserts event rows, of one aggregate or many, in multi-row statements;
 /// returns their positions in row order. A row whose aggregate already
@@ -490,37 +533,13 @@ const EVENTS_PER_STATEMENT: usize = 500;
 pub async fn insert_all(conn: &mut AnyConnection, rows: &[EventRow]) -> CoreResult<Vec<i64>> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(EVENTS_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 9, "");
-        let sql = format!(
-            "INSERT INTO stored_events (event_id, aggregate_type, aggregate_uuid, \
-             aggregate_version, event_type, event_version, payload, metadata, occurred_at) \
-             VALUES {values} RETURNING id"
-        );
-        let mut insert = sqlx::query(&sql);
-        for row in chunk {
-            insert = insert
-                .bind(row.event_id.to_string())
-                .bind(row.aggregate_type.as_str())
-                .bind(row.aggregate_uuid.to_string())
-                .bind(row.version)
-                .bind(row.event_type)
-                .bind(row.schema_version)
-                .bind(row.payload.as_str())
-                .bind(row.metadata.as_str())
-                .bind(row.occurred_at);
-        }
-        let mut positions = match insert.fetch_all(&mut *conn).await {
+        let stmt = insert_stmt(chunk);
+        let mut positions = match stmt.query().fetch_all(&mut *conn).await {
             Ok(found) => found
                 .iter()
                 .map(|row| row.try_get::<i64, _>("id"))
                 .collect::<Result<Vec<_>, _>>()?,
-            Err(e) if CoreError::is_unique_violation(&e) => {
-                return Err(CoreError::VersionConflict {
-                    aggregate: chunk[0].aggregate_uuid,
-                    expected: chunk[0].version - 1,
-                })
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(conflict_of(e, chunk)),
         };
         if positions.len() != chunk.len() {
             return Err(CoreError::Invalid("an event was not stored".into()));

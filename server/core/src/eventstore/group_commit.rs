@@ -54,6 +54,7 @@ use crate::{
     db::{Backend, Db},
     error::{CoreError, CoreResult},
     eventstore::batch::{Batch, Reads},
+    eventstore::batch_end,
     eventstore::store::{self, Staged, Written},
 };
 
@@ -146,6 +147,9 @@ pub struct Stats {
     pub splits: u64,
     /// Writes run in a transaction of their own.
     pub alone: u64,
+    /// Transactions (batches or writes alone) whose end was one
+    /// statement (PostgreSQL, `batch_end`).
+    pub fused: u64,
 }
 
 #[derive(Default)]
@@ -154,6 +158,7 @@ struct Counters {
     batched: AtomicU64,
     splits: AtomicU64,
     alone: AtomicU64,
+    fused: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -187,6 +192,7 @@ impl GroupCommit {
             batched: c.batched.load(Relaxed),
             splits: c.splits.load(Relaxed),
             alone: c.alone.load(Relaxed),
+            fused: c.fused.load(Relaxed),
         }
     }
 
@@ -302,13 +308,13 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
         if segment.len() == 1 {
             for mut job in segment {
                 stats.alone.fetch_add(1, Relaxed);
-                let result = alone(db, job.as_mut()).await;
+                let result = alone(db, stats, job.as_mut()).await;
                 job.finish(result);
             }
             continue;
         }
         stats.batches.fetch_add(1, Relaxed);
-        match together(db, &mut segment).await {
+        match together(db, stats, &mut segment).await {
             Ok(written) => {
                 stats.batched.fetch_add(segment.len() as u64, Relaxed);
                 for (job, written) in segment.into_iter().zip(written) {
@@ -366,7 +372,11 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
 }
 
 /// The whole batch in one transaction.
-async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written>, Failed> {
+async fn together(
+    db: &Db,
+    stats: &Counters,
+    batch: &mut [Box<dyn Pending>],
+) -> Result<Vec<Written>, Failed> {
     let tx = store::begin_write(db).await.map_err(Failed::Begin)?;
     let mut b = Batch::new(tx);
     let reads: Vec<Reads> = batch.iter().filter_map(|job| job.reads()).collect();
@@ -381,15 +391,32 @@ async fn together(db: &Db, batch: &mut [Box<dyn Pending>]) -> Result<Vec<Written
                 .map_err(|e| Failed::Before(Some(i), e))?,
         );
     }
-    let written = finish(&mut b, staged)
+    let written = finish(db.backend, stats, &mut b, staged)
         .await
         .map_err(|e| Failed::Before(None, e))?;
     b.commit().await.map_err(|e| Failed::Commit(e.into()))?;
     Ok(written)
 }
 
-/// What a batch deferred, then its envelopes: what each write wrote.
-async fn finish(b: &mut Batch, mut staged: Vec<Staged>) -> CoreResult<Vec<Written>> {
+/// What a batch deferred, then its envelopes: what each write wrote. On
+/// PostgreSQL in one statement when the batch allows (`batch_end`).
+async fn finish(
+    backend: Backend,
+    stats: &Counters,
+    b: &mut Batch,
+    staged: Vec<Staged>,
+) -> CoreResult<Vec<Written>> {
+    let mut staged = if backend == Backend::Postgres {
+        match batch_end::fused(b, staged).await? {
+            Ok(written) => {
+                stats.fused.fetch_add(1, Relaxed);
+                return Ok(written);
+            }
+            Err(staged) => staged,
+        }
+    } else {
+        staged
+    };
     b.finish(&mut staged).await?;
     store::append_envelopes(b, staged).await
 }
@@ -400,10 +427,10 @@ async fn finish(b: &mut Batch, mut staged: Vec<Staged>) -> CoreResult<Vec<Writte
 const DEADLOCK_RETRIES: usize = 3;
 
 /// One write in its own transaction.
-async fn alone(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
+async fn alone(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
     let mut tries = 0;
     loop {
-        match alone_once(db, job).await {
+        match alone_once(db, stats, job).await {
             Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
                 tries += 1;
                 metrics::counter!("lockstep_group_commit_deadlocks_total").increment(1);
@@ -418,10 +445,10 @@ fn is_deadlock(e: &CoreError) -> bool {
     matches!(e, CoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
 }
 
-async fn alone_once(db: &Db, job: &mut dyn Pending) -> CoreResult<Written> {
+async fn alone_once(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
     let mut b = Batch::new(store::begin_write(db).await?);
     let staged = job.run(&mut b).await?;
-    let written = finish(&mut b, vec![staged])
+    let written = finish(db.backend, stats, &mut b, vec![staged])
         .await?
         .pop()
         .unwrap_or_default();

@@ -2,7 +2,8 @@
 //! events and their upcasting ([`events`]), the write path ([`store`]),
 //! the projectors that keep the read models ([`projections`]), the
 //! sequenced channel log ([`channels`]), group commit ([`group_commit`])
-//! with its batches' writes planned per batch ([`batch`]), and the durable side-effect queues
+//! with its batches' writes planned per batch ([`batch`]) and, on
+//! PostgreSQL, ended in one statement ([`batch_end`]), and the durable side-effect queues
 //! written in the same transaction: the [`outbox`] and the [`timers`].
 //! [`replay`] rebuilds read models from the stream.
 //!
@@ -10,6 +11,7 @@
 //! `crate::reactors` (what a job does) and `crate::workers` (the loops).
 
 pub mod batch;
+pub mod batch_end;
 pub mod channels;
 pub mod events;
 pub mod group_commit;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::{
     db::{Db, ExecuteWrite},
     error::CoreResult,
+    eventstore::sql::{Arg, Stmt},
     identity::accounts::parse_uuid,
 };
 
@@ -56,6 +57,15 @@ const ENQUEUE_PER_STATEMENT: usize = 500;
 
 /// [`enqueue`] of many rows, one statement per [`ENQUEUE_PER_STATEMENT`].
 pub async fn enqueue_all(conn: &mut AnyConnection, jobs: &[NewJob]) -> CoreResult<()> {
+    for stmt in enqueue_stmts(jobs) {
+        stmt.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`enqueue_all`].
+pub fn enqueue_stmts(jobs: &[NewJob]) -> Vec<Stmt> {
+    let mut out = Vec::new();
     for chunk in jobs.chunks(ENQUEUE_PER_STATEMENT) {
         let values = (0..chunk.len())
             .map(|r| {
@@ -73,16 +83,17 @@ pub async fn enqueue_all(conn: &mut AnyConnection, jobs: &[NewJob]) -> CoreResul
             "INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
              VALUES {values} ON CONFLICT (event_id, reactor) DO NOTHING"
         );
-        let mut insert = sqlx::query(&sql);
+        let mut args = Vec::with_capacity(chunk.len() * 3);
         for job in chunk {
-            insert = insert
-                .bind(job.event_id.to_string())
-                .bind(job.reactor)
-                .bind(job.at);
+            args.extend([
+                Arg::from(job.event_id.to_string()),
+                job.reactor.into(),
+                job.at.into(),
+            ]);
         }
-        insert.execute(&mut *conn).await?;
+        out.push(Stmt { sql, args });
     }
-    Ok(())
+    out
 }
 
 /// A claimed outbox row.
@@ -154,20 +165,31 @@ const DONE_PER_STATEMENT: usize = 500;
 /// Marks outbox rows done, inside the caller's transaction: `(id, when)`,
 /// one statement per [`DONE_PER_STATEMENT`].
 pub async fn complete_all(conn: &mut AnyConnection, done: &[(i64, i64)]) -> CoreResult<()> {
-    for chunk in done.chunks(DONE_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 2, "");
-        // VALUES columns are column1.. on both backends.
-        let sql = format!(
-            "UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = v.column2 \
-             FROM (VALUES {values}) AS v WHERE outbox.id = v.column1"
-        );
-        let mut update = sqlx::query(&sql);
-        for (id, at) in chunk {
-            update = update.bind(*id).bind(*at);
-        }
-        update.execute(&mut *conn).await?;
+    for stmt in complete_stmts(done) {
+        stmt.query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The statements of [`complete_all`].
+pub fn complete_stmts(done: &[(i64, i64)]) -> Vec<Stmt> {
+    done.chunks(DONE_PER_STATEMENT)
+        .map(|chunk| {
+            let values = crate::eventstore::sql::value_rows(chunk.len(), 2, "");
+            let args = chunk
+                .iter()
+                .flat_map(|(id, at)| [Arg::Int(*id), Arg::Int(*at)])
+                .collect();
+            // VALUES columns are column1.. on both backends.
+            Stmt {
+                sql: format!(
+                    "UPDATE outbox SET status = 'done', attempts = attempts + 1, finished_at = v.column2 \
+                     FROM (VALUES {values}) AS v WHERE outbox.id = v.column1"
+                ),
+                args,
+            }
+        })
+        .collect()
 }
 
 /// Delay before attempt `attempts + 1`: 0.5 s doubling, at most a minute.

@@ -169,36 +169,65 @@ pub async fn append_envelopes(
     conn: &mut AnyConnection,
     staged: Vec<Staged>,
 ) -> CoreResult<Vec<Written>> {
-    let latest: Vec<LatestStatus> = staged
-        .iter()
-        .flat_map(|s| s.latest.iter().copied())
-        .collect();
-    let mut ended: Vec<String> = staged
-        .iter()
-        .flat_map(|s| s.ended_timers.iter().cloned())
-        .collect();
-    ended.sort_unstable();
-    timers::cancel_all(conn, &ended).await?;
-    let new_timers: Vec<NewTimer> = staged
-        .iter()
-        .flat_map(|s| s.timers.iter().copied())
-        .collect();
-    timers::schedule_all(conn, &new_timers).await?;
-    let jobs: Vec<NewJob> = staged.iter().flat_map(|s| s.jobs.iter().copied()).collect();
-    outbox::enqueue_all(conn, &jobs).await?;
-    open_requests::write_latest(conn, &latest).await?;
-    let notes: Vec<(&StoredEvent, &Notification)> = staged
+    let end = EndWrites::of(&staged);
+    timers::cancel_all(conn, &end.ended_timers).await?;
+    timers::schedule_all(conn, &end.timers).await?;
+    outbox::enqueue_all(conn, &end.jobs).await?;
+    open_requests::write_latest(conn, &end.latest).await?;
+    let appended = channels::append_all(conn, &notes_of(&staged)).await?;
+    Ok(written_of(staged, appended))
+}
+
+/// What a batch's staged writes leave for its end, gathered in batch
+/// order (the ended timers sorted: one lock order).
+pub struct EndWrites {
+    pub ended_timers: Vec<String>,
+    pub timers: Vec<NewTimer>,
+    pub jobs: Vec<NewJob>,
+    pub latest: Vec<LatestStatus>,
+}
+
+impl EndWrites {
+    pub fn of(staged: &[Staged]) -> EndWrites {
+        let mut ended_timers: Vec<String> = staged
+            .iter()
+            .flat_map(|s| s.ended_timers.iter().cloned())
+            .collect();
+        ended_timers.sort_unstable();
+        EndWrites {
+            ended_timers,
+            timers: staged
+                .iter()
+                .flat_map(|s| s.timers.iter().copied())
+                .collect(),
+            jobs: staged.iter().flat_map(|s| s.jobs.iter().copied()).collect(),
+            latest: staged
+                .iter()
+                .flat_map(|s| s.latest.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// The staged writes' notifications with their events, in batch order.
+pub fn notes_of(staged: &[Staged]) -> Vec<(&StoredEvent, &Notification)> {
+    staged
         .iter()
         .flat_map(|s| s.notes.iter().map(|(i, n)| (&s.events[*i], n)))
-        .collect();
-    let mut appended = channels::append_all(conn, &notes).await?.into_iter();
-    Ok(staged
+        .collect()
+}
+
+/// Each write's result, given what each notification appended (in the
+/// order of [`notes_of`]).
+pub fn written_of(staged: Vec<Staged>, appended: Vec<Vec<Appended>>) -> Vec<Written> {
+    let mut appended = appended.into_iter();
+    staged
         .into_iter()
         .map(|s| Written {
             appended: appended.by_ref().take(s.notes.len()).flatten().collect(),
             events: s.events,
         })
-        .collect())
+        .collect()
 }
 
 /// Appends and projects, inside the caller's transaction.

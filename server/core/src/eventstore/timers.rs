@@ -5,7 +5,12 @@
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::{db::Db, error::CoreResult, identity::accounts::parse_uuid};
+use crate::{
+    db::Db,
+    error::CoreResult,
+    eventstore::sql::{Arg, Stmt},
+    identity::accounts::parse_uuid,
+};
 
 /// An open command's deadline for the locker's answer.
 pub const OPEN_TIMEOUT: &str = "open_timeout";
@@ -29,37 +34,57 @@ const SCHEDULE_PER_STATEMENT: usize = 500;
 /// Inserts timers (one already there is kept), one statement per
 /// [`SCHEDULE_PER_STATEMENT`].
 pub async fn schedule_all(conn: &mut AnyConnection, timers: &[NewTimer]) -> CoreResult<()> {
-    for chunk in timers.chunks(SCHEDULE_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
-        let sql = format!(
-            "INSERT INTO timers (id, kind, subject, due_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
-        );
-        let mut insert = sqlx::query(&sql);
-        for t in chunk {
-            insert = insert
-                .bind(timer_id(t.kind, t.subject))
-                .bind(t.kind)
-                .bind(t.subject.to_string())
-                .bind(t.due_at);
-        }
-        insert.execute(&mut *conn).await?;
+    for stmt in schedule_stmts(timers) {
+        stmt.query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The statements of [`schedule_all`].
+pub fn schedule_stmts(timers: &[NewTimer]) -> Vec<Stmt> {
+    timers
+        .chunks(SCHEDULE_PER_STATEMENT)
+        .map(|chunk| {
+            let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
+            let mut args = Vec::with_capacity(chunk.len() * 4);
+            for t in chunk {
+                args.extend([
+                    Arg::from(timer_id(t.kind, t.subject)),
+                    t.kind.into(),
+                    t.subject.to_string().into(),
+                    t.due_at.into(),
+                ]);
+            }
+            Stmt {
+                sql: format!(
+                    "INSERT INTO timers (id, kind, subject, due_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
+                ),
+                args,
+            }
+        })
+        .collect()
 }
 
 /// Drops deadlines that no longer matter (their commands ended), so they
 /// neither fire later nor stay in the table: a batch's in one statement.
 pub async fn cancel_all(conn: &mut AnyConnection, ids: &[String]) -> CoreResult<()> {
-    for chunk in ids.chunks(CANCEL_PER_STATEMENT) {
-        let list = crate::eventstore::sql::in_list(chunk.len());
-        let sql = format!("DELETE FROM timers WHERE id IN ({list})");
-        let mut delete = sqlx::query(&sql);
-        for id in chunk {
-            delete = delete.bind(id.as_str());
-        }
-        delete.execute(&mut *conn).await?;
+    for stmt in cancel_stmts(ids) {
+        stmt.query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The statements of [`cancel_all`].
+pub fn cancel_stmts(ids: &[String]) -> Vec<Stmt> {
+    ids.chunks(CANCEL_PER_STATEMENT)
+        .map(|chunk| Stmt {
+            sql: format!(
+                "DELETE FROM timers WHERE id IN ({})",
+                crate::eventstore::sql::in_list(chunk.len())
+            ),
+            args: chunk.iter().map(|id| Arg::from(id.as_str())).collect(),
+        })
+        .collect()
 }
 
 /// Timers one DELETE names at most.

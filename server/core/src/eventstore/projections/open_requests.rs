@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{
     error::{parse_wire, parse_wire_opt, CoreResult},
     eventstore::events::{DomainEvent, StoredEvent},
+    eventstore::sql::{Arg, Stmt},
     identity::accounts::parse_uuid,
 };
 
@@ -207,34 +208,46 @@ const INSERTS_PER_STATEMENT: usize = 200;
 /// Inserts requested commands' rows, one statement per
 /// [`INSERTS_PER_STATEMENT`].
 pub async fn insert_rows(conn: &mut AnyConnection, rows: &[NewRow]) -> CoreResult<()> {
-    for chunk in rows.chunks(INSERTS_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 14, "");
-        let sql = format!(
-            "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, user_id, \
-             actor_id, override, override_reason, status, requested_at, updated_at, \
-             authorized_at, denied_at, denial_reason) VALUES {values}"
-        );
-        let mut insert = sqlx::query(&sql);
-        for r in chunk {
-            insert = insert
-                .bind(r.command.to_string())
-                .bind(r.tenant.to_string())
-                .bind(r.compartment.to_string())
-                .bind(r.bank.to_string())
-                .bind(r.user.to_string())
-                .bind(r.actor.to_string())
-                .bind(i64::from(r.override_))
-                .bind(r.reason.clone())
-                .bind(r.status.as_str())
-                .bind(r.requested_at)
-                .bind(r.updated_at)
-                .bind(r.authorized_at)
-                .bind(r.denied_at)
-                .bind(r.denial_reason.clone());
-        }
-        insert.execute(&mut *conn).await?;
+    for stmt in insert_stmts(rows) {
+        stmt.query().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The statements of [`insert_rows`].
+pub fn insert_stmts(rows: &[NewRow]) -> Vec<Stmt> {
+    rows.chunks(INSERTS_PER_STATEMENT)
+        .map(|chunk| {
+            let values = crate::eventstore::sql::value_rows(chunk.len(), 14, "");
+            let mut args = Vec::with_capacity(chunk.len() * 14);
+            for r in chunk {
+                args.extend([
+                    Arg::from(r.command.to_string()),
+                    r.tenant.to_string().into(),
+                    r.compartment.to_string().into(),
+                    r.bank.to_string().into(),
+                    r.user.to_string().into(),
+                    r.actor.to_string().into(),
+                    i64::from(r.override_).into(),
+                    r.reason.clone().into(),
+                    r.status.as_str().into(),
+                    r.requested_at.into(),
+                    r.updated_at.into(),
+                    r.authorized_at.into(),
+                    r.denied_at.into(),
+                    r.denial_reason.clone().into(),
+                ]);
+            }
+            Stmt {
+                sql: format!(
+                    "INSERT INTO open_requests (command_id, tenant_id, compartment_id, bank_id, \
+                     user_id, actor_id, override, override_reason, status, requested_at, \
+                     updated_at, authorized_at, denied_at, denial_reason) VALUES {values}"
+                ),
+                args,
+            }
+        })
+        .collect()
 }
 
 /// Applies `ev` to the command's row; for an event that changed it,
@@ -391,6 +404,22 @@ pub async fn update_rows(
     returning: bool,
 ) -> CoreResult<Vec<OpenParties>> {
     let mut out = Vec::new();
+    for stmt in update_stmts(changes, returning) {
+        let update = stmt.query();
+        if returning {
+            for row in update.fetch_all(&mut *conn).await? {
+                out.push(OpenParties::from_row(&row)?);
+            }
+        } else {
+            update.execute(&mut *conn).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// The statements of [`update_rows`].
+pub fn update_stmts(changes: &[RowUpdate], returning: bool) -> Vec<Stmt> {
+    let mut out = Vec::new();
     for chunk in changes.chunks(UPDATES_PER_STATEMENT) {
         let values = crate::eventstore::sql::value_rows(chunk.len(), 13, "");
         // VALUES columns are column1.. on both backends. A time set means
@@ -416,7 +445,7 @@ pub async fn update_rows(
                 String::new()
             }
         );
-        let mut update = sqlx::query(&sql);
+        let mut args = Vec::with_capacity(chunk.len() * 13);
         for c in chunk {
             let (denied_at, denial) = c.denied.clone().unzip();
             let (failed_at, failure, detail) = match c.failed.clone() {
@@ -424,30 +453,25 @@ pub async fn update_rows(
                 None => (None, None, None),
             };
             let (late_at, late) = c.late.clone().unzip();
-            update = update
-                .bind(c.command.to_string())
-                .bind(c.status.map(|s| s.as_str()))
-                .bind(c.authorized_at)
-                .bind(denied_at)
-                .bind(denial)
-                .bind(c.sent_at)
-                .bind(c.opened_at)
-                .bind(failed_at)
-                .bind(failure)
-                .bind(detail)
-                .bind(late_at)
-                .bind(late)
-                .bind(c.updated_at);
+            args.extend([
+                Arg::from(c.command.to_string()),
+                c.status.map(|s| s.as_str()).into(),
+                c.authorized_at.into(),
+                denied_at.into(),
+                denial.into(),
+                c.sent_at.into(),
+                c.opened_at.into(),
+                failed_at.into(),
+                failure.into(),
+                detail.into(),
+                late_at.into(),
+                late.into(),
+                c.updated_at.into(),
+            ]);
         }
-        if returning {
-            for row in update.fetch_all(&mut *conn).await? {
-                out.push(OpenParties::from_row(&row)?);
-            }
-        } else {
-            update.execute(&mut *conn).await?;
-        }
+        out.push(Stmt { sql, args });
     }
-    Ok(out)
+    out
 }
 
 /// An open command as its transitions read it: its stream version and
@@ -522,29 +546,42 @@ pub struct LatestStatus {
 /// two plans ever differ and deadlock, the victim's writes run again
 /// alone (`group_commit`).
 pub async fn write_latest(conn: &mut AnyConnection, latest: &[LatestStatus]) -> CoreResult<()> {
+    for stmt in latest_stmts(latest) {
+        stmt.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`write_latest`]: the last status of each
+/// compartment, in compartment order.
+pub fn latest_stmts(latest: &[LatestStatus]) -> Vec<Stmt> {
     let mut last = std::collections::BTreeMap::new();
     for l in latest {
         last.insert(l.compartment, *l);
     }
     let last: Vec<LatestStatus> = last.into_values().collect();
-    for chunk in last.chunks(LATEST_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
-        // VALUES columns are column1.. on both backends.
-        let sql = format!(
-            "UPDATE compartments SET latest_status = v.column2, latest_command_id = v.column3, \
-             updated_at = v.column4 FROM (VALUES {values}) AS v WHERE compartments.id = v.column1"
-        );
-        let mut update = sqlx::query(&sql);
-        for l in chunk {
-            update = update
-                .bind(l.compartment.to_string())
-                .bind(l.status.as_str())
-                .bind(l.command.to_string())
-                .bind(l.at);
-        }
-        update.execute(&mut *conn).await?;
-    }
-    Ok(())
+    last.chunks(LATEST_PER_STATEMENT)
+        .map(|chunk| {
+            let values = crate::eventstore::sql::value_rows(chunk.len(), 4, "");
+            let mut args = Vec::with_capacity(chunk.len() * 4);
+            for l in chunk {
+                args.extend([
+                    Arg::from(l.compartment.to_string()),
+                    l.status.as_str().into(),
+                    l.command.to_string().into(),
+                    l.at.into(),
+                ]);
+            }
+            // VALUES columns are column1.. on both backends.
+            Stmt {
+                sql: format!(
+                    "UPDATE compartments SET latest_status = v.column2, latest_command_id = v.column3, \
+                     updated_at = v.column4 FROM (VALUES {values}) AS v WHERE compartments.id = v.column1"
+                ),
+                args,
+            }
+        })
+        .collect()
 }
 
 /// Compartments one statement of [`write_latest`] names at most.
