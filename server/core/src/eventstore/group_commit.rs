@@ -61,10 +61,12 @@ use crate::{
 /// The most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 /// Writers on PostgreSQL, which runs transactions side by side: while one
-/// batch waits on a round trip or its commit's flush, others run. Their
-/// batches meet only on the channel heads, written last. SQLite has one
-/// writer at a time, so one.
-pub const POSTGRES_WRITERS: usize = 4;
+/// batch waits on a round trip or its commit's flush, the other runs.
+/// Their batches meet on the channel heads, written last, and a tenant's
+/// open requests all move one head, so more writers mostly wait on each
+/// other there: two measured better than one and four (docs/benchmarks.md,
+/// "Fourth pass"). SQLite has one writer at a time, so one.
+pub const POSTGRES_WRITERS: usize = 2;
 /// Writes that may wait for a writer before callers wait to queue.
 const QUEUE: usize = 8192;
 
