@@ -15,8 +15,13 @@
 //! inserted and changed, no timer both ended and scheduled (otherwise,
 //! and when a kind needs more than one statement, the batch ends one
 //! statement at a time, `store::append_envelopes`). They run in the order
-//! listed, which is the order of the statements they replace (the final
-//! `SELECT` reads each in turn), so locks are taken in the same order.
+//! listed, which is the order of the statements they replace: the final
+//! `SELECT` reads each part to its end in turn (one `UNION ALL`, an Append
+//! that PostgreSQL runs child by child; a statement with data-modifying
+//! `WITH` parts is never planned parallel), so locks are taken in the same
+//! order. PostgreSQL's documentation does not promise that order for such
+//! parts; should it change, the cost is a deadlock, whose writes run
+//! again alone (`group_commit`), never a wrong row.
 //! The log rows take their seqs from the heads part's new heads, and
 //! their bodies' ids from a sequence read in the statement itself.
 
@@ -25,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 
 use crate::{
-    error::CoreResult,
+    error::{CoreError, CoreResult},
     eventstore::{
         batch::Batch,
         channels::{self, EnvelopePlan},
@@ -54,6 +59,19 @@ enum Read {
     Heads,
     /// Only that it ran (`RETURNING 1 AS x`, counted).
     Ran,
+    /// How many rows it wrote, read back under this name.
+    Counted(&'static str),
+}
+
+/// The counts the bodies' and the log rows' parts are read back as.
+const BODIES_WRITTEN: &str = "bodies";
+const LOG_WRITTEN: &str = "log rows";
+
+/// Whether `e` broke a unique key of `stored_events`: another writer
+/// appended at the same version first.
+fn breaks_events_key(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.is_unique_violation() && db.table() == Some("stored_events"))
 }
 
 /// Ends `b` in one statement when its parts allow (see the module
@@ -71,10 +89,15 @@ pub async fn fused(
     let (sql, args) = statement(&parts);
     let rows = match bind_all(sqlx::query(&sql), &args).fetch_all(&mut **b).await {
         Ok(rows) => rows,
-        Err(e) => return Err(events::conflict_of(e, b.deferred().events)),
+        // A version conflict is a unique key of the events broken; any
+        // other (a log row's seq, a command's id) is an integrity fault and
+        // stays the database error it is.
+        Err(e) if breaks_events_key(&e) => return Err(events::conflict_of(e, b.deferred().events)),
+        Err(e) => return Err(e.into()),
     };
     let mut positions = Vec::new();
     let mut heads = HashMap::new();
+    let mut counts = HashMap::new();
     for row in rows {
         let kind: String = row.try_get("k")?;
         match kind.as_str() {
@@ -82,14 +105,29 @@ pub async fn fused(
             "h" => {
                 heads.insert(row.try_get::<String, _>("c")?, row.try_get::<i64, _>("n")?);
             }
-            _ => {}
+            _ => {
+                counts.insert(kind, row.try_get::<i64, _>("n")?);
+            }
+        }
+    }
+    // The bodies and log rows are written through joins: every one
+    // planned must have been written.
+    let (appended, log) = plan.appended(&heads)?;
+    for (kind, expected) in [
+        (BODIES_WRITTEN, plan.bodies.len()),
+        (LOG_WRITTEN, log.len()),
+    ] {
+        let written = counts.get(kind).copied().unwrap_or(0);
+        if written != expected as i64 {
+            return Err(CoreError::Invalid(format!(
+                "the batch's end wrote {written} of {expected} {kind}"
+            )));
         }
     }
     // One statement's rows take increasing positions in VALUES order;
     // RETURNING's own order is not promised, so they are sorted back.
     positions.sort_unstable();
     b.ended(positions, &mut staged)?;
-    let (appended, _) = plan.appended(&heads)?;
     Ok(Ok(store::written_of(staged, appended)))
 }
 
@@ -209,11 +247,11 @@ fn envelope_parts(plan: &EnvelopePlan) -> CoreResult<Vec<Part>> {
                 ),
                 args: Vec::new(),
             },
-            read: Read::Ran,
+            read: Read::Counted(BODIES_WRITTEN),
         },
         Part {
             stmt: log,
-            read: Read::Ran,
+            read: Read::Counted(LOG_WRITTEN),
         },
     ])
 }
@@ -255,6 +293,9 @@ fn statement(parts: &[Part]) -> (String, Vec<Arg>) {
             Read::Positions => format!("SELECT 'e'::text AS k, id AS n, NULL::text AS c FROM p{i}"),
             Read::Heads => format!("SELECT 'h'::text AS k, seq AS n, channel AS c FROM p{i}"),
             Read::Ran => format!("SELECT 'x'::text AS k, count(*) AS n, NULL::text AS c FROM p{i}"),
+            Read::Counted(name) => {
+                format!("SELECT '{name}'::text AS k, count(*) AS n, NULL::text AS c FROM p{i}")
+            }
         });
     }
     (
