@@ -48,8 +48,23 @@ const MAX_ARGS: usize = 65_535;
 /// One part of the fused statement: its SQL (numbered from `$1`), its
 /// values, and what the final `SELECT` reads of it.
 struct Part {
+    /// The part's name in the statement when others refer to it (else
+    /// `p{index}`), and whether it is `MATERIALIZED` (computed once).
+    name: Option<&'static str>,
+    materialized: bool,
     stmt: Stmt,
     read: Read,
+}
+
+impl Part {
+    fn new(stmt: Stmt, read: Read) -> Part {
+        Part {
+            name: None,
+            materialized: false,
+            stmt,
+            read,
+        }
+    }
 }
 
 enum Read {
@@ -153,10 +168,10 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
         return Ok(None);
     }
     if !deferred.events.is_empty() {
-        parts.push(Part {
-            stmt: events::insert_stmt(deferred.events),
-            read: Read::Positions,
-        });
+        parts.push(Part::new(
+            events::insert_stmt(deferred.events),
+            Read::Positions,
+        ));
     }
     let kinds = [
         open_requests::insert_stmts(deferred.inserts),
@@ -173,10 +188,7 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
         }
         parts.extend(stmts.into_iter().map(|mut stmt| {
             stmt.sql.push_str(" RETURNING 1 AS x");
-            Part {
-                stmt,
-                read: Read::Ran,
-            }
+            Part::new(stmt, Read::Ran)
         }));
     }
     if !plan.counts.is_empty() {
@@ -193,8 +205,8 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
 /// whose bodies are found by their index in the plan.
 fn envelope_parts(plan: &EnvelopePlan) -> CoreResult<Vec<Part>> {
     let heads = Part {
-        stmt: channels::heads_stmt(&plan.counts),
-        read: Read::Heads,
+        name: Some(HEADS),
+        ..Part::new(channels::heads_stmt(&plan.counts), Read::Heads)
     };
     // `o`: the body's index; `MATERIALIZED` draws each id once.
     let bodies = Stmt {
@@ -217,7 +229,7 @@ fn envelope_parts(plan: &EnvelopePlan) -> CoreResult<Vec<Part>> {
         sql: format!(
             "INSERT INTO channel_log (channel, seq, body_id, occurred_at) \
              SELECT r.column1, h.seq - r.column2, b.id, r.column4 FROM (VALUES {}) AS r \
-             JOIN {HEADS} AS h ON h.channel = r.column1 JOIN {BODIES} AS b ON b.o = r.column3 \
+             JOIN {HEADS} AS h ON h.channel = r.column1 JOIN {BODY_IDS} AS b ON b.o = r.column3 \
              RETURNING 1 AS x",
             value_rows(rows.len(), 4, "")
         ),
@@ -236,30 +248,28 @@ fn envelope_parts(plan: &EnvelopePlan) -> CoreResult<Vec<Part>> {
     Ok(vec![
         heads,
         Part {
-            stmt: bodies,
-            read: Read::Ran,
+            name: Some(BODY_IDS),
+            materialized: true,
+            ..Part::new(bodies, Read::Ran)
         },
-        Part {
-            stmt: Stmt {
+        Part::new(
+            Stmt {
                 sql: format!(
                     "INSERT INTO channel_bodies (id, body, occurred_at) \
-                     SELECT id, body, at FROM {BODIES} RETURNING 1 AS x"
+                     SELECT id, body, at FROM {BODY_IDS} RETURNING 1 AS x"
                 ),
                 args: Vec::new(),
             },
-            read: Read::Counted(BODIES_WRITTEN),
-        },
-        Part {
-            stmt: log,
-            read: Read::Counted(LOG_WRITTEN),
-        },
+            Read::Counted(BODIES_WRITTEN),
+        ),
+        Part::new(log, Read::Counted(LOG_WRITTEN)),
     ])
 }
 
-/// The names the envelope parts refer to each other by: the heads part
-/// and the bodies' draw (see [`statement`], which names part `i` `p{i}`).
-const HEADS: &str = "{heads}";
-const BODIES: &str = "{bodies}";
+/// The names the envelope parts refer to each other by: the heads' upsert
+/// and the bodies' ids drawn from their sequence.
+const HEADS: &str = "new_heads";
+const BODY_IDS: &str = "body_ids";
 
 /// The one statement: `WITH p0 AS (…), p1 AS (…) … SELECT …` reading
 /// each part in turn, and its values.
@@ -267,34 +277,26 @@ fn statement(parts: &[Part]) -> (String, Vec<Arg>) {
     let mut ctes = Vec::with_capacity(parts.len());
     let mut selects = Vec::with_capacity(parts.len());
     let mut args = Vec::new();
-    let heads = parts
-        .iter()
-        .position(|p| matches!(p.read, Read::Heads))
-        .map(|i| format!("p{i}"))
-        .unwrap_or_default();
-    // The bodies' draw is the part right after the heads.
-    let bodies = parts
-        .iter()
-        .position(|p| matches!(p.read, Read::Heads))
-        .map(|i| format!("p{}", i + 1))
-        .unwrap_or_default();
     for (i, part) in parts.iter().enumerate() {
-        let sql = renumber(&part.stmt.sql, args.len())
-            .replace(HEADS, &heads)
-            .replace(BODIES, &bodies);
+        let name = part.name.map_or_else(|| format!("p{i}"), str::to_string);
+        let sql = renumber(&part.stmt.sql, args.len());
         args.extend(part.stmt.args.iter().cloned());
-        let is_draw = !heads.is_empty() && format!("p{i}") == bodies;
-        ctes.push(if is_draw {
-            format!("p{i} AS MATERIALIZED ({sql})")
+        let materialized = if part.materialized {
+            "MATERIALIZED "
         } else {
-            format!("p{i} AS ({sql})")
-        });
+            ""
+        };
+        ctes.push(format!("{name} AS {materialized}({sql})"));
         selects.push(match part.read {
-            Read::Positions => format!("SELECT 'e'::text AS k, id AS n, NULL::text AS c FROM p{i}"),
-            Read::Heads => format!("SELECT 'h'::text AS k, seq AS n, channel AS c FROM p{i}"),
-            Read::Ran => format!("SELECT 'x'::text AS k, count(*) AS n, NULL::text AS c FROM p{i}"),
-            Read::Counted(name) => {
-                format!("SELECT '{name}'::text AS k, count(*) AS n, NULL::text AS c FROM p{i}")
+            Read::Positions => {
+                format!("SELECT 'e'::text AS k, id AS n, NULL::text AS c FROM {name}")
+            }
+            Read::Heads => format!("SELECT 'h'::text AS k, seq AS n, channel AS c FROM {name}"),
+            Read::Ran => {
+                format!("SELECT 'x'::text AS k, count(*) AS n, NULL::text AS c FROM {name}")
+            }
+            Read::Counted(what) => {
+                format!("SELECT '{what}'::text AS k, count(*) AS n, NULL::text AS c FROM {name}")
             }
         });
     }
