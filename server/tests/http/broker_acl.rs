@@ -297,10 +297,19 @@ async fn the_acl_matrix_holds_on_the_repo_mosquitto() {
 async fn the_acl_matrix_holds_on_the_embedded_broker() {
     let db = lockstep_core::testing::fresh_database().await;
     let mut config = ServeConfig::for_tests(&db.url, db.dir.clone());
-    let port = free_port();
+    // Port 0: the broker binds a port of its own (a port picked free
+    // beforehand can be taken by another test before the broker binds it),
+    // and the URL lockers are given names it.
     config.mqtt = MqttMode::Embedded;
-    config.mqtt_embedded_addr = ([127, 0, 0, 1], port).into();
+    config.mqtt_embedded_addr = ([127, 0, 0, 1], 0).into();
     let app = start(config).await;
+    let port: u16 = app
+        .services
+        .locker_broker_url
+        .as_deref()
+        .and_then(|url| url.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the embedded broker's URL names its port");
     let at = |user: Option<&str>, pw: Option<&str>| Endpoint {
         host: "127.0.0.1".into(),
         port,
