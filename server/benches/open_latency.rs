@@ -302,6 +302,7 @@ async fn main() {
         step += 1;
         let sent: Arc<Mutex<Vec<(Uuid, Instant, f64)>>> = Arc::default();
         let step_started_ms = lockstep_core::now_ms();
+        let writes_before = services.writes.stats();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
         let total = u64::from(rate) * secs;
         let mut handles = Vec::with_capacity(total as usize);
@@ -406,6 +407,18 @@ async fn main() {
             percentile(&to_sent, 0.99),
             percentile(&to_opened, 0.5),
             percentile(&to_opened, 0.99)
+        );
+        // How the writes were committed: batches, the writes in them,
+        // batches ended in one statement, and reads that had to apply a
+        // batch's deferred writes before its end.
+        let w = services.writes.stats();
+        println!(
+            "        group commit: {} batches of {} writes, {} alone, {} ended in one statement, {} mid-batch flushes",
+            w.batches - writes_before.batches,
+            w.batched - writes_before.batched,
+            w.alone - writes_before.alone,
+            w.fused - writes_before.fused,
+            w.flushes - writes_before.flushes
         );
         let complete = lat.len() as u64 == total;
         let sustained = complete && p99 < 100.0;

@@ -328,6 +328,12 @@ async fn a_batch_of_transitions_sees_its_own_writes() {
         "the transitions shared a transaction: {before:?} → {after:?}"
     );
     assert_eq!(after.splits, before.splits, "no batch was cut");
+    // Each result read its command as the batch's `sent` left it, with
+    // nothing applied before the batch's end.
+    assert_eq!(
+        after.flushes, before.flushes,
+        "the batch followed its own transitions: {before:?} → {after:?}"
+    );
     if w.s.db.backend == lockstep_core::db::Backend::Postgres {
         // Their rows were inserted and changed in one batch: so one
         // statement ended each part of it that could be (`batch_end`).

@@ -7,10 +7,13 @@
 //! its start. (The outbox jobs, timers, latest statuses and envelopes its
 //! writes leave are written once per batch too: `store::append_envelopes`.)
 //!
-//! A write reads what the writes before it in the batch did: reading a
-//! command the batch already wrote first applies what is deferred
-//! ([`Batch::flush`]) and then reads it afresh, so deferring never changes
-//! what a write sees, only how many statements the batch costs.
+//! A write reads what the writes before it in the batch did. A command
+//! the batch moved by a transition it could follow (its row known, the
+//! version the one it knew) is answered from the row as the transition
+//! left it ([`CommandRow::apply`]); reading any other command the batch
+//! already wrote first applies what is deferred ([`Batch::flush`]) and
+//! then reads it afresh. So deferring never changes what a write sees,
+//! only how many statements the batch costs.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -45,12 +48,16 @@ pub struct Batch {
     rows: Vec<RowUpdate>,
     /// Outbox rows to mark done: (id, when).
     outbox_done: Vec<(i64, i64)>,
-    /// Aggregates this batch appended to: their preloaded rows are stale.
+    /// Aggregates this batch appended to without following them: their
+    /// rows in `known` are stale.
     written: HashSet<Uuid>,
     /// Aggregates with writes not applied yet.
     unflushed: HashSet<Uuid>,
-    /// Commands read at the batch's start (`None`: no such command).
-    preloaded: HashMap<Uuid, Option<CommandRow>>,
+    /// Commands as the batch sees them (`None`: no such command): read at
+    /// its start or since, and moved on by the transitions it staged.
+    known: HashMap<Uuid, Option<CommandRow>>,
+    /// Times a write's read applied what was deferred before the end.
+    flushes: u64,
     /// Compartments read at the batch's start (`None`: no such
     /// compartment). A batch writes no compartment's row or bank before
     /// its end, so these stay true through it.
@@ -86,7 +93,8 @@ impl Batch {
             outbox_done: Vec::new(),
             written: HashSet::new(),
             unflushed: HashSet::new(),
-            preloaded: HashMap::new(),
+            known: HashMap::new(),
+            flushes: 0,
             compartments: HashMap::new(),
         }
     }
@@ -110,7 +118,7 @@ impl Batch {
         if commands.len() > 1 {
             let mut found = open_requests::command_rows(&mut self.tx, &commands).await?;
             for id in commands {
-                self.preloaded.insert(id, found.remove(&id));
+                self.known.insert(id, found.remove(&id));
             }
         }
         if compartments.len() > 1 {
@@ -131,26 +139,36 @@ impl Batch {
     }
 
     /// The command's row and stream version as this batch sees them:
-    /// preloaded, unless the batch wrote the command since.
+    /// known (preloaded, read or followed), unless the batch wrote the
+    /// command since without following it; then read afresh.
     pub async fn command_row(&mut self, command: Uuid) -> CoreResult<Option<CommandRow>> {
         if !self.written.contains(&command) {
-            if let Some(row) = self.preloaded.get(&command) {
+            if let Some(row) = self.known.get(&command) {
                 return Ok(row.clone());
             }
         }
         self.settle(command).await?;
-        Ok(open_requests::command_rows(&mut self.tx, &[command])
+        let row = open_requests::command_rows(&mut self.tx, &[command])
             .await?
-            .remove(&command))
+            .remove(&command);
+        self.written.remove(&command);
+        self.known.insert(command, row.clone());
+        Ok(row)
     }
 
     /// Applies what is deferred if some of it is `aggregate`'s, so that a
     /// statement of the caller's own sees all this batch wrote of it.
     pub async fn settle(&mut self, aggregate: Uuid) -> CoreResult<()> {
         if self.unflushed.contains(&aggregate) {
+            self.flushes += 1;
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Times a write's read applied what was deferred before the end.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
     }
 
     /// Marks an outbox row done with the batch's other writes.
@@ -163,7 +181,10 @@ impl Batch {
     /// rows inserted at the batch's end). Given the command's parties (from
     /// [`Batch::command_row`]), an open command's transition costs no
     /// statement of its own: its row change joins the batch's, and its
-    /// envelopes name the parties read.
+    /// envelopes name the parties read. When the batch knows the command's
+    /// row at `expected_version`, it follows the transition (the row as it
+    /// leaves it, at the version after its events), so the next write's
+    /// read of it costs nothing either.
     #[allow(clippy::too_many_arguments)]
     pub async fn stage(
         &mut self,
@@ -187,10 +208,6 @@ impl Batch {
         if stored.is_empty() {
             return Ok(Staged::default());
         }
-        self.settle(aggregate_uuid).await?;
-        self.written.insert(aggregate_uuid);
-        self.unflushed.insert(aggregate_uuid);
-        self.events.extend(rows);
         let transition = match (mode, parties) {
             (Mode::Live { open_timeout_ms }, Some(parties))
                 if stored.iter().all(|e| RowUpdate::of(e).is_some()) =>
@@ -199,6 +216,23 @@ impl Batch {
             }
             _ => None,
         };
+        // The row this transition moves, when the batch knows it as of
+        // the version the write decided on: then it is followed, and
+        // nothing deferred need be applied first.
+        let followed = match (&transition, self.known.get(&aggregate_uuid)) {
+            (Some(_), Some(Some(row)))
+                if row.version == expected_version && !self.written.contains(&aggregate_uuid) =>
+            {
+                Some(row.clone())
+            }
+            _ => None,
+        };
+        if followed.is_none() {
+            self.settle(aggregate_uuid).await?;
+            self.written.insert(aggregate_uuid);
+        }
+        self.unflushed.insert(aggregate_uuid);
+        self.events.extend(rows);
         let projected = match transition {
             Some((open_timeout_ms, parties)) => {
                 let (projected, changes) = projections::project_transition(
@@ -208,6 +242,13 @@ impl Batch {
                     open_timeout_ms,
                 )
                 .await?;
+                if let Some(mut row) = followed {
+                    for change in &changes {
+                        row.apply(change)?;
+                    }
+                    row.version = expected_version + stored.len() as i64;
+                    self.known.insert(aggregate_uuid, Some(row));
+                }
                 for change in changes {
                     self.defer_row(change);
                 }

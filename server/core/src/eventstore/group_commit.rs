@@ -152,6 +152,9 @@ pub struct Stats {
     /// Transactions (batches or writes alone) whose end was one
     /// statement (PostgreSQL, `batch_end`).
     pub fused: u64,
+    /// Times a write's read applied its batch's deferred writes before
+    /// the batch's end ([`Batch::flushes`]).
+    pub flushes: u64,
 }
 
 #[derive(Default)]
@@ -161,6 +164,7 @@ struct Counters {
     splits: AtomicU64,
     alone: AtomicU64,
     fused: AtomicU64,
+    flushes: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -195,6 +199,7 @@ impl GroupCommit {
             splits: c.splits.load(Relaxed),
             alone: c.alone.load(Relaxed),
             fused: c.fused.load(Relaxed),
+            flushes: c.flushes.load(Relaxed),
         }
     }
 
@@ -393,6 +398,7 @@ async fn together(
                 .map_err(|e| Failed::Before(Some(i), e))?,
         );
     }
+    stats.flushes.fetch_add(b.flushes(), Relaxed);
     let written = finish(db.backend, stats, &mut b, staged)
         .await
         .map_err(|e| Failed::Before(None, e))?;
@@ -450,6 +456,7 @@ fn is_deadlock(e: &CoreError) -> bool {
 async fn alone_once(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
     let mut b = Batch::new(store::begin_write(db).await?);
     let staged = job.run(&mut b).await?;
+    stats.flushes.fetch_add(b.flushes(), Relaxed);
     let written = finish(db.backend, stats, &mut b, vec![staged])
         .await?
         .pop()

@@ -487,6 +487,27 @@ pub struct CommandRow {
     pub late_result: Option<String>,
 }
 
+impl CommandRow {
+    /// The row as `change` leaves it (what [`update_rows`] writes of the
+    /// columns read here): a batch follows the commands it moves instead
+    /// of writing and reading them again.
+    pub fn apply(&mut self, change: &RowUpdate) -> CoreResult<()> {
+        if let Some(status) = change.status {
+            self.status = status;
+        }
+        if let Some(at) = change.sent_at {
+            self.sent_at = Some(at);
+        }
+        if let Some((_, reason, _)) = &change.failed {
+            self.failure = Some(parse_wire(reason)?);
+        }
+        if let Some((_, result)) = &change.late {
+            self.late_result = Some(result.clone());
+        }
+        Ok(())
+    }
+}
+
 /// Commands one statement of [`command_rows`] reads at most.
 const READS_PER_STATEMENT: usize = 500;
 
@@ -498,19 +519,20 @@ pub async fn command_rows(
 ) -> CoreResult<HashMap<Uuid, CommandRow>> {
     let mut out = HashMap::with_capacity(commands.len());
     for chunk in commands.chunks(READS_PER_STATEMENT) {
-        let list = crate::eventstore::sql::in_list(chunk.len());
-        let sql = format!(
-            "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
-             o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
-             (SELECT COALESCE(MAX(e.aggregate_version), 0) FROM stored_events e \
-              WHERE e.aggregate_uuid = o.command_id) AS v \
-             FROM open_requests o WHERE o.command_id IN ({list})"
+        let read = crate::eventstore::sql::keyed_read(
+            conn,
+            |list| {
+                format!(
+                    "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
+                     o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
+                     (SELECT COALESCE(MAX(e.aggregate_version), 0) FROM stored_events e \
+                      WHERE e.aggregate_uuid = o.command_id) AS v \
+                     FROM open_requests o WHERE o.command_id IN ({list})"
+                )
+            },
+            chunk,
         );
-        let mut read = sqlx::query(&sql);
-        for id in chunk {
-            read = read.bind(id.to_string());
-        }
-        for row in read.fetch_all(&mut *conn).await? {
+        for row in read.query().fetch_all(&mut *conn).await? {
             let command = parse_uuid(&row.try_get::<String, _>("command_id")?)?;
             out.insert(
                 command,
