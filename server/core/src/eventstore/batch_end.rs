@@ -338,12 +338,13 @@ mod tests {
         let (one, one_args) = statement(&parts(1));
         let (many, many_args) = statement(&parts(40));
         assert_eq!(one, many);
-        assert_eq!((one_args.len(), many_args.len()), (3, 3));
+        assert_eq!((one_args.len(), many_args.len()), (6, 6));
         assert!(many.contains("json_to_recordset($1::json)"), "{many}");
         assert!(
-            many.contains("json_array_elements_text($2::json)"),
+            many.contains("json_array_elements_text($3::json)"),
             "{many}"
         );
-        assert!(many.contains("json_to_recordset($3::json)"), "{many}");
+        assert!(many.contains("json_to_recordset($5::json)"), "{many}");
+        assert_eq!(many_args[5], Arg::Int(40), "each part's rows are counted");
     }
 }
