@@ -24,11 +24,6 @@
 //! again alone (`group_commit`), never a wrong row.
 //! The log rows take their seqs from the heads part's new heads, and
 //! their bodies' ids from a sequence read in the statement itself.
-//!
-//! Each part's rows are passed as one JSON value (`sql::rows_as_json`), so
-//! the statement's text depends only on which parts a batch has: a few
-//! dozen texts, each prepared and planned once per connection, where one
-//! text per batch shape was planned afresh on nearly every call.
 
 use std::collections::{HashMap, HashSet};
 
@@ -41,7 +36,7 @@ use crate::{
         channels::{self, EnvelopePlan},
         events, outbox,
         projections::open_requests,
-        sql::{bind_all, renumber, rows_as_json, value_rows, Arg, Stmt},
+        sql::{bind_all, renumber, value_rows, Arg, Stmt},
         store::{self, EndWrites, Staged, Written},
         timers,
     },
@@ -284,11 +279,8 @@ fn statement(parts: &[Part]) -> (String, Vec<Arg>) {
     let mut args = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let name = part.name.map_or_else(|| format!("p{i}"), str::to_string);
-        // Rows as one JSON value per part: the text follows which parts
-        // there are, not how many rows each has, so it is planned once.
-        let stmt = rows_as_json(&part.stmt).unwrap_or_else(|| part.stmt.clone());
-        let sql = renumber(&stmt.sql, args.len());
-        args.extend(stmt.args);
+        let sql = renumber(&part.stmt.sql, args.len());
+        args.extend(part.stmt.args.iter().cloned());
         let materialized = if part.materialized {
             "MATERIALIZED "
         } else {
@@ -312,39 +304,4 @@ fn statement(parts: &[Part]) -> (String, Vec<Arg>) {
         format!("WITH {} {}", ctes.join(", "), selects.join(" UNION ALL ")),
         args,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The statement's text follows which parts a batch has, not how many
-    /// rows each has: PostgreSQL prepares and plans it once.
-    #[test]
-    fn the_text_does_not_follow_the_row_counts() {
-        let parts = |n: usize| {
-            let heads: Vec<(String, i64)> = (0..n).map(|i| (format!("c{i}"), 1)).collect();
-            let timers: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
-            let done: Vec<(i64, i64)> = (0..n as i64).map(|i| (i, 7)).collect();
-            let mut parts = vec![Part::new(channels::heads_stmt(&heads), Read::Heads)];
-            for stmt in timers::cancel_stmts(&timers)
-                .into_iter()
-                .chain(outbox::complete_stmts(&done))
-            {
-                parts.push(Part::new(stmt, Read::Ran));
-            }
-            parts
-        };
-        let (one, one_args) = statement(&parts(1));
-        let (many, many_args) = statement(&parts(40));
-        assert_eq!(one, many);
-        assert_eq!((one_args.len(), many_args.len()), (6, 6));
-        assert!(many.contains("json_to_recordset($1::json)"), "{many}");
-        assert!(
-            many.contains("json_array_elements_text($3::json)"),
-            "{many}"
-        );
-        assert!(many.contains("json_to_recordset($5::json)"), "{many}");
-        assert_eq!(many_args[5], Arg::Int(40), "each part's rows are counted");
-    }
 }

@@ -67,13 +67,21 @@ pub async fn enqueue_all(conn: &mut AnyConnection, jobs: &[NewJob]) -> CoreResul
 pub fn enqueue_stmts(jobs: &[NewJob]) -> Vec<Stmt> {
     let mut out = Vec::new();
     for chunk in jobs.chunks(ENQUEUE_PER_STATEMENT) {
-        let values = crate::eventstore::sql::value_rows(chunk.len(), 3, "");
-        // VALUES columns are column1.. on both backends; `WHERE true`
-        // tells SQLite's parser the SELECT ends before `ON CONFLICT`.
+        let values = (0..chunk.len())
+            .map(|r| {
+                format!(
+                    "(${}, ${}, 'pending', 0, ${}, ${})",
+                    r * 3 + 1,
+                    r * 3 + 2,
+                    r * 3 + 3,
+                    r * 3 + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "INSERT INTO outbox (event_id, reactor, status, attempts, next_attempt_at, created_at) \
-             SELECT v.column1, v.column2, 'pending', 0, v.column3, v.column3 \
-             FROM (VALUES {values}) AS v WHERE true ON CONFLICT (event_id, reactor) DO NOTHING"
+             VALUES {values} ON CONFLICT (event_id, reactor) DO NOTHING"
         );
         let mut args = Vec::with_capacity(chunk.len() * 3);
         for job in chunk {

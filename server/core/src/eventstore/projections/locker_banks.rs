@@ -41,18 +41,16 @@ pub async fn compartment_refs(
 ) -> CoreResult<HashMap<Uuid, CompartmentRef>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(REFS_PER_STATEMENT) {
-        let read = crate::eventstore::sql::keyed_read(
-            conn,
-            |list| {
-                format!(
-                    "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state \
-                     FROM compartments c JOIN locker_banks b ON b.id = c.bank_id \
-                     WHERE c.id IN ({list})"
-                )
-            },
-            chunk,
+        let list = crate::eventstore::sql::in_list(chunk.len());
+        let sql = format!(
+            "SELECT c.id, c.bank_id, c.tenant_id, c.number, b.online, b.state FROM compartments c \
+             JOIN locker_banks b ON b.id = c.bank_id WHERE c.id IN ({list})"
         );
-        for row in read.query().fetch_all(&mut *conn).await? {
+        let mut read = sqlx::query(&sql);
+        for id in chunk {
+            read = read.bind(id.to_string());
+        }
+        for row in read.fetch_all(&mut *conn).await? {
             let c = CompartmentRef {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 bank_id: parse_uuid(&row.try_get::<String, _>("bank_id")?)?,

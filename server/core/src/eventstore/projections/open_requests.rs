@@ -519,20 +519,19 @@ pub async fn command_rows(
 ) -> CoreResult<HashMap<Uuid, CommandRow>> {
     let mut out = HashMap::with_capacity(commands.len());
     for chunk in commands.chunks(READS_PER_STATEMENT) {
-        let read = crate::eventstore::sql::keyed_read(
-            conn,
-            |list| {
-                format!(
-                    "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
-                     o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
-                     (SELECT COALESCE(MAX(e.aggregate_version), 0) FROM stored_events e \
-                      WHERE e.aggregate_uuid = o.command_id) AS v \
-                     FROM open_requests o WHERE o.command_id IN ({list})"
-                )
-            },
-            chunk,
+        let list = crate::eventstore::sql::in_list(chunk.len());
+        let sql = format!(
+            "SELECT o.command_id, o.status, o.sent_at, o.failure_reason, o.late_result, \
+             o.user_id, o.tenant_id, o.compartment_id, o.bank_id, o.override, \
+             (SELECT COALESCE(MAX(e.aggregate_version), 0) FROM stored_events e \
+              WHERE e.aggregate_uuid = o.command_id) AS v \
+             FROM open_requests o WHERE o.command_id IN ({list})"
         );
-        for row in read.query().fetch_all(&mut *conn).await? {
+        let mut read = sqlx::query(&sql);
+        for id in chunk {
+            read = read.bind(id.to_string());
+        }
+        for row in read.fetch_all(&mut *conn).await? {
             let command = parse_uuid(&row.try_get::<String, _>("command_id")?)?;
             out.insert(
                 command,
