@@ -328,8 +328,14 @@ async fn a_batch_of_transitions_sees_its_own_writes() {
         "the transitions shared a transaction: {before:?} → {after:?}"
     );
     assert_eq!(after.splits, before.splits, "no batch was cut");
-    // Each result read its command as the batch's `sent` left it, with
-    // nothing applied before the batch's end.
+    // One batch held every command's sent and results (nothing else
+    // writes in this world), and each result read its command as that
+    // batch's `sent` left it, with nothing applied before its end.
+    assert_eq!(
+        after.batches - before.batches,
+        1,
+        "one batch: {before:?} → {after:?}"
+    );
     assert_eq!(
         after.flushes, before.flushes,
         "the batch followed its own transitions: {before:?} → {after:?}"

@@ -391,14 +391,21 @@ async fn together(
         .await
         .map_err(|e| Failed::Before(None, e))?;
     let mut staged = Vec::with_capacity(batch.len());
+    let mut failed = None;
     for (i, job) in batch.iter_mut().enumerate() {
-        staged.push(
-            job.run(&mut b)
-                .await
-                .map_err(|e| Failed::Before(Some(i), e))?,
-        );
+        match job.run(&mut b).await {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                failed = Some(Failed::Before(Some(i), e));
+                break;
+            }
+        }
     }
+    // Counted whether or not the batch goes on: a cut batch flushed too.
     stats.flushes.fetch_add(b.flushes(), Relaxed);
+    if let Some(failed) = failed {
+        return Err(failed);
+    }
     let written = finish(db.backend, stats, &mut b, staged)
         .await
         .map_err(|e| Failed::Before(None, e))?;
@@ -455,8 +462,9 @@ fn is_deadlock(e: &CoreError) -> bool {
 
 async fn alone_once(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
     let mut b = Batch::new(store::begin_write(db).await?);
-    let staged = job.run(&mut b).await?;
+    let staged = job.run(&mut b).await;
     stats.flushes.fetch_add(b.flushes(), Relaxed);
+    let staged = staged?;
     let written = finish(db.backend, stats, &mut b, vec![staged])
         .await?
         .pop()
