@@ -259,15 +259,15 @@ async fn decide_open(
         now,
     } = asked;
     if let Some(key) = &input.idempotency_key {
-        if let Some(existing) = idempotent_command(conn, user_id, key).await? {
+        if let Some(existing) = idempotent_command(conn.reader().await?, user_id, key).await? {
             // Its row as this batch left it.
             conn.settle(existing).await?;
             // The same key answers the same request only: another
             // compartment, override or reason is a different request.
-            if !same_request(conn, existing, input, reason.as_deref()).await? {
+            if !same_request(conn.reader().await?, existing, input, reason.as_deref()).await? {
                 return Err(CoreError::IdempotencyKeyReused);
             }
-            let decision = decision_of(conn, existing)
+            let decision = decision_of(conn.reader().await?, existing)
                 .await?
                 .ok_or(CoreError::NotFound)?;
             return Ok(((decision, None), Staged::default()));
@@ -285,7 +285,7 @@ async fn decide_open(
     } else if input.override_ {
         None
     } else {
-        access_denial(conn, user_id, c.id, now).await?
+        access_denial(conn.reader().await?, user_id, c.id, now).await?
     };
     let command_id = Uuid::now_v7();
     let requested = DomainEvent::CompartmentOpenRequested {
@@ -322,7 +322,7 @@ async fn decide_open(
         .bind(key)
         .bind(command_id.to_string())
         .bind(now)
-        .execute(&mut **conn)
+        .execute(conn.writer().await?)
         .await;
         if let Err(e) = stored {
             if CoreError::is_unique_violation(&e) {
@@ -639,7 +639,7 @@ pub async fn fire_timeout(
             .write_reading(command_id, Reads::Command(command_id), move |conn| {
                 let timer = timer.clone();
                 Box::pin(async move {
-                    if !timers::claim(conn, &timer, now).await? {
+                    if !timers::claim(conn.writer().await?, &timer, now).await? {
                         return Ok(((), Staged::default()));
                     }
                     let Some(state) = conn.command_row(command_id).await? else {

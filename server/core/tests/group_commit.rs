@@ -14,7 +14,7 @@ use std::{
 use lockstep_core::{
     db::Db,
     error::CoreError,
-    eventstore::events::Actor,
+    eventstore::events::{Actor, DomainEvent},
     eventstore::store::Staged,
     identity::accounts::Role,
     identity::caller::Caller,
@@ -454,6 +454,122 @@ async fn a_repeated_request_in_the_same_batch_answers_with_the_first() {
     assert_eq!(commands, 2);
 }
 
+/// Grants `w.user` the compartment through the group commit, keyed as an
+/// open of it is (so both fall to one writer).
+async fn group_committed_grant(
+    s: Services,
+    admin: Caller,
+    user: Uuid,
+    bank: Uuid,
+    compartment: Uuid,
+) -> Uuid {
+    let grant_id = Uuid::now_v7();
+    let event = DomainEvent::AccessGranted {
+        grant_id,
+        compartment_id: compartment,
+        bank_id: bank,
+        tenant_id: admin.user.tenant_id,
+        user_id: user,
+        valid_from: None,
+        valid_until: None,
+    };
+    let (mode, meta, now) = (s.mode(), admin.metadata(), now_ms());
+    let ((), written) = s
+        .writes
+        .write(compartment, move |conn| {
+            let (event, meta) = (event.clone(), meta.clone());
+            Box::pin(async move {
+                let staged = conn
+                    .stage(mode, "grant", grant_id, 0, vec![event], &meta, now, None)
+                    .await?;
+                Ok(((), staged))
+            })
+        })
+        .await
+        .expect("grant");
+    s.published(&written);
+    grant_id
+}
+
+/// A grant's row waits for its batch's end, yet a read in the same batch
+/// (the grantee's open) sees it; a write that wrote nothing before its end
+/// is one round trip, its `BEGIN` and `COMMIT` (SQLite) or none
+/// (PostgreSQL) in the end's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_grant_is_seen_by_its_batch_and_alone_is_one_statement() {
+    let w = world().await;
+    // Alone.
+    let alone = w.bank.compartments[3].id;
+    let before = w.s.writes.stats();
+    let grant = group_committed_grant(
+        w.s.clone(),
+        w.admin.clone(),
+        w.user.user.id,
+        w.bank.id,
+        alone,
+    )
+    .await;
+    let after = w.s.writes.stats();
+    assert_eq!(
+        after.single_statement - before.single_statement,
+        1,
+        "{before:?} → {after:?}"
+    );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE id = $1 AND user_id = $2")
+        .bind(grant.to_string())
+        .bind(w.user.user.id.to_string())
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("grant row")
+        .get("n");
+    assert_eq!(rows, 1, "the grant's row was written with its event");
+    let open = |c: Uuid| OpenCommandInput {
+        compartment_id: c,
+        ..Default::default()
+    };
+    let d = opens::request_open(&w.s, &w.user, open(alone), now_ms())
+        .await
+        .expect("open");
+    assert!(d.accepted(), "{d:?}");
+
+    // In one batch: the grant, then the grantee's open of it.
+    let compartment = w.bank.compartments[2].id;
+    let gate = Arc::new(Semaphore::new(0));
+    let held = hold_writer(&w, compartment, gate.clone()).await;
+    let before = w.s.writes.stats();
+    let queued = w.s.writes.queued();
+    let granting = tokio::spawn(group_committed_grant(
+        w.s.clone(),
+        w.admin.clone(),
+        w.user.user.id,
+        w.bank.id,
+        compartment,
+    ));
+    while w.s.writes.queued() < queued + 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (s, user) = (w.s.clone(), w.user.clone());
+    let opening =
+        tokio::spawn(
+            async move { opens::request_open(&s, &user, open(compartment), now_ms()).await },
+        );
+    while w.s.writes.queued() < queued + 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gate.add_permits(1);
+    held.await.expect("held");
+    granting.await.expect("granting");
+    let d = opening.await.expect("opening").expect("open");
+    assert!(
+        d.accepted(),
+        "the open did not see the grant before it: {d:?}"
+    );
+    let after = w.s.writes.stats();
+    assert_eq!(after.batches - before.batches, 1, "{before:?} → {after:?}");
+    assert_eq!(after.batched - before.batched, 2, "{before:?} → {after:?}");
+    assert_log_whole(&w.s.db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_write_does_not_fail_its_neighbours() {
     let w = world().await;
@@ -503,7 +619,7 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
                         };
                         sqlx::query("INSERT INTO gc_probe (id) VALUES ($1)")
                             .bind(&id)
-                            .execute(&mut **conn)
+                            .execute(conn.writer().await?)
                             .await?;
                         if i == 7 {
                             // Wrote, then refused: its row must not stay.

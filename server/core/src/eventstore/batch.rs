@@ -14,20 +14,31 @@
 //! already wrote first applies what is deferred ([`Batch::flush`]) and
 //! then reads it afresh. So deferring never changes what a write sees,
 //! only how many statements the batch costs.
+//!
+//! The transaction begins at the batch's first write, not at its start
+//! ([`Batch::writer`]): its reads run before on the same connection, as
+//! they would inside. On PostgreSQL (READ COMMITTED) each statement sees
+//! what was committed when it began, in a transaction or not; on SQLite
+//! the batch holds this process's write turn from its start, so nothing
+//! else writes between its reads and its `BEGIN IMMEDIATE`. A batch that
+//! writes nothing before its end ends in one round trip: on PostgreSQL
+//! one statement (`batch_end`), which commits by itself; on SQLite one
+//! query text from `BEGIN IMMEDIATE` to `COMMIT` (`batch_end_sqlite`).
+//! The `BEGIN` and `COMMIT` round trips are gone, and all or none of the
+//! batch lands, as before.
 
-use std::{
-    collections::{HashMap, HashSet},
-    ops::{Deref, DerefMut},
-};
+use std::collections::{HashMap, HashSet};
 
-use sqlx::AnyConnection;
+use sqlx::{pool::PoolConnection, Any, AnyConnection};
 use uuid::Uuid;
 
 use crate::{
+    db::{Backend, Db, WriteTurn},
     error::{CoreError, CoreResult},
     eventstore::events::{self, DomainEvent, EventRow, Metadata},
     eventstore::projections::{
         self,
+        grants::{self, NewGrant},
         locker_banks::{self, CompartmentRef},
         open_requests::{self, CommandRow, NewRow, OpenParties, RowUpdate},
         Mode,
@@ -35,15 +46,61 @@ use crate::{
     eventstore::store::{Staged, WriteTx},
 };
 
+/// A batch's connection: in its transaction, or not yet.
+enum Conn {
+    /// No write yet: no transaction.
+    Idle(PoolConnection<Any>, WriteTurn, Backend),
+    Begun(WriteTx),
+    /// Beginning failed: the connection went with it.
+    Lost,
+}
+
+impl Conn {
+    /// The connection as it is, in the transaction or not.
+    fn current(&mut self) -> CoreResult<&mut AnyConnection> {
+        match self {
+            Conn::Idle(conn, ..) => Ok(&mut **conn),
+            Conn::Begun(tx) => Ok(&mut **tx),
+            Conn::Lost => Err(CoreError::Conflict(
+                "the batch lost its connection; retry".into(),
+            )),
+        }
+    }
+
+    /// Begins the transaction, if it has not begun.
+    async fn begin(&mut self) -> CoreResult<()> {
+        if let Conn::Idle(..) = self {
+            let Conn::Idle(conn, turn, backend) = std::mem::replace(self, Conn::Lost) else {
+                return Ok(());
+            };
+            *self = Conn::Begun(WriteTx::begin_pooled(conn, turn, backend).await?);
+        }
+        Ok(())
+    }
+
+    /// Begins if need be, then writes the new grants deferred so far.
+    async fn write_grants(&mut self, grants: &mut Vec<NewGrant>) -> CoreResult<()> {
+        if !grants.is_empty() {
+            self.begin().await?;
+            let rows = std::mem::take(grants);
+            grants::insert_all(self.current()?, &rows).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A write transaction whose writes are planned per batch.
 pub struct Batch {
-    tx: WriteTx,
+    conn: Conn,
     /// Event rows not inserted yet, in append order.
     events: Vec<EventRow>,
     /// The positions of the rows inserted so far, in append order.
     positions: Vec<i64>,
     /// New open commands' rows not inserted yet.
     inserts: Vec<NewRow>,
+    /// New grants' rows not inserted yet (read models only this batch
+    /// writes: any read through [`Batch::reader`] writes them first).
+    grants: Vec<NewGrant>,
     /// Row changes not applied yet, one per command.
     rows: Vec<RowUpdate>,
     /// Outbox rows to mark done: (id, when).
@@ -68,6 +125,7 @@ pub struct Batch {
 pub struct Deferred<'a> {
     pub events: &'a [EventRow],
     pub inserts: &'a [NewRow],
+    pub grants: &'a [NewGrant],
     pub rows: &'a [RowUpdate],
     pub outbox_done: &'a [(i64, i64)],
 }
@@ -83,12 +141,23 @@ pub enum Reads {
 }
 
 impl Batch {
-    pub fn new(tx: WriteTx) -> Self {
+    /// A batch on `db`'s writer, its transaction begun at its first write
+    /// (see the module comment).
+    pub async fn open(db: &Db) -> CoreResult<Batch> {
+        // The turn first, so a batch never holds a connection while it
+        // queues (as `store::begin_write`).
+        let turn = db.write_turn().await;
+        let conn = db.writer().acquire().await?;
+        Ok(Batch::with(Conn::Idle(conn, turn, db.backend)))
+    }
+
+    fn with(conn: Conn) -> Self {
         Batch {
-            tx,
+            conn,
             events: Vec::new(),
             positions: Vec::new(),
             inserts: Vec::new(),
+            grants: Vec::new(),
             rows: Vec::new(),
             outbox_done: Vec::new(),
             written: HashSet::new(),
@@ -97,6 +166,36 @@ impl Batch {
             flushes: 0,
             compartments: HashMap::new(),
         }
+    }
+
+    /// The connection for a read of the caller's own: what it could read
+    /// of this batch's deferred read-model rows (its new grants) is written
+    /// first. (Open commands' rows are the caller's to settle:
+    /// [`Batch::command_row`], [`Batch::settle`].)
+    pub async fn reader(&mut self) -> CoreResult<&mut AnyConnection> {
+        self.conn.write_grants(&mut self.grants).await?;
+        self.conn.current()
+    }
+
+    /// The connection for a write of the caller's own, in the batch's
+    /// transaction (begun now if it had not), after the new grants.
+    pub async fn writer(&mut self) -> CoreResult<&mut AnyConnection> {
+        self.conn.begin().await?;
+        self.conn.write_grants(&mut self.grants).await?;
+        self.conn.current()
+    }
+
+    /// The connection as it is, for the batch's end (`batch_end`,
+    /// `batch_end_sqlite`): in the transaction, or (nothing written
+    /// before) not, when the end commits by itself.
+    pub fn end_connection(&mut self) -> CoreResult<&mut AnyConnection> {
+        self.conn.current()
+    }
+
+    /// Whether the batch's transaction has begun (not before its first
+    /// write).
+    pub fn begun(&self) -> bool {
+        matches!(self.conn, Conn::Begun(_))
     }
 
     /// Reads what the batch's writes said they will read, in one query
@@ -116,13 +215,14 @@ impl Batch {
             ids.dedup();
         }
         if commands.len() > 1 {
-            let mut found = open_requests::command_rows(&mut self.tx, &commands).await?;
+            let mut found = open_requests::command_rows(self.reader().await?, &commands).await?;
             for id in commands {
                 self.known.insert(id, found.remove(&id));
             }
         }
         if compartments.len() > 1 {
-            let mut found = locker_banks::compartment_refs(&mut self.tx, &compartments).await?;
+            let mut found =
+                locker_banks::compartment_refs(self.reader().await?, &compartments).await?;
             for id in compartments {
                 self.compartments.insert(id, found.remove(&id));
             }
@@ -135,7 +235,7 @@ impl Batch {
         if let Some(c) = self.compartments.get(&id) {
             return Ok(c.clone());
         }
-        locker_banks::compartment_ref(&mut self.tx, id).await
+        locker_banks::compartment_ref(self.reader().await?, id).await
     }
 
     /// The command's row and stream version as this batch sees them:
@@ -148,7 +248,7 @@ impl Batch {
             }
         }
         self.settle(command).await?;
-        let row = open_requests::command_rows(&mut self.tx, &[command])
+        let row = open_requests::command_rows(self.reader().await?, &[command])
             .await?
             .remove(&command);
         self.written.remove(&command);
@@ -235,8 +335,10 @@ impl Batch {
         self.events.extend(rows);
         let projected = match transition {
             Some((open_timeout_ms, parties)) => {
+                // A transition writes nothing before the batch's end
+                // (`projections::project_transition`): no transaction yet.
                 let (projected, changes) = projections::project_transition(
-                    &mut self.tx,
+                    self.conn.current()?,
                     &stored,
                     parties,
                     open_timeout_ms,
@@ -255,9 +357,19 @@ impl Batch {
                 projected
             }
             None => {
-                let projected =
-                    projections::project_live(&mut self.tx, &stored, mode, &mut self.inserts)
-                        .await?;
+                // Only what the batch defers to its end (a grant, an open
+                // request with its decision): no transaction yet.
+                if !projections::writes_only_deferred(&stored) {
+                    self.conn.begin().await?;
+                }
+                let projected = projections::project_live(
+                    self.conn.current()?,
+                    &stored,
+                    mode,
+                    &mut self.inserts,
+                    &mut self.grants,
+                )
+                .await?;
                 for row in &self.inserts {
                     self.unflushed.insert(row.command());
                 }
@@ -281,15 +393,18 @@ impl Batch {
     /// changes, then the outbox rows, a statement each (per few hundred
     /// rows).
     pub async fn flush(&mut self) -> CoreResult<()> {
+        self.conn.begin().await?;
+        self.conn.write_grants(&mut self.grants).await?;
+        let conn = self.conn.current()?;
         let events = std::mem::take(&mut self.events);
-        let positions = events::insert_all(&mut self.tx, &events).await?;
+        let positions = events::insert_all(conn, &events).await?;
         self.positions.extend(positions);
         let inserts = std::mem::take(&mut self.inserts);
-        open_requests::insert_rows(&mut self.tx, &inserts).await?;
+        open_requests::insert_rows(conn, &inserts).await?;
         let rows = std::mem::take(&mut self.rows);
-        open_requests::update_rows(&mut self.tx, &rows, false).await?;
+        open_requests::update_rows(conn, &rows, false).await?;
         let done = std::mem::take(&mut self.outbox_done);
-        crate::eventstore::outbox::complete_all(&mut self.tx, &done).await?;
+        crate::eventstore::outbox::complete_all(conn, &done).await?;
         self.unflushed.clear();
         Ok(())
     }
@@ -326,6 +441,7 @@ impl Batch {
         Deferred {
             events: &self.events,
             inserts: &self.inserts,
+            grants: &self.grants,
             rows: &self.rows,
             outbox_done: &self.outbox_done,
         }
@@ -340,6 +456,7 @@ impl Batch {
         }
         self.events.clear();
         self.inserts.clear();
+        self.grants.clear();
         self.rows.clear();
         self.outbox_done.clear();
         self.unflushed.clear();
@@ -347,20 +464,15 @@ impl Batch {
         self.assign_positions(staged)
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-}
-
-impl Deref for Batch {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for Batch {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+    /// Commits the transaction; a batch that never began has nothing to
+    /// commit (its end, if any, committed as it ran).
+    pub async fn commit(self) -> CoreResult<()> {
+        match self.conn {
+            Conn::Begun(tx) => Ok(tx.commit().await?),
+            Conn::Idle(..) => Ok(()),
+            Conn::Lost => Err(CoreError::Conflict(
+                "the batch lost its connection; retry".into(),
+            )),
+        }
     }
 }

@@ -35,7 +35,7 @@ use crate::{
         batch::Batch,
         channels::{self, EnvelopePlan},
         events, outbox,
-        projections::open_requests,
+        projections::{grants, open_requests},
         sql::{bind_all, renumber, value_rows, Arg, Stmt},
         store::{self, EndWrites, Staged, Written},
         timers,
@@ -102,7 +102,12 @@ pub async fn fused(
         return Ok(Err(staged));
     };
     let (sql, args) = statement(&parts);
-    let rows = match bind_all(sqlx::query(&sql), &args).fetch_all(&mut **b).await {
+    // In the transaction if the batch began one, else alone (it commits
+    // as it runs: `batch`'s module comment).
+    let rows = match bind_all(sqlx::query(&sql), &args)
+        .fetch_all(b.end_connection()?)
+        .await
+    {
         Ok(rows) => rows,
         // A version conflict is a unique key of the events broken; any
         // other (a log row's seq, a command's id) is an integrity fault and
@@ -175,6 +180,7 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
     }
     let kinds = [
         open_requests::insert_stmts(deferred.inserts),
+        grants::insert_stmts(deferred.grants),
         open_requests::update_stmts(deferred.rows, false),
         outbox::complete_stmts(deferred.outbox_done),
         timers::cancel_stmts(&end.ended_timers),

@@ -54,8 +54,8 @@ use crate::{
     db::{Backend, Db},
     error::{CoreError, CoreResult},
     eventstore::batch::{Batch, Reads},
-    eventstore::batch_end,
     eventstore::store::{self, Staged, Written},
+    eventstore::{batch_end, batch_end_sqlite},
 };
 
 /// The most writes committed in one transaction.
@@ -155,6 +155,10 @@ pub struct Stats {
     /// Times a write's read applied its batch's deferred writes before
     /// the batch's end ([`Batch::flushes`]).
     pub flushes: u64,
+    /// Of the `fused`, those that were one statement in all: nothing
+    /// written before the end, so no `BEGIN` and no `COMMIT` (`batch`'s
+    /// module comment).
+    pub single_statement: u64,
 }
 
 #[derive(Default)]
@@ -165,6 +169,7 @@ struct Counters {
     alone: AtomicU64,
     fused: AtomicU64,
     flushes: AtomicU64,
+    single_statement: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -200,6 +205,7 @@ impl GroupCommit {
             alone: c.alone.load(Relaxed),
             fused: c.fused.load(Relaxed),
             flushes: c.flushes.load(Relaxed),
+            single_statement: c.single_statement.load(Relaxed),
         }
     }
 
@@ -384,8 +390,7 @@ async fn together(
     stats: &Counters,
     batch: &mut [Box<dyn Pending>],
 ) -> Result<Vec<Written>, Failed> {
-    let tx = store::begin_write(db).await.map_err(Failed::Begin)?;
-    let mut b = Batch::new(tx);
+    let mut b = Batch::open(db).await.map_err(Failed::Begin)?;
     let reads: Vec<Reads> = batch.iter().filter_map(|job| job.reads()).collect();
     b.preload(&reads)
         .await
@@ -408,9 +413,26 @@ async fn together(
     }
     let written = finish(db.backend, stats, &mut b, staged)
         .await
-        .map_err(|e| Failed::Before(None, e))?;
-    b.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+        .map_err(|e| {
+            if b.begun() || refused(&e) {
+                Failed::Before(None, e)
+            } else {
+                // The end ran alone, outside a transaction: it may have
+                // committed before its answer was lost.
+                Failed::Commit(e)
+            }
+        })?;
+    b.commit().await.map_err(Failed::Commit)?;
     Ok(written)
+}
+
+/// Whether the database refused a statement (so nothing of it landed),
+/// rather than the answer going missing.
+fn refused(e: &CoreError) -> bool {
+    matches!(
+        e,
+        CoreError::Database(sqlx::Error::Database(_)) | CoreError::VersionConflict { .. }
+    )
 }
 
 /// What a batch deferred, then its envelopes: what each write wrote. On
@@ -421,19 +443,23 @@ async fn finish(
     b: &mut Batch,
     staged: Vec<Staged>,
 ) -> CoreResult<Vec<Written>> {
-    let mut staged = if backend == Backend::Postgres {
-        match batch_end::fused(b, staged).await? {
-            Ok(written) => {
-                stats.fused.fetch_add(1, Relaxed);
-                return Ok(written);
+    let alone = !b.begun();
+    let ended = match backend {
+        Backend::Postgres => batch_end::fused(b, staged).await?,
+        Backend::Sqlite => batch_end_sqlite::ended(b, staged).await?,
+    };
+    let mut staged = match ended {
+        Ok(written) => {
+            stats.fused.fetch_add(1, Relaxed);
+            if alone {
+                stats.single_statement.fetch_add(1, Relaxed);
             }
-            Err(staged) => staged,
+            return Ok(written);
         }
-    } else {
-        staged
+        Err(staged) => staged,
     };
     b.finish(&mut staged).await?;
-    store::append_envelopes(b, staged).await
+    store::append_envelopes(b.writer().await?, staged).await
 }
 
 /// Times a write alone is tried again after PostgreSQL chose it as a
@@ -461,7 +487,7 @@ fn is_deadlock(e: &CoreError) -> bool {
 }
 
 async fn alone_once(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
-    let mut b = Batch::new(store::begin_write(db).await?);
+    let mut b = Batch::open(db).await?;
     let staged = job.run(&mut b).await;
     stats.flushes.fetch_add(b.flushes(), Relaxed);
     let staged = staged?;

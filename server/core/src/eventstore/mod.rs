@@ -2,8 +2,9 @@
 //! events and their upcasting ([`events`]), the write path ([`store`]),
 //! the projectors that keep the read models ([`projections`]), the
 //! sequenced channel log ([`channels`]), group commit ([`group_commit`])
-//! with its batches' writes planned per batch ([`batch`]) and, on
-//! PostgreSQL, ended in one statement ([`batch_end`]), and the durable side-effect queues
+//! with its batches' writes planned per batch ([`batch`]) and ended in
+//! one round trip (on PostgreSQL one statement, [`batch_end`]; on SQLite
+//! one query text, [`batch_end_sqlite`]), and the durable side-effect queues
 //! written in the same transaction: the [`outbox`] and the [`timers`].
 //! [`replay`] rebuilds read models from the stream.
 //!
@@ -12,6 +13,7 @@
 
 pub mod batch;
 pub mod batch_end;
+pub mod batch_end_sqlite;
 pub mod channels;
 pub mod events;
 pub mod group_commit;

@@ -4,7 +4,10 @@
 
 use std::ops::{Deref, DerefMut};
 
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{
+    pool::{MaybePoolConnection, PoolConnection},
+    Any, AnyConnection, Row, Transaction,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -40,6 +43,22 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
+    /// A transaction begun on `conn`, a connection of the writer pool
+    /// taken in `turn`, as [`begin_write`] begins one.
+    pub async fn begin_pooled(
+        conn: PoolConnection<Any>,
+        turn: WriteTurn,
+        backend: Backend,
+    ) -> CoreResult<WriteTx> {
+        let statement = match backend {
+            Backend::Sqlite => Some(SQLITE_BEGIN.into()),
+            Backend::Postgres => None,
+        };
+        // What `Pool::begin_with` does with the connection it acquires.
+        let tx = Transaction::begin(MaybePoolConnection::from(conn), statement).await?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         let WriteTx { tx, _turn } = self;
         tx.commit().await
@@ -60,13 +79,17 @@ impl DerefMut for WriteTx {
     }
 }
 
+/// How a write transaction begins on SQLite: with the write lock, so that
+/// it never fails to upgrade a read lock later.
+pub const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
+
 /// A transaction that will write. It waits for the write turn first (so a
 /// writer never holds a pooled connection while it queues); on SQLite it
 /// then takes the write lock at once (`BEGIN IMMEDIATE`).
 pub async fn begin_write(db: &Db) -> CoreResult<WriteTx> {
     let turn = db.write_turn().await;
     let tx = match db.backend {
-        Backend::Sqlite => db.writer().begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Sqlite => db.writer().begin_with(SQLITE_BEGIN).await?,
         Backend::Postgres => db.writer().begin().await?,
     };
     Ok(WriteTx { tx, _turn: turn })
@@ -136,9 +159,11 @@ pub async fn stage_live(
         now,
     )
     .await?;
-    let mut inserts = Vec::new();
-    let projected = projections::project_live(conn, &stored, mode, &mut inserts).await?;
+    let (mut inserts, mut grants) = (Vec::new(), Vec::new());
+    let projected =
+        projections::project_live(conn, &stored, mode, &mut inserts, &mut grants).await?;
     open_requests::insert_rows(conn, &inserts).await?;
+    projections::grants::insert_all(conn, &grants).await?;
     Ok(Staged::of(stored, projected))
 }
 

@@ -20,7 +20,10 @@ use sqlx::AnyConnection;
 
 use crate::{
     error::{CoreError, CoreResult},
-    eventstore::{channels::Notification, events::StoredEvent},
+    eventstore::{
+        channels::Notification,
+        events::{DomainEvent, StoredEvent},
+    },
 };
 
 /// Live: read models + channel log + side effects. Replay: read models.
@@ -153,6 +156,73 @@ pub async fn project_transition(
     Ok((out, changes))
 }
 
+/// Whether [`project_live`] writes nothing of `events` at once, leaving
+/// every write to its caller's end (a batch's): each is a grant (its row
+/// left in `grants`) or an open command's request, alone or with its
+/// decision (its row left in `inserts`), and no projector but those two
+/// writes for it ([`others_write_at_once`]). Then the projectors only
+/// read, and a batch on PostgreSQL need not begin its transaction for
+/// them (`Batch::stage`).
+pub fn writes_only_deferred(events: &[StoredEvent]) -> bool {
+    let mut i = 0;
+    while i < events.len() {
+        let ev = &events[i];
+        if others_write_at_once(&ev.event) {
+            return false;
+        }
+        if let Some(next) = events.get(i + 1) {
+            if open_requests::decided_pair(ev, next) && !others_write_at_once(&next.event) {
+                i += 2;
+                continue;
+            }
+        }
+        // `open_requests::apply_rows` defers a request's row and writes
+        // an update at once.
+        if open_requests::RowUpdate::of(ev).is_some() {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a projector other than `open_requests` writes for `event` at
+/// once when it is projected live (a grant's new row is deferred, see
+/// [`project_live`]). Every event is named, so a new one is a compile
+/// error here until someone says; a wrong `false` would let a batch write
+/// outside its transaction, so when in doubt, `true`.
+fn others_write_at_once(event: &DomainEvent) -> bool {
+    match event {
+        DomainEvent::AccessGranted { .. }
+        | DomainEvent::CompartmentOpenRequested { .. }
+        | DomainEvent::CompartmentOpenAuthorized { .. }
+        | DomainEvent::CompartmentOpenDenied { .. }
+        | DomainEvent::CompartmentOpenSent { .. }
+        | DomainEvent::CompartmentOpened { .. }
+        | DomainEvent::CompartmentOpenFailed { .. }
+        | DomainEvent::CompartmentOpenLateResult { .. } => false,
+        DomainEvent::LockerBankRegistered { .. }
+        | DomainEvent::LockerBankDetailsChanged { .. }
+        | DomainEvent::CompartmentDetailsChanged { .. }
+        | DomainEvent::UserProfileChanged { .. }
+        | DomainEvent::CompartmentAdded { .. }
+        | DomainEvent::CompartmentsImported { .. }
+        | DomainEvent::DeviceStatusChanged { .. }
+        | DomainEvent::CompartmentDoorChanged { .. }
+        | DomainEvent::CompartmentOccupancyChanged { .. }
+        | DomainEvent::LockerProvisioningRequested { .. }
+        | DomainEvent::LockerProvisioningValidated { .. }
+        | DomainEvent::LockerCredentialsCreated { .. }
+        | DomainEvent::LockerCredentialsDelivered { .. }
+        | DomainEvent::LockerWasProvisioned { .. }
+        | DomainEvent::LockerProvisioningFailed { .. }
+        | DomainEvent::LockerDecommissioned { .. }
+        | DomainEvent::LockerProvisioningReset { .. }
+        | DomainEvent::AccessWindowChanged { .. }
+        | DomainEvent::AccessRevoked { .. } => true,
+    }
+}
+
 /// Everything a live append does after the event rows: every projector
 /// and each event's side effects (outbox, timers). During replay, the read
 /// models only (the latest status written at once).
@@ -168,13 +238,19 @@ pub async fn project_live(
     events: &[StoredEvent],
     mode: Mode,
     inserts: &mut Vec<open_requests::NewRow>,
+    grants: &mut Vec<grants::NewGrant>,
 ) -> CoreResult<Vec<Projected>> {
     let rows = open_requests::apply_rows(conn, events, inserts).await?;
     let mut out = Vec::with_capacity(events.len());
     for (ev, (parties, latest)) in events.iter().zip(rows) {
         for p in Projector::ALL {
-            if p != Projector::OpenRequests {
-                p.apply(conn, ev).await?;
+            match p {
+                Projector::OpenRequests => {}
+                Projector::Grants => match grants::NewGrant::of(ev) {
+                    Some(row) => grants.push(row),
+                    None => p.apply(conn, ev).await?,
+                },
+                _ => p.apply(conn, ev).await?,
             }
         }
         let Mode::Live { open_timeout_ms } = mode else {

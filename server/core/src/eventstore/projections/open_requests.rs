@@ -81,7 +81,9 @@ pub async fn apply_rows(
             inserts.push(row);
             out.push((None, None));
         } else {
-            if !inserts.is_empty() {
+            // An update sees the rows inserted before it; an event that
+            // changes no command's row needs none of them.
+            if !inserts.is_empty() && RowUpdate::of(&events[i]).is_some() {
                 insert_rows(conn, &std::mem::take(inserts)).await?;
             }
             out.push(apply_row(conn, &events[i]).await?);
@@ -93,6 +95,12 @@ pub async fn apply_rows(
 
 /// A request and, right after it, its decision: the row as decided, and
 /// the change it makes. `None` when the two are not such a pair.
+/// Whether `requested` and `decided` are an open request followed by its
+/// decision: one row, inserted decided ([`apply_rows`]).
+pub fn decided_pair(requested: &StoredEvent, decided: &StoredEvent) -> bool {
+    decided_row(requested, decided).is_some()
+}
+
 fn decided_row(requested: &StoredEvent, decided: &StoredEvent) -> Option<(NewRow, RowChange)> {
     let DomainEvent::CompartmentOpenRequested {
         command_id,

@@ -1,0 +1,194 @@
+//! The end of a group-committed batch on SQLite in one round trip to
+//! sqlx's SQLite worker thread: its statements in one query text (the
+//! events, the read models' rows, the outbox, timers and latest statuses,
+//! the channel heads, bodies and log rows), bracketed by `BEGIN IMMEDIATE`
+//! and `COMMIT` when the batch wrote nothing before its end
+//! (`batch`'s module comment), else run in its transaction.
+//!
+//! Why: on SQLite a batch's cost is its statements' trips to and from the
+//! worker thread, not the statements (docs/benchmarks.md, "Sixth pass").
+//! sqlx runs a query text's statements one after the other in one worker
+//! command, each seeing the ones before (unlike PostgreSQL's `WITH` parts,
+//! `batch_end`), and numbers `$N` across the whole text.
+//!
+//! The log rows take their seqs from the heads as the upsert before them
+//! left them, and their bodies' ids from `sqlite_sequence`: under the
+//! write lock, one insert's rows take the ids after the table's last,
+//! in order, so a body's id is the last one less the bodies after it.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::{
+    error::{CoreError, CoreResult},
+    eventstore::{
+        batch::Batch,
+        channels::{self, EnvelopePlan},
+        events, outbox,
+        projections::{grants, open_requests},
+        sql::{bind_all, renumber, value_rows, Arg, Stmt},
+        store::{self, EndWrites, Staged, Written, SQLITE_BEGIN},
+        timers,
+    },
+};
+
+/// SQLite's limit on a statement's `$N` (`SQLITE_MAX_VARIABLE_NUMBER`):
+/// sqlx numbers them across the text, so it bounds the whole text.
+const MAX_ARGS: usize = 32_766;
+
+/// Whether `e` broke a unique key of `stored_events` (another writer
+/// appended at the same version first); SQLite names the table only in
+/// its message ("UNIQUE constraint failed: stored_events.…").
+fn breaks_events_key(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.is_unique_violation() && db.message().contains("stored_events."))
+}
+
+/// Ends `b` in one query text when its size allows: `Ok(Err(staged))`
+/// hands the writes back to be ended a statement at a time.
+pub async fn ended(
+    b: &mut Batch,
+    mut staged: Vec<Staged>,
+) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
+    let end = EndWrites::of(&staged);
+    let plan = EnvelopePlan::of(&store::notes_of(&staged))?;
+    let Some(stmts) = statements(b, &end, &plan)? else {
+        return Ok(Err(staged));
+    };
+    let alone = !b.begun();
+    let mut texts = Vec::with_capacity(stmts.len() + 2);
+    let mut args = Vec::new();
+    if alone {
+        texts.push(SQLITE_BEGIN.to_string());
+    }
+    for stmt in &stmts {
+        texts.push(renumber(&stmt.sql, args.len()));
+        args.extend(stmt.args.iter().cloned());
+    }
+    if alone {
+        texts.push("COMMIT".to_string());
+    }
+    let sql = texts.join(";\n");
+    let conn = b.end_connection()?;
+    let rows = match bind_all(sqlx::query(&sql), &args)
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            if alone {
+                // The text stopped at its failing statement, inside the
+                // transaction it began (or before it: then there is none,
+                // and SQLite says so, which changes nothing).
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            return Err(if breaks_events_key(&e) {
+                events::conflict_of(e, b.deferred().events)
+            } else {
+                e.into()
+            });
+        }
+    };
+    let mut positions = Vec::new();
+    let mut heads = HashMap::new();
+    let mut logged = 0usize;
+    for row in rows {
+        if row.try_column("channel").is_ok() {
+            heads.insert(
+                row.try_get::<String, _>("channel")?,
+                row.try_get::<i64, _>("seq")?,
+            );
+        } else if row.try_column("logged").is_ok() {
+            logged += 1;
+        } else {
+            positions.push(row.try_get::<i64, _>("id")?);
+        }
+    }
+    let (appended, log) = plan.appended(&heads)?;
+    if logged != log.len() {
+        return Err(CoreError::Invalid(format!(
+            "the batch's end wrote {logged} of {} log rows",
+            log.len()
+        )));
+    }
+    // One statement's rows take increasing positions in VALUES order;
+    // RETURNING's own order is not promised, so they are sorted back.
+    positions.sort_unstable();
+    b.ended(positions, &mut staged)?;
+    Ok(Ok(store::written_of(staged, appended)))
+}
+
+/// The batch's end, a statement per kind in the order the statement-at-
+/// a-time end runs them (`Batch::finish`, `store::append_envelopes`);
+/// `None` when it is too large for one text.
+fn statements(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<Vec<Stmt>>> {
+    let deferred = b.deferred();
+    if deferred.events.len() > events::EVENTS_PER_STATEMENT {
+        return Ok(None);
+    }
+    let mut stmts = Vec::new();
+    if !deferred.events.is_empty() {
+        stmts.push(events::insert_stmt(deferred.events));
+    }
+    for kind in [
+        grants::insert_stmts(deferred.grants),
+        open_requests::insert_stmts(deferred.inserts),
+        open_requests::update_stmts(deferred.rows, false),
+        outbox::complete_stmts(deferred.outbox_done),
+        timers::cancel_stmts(&end.ended_timers),
+        timers::schedule_stmts(&end.timers),
+        outbox::enqueue_stmts(&end.jobs),
+        open_requests::latest_stmts(&end.latest),
+    ] {
+        stmts.extend(kind);
+    }
+    if !plan.counts.is_empty() {
+        stmts.extend(envelope_stmts(plan)?);
+    }
+    if stmts.is_empty() || stmts.iter().map(|s| s.args.len()).sum::<usize>() > MAX_ARGS {
+        return Ok(None);
+    }
+    Ok(Some(stmts))
+}
+
+/// The heads' upsert (returning the new heads), the bodies, and the log
+/// rows, whose seqs count back from their channel's new head and whose
+/// bodies' ids count back from the last one taken.
+fn envelope_stmts(plan: &EnvelopePlan) -> CoreResult<Vec<Stmt>> {
+    let bodies = Stmt {
+        sql: format!(
+            "INSERT INTO channel_bodies (body, occurred_at) VALUES {}",
+            value_rows(plan.bodies.len(), 2, "")
+        ),
+        args: plan
+            .bodies
+            .iter()
+            .flat_map(|(body, at)| [Arg::from(body.as_str()), Arg::Int(*at)])
+            .collect(),
+    };
+    let last_body = plan.bodies.len().saturating_sub(1);
+    let rows = plan.rows_from_end()?;
+    let log = Stmt {
+        sql: format!(
+            "INSERT INTO channel_log (channel, seq, body_id, occurred_at) \
+             SELECT r.column1, h.seq - r.column2, s.seq - r.column3, r.column4 FROM (VALUES {}) AS r \
+             JOIN channel_heads AS h ON h.channel = r.column1 \
+             JOIN sqlite_sequence AS s ON s.name = 'channel_bodies' \
+             RETURNING 1 AS logged",
+            value_rows(rows.len(), 4, "")
+        ),
+        args: rows
+            .into_iter()
+            .flat_map(|(channel, from_end, body, at)| {
+                [
+                    Arg::Text(channel),
+                    Arg::Int(from_end),
+                    Arg::Int((last_body - body) as i64),
+                    Arg::Int(at),
+                ]
+            })
+            .collect(),
+    };
+    Ok(vec![channels::heads_stmt(&plan.counts), bodies, log])
+}
