@@ -192,6 +192,15 @@ impl Batch {
         self.conn.current()
     }
 
+    /// Has the connection closed rather than returned to the pool: the
+    /// batch's end failed and could not be rolled back
+    /// (`batch_end_sqlite`), so it may still be inside a transaction.
+    pub fn discard_connection(&mut self) {
+        if let Conn::Idle(conn, ..) = &mut self.conn {
+            conn.close_on_drop();
+        }
+    }
+
     /// Whether the batch's transaction has begun (not before its first
     /// write).
     pub fn begun(&self) -> bool {
@@ -359,8 +368,10 @@ impl Batch {
             None => {
                 // Only what the batch defers to its end (a grant, an open
                 // request with its decision): no transaction yet.
-                if !projections::writes_only_deferred(&stored) {
+                if !matches!(mode, Mode::Live { .. }) || !projections::writes_only_deferred(&stored)
+                {
                     self.conn.begin().await?;
+                    self.conn.write_grants(&mut self.grants).await?;
                 }
                 let projected = projections::project_live(
                     self.conn.current()?,

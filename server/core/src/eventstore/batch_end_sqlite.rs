@@ -33,6 +33,15 @@ use crate::{
     },
 };
 
+/// The most writes a batch may have for its end to be one text. Each
+/// text is prepared once per connection and kept (sqlx's statement
+/// cache), but a text follows the row counts of every kind at once, so
+/// large batches rarely repeat one: past this size, each kind's own
+/// statement (whose text follows its count only) is kept and reused,
+/// and the round trips saved no longer weigh (docs/benchmarks.md, "Sixth
+/// pass").
+pub const MAX_WRITES: usize = 8;
+
 /// SQLite's limit on a statement's `$N` (`SQLITE_MAX_VARIABLE_NUMBER`):
 /// sqlx numbers them across the text, so it bounds the whole text.
 const MAX_ARGS: usize = 32_766;
@@ -45,12 +54,16 @@ fn breaks_events_key(e: &sqlx::Error) -> bool {
         if db.is_unique_violation() && db.message().contains("stored_events."))
 }
 
-/// Ends `b` in one query text when its size allows: `Ok(Err(staged))`
+/// Ends `b` in one query text when it has at most [`MAX_WRITES`] writes
+/// and its size allows: `Ok(Err(staged))`
 /// hands the writes back to be ended a statement at a time.
 pub async fn ended(
     b: &mut Batch,
     mut staged: Vec<Staged>,
 ) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
+    if staged.len() > MAX_WRITES {
+        return Ok(Err(staged));
+    }
     let end = EndWrites::of(&staged);
     let plan = EnvelopePlan::of(&store::notes_of(&staged))?;
     let Some(stmts) = statements(b, &end, &plan)? else {
@@ -80,8 +93,11 @@ pub async fn ended(
             if alone {
                 // The text stopped at its failing statement, inside the
                 // transaction it began (or before it: then there is none,
-                // and SQLite says so, which changes nothing).
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                // and SQLite says so). A connection that may still be in
+                // it is closed, not handed to the next writer.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    b.discard_connection();
+                }
             }
             return Err(if breaks_events_key(&e) {
                 events::conflict_of(e, b.deferred().events)

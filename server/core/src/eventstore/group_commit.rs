@@ -47,6 +47,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use sqlx::postgres::PgSeverity;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -427,12 +428,17 @@ async fn together(
 }
 
 /// Whether the database refused a statement (so nothing of it landed),
-/// rather than the answer going missing.
+/// rather than the answer going missing: an error of the statement, not
+/// one of the session (PostgreSQL's FATAL, say an administrator's
+/// shutdown, may come after the statement committed).
 fn refused(e: &CoreError) -> bool {
-    matches!(
-        e,
-        CoreError::Database(sqlx::Error::Database(_)) | CoreError::VersionConflict { .. }
-    )
+    match e {
+        CoreError::VersionConflict { .. } => true,
+        CoreError::Database(sqlx::Error::Database(db)) => !db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
+        _ => false,
+    }
 }
 
 /// What a batch deferred, then its envelopes: what each write wrote. On

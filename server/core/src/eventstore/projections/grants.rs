@@ -59,6 +59,14 @@ impl NewGrant {
     }
 }
 
+/// Whether `ev` edits a grant's row (which must then exist).
+pub fn edits(ev: &StoredEvent) -> bool {
+    matches!(
+        ev.event,
+        DomainEvent::AccessWindowChanged { .. } | DomainEvent::AccessRevoked { .. }
+    )
+}
+
 /// Inserts new grants' rows, a statement per few hundred.
 pub async fn insert_all(conn: &mut AnyConnection, rows: &[NewGrant]) -> CoreResult<()> {
     for stmt in insert_stmts(rows) {

@@ -248,7 +248,13 @@ pub async fn project_live(
                 Projector::OpenRequests => {}
                 Projector::Grants => match grants::NewGrant::of(ev) {
                     Some(row) => grants.push(row),
-                    None => p.apply(conn, ev).await?,
+                    None => {
+                        // An edit of a grant finds the new ones first.
+                        if grants::edits(ev) && !grants.is_empty() {
+                            grants::insert_all(conn, &std::mem::take(grants)).await?;
+                        }
+                        p.apply(conn, ev).await?
+                    }
                 },
                 _ => p.apply(conn, ev).await?,
             }
