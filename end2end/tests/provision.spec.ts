@@ -115,18 +115,26 @@ test("a key from the panel, a locker provisioning with it, each step live on the
   expect(errors).toEqual([]);
 });
 
+/// Opens an admin page and waits until it is interactive: the marker the
+/// app sets once hydrated comes before the page's own lazy chunk has
+/// hydrated, and a field filled before that is emptied by its hydration;
+/// the header's live indicator changes only once the whole tree has.
+async function open(p: Page, path: string) {
+  await p.goto(path);
+  await p.locator("body[data-hydrated]").waitFor();
+  await expect(p.getByTestId("connection")).toHaveAttribute("data-state", "live");
+}
+
 test("pre-registering a bank leads to its progress page, waiting for its locker", async ({ browser }) => {
   const { page, errors } = await admin(browser);
-  await page.goto("/admin/provisioning");
-  await page.locator("body[data-hydrated]").waitFor();
+  await open(page, "/admin/provisioning");
   const serial = `E2E-PRE-${Date.now()}`;
   await page.getByTestId("pre-serial").fill(serial);
   await page.getByTestId("pre-name").fill("Pre Hall");
   // Meanwhile another admin pre-registers a bank: the live list refetches
   // under the half-filled form, which must keep what was typed.
   const other = await admin(browser);
-  await other.page.goto("/admin/provisioning");
-  await other.page.locator("body[data-hydrated]").waitFor();
+  await open(other.page, "/admin/provisioning");
   const otherSerial = `${serial}-OTHER`;
   await other.page.getByTestId("pre-serial").fill(otherSerial);
   await other.page.getByTestId("pre-name").fill("Other Hall");
