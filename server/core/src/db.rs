@@ -74,11 +74,15 @@ fn sqlite_pool_options(max: u32) -> AnyPoolOptions {
             Box::pin(async move {
                 // Checkpoints run in the background (see
                 // `spawn_checkpointer`); a committing writer starts one
-                // itself only if the WAL has grown past ~40 MB.
+                // itself only if the WAL has grown past ~40 MB. Pages of the
+                // database file are read through a memory map (up to 256
+                // MiB of it) rather than a `read()` each, which a writer
+                // does after every commit of another connection
+                // (docs/benchmarks.md, "Seventh pass").
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA wal_autocheckpoint = 10000;",
+                     PRAGMA wal_autocheckpoint = 10000; PRAGMA mmap_size = 268435456;",
                 )
                 .await?;
                 Ok(())

@@ -12,7 +12,7 @@ use std::{
 };
 
 use lockstep_core::{
-    db::Db,
+    db::{Backend, Db},
     error::CoreError,
     eventstore::events::{Actor, DomainEvent},
     eventstore::store::Staged,
@@ -570,6 +570,97 @@ async fn a_deferred_grant_is_seen_by_its_batch_and_alone_is_one_statement() {
     assert_log_whole(&w.s.db).await;
 }
 
+/// A mark of the session a group-committed write ran on: a random id kept
+/// in a temporary table, which only that connection sees.
+async fn writer_session(s: &Services, key: Uuid) -> Result<String, CoreError> {
+    let backend = s.db.backend;
+    let (id, _) = s
+        .writes
+        .write(key, move |conn| {
+            Box::pin(async move {
+                let c = conn.reader().await?;
+                let create = match backend {
+                    Backend::Sqlite => {
+                        "CREATE TEMP TABLE IF NOT EXISTS session_mark AS SELECT hex(randomblob(8)) AS id"
+                    }
+                    Backend::Postgres => {
+                        "CREATE TEMP TABLE IF NOT EXISTS session_mark AS \
+                         SELECT pg_backend_pid() || ':' || md5(random()::text) AS id"
+                    }
+                };
+                sqlx::query(create).execute(&mut *c).await?;
+                let id: String = sqlx::query("SELECT id FROM session_mark")
+                    .fetch_one(&mut *c)
+                    .await?
+                    .try_get("id")?;
+                Ok((id, Staged::default()))
+            })
+        })
+        .await?;
+    Ok(id)
+}
+
+/// The writer keeps its connection from batch to batch (a pooled one given
+/// back costs a round trip each time), rolls it back after a failed write
+/// and keeps it, and replaces it when it broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_keeps_its_connection_and_replaces_a_broken_one() {
+    let w = world().await;
+    let key = w.bank.compartments[0].id;
+    let first = writer_session(&w.s, key).await.expect("first");
+    for _ in 0..5 {
+        assert_eq!(writer_session(&w.s, key).await.expect("again"), first);
+    }
+    // A write that commits, then one that fails.
+    let grant =
+        group_committed_grant(w.s.clone(), w.admin.clone(), w.user.user.id, w.bank.id, key).await;
+    let failed =
+        w.s.writes
+            .write(key, |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO no_such_table (x) VALUES (1)")
+                        .execute(conn.writer().await?)
+                        .await?;
+                    Ok(((), Staged::default()))
+                })
+            })
+            .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        writer_session(&w.s, key)
+            .await
+            .expect("after a failed write"),
+        first,
+        "a failed write's connection is rolled back and kept"
+    );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE id = $1")
+        .bind(grant.to_string())
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("grant row")
+        .get("n");
+    assert_eq!(rows, 1);
+    if w.s.db.backend == Backend::Postgres {
+        let pid: i64 = first
+            .split(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a backend pid");
+        sqlx::query("SELECT pg_terminate_backend($1::int)")
+            .bind(pid)
+            .execute(&w.s.db.pool)
+            .await
+            .expect("terminate the writer's session");
+        // The write that meets the closed session fails with it (as any
+        // query on a connection the server dropped); the next one runs on
+        // a fresh connection.
+        let _ = writer_session(&w.s, key).await;
+        let next = writer_session(&w.s, key).await.expect("a fresh session");
+        assert_ne!(next, first);
+        assert_eq!(writer_session(&w.s, key).await.expect("kept"), next);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_write_does_not_fail_its_neighbours() {
     let w = world().await;
@@ -670,6 +761,8 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
 }
 
 const CHILD_ENV: &str = "LOCKSTEP_GROUP_COMMIT_CHILD";
+/// The child's sessions' name on PostgreSQL.
+const CHILD_APP: &str = "lockstep_crash_child";
 
 /// Not a test on its own: the process the crash test starts and kills.
 /// It opens compartments from 64 concurrent callers until killed, and
@@ -705,10 +798,14 @@ async fn crash_child() {
         let c = compartments[i % compartments.len()];
         tasks.push(tokio::spawn(async move {
             loop {
-                let d = opens::request_open(&s, &admin, override_open(c), now_ms())
-                    .await
-                    .expect("open");
-                println!("acked {}", d.command_id);
+                match opens::request_open(&s, &admin, override_open(c), now_ms()).await {
+                    Ok(d) => println!("acked {}", d.command_id),
+                    Err(e) => {
+                        // For the parent's message.
+                        println!("failed {e}");
+                        std::process::exit(1);
+                    }
+                }
             }
         }));
     }
@@ -724,7 +821,10 @@ async fn crash_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
     let w = world().await;
-    let url = w.t.url.clone();
+    let url = match w.s.db.backend {
+        Backend::Postgres => format!("{}?application_name={CHILD_APP}", w.t.url),
+        Backend::Sqlite => w.t.url.clone(),
+    };
     let mut acked = HashSet::new();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
@@ -739,9 +839,12 @@ async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
         // point of a batch (each round at a different count).
         let kill_after = 300 + round * 137;
         let lines = tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
+            let (mut seen, mut failed) = (Vec::new(), Vec::new());
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(e) = line.strip_prefix("failed ") {
+                    failed.push(e.to_string());
+                }
                 if let Some(id) = line.strip_prefix("acked ") {
                     seen.push(Uuid::parse_str(id.trim()).expect("a command id"));
                     if seen.len() == kill_after {
@@ -752,14 +855,37 @@ async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
                 // still in the pipe, up to its end.
             }
             let _ = child.wait();
-            seen
+            (seen, failed)
         })
         .await
         .expect("reader");
-        assert!(lines.len() >= kill_after, "the child stopped early");
+        let (lines, failed) = lines;
+        assert!(
+            lines.len() >= kill_after,
+            "the child stopped early after {} acknowledgements: {failed:?}",
+            lines.len()
+        );
         acked.extend(lines);
     }
     let db = &w.s.db;
+    // A killed client's statement still runs to its end on PostgreSQL, and
+    // may commit: the store is read once the child's sessions are gone.
+    if db.backend == Backend::Postgres {
+        loop {
+            let sessions: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(CHILD_APP)
+            .fetch_one(&db.pool)
+            .await
+            .expect("sessions")
+            .get("n");
+            if sessions == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     // Every command in the store, with what its write made.
     let rows = sqlx::query(
         "SELECT e.aggregate_uuid AS id, COUNT(*) AS events, \

@@ -43,37 +43,80 @@ use crate::{
         open_requests::{self, CommandRow, NewRow, OpenParties, RowUpdate},
         Mode,
     },
-    eventstore::store::{Staged, WriteTx},
+    eventstore::store::{Staged, SQLITE_BEGIN},
 };
 
-/// A batch's connection: in its transaction, or not yet.
-enum Conn {
-    /// No write yet: no transaction.
-    Idle(PoolConnection<Any>, WriteTurn, Backend),
-    Begun(WriteTx),
-    /// Beginning failed: the connection went with it.
-    Lost,
+/// The writer's connection between its batches ([`Batch::open`],
+/// [`Batch::release`]). A pooled connection given back costs a round trip
+/// (sqlx pings it on release) that the next batch would wait for, so the
+/// writer keeps its own while writes keep coming (`group_commit`).
+pub type Held = Option<PoolConnection<Any>>;
+
+/// A batch's connection, in its transaction or not yet. The transaction
+/// is begun and ended by statements of its own, not sqlx's `Transaction`,
+/// so that the connection outlives it.
+struct Conn {
+    /// `None` once lost: a `BEGIN` or `COMMIT` failed, or the batch's end
+    /// discarded it.
+    conn: Option<PoolConnection<Any>>,
+    /// `BEGIN` sent, no `COMMIT` yet.
+    begun: bool,
+    backend: Backend,
+    /// This process's write turn (SQLite), held until the batch is done.
+    _turn: WriteTurn,
+}
+
+impl Drop for Conn {
+    /// A connection left inside its transaction (a write panicked, or a
+    /// caller returned early) is closed, which rolls the transaction back,
+    /// never pooled as it is.
+    fn drop(&mut self) {
+        if let (true, Some(conn)) = (self.begun, self.conn.as_mut()) {
+            conn.close_on_drop();
+        }
+    }
 }
 
 impl Conn {
     /// The connection as it is, in the transaction or not.
     fn current(&mut self) -> CoreResult<&mut AnyConnection> {
-        match self {
-            Conn::Idle(conn, ..) => Ok(&mut **conn),
-            Conn::Begun(tx) => Ok(&mut **tx),
-            Conn::Lost => Err(CoreError::Conflict(
+        match self.conn.as_mut() {
+            Some(conn) => Ok(&mut **conn),
+            None => Err(CoreError::Conflict(
                 "the batch lost its connection; retry".into(),
             )),
         }
     }
 
+    /// Closes the connection instead of reusing it: it may be inside a
+    /// transaction, or broken.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+        self.begun = false;
+    }
+
+    /// Runs `sql` (a `BEGIN`, `COMMIT` or `ROLLBACK`); on error the
+    /// connection is discarded, its state unknown.
+    async fn control(&mut self, sql: &'static str) -> CoreResult<()> {
+        let result = sqlx::query(sql).execute(self.current()?).await;
+        if let Err(e) = result {
+            self.discard();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Begins the transaction, if it has not begun.
     async fn begin(&mut self) -> CoreResult<()> {
-        if let Conn::Idle(..) = self {
-            let Conn::Idle(conn, turn, backend) = std::mem::replace(self, Conn::Lost) else {
-                return Ok(());
-            };
-            *self = Conn::Begun(WriteTx::begin_pooled(conn, turn, backend).await?);
+        if !self.begun {
+            self.control(match self.backend {
+                Backend::Sqlite => SQLITE_BEGIN,
+                Backend::Postgres => "BEGIN",
+            })
+            .await?;
+            self.begun = true;
         }
         Ok(())
     }
@@ -141,14 +184,46 @@ pub enum Reads {
 }
 
 impl Batch {
-    /// A batch on `db`'s writer, its transaction begun at its first write
-    /// (see the module comment).
-    pub async fn open(db: &Db) -> CoreResult<Batch> {
-        // The turn first, so a batch never holds a connection while it
-        // queues (as `store::begin_write`).
+    /// A batch on `db`'s writer, on the writer's `held` connection (one of
+    /// the writer pool's when it has none), its transaction begun at its
+    /// first write (see the module comment). [`Batch::release`] gives
+    /// the connection back to `held`.
+    pub async fn open(db: &Db, held: &mut Held) -> CoreResult<Batch> {
+        // The turn first: on SQLite the writer's connection is used in turn
+        // like any other writer's.
         let turn = db.write_turn().await;
-        let conn = db.writer().acquire().await?;
-        Ok(Batch::with(Conn::Idle(conn, turn, db.backend)))
+        let conn = match held.take() {
+            Some(conn) => conn,
+            None => db.writer().acquire().await?,
+        };
+        Ok(Batch::with(Conn {
+            conn: Some(conn),
+            begun: false,
+            backend: db.backend,
+            _turn: turn,
+        }))
+    }
+
+    /// Gives the connection back to the writer (`held`) for its next
+    /// batch: rolled back first if the batch is still in its transaction,
+    /// and, when the batch `failed`, only if it still answers (what sqlx
+    /// checks when a connection returns to the pool). Otherwise it is
+    /// closed, and the next batch takes a fresh one.
+    pub async fn release(mut self, held: &mut Held, failed: bool) {
+        if self.conn.begun {
+            if self.conn.control("ROLLBACK").await.is_err() {
+                return;
+            }
+            self.conn.begun = false;
+        }
+        let Some(mut conn) = self.conn.conn.take() else {
+            return;
+        };
+        if failed && sqlx::Connection::ping(&mut *conn).await.is_err() {
+            conn.close_on_drop();
+            return;
+        }
+        *held = Some(conn);
     }
 
     fn with(conn: Conn) -> Self {
@@ -196,15 +271,13 @@ impl Batch {
     /// batch's end failed and could not be rolled back
     /// (`batch_end_sqlite`), so it may still be inside a transaction.
     pub fn discard_connection(&mut self) {
-        if let Conn::Idle(conn, ..) = &mut self.conn {
-            conn.close_on_drop();
-        }
+        self.conn.discard();
     }
 
     /// Whether the batch's transaction has begun (not before its first
     /// write).
     pub fn begun(&self) -> bool {
-        matches!(self.conn, Conn::Begun(_))
+        self.conn.begun
     }
 
     /// Reads what the batch's writes said they will read, in one query
@@ -477,13 +550,13 @@ impl Batch {
 
     /// Commits the transaction; a batch that never began has nothing to
     /// commit (its end, if any, committed as it ran).
-    pub async fn commit(self) -> CoreResult<()> {
-        match self.conn {
-            Conn::Begun(tx) => Ok(tx.commit().await?),
-            Conn::Idle(..) => Ok(()),
-            Conn::Lost => Err(CoreError::Conflict(
-                "the batch lost its connection; retry".into(),
-            )),
+    pub async fn commit(&mut self) -> CoreResult<()> {
+        self.conn.current()?;
+        if self.conn.begun {
+            // A failed COMMIT discards the connection (`Conn::control`).
+            self.conn.control("COMMIT").await?;
+            self.conn.begun = false;
         }
+        Ok(())
     }
 }

@@ -54,7 +54,7 @@ use uuid::Uuid;
 use crate::{
     db::{Backend, Db},
     error::{CoreError, CoreResult},
-    eventstore::batch::{Batch, Reads},
+    eventstore::batch::{Batch, Held, Reads},
     eventstore::store::{self, Staged, Written},
     eventstore::{batch_end, batch_end_sqlite},
 };
@@ -68,6 +68,12 @@ pub const MAX_BATCH: usize = 256;
 /// other there: two measured better than one and four (docs/benchmarks.md,
 /// "Fourth pass"). SQLite has one writer at a time, so one.
 pub const POSTGRES_WRITERS: usize = 2;
+/// How long a writer keeps its connection with no write to run: long
+/// enough for the next write of a steady stream, short enough that an
+/// idle writer does not keep one of SQLite's two writer connections (a
+/// second `Services` on the same database, as in a restart, waits that
+/// long at most).
+const HOLD_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Writes that may wait for a writer before callers wait to queue.
 const QUEUE: usize = 8192;
 
@@ -281,8 +287,23 @@ impl GroupCommit {
 }
 
 /// The writer: a batch of whatever is queued, committed, then the next.
+///
+/// The writer keeps its connection from batch to batch ([`Held`]) and
+/// gives it back to the pool once no write came for [`HOLD_IDLE`].
 async fn writer(db: Db, stats: Arc<Counters>, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
-    while let Some(first) = queue.recv().await {
+    let mut held: Held = None;
+    loop {
+        let next = match held {
+            Some(_) => match tokio::time::timeout(HOLD_IDLE, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    held = None;
+                    queue.recv().await
+                }
+            },
+            None => queue.recv().await,
+        };
+        let Some(first) = next else { break };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -293,10 +314,20 @@ async fn writer(db: Db, stats: Arc<Counters>, mut queue: mpsc::Receiver<Box<dyn 
         metrics::histogram!("lockstep_group_commit_batch_size").record(batch.len() as f64);
         // Its own task, so that a write that panics loses its batch (its
         // callers hear so), not the writer.
-        let (db, stats) = (db.clone(), stats.clone());
-        if let Err(e) = tokio::spawn(async move { commit_batch(&db, &stats, batch).await }).await {
-            metrics::counter!("lockstep_group_commit_panics_total").increment(1);
-            tracing::error!(error = %e, "a group-committed batch panicked; its writes were not committed");
+        // (The connection goes with it: a batch in its transaction when it
+        // panics closes it, `batch::Conn`.)
+        let (db, stats, mut conn) = (db.clone(), stats.clone(), held.take());
+        match tokio::spawn(async move {
+            commit_batch(&db, &stats, batch, &mut conn).await;
+            conn
+        })
+        .await
+        {
+            Ok(conn) => held = conn,
+            Err(e) => {
+                metrics::counter!("lockstep_group_commit_panics_total").increment(1);
+                tracing::error!(error = %e, "a group-committed batch panicked; its writes were not committed");
+            }
         }
     }
 }
@@ -316,19 +347,19 @@ enum Failed {
 /// cut there: the writes before it are committed together again, the
 /// failing one alone (it gets its own answer), the ones after it together.
 /// So an error costs one rollback, not the batch's grouping.
-async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
+async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>, held: &mut Held) {
     let mut segments = std::collections::VecDeque::from([batch]);
     while let Some(mut segment) = segments.pop_front() {
         if segment.len() == 1 {
             for mut job in segment {
                 stats.alone.fetch_add(1, Relaxed);
-                let result = alone(db, stats, job.as_mut()).await;
+                let result = alone(db, stats, job.as_mut(), held).await;
                 job.finish(result);
             }
             continue;
         }
         stats.batches.fetch_add(1, Relaxed);
-        match together(db, stats, &mut segment).await {
+        match together(db, stats, &mut segment, held).await {
             Ok(written) => {
                 stats.batched.fetch_add(segment.len() as u64, Relaxed);
                 for (job, written) in segment.into_iter().zip(written) {
@@ -385,13 +416,25 @@ async fn commit_batch(db: &Db, stats: &Counters, batch: Vec<Box<dyn Pending>>) {
     }
 }
 
-/// The whole batch in one transaction.
+/// The whole batch in one transaction, on the writer's `held` connection.
 async fn together(
     db: &Db,
     stats: &Counters,
     batch: &mut [Box<dyn Pending>],
+    held: &mut Held,
 ) -> Result<Vec<Written>, Failed> {
-    let mut b = Batch::open(db).await.map_err(Failed::Begin)?;
+    let mut b = Batch::open(db, held).await.map_err(Failed::Begin)?;
+    let result = together_on(db, stats, batch, &mut b).await;
+    b.release(held, result.is_err()).await;
+    result
+}
+
+async fn together_on(
+    db: &Db,
+    stats: &Counters,
+    batch: &mut [Box<dyn Pending>],
+    b: &mut Batch,
+) -> Result<Vec<Written>, Failed> {
     let reads: Vec<Reads> = batch.iter().filter_map(|job| job.reads()).collect();
     b.preload(&reads)
         .await
@@ -399,7 +442,7 @@ async fn together(
     let mut staged = Vec::with_capacity(batch.len());
     let mut failed = None;
     for (i, job) in batch.iter_mut().enumerate() {
-        match job.run(&mut b).await {
+        match job.run(b).await {
             Ok(s) => staged.push(s),
             Err(e) => {
                 failed = Some(Failed::Before(Some(i), e));
@@ -412,17 +455,15 @@ async fn together(
     if let Some(failed) = failed {
         return Err(failed);
     }
-    let written = finish(db.backend, stats, &mut b, staged)
-        .await
-        .map_err(|e| {
-            if b.begun() || refused(&e) {
-                Failed::Before(None, e)
-            } else {
-                // The end ran alone, outside a transaction: it may have
-                // committed before its answer was lost.
-                Failed::Commit(e)
-            }
-        })?;
+    let written = finish(db.backend, stats, b, staged).await.map_err(|e| {
+        if b.begun() || refused(&e) {
+            Failed::Before(None, e)
+        } else {
+            // The end ran alone, outside a transaction: it may have
+            // committed before its answer was lost.
+            Failed::Commit(e)
+        }
+    })?;
     b.commit().await.map_err(Failed::Commit)?;
     Ok(written)
 }
@@ -474,10 +515,15 @@ async fn finish(
 const DEADLOCK_RETRIES: usize = 3;
 
 /// One write in its own transaction.
-async fn alone(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
+async fn alone(
+    db: &Db,
+    stats: &Counters,
+    job: &mut dyn Pending,
+    held: &mut Held,
+) -> CoreResult<Written> {
     let mut tries = 0;
     loop {
-        match alone_once(db, stats, job).await {
+        match alone_once(db, stats, job, held).await {
             Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
                 tries += 1;
                 metrics::counter!("lockstep_group_commit_deadlocks_total").increment(1);
@@ -492,12 +538,28 @@ fn is_deadlock(e: &CoreError) -> bool {
     matches!(e, CoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
 }
 
-async fn alone_once(db: &Db, stats: &Counters, job: &mut dyn Pending) -> CoreResult<Written> {
-    let mut b = Batch::open(db).await?;
-    let staged = job.run(&mut b).await;
+async fn alone_once(
+    db: &Db,
+    stats: &Counters,
+    job: &mut dyn Pending,
+    held: &mut Held,
+) -> CoreResult<Written> {
+    let mut b = Batch::open(db, held).await?;
+    let result = alone_on(db, stats, job, &mut b).await;
+    b.release(held, result.is_err()).await;
+    result
+}
+
+async fn alone_on(
+    db: &Db,
+    stats: &Counters,
+    job: &mut dyn Pending,
+    b: &mut Batch,
+) -> CoreResult<Written> {
+    let staged = job.run(b).await;
     stats.flushes.fetch_add(b.flushes(), Relaxed);
     let staged = staged?;
-    let written = finish(db.backend, stats, &mut b, vec![staged])
+    let written = finish(db.backend, stats, b, vec![staged])
         .await?
         .pop()
         .unwrap_or_default();

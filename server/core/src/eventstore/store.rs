@@ -4,10 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-use sqlx::{
-    pool::{MaybePoolConnection, PoolConnection},
-    Any, AnyConnection, Row, Transaction,
-};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use uuid::Uuid;
 
 use crate::{
@@ -43,22 +40,6 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
-    /// A transaction begun on `conn`, a connection of the writer pool
-    /// taken in `turn`, as [`begin_write`] begins one.
-    pub async fn begin_pooled(
-        conn: PoolConnection<Any>,
-        turn: WriteTurn,
-        backend: Backend,
-    ) -> CoreResult<WriteTx> {
-        let statement = match backend {
-            Backend::Sqlite => Some(SQLITE_BEGIN.into()),
-            Backend::Postgres => None,
-        };
-        // What `Pool::begin_with` does with the connection it acquires.
-        let tx = Transaction::begin(MaybePoolConnection::from(conn), statement).await?;
-        Ok(WriteTx { tx, _turn: turn })
-    }
-
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         let WriteTx { tx, _turn } = self;
         tx.commit().await
