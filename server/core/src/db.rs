@@ -324,6 +324,15 @@ impl Db {
         Some(turn)
     }
 
+    /// The write turn if no other writer has it now (always on
+    /// PostgreSQL); `None` otherwise.
+    pub fn try_write_turn(&self) -> Option<WriteTurn> {
+        match &self.write_gate {
+            None => Some(None),
+            Some(gate) => gate.clone().try_lock_owned().ok().map(Some),
+        }
+    }
+
     /// Runs one writing statement on its own (autocommit), in turn.
     pub async fn write<'q>(
         &self,

@@ -814,6 +814,35 @@ async fn crash_child() {
     }
 }
 
+/// Waits for a killed child's PostgreSQL sessions to end: a killed
+/// client's statement still runs to its end, and may commit, so the store
+/// is read (and the next child started) only after.
+async fn child_sessions_ended(db: &Db) {
+    if db.backend != Backend::Postgres {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sessions: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE application_name = $1 AND datname = current_database()",
+        )
+        .bind(CHILD_APP)
+        .fetch_one(&db.pool)
+        .await
+        .expect("sessions")
+        .get("n");
+        if sessions == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed child's {sessions} sessions did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// SIGKILL in the middle of steady group-committed writes: every
 /// acknowledged command is whole in the store (its events, read model,
 /// outbox row, timer and envelopes), any other command is whole or absent,
@@ -866,26 +895,9 @@ async fn a_process_killed_mid_batch_leaves_whole_writes_only() {
             lines.len()
         );
         acked.extend(lines);
+        child_sessions_ended(&w.s.db).await;
     }
     let db = &w.s.db;
-    // A killed client's statement still runs to its end on PostgreSQL, and
-    // may commit: the store is read once the child's sessions are gone.
-    if db.backend == Backend::Postgres {
-        loop {
-            let sessions: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = $1",
-            )
-            .bind(CHILD_APP)
-            .fetch_one(&db.pool)
-            .await
-            .expect("sessions")
-            .get("n");
-            if sessions == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
     // Every command in the store, with what its write made.
     let rows = sqlx::query(
         "SELECT e.aggregate_uuid AS id, COUNT(*) AS events, \

@@ -61,6 +61,9 @@ struct Conn {
     conn: Option<PoolConnection<Any>>,
     /// `BEGIN` sent, no `COMMIT` yet.
     begun: bool,
+    /// A text from `BEGIN` to `COMMIT` is running (`batch_end_sqlite`):
+    /// dropped meanwhile, the connection may be inside it.
+    in_text: bool,
     backend: Backend,
     /// This process's write turn (SQLite), held until the batch is done.
     _turn: WriteTurn,
@@ -71,7 +74,7 @@ impl Drop for Conn {
     /// caller returned early) is closed, which rolls the transaction back,
     /// never pooled as it is.
     fn drop(&mut self) {
-        if let (true, Some(conn)) = (self.begun, self.conn.as_mut()) {
+        if let (true, Some(conn)) = (self.begun || self.in_text, self.conn.as_mut()) {
             conn.close_on_drop();
         }
     }
@@ -189,9 +192,16 @@ impl Batch {
     /// first write (see the module comment). [`Batch::release`] gives
     /// the connection back to `held`.
     pub async fn open(db: &Db, held: &mut Held) -> CoreResult<Batch> {
-        // The turn first: on SQLite the writer's connection is used in turn
-        // like any other writer's.
-        let turn = db.write_turn().await;
+        // The turn first. A writer that must wait for it does not wait
+        // holding a connection: the writer whose turn it is may be waiting
+        // for one of SQLite's two writer connections.
+        let turn = match db.try_write_turn() {
+            Some(turn) => turn,
+            None => {
+                drop(held.take());
+                db.write_turn().await
+            }
+        };
         let conn = match held.take() {
             Some(conn) => conn,
             None => db.writer().acquire().await?,
@@ -199,6 +209,7 @@ impl Batch {
         Ok(Batch::with(Conn {
             conn: Some(conn),
             begun: false,
+            in_text: false,
             backend: db.backend,
             _turn: turn,
         }))
@@ -272,6 +283,13 @@ impl Batch {
     /// (`batch_end_sqlite`), so it may still be inside a transaction.
     pub fn discard_connection(&mut self) {
         self.conn.discard();
+    }
+
+    /// Says a text that begins and commits its own transaction is running
+    /// on the connection (`batch_end_sqlite`), or no longer: a batch
+    /// dropped meanwhile closes its connection rather than pool it.
+    pub fn running_text(&mut self, running: bool) {
+        self.conn.in_text = running;
     }
 
     /// Whether the batch's transaction has begun (not before its first

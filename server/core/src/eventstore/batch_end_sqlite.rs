@@ -83,6 +83,7 @@ pub async fn ended(
         texts.push("COMMIT".to_string());
     }
     let sql = texts.join(";\n");
+    b.running_text(alone);
     let conn = b.end_connection()?;
     let rows = match bind_all(sqlx::query(&sql), &args)
         .fetch_all(&mut *conn)
@@ -99,6 +100,7 @@ pub async fn ended(
                     b.discard_connection();
                 }
             }
+            b.running_text(false);
             return Err(if breaks_events_key(&e) {
                 events::conflict_of(e, b.deferred().events)
             } else {
@@ -106,6 +108,7 @@ pub async fn ended(
             });
         }
     };
+    b.running_text(false);
     let mut positions = Vec::new();
     let mut heads = HashMap::new();
     let mut logged = 0usize;

@@ -69,10 +69,9 @@ pub const MAX_BATCH: usize = 256;
 /// "Fourth pass"). SQLite has one writer at a time, so one.
 pub const POSTGRES_WRITERS: usize = 2;
 /// How long a writer keeps its connection with no write to run: long
-/// enough for the next write of a steady stream, short enough that an
-/// idle writer does not keep one of SQLite's two writer connections (a
-/// second `Services` on the same database, as in a restart, waits that
-/// long at most).
+/// enough for the next write of a steady stream, short enough that a quiet
+/// writer does not keep one of the pool's connections out of its upkeep
+/// (sqlx's lifetime and idle checks) for long.
 const HOLD_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Writes that may wait for a writer before callers wait to queue.
 const QUEUE: usize = 8192;
