@@ -409,13 +409,15 @@ async fn main() {
             percentile(&to_opened, 0.99)
         );
         // How the writes were committed: batches, the writes in them,
-        // batches ended in one statement, and reads that had to apply a
+        // batches rolled back and cut at a failing write, batches ended in
+        // one statement, and reads that had to apply a
         // batch's deferred writes before its end.
         let w = services.writes.stats();
         println!(
-            "        group commit: {} batches of {} writes, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT), {} mid-batch flushes",
+            "        group commit: {} batches of {} writes, {} split at a failing write, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT), {} mid-batch flushes",
             w.batches - writes_before.batches,
             w.batched - writes_before.batched,
+            w.splits - writes_before.splits,
             w.alone - writes_before.alone,
             w.fused - writes_before.fused,
             w.single_statement - writes_before.single_statement,
