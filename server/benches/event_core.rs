@@ -280,12 +280,13 @@ async fn backend(name: &str, url: &str, dir: std::path::PathBuf) {
         let append = appends(&services, &caller, &bank, N, writers).await;
         let after = services.writes.stats();
         println!(
-            "{writers} writer(s), {N} rows: raw driver INSERT {raw:>8.0}/s | plain INSERT (sqlx Any, the baseline) {plain:>8.0}/s ({:.2}x raw) | event append + projection + channel log {append:>8.0}/s | ratio to the baseline {:.2} | {} of {N} appends shared a transaction ({} transactions, {} of them one statement with no BEGIN/COMMIT)",
+            "{writers} writer(s), {N} rows: raw driver INSERT {raw:>8.0}/s | plain INSERT (sqlx Any, the baseline) {plain:>8.0}/s ({:.2}x raw) | event append + projection + channel log {append:>8.0}/s | ratio to the baseline {:.2} | {} of {N} appends shared a transaction ({} transactions, {} of them one statement with no BEGIN/COMMIT, {} by SQLite's direct writer)",
             plain / raw,
             append / plain,
             after.batched - before.batched,
             (after.batches - before.batches) + (after.alone - before.alone),
             after.single_statement - before.single_statement,
+            after.direct - before.direct,
         );
     }
 

@@ -414,13 +414,14 @@ async fn main() {
         // batch's deferred writes before its end.
         let w = services.writes.stats();
         println!(
-            "        group commit: {} batches of {} writes, {} split at a failing write, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT), {} mid-batch flushes",
+            "        group commit: {} batches of {} writes, {} split at a failing write, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT, {} by SQLite's direct writer), {} mid-batch flushes",
             w.batches - writes_before.batches,
             w.batched - writes_before.batched,
             w.splits - writes_before.splits,
             w.alone - writes_before.alone,
             w.fused - writes_before.fused,
             w.single_statement - writes_before.single_statement,
+            w.direct - writes_before.direct,
             w.flushes - writes_before.flushes
         );
         let complete = lat.len() as u64 == total;

@@ -18,6 +18,8 @@ use sqlx::{
 };
 use thiserror::Error;
 
+use crate::eventstore::sqlite_direct::DirectWriter;
+
 /// Which database `DATABASE_URL` points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -117,6 +119,9 @@ pub struct Db {
     writer: AnyPool,
     /// SQLite only: the queue writers take turns in (see the module doc).
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite in a file: the direct writer of group-committed batch ends
+    /// (`eventstore::sqlite_direct`).
+    direct: Option<DirectWriter>,
 }
 
 /// A writer's turn: held until its transaction has committed or rolled back.
@@ -202,6 +207,23 @@ pub fn sqlite_creating(url: &str) -> Result<String, ConnectError> {
     })
 }
 
+/// The file a SQLite URL opens for writing; `None` for an in-memory
+/// database (which another connection would not share) or a read-only one.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (rest, ""),
+    };
+    let special = query
+        .split('&')
+        .any(|kv| kv == "mode=memory" || kv == "mode=ro" || kv.starts_with("vfs="));
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") || special {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
 /// Makes sure the data directory exists and is writable.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), ConnectError> {
     let err = |source| ConnectError::DataDir {
@@ -260,9 +282,12 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
-        let db = Db::with_writer(pool, writer, backend);
+        let mut db = Db::with_writer(pool, writer, backend);
         if backend == Backend::Sqlite {
             db.spawn_checkpointer();
+            if let Some(path) = sqlite_file(url) {
+                db.direct = Some(DirectWriter::open(&path).map_err(unreachable)?);
+            }
         }
         Ok(db)
     }
@@ -305,7 +330,13 @@ impl Db {
             backend,
             writer,
             write_gate,
+            direct: None,
         }
+    }
+
+    /// SQLite in a file: the direct writer of group-committed batch ends.
+    pub fn direct(&self) -> Option<&DirectWriter> {
+        self.direct.as_ref()
     }
 
     /// The pool writes run on (on PostgreSQL the same as `pool`).

@@ -191,6 +191,15 @@ async fn opens_that_arrive_together_share_a_transaction_and_each_gets_its_answer
                 >= after.batches - before.batches - (after.splits - before.splits),
             "every batch not cut ended in one statement: {before:?} → {after:?}"
         );
+    } else {
+        // On a SQLite file every end that was the whole transaction, of
+        // a batch of any size, was one call to the direct writer.
+        assert!(after.direct > before.direct, "{before:?} → {after:?}");
+        assert_eq!(
+            after.direct - before.direct,
+            after.single_statement - before.single_statement,
+            "{before:?} → {after:?}"
+        );
     }
     for id in &accepted {
         let v = opens::get_open_request(&w.s, &w.admin, *id)

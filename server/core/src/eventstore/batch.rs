@@ -43,6 +43,7 @@ use crate::{
         open_requests::{self, CommandRow, NewRow, OpenParties, RowUpdate},
         Mode,
     },
+    eventstore::sqlite_direct::DirectWriter,
     eventstore::store::{Staged, SQLITE_BEGIN},
 };
 
@@ -138,6 +139,10 @@ impl Conn {
 /// A write transaction whose writes are planned per batch.
 pub struct Batch {
     conn: Conn,
+    /// SQLite's direct writer ([`Batch::direct`]).
+    direct: Option<DirectWriter>,
+    /// The direct writer ran the batch's end ([`Batch::ended_directly`]).
+    ended_directly: bool,
     /// Event rows not inserted yet, in append order.
     events: Vec<EventRow>,
     /// The positions of the rows inserted so far, in append order.
@@ -206,13 +211,15 @@ impl Batch {
             Some(conn) => conn,
             None => db.writer().acquire().await?,
         };
-        Ok(Batch::with(Conn {
+        let mut batch = Batch::with(Conn {
             conn: Some(conn),
             begun: false,
             in_text: false,
             backend: db.backend,
             _turn: turn,
-        }))
+        });
+        batch.direct = db.direct().cloned();
+        Ok(batch)
     }
 
     /// Gives the connection back to the writer (`held`) for its next
@@ -251,7 +258,25 @@ impl Batch {
             known: HashMap::new(),
             flushes: 0,
             compartments: HashMap::new(),
+            direct: None,
+            ended_directly: false,
         }
+    }
+
+    /// SQLite's direct writer, for an end that is the whole transaction
+    /// (`batch_end_sqlite`); `None` on PostgreSQL and in-memory SQLite.
+    pub fn direct(&self) -> Option<DirectWriter> {
+        self.direct.clone()
+    }
+
+    /// Whether the direct writer ran (and committed) the batch's end.
+    pub fn ended_directly(&self) -> bool {
+        self.ended_directly
+    }
+
+    /// Says the direct writer committed the batch's end.
+    pub fn set_ended_directly(&mut self) {
+        self.ended_directly = true;
     }
 
     /// The connection for a read of the caller's own: what it could read

@@ -28,6 +28,7 @@ use crate::{
         events, outbox,
         projections::{grants, open_requests},
         sql::{bind_all, renumber, value_rows, Arg, Stmt},
+        sqlite_direct::DirectWriter,
         store::{self, EndWrites, Staged, Written, SQLITE_BEGIN},
         timers,
     },
@@ -54,14 +55,19 @@ fn breaks_events_key(e: &sqlx::Error) -> bool {
         if db.is_unique_violation() && db.message().contains("stored_events."))
 }
 
-/// Ends `b` in one query text when it has at most [`MAX_WRITES`] writes
-/// and its size allows: `Ok(Err(staged))`
-/// hands the writes back to be ended a statement at a time.
+/// Ends `b` in one round trip when it can: through the direct writer
+/// when nothing was written before the end (the end is then the whole
+/// transaction, and each statement is prepared and kept on its own, so a
+/// batch of any size), else in one query text when it has at most
+/// [`MAX_WRITES`] writes. `Ok(Err(staged))` hands the writes back to be
+/// ended a statement at a time (a size past the statements' limits).
 pub async fn ended(
     b: &mut Batch,
-    mut staged: Vec<Staged>,
+    staged: Vec<Staged>,
 ) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
-    if staged.len() > MAX_WRITES {
+    let alone = !b.begun();
+    let direct = b.direct().filter(|_| alone);
+    if staged.len() > MAX_WRITES && direct.is_none() {
         return Ok(Err(staged));
     }
     let end = EndWrites::of(&staged);
@@ -69,7 +75,9 @@ pub async fn ended(
     let Some(stmts) = statements(b, &end, &plan)? else {
         return Ok(Err(staged));
     };
-    let alone = !b.begun();
+    if let Some(direct) = direct {
+        return ended_direct(b, &direct, staged, stmts, &plan).await;
+    }
     let mut texts = Vec::with_capacity(stmts.len() + 2);
     let mut args = Vec::new();
     if alone {
@@ -109,33 +117,92 @@ pub async fn ended(
         }
     };
     b.running_text(false);
-    let mut positions = Vec::new();
-    let mut heads = HashMap::new();
-    let mut logged = 0usize;
+    let mut out = Returned::default();
     for row in rows {
         if row.try_column("channel").is_ok() {
-            heads.insert(
+            out.heads.insert(
                 row.try_get::<String, _>("channel")?,
                 row.try_get::<i64, _>("seq")?,
             );
         } else if row.try_column("logged").is_ok() {
-            logged += 1;
+            out.logged += 1;
         } else {
-            positions.push(row.try_get::<i64, _>("id")?);
+            out.positions.push(row.try_get::<i64, _>("id")?);
         }
     }
-    let (appended, log) = plan.appended(&heads)?;
-    if logged != log.len() {
-        return Err(CoreError::Invalid(format!(
-            "the batch's end wrote {logged} of {} log rows",
-            log.len()
-        )));
+    out.written(b, staged, &plan)
+}
+
+/// The end as one transaction of the direct writer's
+/// (`sqlite_direct`): the batch wrote nothing before it, so its
+/// statements are the whole transaction, and the writer's connection
+/// (outside any transaction) is left as it was.
+async fn ended_direct(
+    b: &mut Batch,
+    direct: &DirectWriter,
+    staged: Vec<Staged>,
+    stmts: Vec<Stmt>,
+    plan: &EnvelopePlan,
+) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
+    let rows = match direct.transaction(stmts).await {
+        Ok(rows) => {
+            b.set_ended_directly();
+            rows
+        }
+        Err(e) if breaks_events_key(&e) => return Err(events::conflict_of(e, b.deferred().events)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Returned::default();
+    for row in rows {
+        if row.has("channel") {
+            out.heads.insert(row.text("channel")?, row.int("seq")?);
+        } else if row.has("logged") {
+            out.logged += 1;
+        } else {
+            out.positions.push(row.int("id")?);
+        }
     }
-    // One statement's rows take increasing positions in VALUES order;
-    // RETURNING's own order is not promised, so they are sorted back.
-    positions.sort_unstable();
-    b.ended(positions, &mut staged)?;
-    Ok(Ok(store::written_of(staged, appended)))
+    out.written(b, staged, plan)
+}
+
+/// What the end's statements returned.
+#[derive(Default)]
+struct Returned {
+    /// The events' positions.
+    positions: Vec<i64>,
+    /// The channels' new heads.
+    heads: HashMap<String, i64>,
+    /// How many log rows were written.
+    logged: usize,
+}
+
+impl Returned {
+    /// The writes' results, once what was returned is checked against
+    /// what the end was to write.
+    fn written(
+        self,
+        b: &mut Batch,
+        mut staged: Vec<Staged>,
+        plan: &EnvelopePlan,
+    ) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
+        let Returned {
+            mut positions,
+            heads,
+            logged,
+        } = self;
+        let (appended, log) = plan.appended(&heads)?;
+        if logged != log.len() {
+            return Err(CoreError::Invalid(format!(
+                "the batch's end wrote {logged} of {} log rows",
+                log.len()
+            )));
+        }
+        // One statement's rows take increasing positions in VALUES order;
+        // RETURNING's own order is not promised, so they are sorted back.
+        positions.sort_unstable();
+        b.ended(positions, &mut staged)?;
+        Ok(Ok(store::written_of(staged, appended)))
+    }
 }
 
 /// The batch's end, a statement per kind in the order the statement-at-

@@ -165,6 +165,9 @@ pub struct Stats {
     /// written before the end, so no `BEGIN` and no `COMMIT` (`batch`'s
     /// module comment).
     pub single_statement: u64,
+    /// Of the `single_statement`, those SQLite's direct writer ran
+    /// (`sqlite_direct`): every one, on a SQLite file.
+    pub direct: u64,
 }
 
 #[derive(Default)]
@@ -176,6 +179,7 @@ struct Counters {
     fused: AtomicU64,
     flushes: AtomicU64,
     single_statement: AtomicU64,
+    direct: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -212,6 +216,7 @@ impl GroupCommit {
             fused: c.fused.load(Relaxed),
             flushes: c.flushes.load(Relaxed),
             single_statement: c.single_statement.load(Relaxed),
+            direct: c.direct.load(Relaxed),
         }
     }
 
@@ -499,6 +504,9 @@ async fn finish(
             stats.fused.fetch_add(1, Relaxed);
             if alone {
                 stats.single_statement.fetch_add(1, Relaxed);
+            }
+            if b.ended_directly() {
+                stats.direct.fetch_add(1, Relaxed);
             }
             return Ok(written);
         }

@@ -4,7 +4,8 @@
 //! sequenced channel log ([`channels`]), group commit ([`group_commit`])
 //! with its batches' writes planned per batch ([`batch`]) and ended in
 //! one round trip (on PostgreSQL one statement, [`batch_end`]; on SQLite
-//! one query text, [`batch_end_sqlite`]), and the durable side-effect queues
+//! one query text, [`batch_end_sqlite`], or, when that text is the whole
+//! transaction, one call to the [`sqlite_direct`] writer), and the durable side-effect queues
 //! written in the same transaction: the [`outbox`] and the [`timers`].
 //! [`replay`] rebuilds read models from the stream.
 //!
@@ -21,5 +22,6 @@ pub mod outbox;
 pub mod projections;
 pub mod replay;
 pub mod sql;
+pub mod sqlite_direct;
 pub mod store;
 pub mod timers;

@@ -1,0 +1,449 @@
+//! SQLite's direct writer: a connection of its own, through rusqlite, on a
+//! thread of its own, that runs a batch's end when that end is the whole
+//! transaction (`batch_end_sqlite`: nothing written before it). It takes
+//! the statements, runs them from `BEGIN IMMEDIATE` to `COMMIT`, and
+//! answers once, with every row they returned.
+//!
+//! Why: sqlx's SQLite worker answers each statement of a query text (and
+//! each row) with a message of its own, and the task awaiting them is
+//! woken for nearly every one: a dozen thread wake-ups for the end of one
+//! open (docs/benchmarks.md, "Eighth pass"). Here there is one each way.
+//!
+//! It writes under the same write turn as every other writer of the
+//! process ([`crate::db::Db::write_turn`]), so the database lock is free
+//! when it begins. Its failures come back as `sqlx::Error::Database`
+//! ([`DirectError`]), so callers tell a unique violation (a version
+//! conflict) from anything else as they do for sqlx's own.
+
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{mpsc, Arc},
+};
+
+use rusqlite::{ffi, types::Value, Connection, OpenFlags};
+use sqlx::error::{DatabaseError, ErrorKind};
+use tokio::sync::oneshot;
+
+use crate::eventstore::sql::{Arg, Stmt};
+
+/// Statements kept prepared: a batch end's texts follow its row counts,
+/// a few dozen shapes in steady use.
+const PREPARED: usize = 512;
+
+/// One row a statement returned: its columns' names and values.
+#[derive(Debug)]
+pub struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// Whether the row has a column called `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    fn value(&self, name: &str) -> Result<&Value, sqlx::Error> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| sqlx::Error::ColumnNotFound(name.to_string()))
+    }
+
+    pub fn int(&self, name: &str) -> Result<i64, sqlx::Error> {
+        match self.value(name)? {
+            Value::Integer(v) => Ok(*v),
+            other => Err(mismatch(name, other)),
+        }
+    }
+
+    pub fn text(&self, name: &str) -> Result<String, sqlx::Error> {
+        match self.value(name)? {
+            Value::Text(v) => Ok(v.clone()),
+            other => Err(mismatch(name, other)),
+        }
+    }
+}
+
+fn mismatch(name: &str, found: &Value) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: name.to_string(),
+        source: format!("unexpected value {found:?}").into(),
+    }
+}
+
+/// A failure of the direct writer, as sqlx reports a database's own.
+#[derive(Debug)]
+pub struct DirectError {
+    message: String,
+    /// SQLite's extended result code, when SQLite gave one.
+    code: Option<i32>,
+}
+
+impl fmt::Display for DirectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DirectError {}
+
+impl DatabaseError for DirectError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.map(|c| Cow::Owned(c.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.code {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                ErrorKind::UniqueViolation
+            }
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
+            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
+            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+fn failed(message: impl Into<String>) -> sqlx::Error {
+    sqlx::Error::Database(Box::new(DirectError {
+        message: message.into(),
+        code: None,
+    }))
+}
+
+impl From<rusqlite::Error> for DirectError {
+    fn from(e: rusqlite::Error) -> Self {
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+            _ => None,
+        };
+        let message = match &e {
+            rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+            other => other.to_string(),
+        };
+        DirectError { message, code }
+    }
+}
+
+fn db_error(e: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::Database(Box::new(DirectError::from(e)))
+}
+
+struct Job {
+    stmts: Vec<Stmt>,
+    reply: oneshot::Sender<Result<Vec<Row>, sqlx::Error>>,
+}
+
+/// The direct writer of one SQLite file. Cheap to clone; its thread ends
+/// (and closes the connection) when the last clone is dropped.
+#[derive(Clone)]
+pub struct DirectWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirectWriter")
+    }
+}
+
+impl DirectWriter {
+    /// Opens `path` (an existing, migrated database in WAL mode) with the
+    /// pragmas of the pool's connections, on a new thread.
+    pub fn open(path: &std::path::Path) -> Result<Self, sqlx::Error> {
+        let conn = connect(path).map_err(db_error)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("lockstep-sqlite-direct".into())
+            .spawn(move || serve(&path, conn, queue))
+            .map_err(sqlx::Error::Io)?;
+        Ok(DirectWriter { jobs })
+    }
+
+    /// Runs `stmts` in one transaction, from `BEGIN IMMEDIATE` to
+    /// `COMMIT`, and returns every row they returned, in order. On error
+    /// nothing was committed, except when the error is the `COMMIT`'s own
+    /// (then, as with any commit, the outcome is not known).
+    pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Row>, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { stmts, reply })
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(
+        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; \
+         PRAGMA mmap_size = 268435456;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(PREPARED);
+    Ok(conn)
+}
+
+fn serve(path: &std::path::Path, mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    for job in queue {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            transaction(&conn, &job.stmts)
+        }))
+        .unwrap_or_else(|_| Err(failed("the direct SQLite writer panicked")));
+        // Whatever stopped a job, the next one begins outside a
+        // transaction: rolled back, or on a new connection (closing the
+        // old one rolls it back).
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            match connect(path) {
+                Ok(fresh) => conn = fresh,
+                Err(e) => {
+                    tracing::error!(error = %e, "the direct SQLite writer cannot reconnect; it stops");
+                    let _ = job.reply.send(result);
+                    return;
+                }
+            }
+        }
+        // A caller that went away does not care.
+        let _ = job.reply.send(result);
+    }
+}
+
+fn transaction(conn: &Connection, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+    let mut rows = Vec::new();
+    for stmt in stmts {
+        run(conn, stmt, &mut rows).map_err(|e| match e {
+            Run::Db(e) => db_error(e),
+            Run::Shape(m) => failed(m),
+        })?;
+    }
+    conn.execute_batch("COMMIT").map_err(db_error)?;
+    Ok(rows)
+}
+
+enum Run {
+    Db(rusqlite::Error),
+    Shape(String),
+}
+
+impl From<rusqlite::Error> for Run {
+    fn from(e: rusqlite::Error) -> Self {
+        Run::Db(e)
+    }
+}
+
+/// `sql` with each `$N` written `?N`: the same parameter, whose index
+/// SQLite then takes from its number. (A `$N` is a named parameter to
+/// SQLite, indexed in order of first appearance, and finding each one's
+/// name is a scan of them all.) The statements built here have no `$`
+/// but in placeholders.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('$', Some(d)) if d.is_ascii_digit() => out.push('?'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Runs one statement, its `$N` bound to `args[N - 1]`, appending its rows.
+fn run(conn: &Connection, stmt: &Stmt, rows: &mut Vec<Row>) -> Result<(), Run> {
+    let mut prepared = conn.prepare_cached(&numbered(&stmt.sql))?;
+    let count = prepared.parameter_count();
+    if count > stmt.args.len() {
+        return Err(Run::Shape(format!(
+            "{:?} takes {count} values, given {}",
+            stmt.sql,
+            stmt.args.len()
+        )));
+    }
+    for (i, arg) in stmt.args.iter().take(count).enumerate() {
+        let i = i + 1;
+        match arg {
+            Arg::Text(v) => prepared.raw_bind_parameter(i, v)?,
+            Arg::Int(v) => prepared.raw_bind_parameter(i, v)?,
+            Arg::OptText(v) => prepared.raw_bind_parameter(i, v)?,
+            Arg::OptInt(v) => prepared.raw_bind_parameter(i, v)?,
+        }
+    }
+    let width = prepared.column_count();
+    let names: Arc<[String]> = prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut results = prepared.raw_query();
+    while let Some(row) = results.next()? {
+        let values = (0..width)
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.push(Row {
+            names: names.clone(),
+            values,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory removed when the test ends.
+    struct Dir(std::path::PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A database file with one table, in a directory of its own.
+    fn database() -> (Dir, std::path::PathBuf, DirectWriter) {
+        let dir = std::env::temp_dir().join(format!("lockstep-direct-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("t.db");
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; \
+             CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL UNIQUE, v INTEGER)",
+        )
+        .expect("schema");
+        let direct = DirectWriter::open(&path).expect("open");
+        (Dir(dir), path, direct)
+    }
+
+    fn keys(path: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(path).expect("open");
+        let mut stmt = conn.prepare("SELECT k FROM t ORDER BY k").expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<rusqlite::Result<_>>().expect("rows")
+    }
+
+    fn insert(k: &str, v: Option<i64>) -> Stmt {
+        // `$2` first: values are bound by their names, not their order.
+        Stmt {
+            sql: "INSERT INTO t (v, k) VALUES ($2, $1) RETURNING id, k".into(),
+            args: vec![Arg::Text(k.into()), Arg::OptInt(v)],
+        }
+    }
+
+    #[test]
+    fn placeholders_are_numbered_for_sqlite() {
+        assert_eq!(
+            numbered("INSERT INTO t VALUES ($12, $1, '$') RETURNING $2"),
+            "INSERT INTO t VALUES (?12, ?1, '$') RETURNING ?2"
+        );
+    }
+
+    #[tokio::test]
+    async fn statements_commit_together_and_return_their_rows_in_order() {
+        let (_dir, path, direct) = database();
+        let rows = direct
+            .transaction(vec![
+                insert("a", Some(1)),
+                Stmt {
+                    sql: "UPDATE t SET v = v + $1".into(),
+                    args: vec![Arg::Int(10)],
+                },
+                insert("b", None),
+            ])
+            .await
+            .expect("committed");
+        let got: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| (r.int("id").expect("id"), r.text("k").expect("k")))
+            .collect();
+        assert_eq!(got, vec![(1, "a".to_string()), (2, "b".to_string())]);
+        assert!(rows[0].has("k") && !rows[0].has("v"));
+        assert!(
+            rows[0].text("id").is_err(),
+            "an integer is not read as text"
+        );
+        assert_eq!(keys(&path), vec!["a", "b"]);
+        let conn = Connection::open(&path).expect("open");
+        let v: i64 = conn
+            .query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0))
+            .expect("a");
+        assert_eq!(v, 11);
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_commits_nothing_and_the_next_transaction_runs() {
+        let (_dir, path, direct) = database();
+        direct
+            .transaction(vec![insert("a", None)])
+            .await
+            .expect("first");
+        let e = direct
+            .transaction(vec![insert("b", None), insert("a", None)])
+            .await
+            .expect_err("a duplicate key");
+        match &e {
+            sqlx::Error::Database(db) => {
+                assert!(db.is_unique_violation(), "{e}");
+                assert!(db.message().contains("t.k"), "{e}");
+            }
+            other => panic!("not a database error: {other}"),
+        }
+        assert_eq!(
+            keys(&path),
+            vec!["a"],
+            "the batch's first row was rolled back"
+        );
+        direct
+            .transaction(vec![insert("c", None)])
+            .await
+            .expect("the writer goes on");
+        assert_eq!(keys(&path), vec!["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_statement_without_its_values_is_an_error_not_a_panic() {
+        let (_dir, path, direct) = database();
+        let e = direct
+            .transaction(vec![
+                insert("a", None),
+                Stmt {
+                    sql: "INSERT INTO t (k) VALUES ($3)".into(),
+                    args: vec![Arg::Text("x".into())],
+                },
+            ])
+            .await
+            .expect_err("$3 has no value");
+        assert!(e.to_string().contains("$3"), "{e}");
+        assert!(keys(&path).is_empty(), "nothing committed");
+        direct
+            .transaction(vec![insert("b", None)])
+            .await
+            .expect("the writer goes on");
+        assert_eq!(keys(&path), vec!["b"]);
+    }
+}
