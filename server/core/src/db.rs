@@ -207,21 +207,21 @@ pub fn sqlite_creating(url: &str) -> Result<String, ConnectError> {
     })
 }
 
-/// The file a SQLite URL opens for writing; `None` for an in-memory
-/// database (which another connection would not share) or a read-only one.
+/// The file a SQLite URL opens for writing, as sqlx reads the URL (its
+/// path percent-decoded); `None` for an in-memory database (which another
+/// connection would not share) or a read-only one.
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let (path, query) = match rest.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (rest, ""),
-    };
+    let query = url.split_once('?').map_or("", |(_, q)| q);
     let special = query
         .split('&')
         .any(|kv| kv == "mode=memory" || kv == "mode=ro" || kv.starts_with("vfs="));
-    if path.is_empty() || path == ":memory:" || path.starts_with("file:") || special {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    if special || name.is_empty() || name == ":memory:" || name.starts_with("file:") {
         return None;
     }
-    Some(std::path::PathBuf::from(path))
+    Some(path.to_path_buf())
 }
 
 /// Makes sure the data directory exists and is writable.
@@ -285,9 +285,15 @@ impl Db {
         let mut db = Db::with_writer(pool, writer, backend);
         if backend == Backend::Sqlite {
             db.spawn_checkpointer();
-            if let Some(path) = sqlite_file(url) {
-                db.direct = Some(DirectWriter::open(&path).map_err(unreachable)?);
-            }
+            // Without it, batch ends run on the writer's sqlx connection:
+            // slower, not wrong.
+            db.direct = sqlite_file(url).and_then(|path| {
+                DirectWriter::open(&path)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, path = %path.display(), "SQLite's direct writer did not open; batch ends run through sqlx")
+                    })
+                    .ok()
+            });
         }
         Ok(db)
     }
@@ -418,6 +424,7 @@ mod tests {
             .expect("a missing file is created");
         assert!(db.ping().await);
         assert!(file.exists());
+        assert!(db.direct().is_some(), "a SQLite file has its direct writer");
         // A missing directory is said plainly.
         let err = Db::open(&format!("sqlite://{}/nope/x.db", dir.display()))
             .await
@@ -432,6 +439,19 @@ mod tests {
             Some("sqlite::memory:")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_direct_writer_opens_the_file_sqlx_opens_and_no_other() {
+        let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
+        assert_eq!(
+            file("sqlite:///tmp/a%20b.db?mode=rwc").as_deref(),
+            Some("/tmp/a b.db")
+        );
+        assert_eq!(file("sqlite://data/x.db").as_deref(), Some("data/x.db"));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://x.db?mode=memory"), None);
+        assert_eq!(file("sqlite://x.db?mode=ro"), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::eventstore::sql::{Arg, Stmt};
 
 /// Statements kept prepared: a batch end's texts follow its row counts,
 /// a few dozen shapes in steady use.
-const PREPARED: usize = 512;
+const PREPARED: usize = 128;
 
 /// One row a statement returned: its columns' names and values.
 #[derive(Debug)]
@@ -182,9 +182,12 @@ impl DirectWriter {
     }
 
     /// Runs `stmts` in one transaction, from `BEGIN IMMEDIATE` to
-    /// `COMMIT`, and returns every row they returned, in order. On error
-    /// nothing was committed, except when the error is the `COMMIT`'s own
-    /// (then, as with any commit, the outcome is not known).
+    /// `COMMIT`, and returns every row they returned, in order. A
+    /// `sqlx::Error::Database` means nothing was committed: a failed
+    /// statement, or a failed `COMMIT` (SQLite then either still has the
+    /// transaction open, and it is rolled back before the next job, or
+    /// rolled it back itself). `WorkerCrashed` means the answer was lost
+    /// (the thread is gone): the outcome is not known.
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Row>, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -208,24 +211,36 @@ fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn serve(path: &std::path::Path, mut conn: Connection, queue: mpsc::Receiver<Job>) {
+fn serve(path: &std::path::Path, conn: Connection, queue: mpsc::Receiver<Job>) {
+    let mut conn = Some(conn);
     for job in queue {
+        if job.reply.is_closed() {
+            // Its batch was dropped (the runtime is stopping) and gave up
+            // its write turn: it is not begun now.
+            continue;
+        }
+        if conn.is_none() {
+            conn = connect(path)
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "the direct SQLite writer cannot reconnect"),
+                )
+                .ok();
+        }
+        let Some(open) = conn.as_ref() else {
+            let _ = job.reply.send(Err(failed(
+                "the direct SQLite writer has no connection to the database",
+            )));
+            continue;
+        };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            transaction(&conn, &job.stmts)
+            transaction(open, &job.stmts)
         }))
         .unwrap_or_else(|_| Err(failed("the direct SQLite writer panicked")));
         // Whatever stopped a job, the next one begins outside a
-        // transaction: rolled back, or on a new connection (closing the
-        // old one rolls it back).
-        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
-            match connect(path) {
-                Ok(fresh) => conn = fresh,
-                Err(e) => {
-                    tracing::error!(error = %e, "the direct SQLite writer cannot reconnect; it stops");
-                    let _ = job.reply.send(result);
-                    return;
-                }
-            }
+        // transaction: rolled back, or on a new connection (closing this
+        // one rolls it back), before the caller hears.
+        if !open.is_autocommit() && open.execute_batch("ROLLBACK").is_err() {
+            conn = None;
         }
         // A caller that went away does not care.
         let _ = job.reply.send(result);
@@ -277,7 +292,7 @@ fn numbered(sql: &str) -> String {
 fn run(conn: &Connection, stmt: &Stmt, rows: &mut Vec<Row>) -> Result<(), Run> {
     let mut prepared = conn.prepare_cached(&numbered(&stmt.sql))?;
     let count = prepared.parameter_count();
-    if count > stmt.args.len() {
+    if count != stmt.args.len() {
         return Err(Run::Shape(format!(
             "{:?} takes {count} values, given {}",
             stmt.sql,
