@@ -61,13 +61,16 @@ use crate::{
 
 /// The most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Writers on PostgreSQL, which runs transactions side by side: while one
-/// batch waits on a round trip or its commit's flush, the other runs.
-/// Their batches meet on the channel heads, written last, and a tenant's
-/// open requests all move one head, so more writers mostly wait on each
-/// other there: two measured better than one and four (docs/benchmarks.md,
-/// "Fourth pass"). SQLite has one writer at a time, so one.
-pub const POSTGRES_WRITERS: usize = 2;
+/// Writers on PostgreSQL. It runs transactions side by side, but the
+/// writers' batches meet on the channel heads (written last, their row
+/// locks held through the commit's flush), and a tenant's writes all move
+/// its head: a second writer mostly waits there, and its batches are
+/// smaller. Once a batch's end was one statement and the writer kept its
+/// connection, one writer measured better than two and four, with one
+/// caller and with eight, and in `open_latency` (docs/benchmarks.md,
+/// "Eighth pass"; two won in the "Fourth pass", before those changes).
+/// SQLite has one writer at a time, so one.
+pub const POSTGRES_WRITERS: usize = 1;
 /// How long a writer keeps its connection with no write to run: long
 /// enough for the next write of a steady stream, short enough that a quiet
 /// writer does not keep one of the pool's connections out of its upkeep
