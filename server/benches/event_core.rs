@@ -192,6 +192,19 @@ async fn appends(
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// PostgreSQL's WAL position in bytes (`None` on SQLite): what a phase
+/// wrote to the WAL is the difference (the whole server's, so other
+/// sessions' writes count too; there are none during the benchmark).
+async fn wal_position(db: &Db) -> Option<i64> {
+    if db.backend != lockstep_core::db::Backend::Postgres {
+        return None;
+    }
+    sqlx::query_scalar::<_, i64>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::BIGINT")
+        .fetch_one(&db.pool)
+        .await
+        .ok()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -275,12 +288,23 @@ async fn backend(name: &str, url: &str, dir: std::path::PathBuf) {
     println!("\n## {name}");
     for writers in [1, WRITERS] {
         let raw = raw_inserts(url, sqlite_file.clone(), N, writers).await;
+        let wal_start = wal_position(&db).await;
         let plain = plain_inserts(&db, N, writers).await;
+        let wal_plain = wal_position(&db).await;
         let before = services.writes.stats();
         let append = appends(&services, &caller, &bank, N, writers).await;
         let after = services.writes.stats();
+        let wal_append = wal_position(&db).await;
+        let wal = match (wal_start, wal_plain, wal_append) {
+            (Some(a), Some(b), Some(c)) => format!(
+                " | WAL bytes per row: plain {}, append {}",
+                (b - a) / N as i64,
+                (c - b) / N as i64
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{writers} writer(s), {N} rows: raw driver INSERT {raw:>8.0}/s | plain INSERT (sqlx Any, the baseline) {plain:>8.0}/s ({:.2}x raw) | event append + projection + channel log {append:>8.0}/s | ratio to the baseline {:.2} | {} of {N} appends shared a transaction ({} transactions, {} of them one statement with no BEGIN/COMMIT, {} by SQLite's direct writer)",
+            "{writers} writer(s), {N} rows: raw driver INSERT {raw:>8.0}/s | plain INSERT (sqlx Any, the baseline) {plain:>8.0}/s ({:.2}x raw) | event append + projection + channel log {append:>8.0}/s | ratio to the baseline {:.2} | {} of {N} appends shared a transaction ({} transactions, {} of them one statement with no BEGIN/COMMIT, {} by SQLite's direct writer){wal}",
             plain / raw,
             append / plain,
             after.batched - before.batched,

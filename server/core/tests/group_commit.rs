@@ -220,8 +220,6 @@ async fn opens_that_arrive_together_share_a_transaction_and_each_gets_its_answer
     assert_log_whole(&w.s.db).await;
 }
 
-/// A write that fails in a batch is answered with its own error, leaves
-/// nothing behind, and its neighbours commit.
 /// Holds the writer that `key` falls to until `gate` opens; returns once
 /// the writer runs the held write.
 async fn hold_writer(w: &World, key: Uuid, gate: Arc<Semaphore>) -> tokio::task::JoinHandle<()> {
@@ -670,6 +668,8 @@ async fn the_writer_keeps_its_connection_and_replaces_a_broken_one() {
     }
 }
 
+/// A write that fails in a batch is answered with its own error, leaves
+/// nothing behind, and its neighbours commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_write_does_not_fail_its_neighbours() {
     let w = world().await;
@@ -767,6 +767,82 @@ async fn one_failing_write_does_not_fail_its_neighbours() {
     assert_eq!(after.splits - before.splits, 2, "{before:?} → {after:?}");
     assert_eq!(after.alone - before.alone, 3, "{before:?} → {after:?}");
     assert_eq!(after.batched - before.batched, 8, "{before:?} → {after:?}");
+}
+
+/// A write that panics (a bug, not an input) loses its batch: every caller
+/// of it hears so, nothing of it is committed, and the writer goes on to
+/// the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_panics_loses_its_batch_not_the_writer() {
+    let w = world().await;
+    sqlx::query("CREATE TABLE gc_panic (id TEXT PRIMARY KEY)")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("table");
+    let gate = Arc::new(Semaphore::new(0));
+    let held = hold_writer(&w, Uuid::nil(), gate.clone()).await;
+    let mut tasks = Vec::new();
+    for i in 0..3usize {
+        let s = w.s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.writes
+                .write(Uuid::nil(), move |conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO gc_panic (id) VALUES ($1)")
+                            .bind(format!("w{i}"))
+                            .execute(conn.writer().await?)
+                            .await?;
+                        if i == 1 {
+                            panic!("write 1 panics (on purpose, in a test)");
+                        }
+                        Ok((i, Staged::default()))
+                    })
+                })
+                .await
+        }));
+        while w.s.writes.queued() < i + 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let before = w.s.writes.stats();
+    gate.add_permits(1);
+    held.await.expect("the held write");
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Err(CoreError::Conflict(m)) => assert!(m.contains("abandoned"), "write {i}: {m}"),
+            other => panic!("write {i} got {other:?}"),
+        }
+    }
+    assert_eq!(w.s.writes.stats().batches - before.batches, 1);
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM gc_panic")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("rows")
+        .get("n");
+    assert_eq!(rows, 0, "nothing of the panicked batch was committed");
+    // The writer goes on, on a connection that is not inside the lost
+    // batch's transaction.
+    let (answer, _) =
+        w.s.writes
+            .write(Uuid::nil(), move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO gc_panic (id) VALUES ('after')")
+                        .execute(conn.writer().await?)
+                        .await?;
+                    Ok(("after", Staged::default()))
+                })
+            })
+            .await
+            .expect("the writer goes on");
+    assert_eq!(answer, "after");
+    let ids: Vec<String> = sqlx::query("SELECT id FROM gc_panic")
+        .fetch_all(&w.s.db.pool)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    assert_eq!(ids, ["after"]);
 }
 
 const CHILD_ENV: &str = "LOCKSTEP_GROUP_COMMIT_CHILD";

@@ -82,13 +82,6 @@ enum Read {
 const BODIES_WRITTEN: &str = "bodies";
 const LOG_WRITTEN: &str = "log rows";
 
-/// Whether `e` broke a unique key of `stored_events`: another writer
-/// appended at the same version first.
-fn breaks_events_key(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db)
-        if db.is_unique_violation() && db.table() == Some("stored_events"))
-}
-
 /// Ends `b` in one statement when its parts allow (see the module
 /// comment): `Ok(Err(staged))` hands the writes back to be ended one
 /// statement at a time.
@@ -112,7 +105,9 @@ pub async fn fused(
         // A version conflict is a unique key of the events broken; any
         // other (a log row's seq, a command's id) is an integrity fault and
         // stays the database error it is.
-        Err(e) if breaks_events_key(&e) => return Err(events::conflict_of(e, b.deferred().events)),
+        Err(e) if events::breaks_events_key(&e) => {
+            return Err(events::conflict_of(e, b.deferred().events))
+        }
         Err(e) => return Err(e.into()),
     };
     let mut positions = Vec::new();

@@ -28,7 +28,7 @@ use crate::{
         events, outbox,
         projections::{grants, open_requests},
         sql::{bind_all, renumber, value_rows, Arg, Stmt},
-        sqlite_direct::DirectWriter,
+        sqlite_direct::{self, DirectWriter},
         store::{self, EndWrites, Staged, Written, SQLITE_BEGIN},
         timers,
     },
@@ -43,17 +43,15 @@ use crate::{
 /// pass").
 pub const MAX_WRITES: usize = 8;
 
+/// The most writes a batch may have for the direct writer to run its end
+/// on the calling thread (`sqlite_direct`'s module comment): about a
+/// tenth of a millisecond of work, the most a task should hold a runtime
+/// thread without yielding.
+const HERE_WRITES: usize = 2;
+
 /// SQLite's limit on a statement's `$N` (`SQLITE_MAX_VARIABLE_NUMBER`):
 /// sqlx numbers them across the text, so it bounds the whole text.
 const MAX_ARGS: usize = 32_766;
-
-/// Whether `e` broke a unique key of `stored_events` (another writer
-/// appended at the same version first); SQLite names the table only in
-/// its message ("UNIQUE constraint failed: stored_events.…").
-fn breaks_events_key(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db)
-        if db.is_unique_violation() && db.message().contains("stored_events."))
-}
 
 /// Ends `b` in one round trip when it can: through the direct writer
 /// when nothing was written before the end (the end is then the whole
@@ -109,7 +107,7 @@ pub async fn ended(
                 }
             }
             b.running_text(false);
-            return Err(if breaks_events_key(&e) {
+            return Err(if events::breaks_events_key(&e) {
                 events::conflict_of(e, b.deferred().events)
             } else {
                 e.into()
@@ -117,20 +115,7 @@ pub async fn ended(
         }
     };
     b.running_text(false);
-    let mut out = Returned::default();
-    for row in rows {
-        if row.try_column("channel").is_ok() {
-            out.heads.insert(
-                row.try_get::<String, _>("channel")?,
-                row.try_get::<i64, _>("seq")?,
-            );
-        } else if row.try_column("logged").is_ok() {
-            out.logged += 1;
-        } else {
-            out.positions.push(row.try_get::<i64, _>("id")?);
-        }
-    }
-    out.written(b, staged, &plan)
+    Returned::of(&rows)?.written(b, staged, &plan)
 }
 
 /// The end as one transaction of the direct writer's
@@ -144,25 +129,53 @@ async fn ended_direct(
     stmts: Vec<Stmt>,
     plan: &EnvelopePlan,
 ) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
-    let rows = match direct.transaction(stmts).await {
+    let result = if staged.len() <= HERE_WRITES {
+        direct.transaction_here(&stmts)
+    } else {
+        direct.transaction(stmts).await
+    };
+    let rows = match result {
         Ok(rows) => {
             b.set_ended_directly();
             rows
         }
-        Err(e) if breaks_events_key(&e) => return Err(events::conflict_of(e, b.deferred().events)),
+        Err(e) if events::breaks_events_key(&e) => {
+            return Err(events::conflict_of(e, b.deferred().events))
+        }
         Err(e) => return Err(e.into()),
     };
-    let mut out = Returned::default();
-    for row in rows {
-        if row.has("channel") {
-            out.heads.insert(row.text("channel")?, row.int("seq")?);
-        } else if row.has("logged") {
-            out.logged += 1;
-        } else {
-            out.positions.push(row.int("id")?);
-        }
+    Returned::of(&rows)?.written(b, staged, plan)
+}
+
+/// A row the end's statements returned, from sqlx or the direct writer.
+trait EndRow {
+    fn has(&self, name: &str) -> bool;
+    fn int(&self, name: &str) -> Result<i64, sqlx::Error>;
+    fn text(&self, name: &str) -> Result<String, sqlx::Error>;
+}
+
+impl EndRow for sqlx::any::AnyRow {
+    fn has(&self, name: &str) -> bool {
+        self.try_column(name).is_ok()
     }
-    out.written(b, staged, plan)
+    fn int(&self, name: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(name)
+    }
+    fn text(&self, name: &str) -> Result<String, sqlx::Error> {
+        self.try_get(name)
+    }
+}
+
+impl EndRow for sqlite_direct::Row {
+    fn has(&self, name: &str) -> bool {
+        sqlite_direct::Row::has(self, name)
+    }
+    fn int(&self, name: &str) -> Result<i64, sqlx::Error> {
+        sqlite_direct::Row::int(self, name)
+    }
+    fn text(&self, name: &str) -> Result<String, sqlx::Error> {
+        sqlite_direct::Row::text(self, name)
+    }
 }
 
 /// What the end's statements returned.
@@ -177,6 +190,22 @@ struct Returned {
 }
 
 impl Returned {
+    /// Sorts the end's rows by what they say: a channel's new head, a log
+    /// row written, or an event's position.
+    fn of(rows: &[impl EndRow]) -> Result<Returned, sqlx::Error> {
+        let mut out = Returned::default();
+        for row in rows {
+            if row.has("channel") {
+                out.heads.insert(row.text("channel")?, row.int("seq")?);
+            } else if row.has("logged") {
+                out.logged += 1;
+            } else {
+                out.positions.push(row.int("id")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The writes' results, once what was returned is checked against
     /// what the end was to write.
     fn written(

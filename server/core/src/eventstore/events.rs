@@ -512,6 +512,18 @@ pub fn insert_stmt(rows: &[EventRow]) -> Stmt {
     }
 }
 
+/// Whether `e`, from a statement of a batch's end that writes more than
+/// the events, broke a unique key of `stored_events` (another writer
+/// appended at the same version first), rather than another table's: a
+/// log row's seq or a command's id broken is an integrity fault, and stays
+/// the database error it is. PostgreSQL names the table; SQLite only in
+/// its message ("UNIQUE constraint failed: stored_events.…").
+pub fn breaks_events_key(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.is_unique_violation()
+            && (db.table() == Some("stored_events") || db.message().contains("stored_events.")))
+}
+
 /// What an event insert's error means: a version conflict when it broke
 /// a unique key of `stored_events` (reported on the first of `rows`).
 pub fn conflict_of(e: sqlx::Error, rows: &[EventRow]) -> CoreError {

@@ -14,11 +14,22 @@
 //! when it begins. Its failures come back as `sqlx::Error::Database`
 //! ([`DirectError`]), so callers tell a unique violation (a version
 //! conflict) from anything else as they do for sqlx's own.
+//!
+//! A small end ([`DirectWriter::transaction_here`], a batch of one or two
+//! writes) runs on the calling thread instead, on the same connection: its
+//! transaction takes less time than the two hand-offs between threads
+//! would, which on an idle machine are each a sleeping thread woken
+//! (docs/benchmarks.md, "Ninth pass"). A large one goes to the thread, so
+//! the runtime's workers go on serving requests while it writes. (Were
+//! another process to hold the database's write lock, the calling thread
+//! would wait out the busy timeout instead of this one; this process's
+//! writers take turns and never do.)
 
 use std::{
     borrow::Cow,
     fmt,
-    sync::{mpsc, Arc},
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc, Mutex, PoisonError},
 };
 
 use rusqlite::{ffi, types::Value, Connection, OpenFlags};
@@ -155,10 +166,20 @@ struct Job {
 }
 
 /// The direct writer of one SQLite file. Cheap to clone; its thread ends
-/// (and closes the connection) when the last clone is dropped.
+/// when the last clone is dropped, and the connection closes with it.
 #[derive(Clone)]
 pub struct DirectWriter {
     jobs: mpsc::Sender<Job>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+/// The writer's connection, shared by its thread and
+/// [`DirectWriter::transaction_here`]: one transaction at a time.
+struct Slot {
+    path: PathBuf,
+    /// `None` once dropped (a failed `ROLLBACK`), until the next job
+    /// opens a new one.
+    conn: Option<Connection>,
 }
 
 impl fmt::Debug for DirectWriter {
@@ -170,15 +191,26 @@ impl fmt::Debug for DirectWriter {
 impl DirectWriter {
     /// Opens `path` (an existing, migrated database in WAL mode) with the
     /// pragmas of the pool's connections, on a new thread.
-    pub fn open(path: &std::path::Path) -> Result<Self, sqlx::Error> {
+    pub fn open(path: &Path) -> Result<Self, sqlx::Error> {
         let conn = connect(path).map_err(db_error)?;
         let (jobs, queue) = mpsc::channel::<Job>();
-        let path = path.to_path_buf();
+        let slot = Arc::new(Mutex::new(Slot {
+            path: path.to_path_buf(),
+            conn: Some(conn),
+        }));
+        let served = slot.clone();
         std::thread::Builder::new()
             .name("lockstep-sqlite-direct".into())
-            .spawn(move || serve(&path, conn, queue))
+            .spawn(move || serve(&served, queue))
             .map_err(sqlx::Error::Io)?;
-        Ok(DirectWriter { jobs })
+        Ok(DirectWriter { jobs, slot })
+    }
+
+    /// [`DirectWriter::transaction`] on the calling thread, which it
+    /// blocks until the transaction ends: for a small end only (the
+    /// module comment).
+    pub fn transaction_here(&self, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
+        run_job(&self.slot, stmts)
     }
 
     /// Runs `stmts` in one transaction, from `BEGIN IMMEDIATE` to
@@ -197,7 +229,7 @@ impl DirectWriter {
     }
 }
 
-fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -211,40 +243,46 @@ fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn serve(path: &std::path::Path, conn: Connection, queue: mpsc::Receiver<Job>) {
-    let mut conn = Some(conn);
+fn serve(slot: &Mutex<Slot>, queue: mpsc::Receiver<Job>) {
     for job in queue {
         if job.reply.is_closed() {
             // Its batch was dropped (the runtime is stopping) and gave up
             // its write turn: it is not begun now.
             continue;
         }
-        if conn.is_none() {
-            conn = connect(path)
-                .inspect_err(
-                    |e| tracing::error!(error = %e, "the direct SQLite writer cannot reconnect"),
-                )
-                .ok();
-        }
-        let Some(open) = conn.as_ref() else {
-            let _ = job.reply.send(Err(failed(
-                "the direct SQLite writer has no connection to the database",
-            )));
-            continue;
-        };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            transaction(open, &job.stmts)
-        }))
-        .unwrap_or_else(|_| Err(failed("the direct SQLite writer panicked")));
-        // Whatever stopped a job, the next one begins outside a
-        // transaction: rolled back, or on a new connection (closing this
-        // one rolls it back), before the caller hears.
-        if !open.is_autocommit() && open.execute_batch("ROLLBACK").is_err() {
-            conn = None;
-        }
+        let result = run_job(slot, &job.stmts);
         // A caller that went away does not care.
         let _ = job.reply.send(result);
     }
+}
+
+/// One job on the slot's connection (reopened first if it was dropped).
+fn run_job(slot: &Mutex<Slot>, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
+    // A panic is caught below, inside the lock, so the lock is never
+    // poisoned by one; should it be, the connection is still whole.
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.conn.is_none() {
+        slot.conn = connect(&slot.path)
+            .inspect_err(
+                |e| tracing::error!(error = %e, "the direct SQLite writer cannot reconnect"),
+            )
+            .ok();
+    }
+    let Some(open) = slot.conn.as_ref() else {
+        return Err(failed(
+            "the direct SQLite writer has no connection to the database",
+        ));
+    };
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transaction(open, stmts)))
+            .unwrap_or_else(|_| Err(failed("the direct SQLite writer panicked")));
+    // Whatever stopped a job, the next one begins outside a transaction:
+    // rolled back, or on a new connection (closing this one rolls it
+    // back), before the caller hears.
+    if !open.is_autocommit() && open.execute_batch("ROLLBACK").is_err() {
+        slot.conn = None;
+    }
+    result
 }
 
 fn transaction(conn: &Connection, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
@@ -421,13 +459,7 @@ mod tests {
             .transaction(vec![insert("b", None), insert("a", None)])
             .await
             .expect_err("a duplicate key");
-        match &e {
-            sqlx::Error::Database(db) => {
-                assert!(db.is_unique_violation(), "{e}");
-                assert!(db.message().contains("t.k"), "{e}");
-            }
-            other => panic!("not a database error: {other}"),
-        }
+        assert_unique_violation(&e);
         assert_eq!(
             keys(&path),
             vec!["a"],
@@ -438,6 +470,43 @@ mod tests {
             .await
             .expect("the writer goes on");
         assert_eq!(keys(&path), vec!["a", "c"]);
+    }
+
+    /// On the calling thread, on the same connection as the thread's:
+    /// the same answers, and a failure there leaves the next transaction,
+    /// on either path, outside any transaction.
+    #[tokio::test]
+    async fn a_transaction_here_shares_the_connection_and_its_failures_roll_back() {
+        let (_dir, path, direct) = database();
+        let rows = direct
+            .transaction_here(&[insert("a", Some(1)), insert("b", None)])
+            .expect("committed here");
+        let ids: Vec<i64> = rows.iter().map(|r| r.int("id").expect("id")).collect();
+        assert_eq!(ids, [1, 2]);
+        let e = direct
+            .transaction_here(&[insert("c", None), insert("a", None)])
+            .expect_err("a duplicate key");
+        assert_unique_violation(&e);
+        assert_eq!(keys(&path), vec!["a", "b"], "c was rolled back");
+        // The thread's next transaction is not inside the failed one.
+        direct
+            .transaction(vec![insert("d", None)])
+            .await
+            .expect("the thread goes on");
+        direct
+            .transaction_here(&[insert("e", None)])
+            .expect("and here");
+        assert_eq!(keys(&path), vec!["a", "b", "d", "e"]);
+    }
+
+    fn assert_unique_violation(e: &sqlx::Error) {
+        match e {
+            sqlx::Error::Database(db) => {
+                assert!(db.is_unique_violation(), "{e}");
+                assert!(db.message().contains("t.k"), "{e}");
+            }
+            other => panic!("not a database error: {other}"),
+        }
     }
 
     #[tokio::test]
