@@ -835,6 +835,19 @@ async fn a_write_that_panics_loses_its_batch_not_the_writer() {
             .await
             .expect("the writer goes on");
     assert_eq!(answer, "after");
+    // And a write alone whose end is the whole transaction (on SQLite, the
+    // direct writer's, on the calling thread when the lock is free).
+    let before = w.s.writes.stats();
+    group_committed_grant(
+        w.s.clone(),
+        w.admin.clone(),
+        w.user.user.id,
+        w.bank.id,
+        w.bank.compartments[5].id,
+    )
+    .await;
+    let after = w.s.writes.stats();
+    assert_eq!(after.single_statement - before.single_statement, 1);
     let ids: Vec<String> = sqlx::query("SELECT id FROM gc_panic")
         .fetch_all(&w.s.db.pool)
         .await

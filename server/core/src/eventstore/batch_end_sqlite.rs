@@ -43,11 +43,13 @@ use crate::{
 /// pass").
 pub const MAX_WRITES: usize = 8;
 
-/// The most writes a batch may have for the direct writer to run its end
-/// on the calling thread (`sqlite_direct`'s module comment): about a
-/// tenth of a millisecond of work, the most a task should hold a runtime
-/// thread without yielding.
+/// The most writes, and values in all, a batch's end may have for the
+/// direct writer to run it on the calling thread (`sqlite_direct`'s module
+/// comment): about a tenth of a millisecond of work, the most a task
+/// should hold a runtime thread without yielding. (An open's end has about
+/// 60 values; a write with many events goes to the thread.)
 const HERE_WRITES: usize = 2;
+const HERE_VALUES: usize = 256;
 
 /// SQLite's limit on a statement's `$N` (`SQLITE_MAX_VARIABLE_NUMBER`):
 /// sqlx numbers them across the text, so it bounds the whole text.
@@ -129,10 +131,16 @@ async fn ended_direct(
     stmts: Vec<Stmt>,
     plan: &EnvelopePlan,
 ) -> CoreResult<Result<Vec<Written>, Vec<Staged>>> {
-    let result = if staged.len() <= HERE_WRITES {
+    let small = staged.len() <= HERE_WRITES
+        && stmts.iter().map(|s| s.args.len()).sum::<usize>() <= HERE_VALUES;
+    let here = if small {
         direct.transaction_here(&stmts)
     } else {
-        direct.transaction(stmts).await
+        None
+    };
+    let result = match here {
+        Some(result) => result,
+        None => direct.transaction(stmts).await,
     };
     let rows = match result {
         Ok(rows) => {

@@ -9,8 +9,10 @@
 //! at its start; their events and open commands' rows, a statement per
 //! kind at its end). Then the side effects and channel envelopes of the
 //! whole batch are written ([`store::append_envelopes`]), the batch
-//! commits once, and each caller gets its own result. Nobody waits to fill a batch: while one commits,
-//! the next gathers.
+//! commits once, and each caller gets its own result. Nobody waits to
+//! fill a batch: while one commits, the next gathers. (After a batch of
+//! several writes the writer yields a few times before cutting the next,
+//! so that the callers it just answered can queue theirs: [`writer`].)
 //!
 //! One write's error never fails its neighbours: the batch is rolled back
 //! and cut at the failing write, which runs again alone (so its caller
@@ -323,7 +325,7 @@ async fn writer(db: Db, stats: Arc<Counters>, mut queue: mpsc::Receiver<Box<dyn 
         // a batch alone and the rest the next. Not a wait: the yields stop
         // at the first that brings no write, and a writer whose last batch
         // was one write does not yield (docs/benchmarks.md, "Ninth pass").
-        if last > 1 {
+        if last > 1 && batch.len() < MAX_BATCH {
             for _ in 0..YIELDS {
                 let before = batch.len();
                 tokio::task::yield_now().await;

@@ -20,10 +20,14 @@
 //! transaction takes less time than the two hand-offs between threads
 //! would, which on an idle machine are each a sleeping thread woken
 //! (docs/benchmarks.md, "Ninth pass"). A large one goes to the thread, so
-//! the runtime's workers go on serving requests while it writes. (Were
-//! another process to hold the database's write lock, the calling thread
-//! would wait out the busy timeout instead of this one; this process's
-//! writers take turns and never do.)
+//! the runtime's workers go on serving requests while it writes. A
+//! transaction here never waits: if the connection is busy (a job of the
+//! thread's still running) or the database's write lock is held (by
+//! another process, or by a connection of a panicked batch whose close
+//! has not run yet: the runtime must run it), it is handed to the thread,
+//! which waits as long as the busy timeout allows. (A commit that finds
+//! the WAL past 10,000 pages checkpoints it itself, wherever it runs: only
+//! when the background checkpointer, `Db`'s, has fallen that far behind.)
 
 use std::{
     borrow::Cow,
@@ -41,6 +45,10 @@ use crate::eventstore::sql::{Arg, Stmt};
 /// Statements kept prepared: a batch end's texts follow its row counts,
 /// a few dozen shapes in steady use.
 const PREPARED: usize = 128;
+
+/// How long the thread's transaction waits for the database's write
+/// lock, as the pool's connections do (`PRAGMA busy_timeout`).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One row a statement returned: its columns' names and values.
 #[derive(Debug)]
@@ -208,9 +216,16 @@ impl DirectWriter {
 
     /// [`DirectWriter::transaction`] on the calling thread, which it
     /// blocks until the transaction ends: for a small end only (the
-    /// module comment).
-    pub fn transaction_here(&self, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
-        run_job(&self.slot, stmts)
+    /// module comment). `None` when it cannot begin at once (the
+    /// connection or the database's write lock is busy): nothing ran, and
+    /// the caller hands it to [`DirectWriter::transaction`].
+    pub fn transaction_here(&self, stmts: &[Stmt]) -> Option<Result<Vec<Row>, sqlx::Error>> {
+        let slot = match self.slot.try_lock() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        run_locked(slot, stmts, Wait::Not)
     }
 
     /// Runs `stmts` in one transaction, from `BEGIN IMMEDIATE` to
@@ -235,10 +250,11 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.execute_batch(
-        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+        "PRAGMA foreign_keys = ON; \
          PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; \
          PRAGMA mmap_size = 268435456;",
     )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(PREPARED);
     Ok(conn)
 }
@@ -256,11 +272,34 @@ fn serve(slot: &Mutex<Slot>, queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// Whether a transaction may wait for the database's write lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Up to the busy timeout (the thread).
+    Busy,
+    /// Not at all (the calling thread, [`DirectWriter::transaction_here`]).
+    Not,
+}
+
 /// One job on the slot's connection (reopened first if it was dropped).
 fn run_job(slot: &Mutex<Slot>, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
     // A panic is caught below, inside the lock, so the lock is never
     // poisoned by one; should it be, the connection is still whole.
-    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    run_locked(slot, stmts, Wait::Busy).unwrap_or_else(|| {
+        Err(failed(
+            "the direct SQLite writer could not begin its transaction",
+        ))
+    })
+}
+
+/// [`run_job`] once the slot is held; `None` when `wait` is
+/// [`Wait::Not`] and the write lock was busy (nothing ran).
+fn run_locked(
+    mut slot: std::sync::MutexGuard<'_, Slot>,
+    stmts: &[Stmt],
+    wait: Wait,
+) -> Option<Result<Vec<Row>, sqlx::Error>> {
     if slot.conn.is_none() {
         slot.conn = connect(&slot.path)
             .inspect_err(
@@ -269,13 +308,14 @@ fn run_job(slot: &Mutex<Slot>, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> 
             .ok();
     }
     let Some(open) = slot.conn.as_ref() else {
-        return Err(failed(
+        return Some(Err(failed(
             "the direct SQLite writer has no connection to the database",
-        ));
+        )));
     };
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transaction(open, stmts)))
-            .unwrap_or_else(|_| Err(failed("the direct SQLite writer panicked")));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        transaction(open, stmts, wait)
+    }))
+    .unwrap_or_else(|_| Some(Err(failed("the direct SQLite writer panicked"))));
     // Whatever stopped a job, the next one begins outside a transaction:
     // rolled back, or on a new connection (closing this one rolls it
     // back), before the caller hears.
@@ -285,8 +325,32 @@ fn run_job(slot: &Mutex<Slot>, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> 
     result
 }
 
-fn transaction(conn: &Connection, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+/// `None`: `wait` was [`Wait::Not`] and the write lock was busy.
+fn transaction(
+    conn: &Connection,
+    stmts: &[Stmt],
+    wait: Wait,
+) -> Option<Result<Vec<Row>, sqlx::Error>> {
+    if wait == Wait::Not {
+        let begun = conn
+            .busy_timeout(std::time::Duration::ZERO)
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        let restored = conn.busy_timeout(BUSY_TIMEOUT);
+        match begun.and(restored) {
+            Ok(()) => {}
+            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ffi::ErrorCode::DatabaseBusy => {
+                return None
+            }
+            Err(e) => return Some(Err(db_error(e))),
+        }
+    } else if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return Some(Err(db_error(e)));
+    }
+    Some(in_transaction(conn, stmts))
+}
+
+/// Runs `stmts` and commits, once begun.
+fn in_transaction(conn: &Connection, stmts: &[Stmt]) -> Result<Vec<Row>, sqlx::Error> {
     let mut rows = Vec::new();
     for stmt in stmts {
         run(conn, stmt, &mut rows).map_err(|e| match e {
@@ -480,11 +544,13 @@ mod tests {
         let (_dir, path, direct) = database();
         let rows = direct
             .transaction_here(&[insert("a", Some(1)), insert("b", None)])
+            .expect("begun here")
             .expect("committed here");
         let ids: Vec<i64> = rows.iter().map(|r| r.int("id").expect("id")).collect();
         assert_eq!(ids, [1, 2]);
         let e = direct
             .transaction_here(&[insert("c", None), insert("a", None)])
+            .expect("begun here")
             .expect_err("a duplicate key");
         assert_unique_violation(&e);
         assert_eq!(keys(&path), vec!["a", "b"], "c was rolled back");
@@ -495,8 +561,50 @@ mod tests {
             .expect("the thread goes on");
         direct
             .transaction_here(&[insert("e", None)])
+            .expect("begun here")
             .expect("and here");
         assert_eq!(keys(&path), vec!["a", "b", "d", "e"]);
+    }
+
+    /// While another connection holds the database's write lock, a
+    /// transaction here does not wait for it: it says so at once, having
+    /// run nothing, and the thread's (which may wait) commits once the
+    /// lock is let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_here_never_waits_for_the_write_lock() {
+        let (_dir, path, direct) = database();
+        let other = Connection::open(&path).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+        let started = std::time::Instant::now();
+        assert!(
+            direct.transaction_here(&[insert("a", None)]).is_none(),
+            "busy, so handed back"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "it did not wait out the busy timeout"
+        );
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _ = released.blocking_recv();
+            other.execute_batch("COMMIT").expect("let go");
+        });
+        let thread = tokio::spawn({
+            let direct = direct.clone();
+            async move { direct.transaction(vec![insert("a", None)]).await }
+        });
+        release.send(()).expect("holder");
+        thread
+            .await
+            .expect("task")
+            .expect("committed by the thread");
+        holder.join().expect("holder");
+        assert_eq!(keys(&path), vec!["a"]);
+        direct
+            .transaction_here(&[insert("b", None)])
+            .expect("free again")
+            .expect("committed here");
+        assert_eq!(keys(&path), vec!["a", "b"]);
     }
 
     fn assert_unique_violation(e: &sqlx::Error) {
