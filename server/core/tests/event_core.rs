@@ -892,6 +892,53 @@ async fn since_says_reset_when_history_was_pruned() {
     );
 }
 
+/// Pruning deletes the entries older than the cutoff with their bodies
+/// (found through the entries: bodies have no age index of their own),
+/// and leaves every newer entry with its body.
+#[tokio::test]
+async fn prune_deletes_old_entries_with_their_bodies_and_keeps_the_rest() {
+    let w = world().await;
+    let before = (
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
+    );
+    assert!(before.0 > 0 && before.1 > 0, "the world wrote envelopes");
+    // An old envelope on two channels: one body, two entries.
+    sqlx::query("INSERT INTO channel_bodies (body, occurred_at) VALUES ('{}', 1000)")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("old body");
+    let old_body: i64 = sqlx::query("SELECT MAX(id) AS n FROM channel_bodies")
+        .fetch_one(&w.s.db.pool)
+        .await
+        .expect("id")
+        .get("n");
+    sqlx::query(
+        "INSERT INTO channel_log (channel, seq, body_id, occurred_at) \
+         VALUES ('private-old.a', 1, $1, 1000), ('private-old.b', 1, $1, 1000)",
+    )
+    .bind(old_body)
+    .execute(&w.s.db.pool)
+    .await
+    .expect("old entries");
+    assert_eq!(channels::prune(&w.s.db, 2000).await.expect("prune"), 2);
+    let after = (
+        count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
+        count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
+    );
+    assert_eq!(after, before, "only the old envelope went, body and all");
+    assert_eq!(
+        count(
+            &w,
+            "SELECT COUNT(*) AS n FROM channel_log l LEFT JOIN channel_bodies b \
+             ON b.id = l.body_id WHERE b.id IS NULL"
+        )
+        .await,
+        0,
+        "every entry left has its body"
+    );
+}
+
 #[tokio::test]
 async fn an_old_event_version_is_upcast_when_read_from_the_store() {
     let w = world().await;

@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::{
     db::Db,
-    db::ExecuteWrite,
     error::{CoreError, CoreResult},
     eventstore::events::{Actor, StoredEvent},
     eventstore::sql::{value_rows, Arg, Stmt},
@@ -555,19 +554,26 @@ pub async fn read(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRes
     })
 }
 
-/// Deletes log entries older than `cutoff_ms`, then their bodies; returns
-/// how many entries.
+/// Deletes log entries older than `cutoff_ms` and their bodies, in one
+/// transaction; returns how many entries. A body is found through its
+/// entries (by the log's age index; bodies have none of their own): all of
+/// a body's entries share its `occurred_at`, so a body goes with all of
+/// them, and none still referenced goes.
 pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
+    let mut tx = crate::eventstore::store::begin_write(db).await?;
+    sqlx::query(
+        "DELETE FROM channel_bodies WHERE id IN \
+         (SELECT body_id FROM channel_log WHERE occurred_at < $1)",
+    )
+    .bind(cutoff_ms)
+    .execute(&mut *tx)
+    .await?;
     let entries = sqlx::query("DELETE FROM channel_log WHERE occurred_at < $1")
         .bind(cutoff_ms)
-        .execute_write(db)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-    // Bodies share their entries' occurred_at: none still referenced goes.
-    sqlx::query("DELETE FROM channel_bodies WHERE occurred_at < $1")
-        .bind(cutoff_ms)
-        .execute_write(db)
-        .await?;
+    tx.commit().await?;
     Ok(entries)
 }
 
