@@ -9,12 +9,18 @@
 //! this process first takes [`Db::write_turn`], a fair async queue, and the
 //! database lock is then always free when a writer gets to it.
 
-use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    ops::{Deref, DerefMut},
+    path::Path,
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{
     any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult},
     query::Query,
-    Any, AnyPool, Executor,
+    Any, AnyConnection, AnyPool, Executor, Transaction,
 };
 use thiserror::Error;
 
@@ -408,6 +414,51 @@ impl Db {
             Ok(Ok(_))
         )
     }
+}
+
+/// A transaction that will write, holding this process's write turn
+/// ([`Db::write_turn`]) until it commits or is dropped. It dereferences to
+/// the connection, so queries run on `&mut *tx`.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: WriteTurn,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let WriteTx { tx, _turn } = self;
+        tx.commit().await
+        // The turn passes on only now, with the lock released.
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// How a write transaction begins on SQLite: with the write lock, so that
+/// it never fails to upgrade a read lock later.
+pub const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
+
+/// A transaction that will write. It waits for the write turn first (so a
+/// writer never holds a pooled connection while it queues); on SQLite it
+/// then takes the write lock at once (`BEGIN IMMEDIATE`).
+pub async fn begin_write(db: &Db) -> Result<WriteTx, sqlx::Error> {
+    let turn = db.write_turn().await;
+    let tx = match db.backend {
+        Backend::Sqlite => db.writer().begin_with(SQLITE_BEGIN).await?,
+        Backend::Postgres => db.writer().begin().await?,
+    };
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 #[cfg(test)]

@@ -560,7 +560,7 @@ pub async fn read(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRes
 /// a body's entries share its `occurred_at`, so a body goes with all of
 /// them, and none still referenced goes.
 pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
-    let mut tx = crate::eventstore::store::begin_write(db).await?;
+    let mut tx = crate::db::begin_write(db).await?;
     sqlx::query(
         "DELETE FROM channel_bodies WHERE id IN \
          (SELECT body_id FROM channel_log WHERE occurred_at < $1)",

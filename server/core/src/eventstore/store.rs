@@ -2,13 +2,11 @@
 //! events, run the projectors (read models, channel log, outbox, timers) in
 //! that same transaction, commit, then wake whoever follows the log.
 
-use std::ops::{Deref, DerefMut};
-
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    db::{Backend, Db, WriteTurn},
+    db::Db,
     error::CoreError,
     error::CoreResult,
     eventstore::channels::{self, Appended, Notification},
@@ -31,50 +29,9 @@ pub trait Committer {
 /// random few milliseconds, see [`commit_at`]).
 pub const MAX_RETRIES: usize = 12;
 
-/// A transaction that will write, holding this process's write turn
-/// ([`Db::write_turn`]) until it commits or is dropped. It dereferences to
-/// the connection, so queries run on `&mut *tx`.
-pub struct WriteTx {
-    tx: Transaction<'static, Any>,
-    _turn: WriteTurn,
-}
-
-impl WriteTx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        let WriteTx { tx, _turn } = self;
-        tx.commit().await
-        // The turn passes on only now, with the lock released.
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
-    }
-}
-
-/// How a write transaction begins on SQLite: with the write lock, so that
-/// it never fails to upgrade a read lock later.
-pub const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
-
-/// A transaction that will write. It waits for the write turn first (so a
-/// writer never holds a pooled connection while it queues); on SQLite it
-/// then takes the write lock at once (`BEGIN IMMEDIATE`).
-pub async fn begin_write(db: &Db) -> CoreResult<WriteTx> {
-    let turn = db.write_turn().await;
-    let tx = match db.backend {
-        Backend::Sqlite => db.writer().begin_with(SQLITE_BEGIN).await?,
-        Backend::Postgres => db.writer().begin().await?,
-    };
-    Ok(WriteTx { tx, _turn: turn })
-}
+// The write transaction lives with the database handle (`db`), where
+// modules below the store (the channel log's prune) can take one too.
+pub use crate::db::{begin_write, WriteTx, SQLITE_BEGIN};
 
 /// What one append wrote.
 #[derive(Debug, Default)]
