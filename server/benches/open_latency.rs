@@ -58,6 +58,19 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `lockstep_group_commit_unfused_total` by reason, from the process's
+/// metrics (the app's recorder is process-wide).
+fn unfused_by_reason() -> std::collections::HashMap<String, u64> {
+    let text = lockstep_server::metrics::handle().render();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("lockstep_group_commit_unfused_total{reason=\"")?;
+            let (reason, count) = rest.split_once("\"} ")?;
+            Some((reason.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -303,6 +316,7 @@ async fn main() {
         let sent: Arc<Mutex<Vec<(Uuid, Instant, f64)>>> = Arc::default();
         let step_started_ms = lockstep_core::now_ms();
         let writes_before = services.writes.stats();
+        let unfused_before = unfused_by_reason();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
         let total = u64::from(rate) * secs;
         let mut handles = Vec::with_capacity(total as usize);
@@ -424,6 +438,20 @@ async fn main() {
             w.direct - writes_before.direct,
             w.flushes - writes_before.flushes
         );
+        let unfused = unfused_by_reason();
+        let mut reasons: Vec<String> = unfused
+            .iter()
+            .map(|(reason, n)| (reason, n - unfused_before.get(reason).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        reasons.sort();
+        if !reasons.is_empty() {
+            println!(
+                "        ended a statement at a time, by why: {}",
+                reasons.join(", ")
+            );
+        }
         let complete = lat.len() as u64 == total;
         let sustained = complete && p99 < 100.0;
         if sustained {

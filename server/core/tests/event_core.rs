@@ -893,8 +893,8 @@ async fn since_says_reset_when_history_was_pruned() {
 }
 
 /// Pruning deletes the entries older than the cutoff with their bodies
-/// (found through the entries: bodies have no age index of their own),
-/// and leaves every newer entry with its body.
+/// (PostgreSQL finds them by the log's age index, SQLite in commit order:
+/// `channels::prune`), and leaves every newer entry with its body.
 #[tokio::test]
 async fn prune_deletes_old_entries_with_their_bodies_and_keeps_the_rest() {
     let w = world().await;
@@ -903,30 +903,45 @@ async fn prune_deletes_old_entries_with_their_bodies_and_keeps_the_rest() {
         count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
     );
     assert!(before.0 > 0 && before.1 > 0, "the world wrote envelopes");
-    // An old envelope on two channels: one body, two entries.
-    sqlx::query("INSERT INTO channel_bodies (body, occurred_at) VALUES ('{}', 1000)")
+    // An old envelope on two channels, committed before the world's: one
+    // body (an id below theirs), two entries, each its channel's first.
+    // Then one channel takes a new envelope (the world's last body).
+    sqlx::query("INSERT INTO channel_bodies (id, body, occurred_at) VALUES (0, '{}', 1000)")
         .execute(&w.s.db.pool)
         .await
         .expect("old body");
-    let old_body: i64 = sqlx::query("SELECT MAX(id) AS n FROM channel_bodies")
-        .fetch_one(&w.s.db.pool)
-        .await
-        .expect("id")
-        .get("n");
     sqlx::query(
         "INSERT INTO channel_log (channel, seq, body_id, occurred_at) \
-         VALUES ('private-old.a', 1, $1, 1000), ('private-old.b', 1, $1, 1000)",
+         VALUES ('private-old.a', 1, 0, 1000), ('private-old.b', 1, 0, 1000), \
+         ('private-old.a', 2, (SELECT MAX(id) FROM channel_bodies), $1)",
     )
-    .bind(old_body)
+    .bind(now_ms())
     .execute(&w.s.db.pool)
     .await
-    .expect("old entries");
+    .expect("old entries and a new one");
+    sqlx::query("INSERT INTO channel_heads (channel, seq) VALUES ('private-old.a', 2), ('private-old.b', 1)")
+        .execute(&w.s.db.pool)
+        .await
+        .expect("their heads");
     assert_eq!(channels::prune(&w.s.db, 2000).await.expect("prune"), 2);
     let after = (
         count(&w, "SELECT COUNT(*) AS n FROM channel_log").await,
         count(&w, "SELECT COUNT(*) AS n FROM channel_bodies").await,
     );
-    assert_eq!(after, before, "only the old envelope went, body and all");
+    assert_eq!(
+        after,
+        (before.0 + 1, before.1),
+        "only the old envelope went, body and all"
+    );
+    assert_eq!(
+        count(
+            &w,
+            "SELECT COUNT(*) AS n FROM channel_log WHERE channel = 'private-old.a' AND seq = 2"
+        )
+        .await,
+        1,
+        "a channel keeps its entries after its old ones"
+    );
     assert_eq!(
         count(
             &w,

@@ -12,10 +12,13 @@
 //!
 //! The parts run with one snapshot and cannot see each other's writes, so
 //! a batch is fused only when they touch distinct rows: no command both
-//! inserted and changed, no timer both ended and scheduled (otherwise,
-//! and when a kind needs more than one statement, the batch ends one
-//! statement at a time, `store::append_envelopes`). They run in the order
-//! listed, which is the order of the statements they replace: the final
+//! inserted and changed, no timer both ended and scheduled (otherwise the
+//! batch ends one statement at a time, `store::append_envelopes`). A kind
+//! that needs several statements (a batch of more than a hundred
+//! compartments' latest statuses, say) is several parts: each names its
+//! own rows (one per command, compartment, timer or outbox row). They
+//! run in the order listed, which is the order of the statements they
+//! replace: the final
 //! `SELECT` reads each part to its end in turn (one `UNION ALL`, an Append
 //! that PostgreSQL runs child by child; a statement with data-modifying
 //! `WITH` parts is never planned parallel), so locks are taken in the same
@@ -153,7 +156,7 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
     // Parts that would touch one row twice.
     let inserted: HashSet<_> = deferred.inserts.iter().map(|r| r.command()).collect();
     if deferred.rows.iter().any(|r| inserted.contains(&r.command)) {
-        return Ok(None);
+        return Ok(unfused("command_inserted_and_changed"));
     }
     let scheduled: HashSet<String> = end
         .timers
@@ -161,11 +164,11 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
         .map(|t| timers::timer_id(t.kind, t.subject))
         .collect();
     if end.ended_timers.iter().any(|id| scheduled.contains(id)) {
-        return Ok(None);
+        return Ok(unfused("timer_ended_and_scheduled"));
     }
     let mut parts = Vec::new();
     if deferred.events.len() > events::EVENTS_PER_STATEMENT {
-        return Ok(None);
+        return Ok(unfused("events"));
     }
     if !deferred.events.is_empty() {
         parts.push(Part::new(
@@ -184,9 +187,6 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
         open_requests::latest_stmts(&end.latest),
     ];
     for stmts in kinds {
-        if stmts.len() > 1 {
-            return Ok(None);
-        }
         parts.extend(stmts.into_iter().map(|mut stmt| {
             stmt.sql.push_str(" RETURNING 1 AS x");
             Part::new(stmt, Read::Ran)
@@ -195,10 +195,20 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
     if !plan.counts.is_empty() {
         parts.extend(envelope_parts(plan)?);
     }
-    if parts.is_empty() || parts.iter().map(|p| p.stmt.args.len()).sum::<usize>() > MAX_ARGS {
-        return Ok(None);
+    if parts.is_empty() {
+        return Ok(unfused("empty"));
+    }
+    if parts.iter().map(|p| p.stmt.args.len()).sum::<usize>() > MAX_ARGS {
+        return Ok(unfused("values"));
     }
     Ok(Some(parts))
+}
+
+/// Counts a batch whose end could not be one statement, by why
+/// (`lockstep_group_commit_unfused_total`); it ends a statement at a time.
+pub fn unfused<T>(reason: &'static str) -> Option<T> {
+    metrics::counter!("lockstep_group_commit_unfused_total", "reason" => reason).increment(1);
+    None
 }
 
 /// The heads' upsert, the bodies with ids drawn from their sequence, and

@@ -12,9 +12,10 @@
 //! `batch_end`), and numbers `$N` across the whole text.
 //!
 //! The log rows take their seqs from the heads as the upsert before them
-//! left them, and their bodies' ids from `sqlite_sequence`: under the
-//! write lock, one insert's rows take the ids after the table's last,
-//! in order, so a body's id is the last one less the bodies after it.
+//! left them, and their bodies' ids from the table's largest: under the
+//! write lock, one insert's rows take the ids after the table's last
+//! (plain rowids), in order, so a body's id is the last one less the
+//! bodies after it.
 
 use std::collections::HashMap;
 
@@ -24,6 +25,7 @@ use crate::{
     error::{CoreError, CoreResult},
     eventstore::{
         batch::Batch,
+        batch_end,
         channels::{self, EnvelopePlan},
         events, outbox,
         projections::{grants, open_requests},
@@ -68,6 +70,7 @@ pub async fn ended(
     let alone = !b.begun();
     let direct = b.direct().filter(|_| alone);
     if staged.len() > MAX_WRITES && direct.is_none() {
+        batch_end::unfused::<()>("writes");
         return Ok(Err(staged));
     }
     let end = EndWrites::of(&staged);
@@ -248,7 +251,7 @@ impl Returned {
 fn statements(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<Vec<Stmt>>> {
     let deferred = b.deferred();
     if deferred.events.len() > events::EVENTS_PER_STATEMENT {
-        return Ok(None);
+        return Ok(batch_end::unfused("events"));
     }
     let mut stmts = Vec::new();
     if !deferred.events.is_empty() {
@@ -269,8 +272,11 @@ fn statements(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Opt
     if !plan.counts.is_empty() {
         stmts.extend(envelope_stmts(plan)?);
     }
-    if stmts.is_empty() || stmts.iter().map(|s| s.args.len()).sum::<usize>() > MAX_ARGS {
-        return Ok(None);
+    if stmts.is_empty() {
+        return Ok(batch_end::unfused("empty"));
+    }
+    if stmts.iter().map(|s| s.args.len()).sum::<usize>() > MAX_ARGS {
+        return Ok(batch_end::unfused("values"));
     }
     Ok(Some(stmts))
 }
@@ -297,7 +303,7 @@ fn envelope_stmts(plan: &EnvelopePlan) -> CoreResult<Vec<Stmt>> {
             "INSERT INTO channel_log (channel, seq, body_id, occurred_at) \
              SELECT r.column1, h.seq - r.column2, s.seq - r.column3, r.column4 FROM (VALUES {}) AS r \
              JOIN channel_heads AS h ON h.channel = r.column1 \
-             JOIN sqlite_sequence AS s ON s.name = 'channel_bodies' \
+             JOIN (SELECT max(id) AS seq FROM channel_bodies) AS s \
              RETURNING 1 AS logged",
             value_rows(rows.len(), 4, "")
         ),

@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::{
-    db::Db,
+    db::{Backend, Db},
     error::{CoreError, CoreResult},
     eventstore::events::{Actor, StoredEvent},
     eventstore::sql::{value_rows, Arg, Stmt},
@@ -554,12 +554,20 @@ pub async fn read(db: &Db, channel: &Channel, after: i64, limit: i64) -> CoreRes
     })
 }
 
-/// Deletes log entries older than `cutoff_ms` and their bodies, in one
-/// transaction; returns how many entries. A body is found through its
-/// entries (by the log's age index; bodies have none of their own): all of
-/// a body's entries share its `occurred_at`, so a body goes with all of
-/// them, and none still referenced goes.
+/// Deletes log entries older than `cutoff_ms` and their bodies; returns
+/// how many entries. No body still referenced goes.
 pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
+    match db.backend {
+        Backend::Postgres => prune_by_age(db, cutoff_ms).await,
+        Backend::Sqlite => prune_in_commit_order(db, cutoff_ms).await,
+    }
+}
+
+/// PostgreSQL: the old entries by the log's age index (`channel_log_age`),
+/// and their bodies through them (bodies have no age index of their own),
+/// in one transaction. All of a body's entries share its `occurred_at`, so
+/// a body goes with all of them.
+async fn prune_by_age(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
     let mut tx = crate::db::begin_write(db).await?;
     sqlx::query(
         "DELETE FROM channel_bodies WHERE id IN \
@@ -573,6 +581,62 @@ pub async fn prune(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    tx.commit().await?;
+    Ok(entries)
+}
+
+/// Channels whose old entries one transaction of
+/// [`prune_in_commit_order`] deletes: a statement each, so the write lock
+/// is held a few milliseconds at a time.
+const PRUNED_CHANNELS_PER_TRANSACTION: usize = 256;
+
+/// SQLite: its log has no age index (an index page fewer written with
+/// every envelope: docs/benchmarks.md, "Tenth pass"). It has one writer at
+/// a time, so the bodies' ids and each channel's seqs both follow commit
+/// order: the bodies before the first one not old (by id) are old, and a
+/// channel's entries of those bodies are its first ones. So each channel
+/// loses the entries before its first of a later body (its heads name
+/// every channel), then the bodies go. An old entry stored after a newer
+/// one (clocks a few milliseconds apart) goes at a later prune.
+async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
+    // Bodies below `bound` are old, and stay so; a body stored from now on
+    // takes an id above the largest, so at least `bound`.
+    let bound: i64 = sqlx::query(
+        "SELECT COALESCE(          (SELECT id FROM channel_bodies WHERE occurred_at >= $1 ORDER BY id LIMIT 1),          (SELECT COALESCE(MAX(id), 0) + 1 FROM channel_bodies)) AS bound",
+    )
+    .bind(cutoff_ms)
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("bound")?;
+    let channels: Vec<String> = sqlx::query("SELECT channel FROM channel_heads ORDER BY channel")
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| row.try_get("channel"))
+        .collect::<Result<_, _>>()?;
+    let mut entries = 0;
+    for chunk in channels.chunks(PRUNED_CHANNELS_PER_TRANSACTION) {
+        let mut tx = crate::db::begin_write(db).await?;
+        for channel in chunk {
+            // The channel's first entry of a body not old, by its key; the
+            // ones before it are old. None: all are.
+            entries += sqlx::query(
+                "DELETE FROM channel_log WHERE channel = $1 AND seq < COALESCE(                  (SELECT seq FROM channel_log WHERE channel = $1 AND body_id >= $2                  ORDER BY seq LIMIT 1), 9223372036854775807)",
+            )
+            .bind(channel.as_str())
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+    }
+    // No entry points at these any more: each channel's went above.
+    let mut tx = crate::db::begin_write(db).await?;
+    sqlx::query("DELETE FROM channel_bodies WHERE id < $1")
+        .bind(bound)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(entries)
 }
