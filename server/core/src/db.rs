@@ -20,7 +20,7 @@ use std::{
 use sqlx::{
     any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult},
     query::Query,
-    Any, AnyConnection, AnyPool, Executor, Transaction,
+    Any, AnyConnection, AnyPool, Executor, Row, Transaction,
 };
 use thiserror::Error;
 
@@ -304,26 +304,38 @@ impl Db {
         Ok(db)
     }
 
-    /// SQLite: copies the WAL back into the database every 200 ms in a
-    /// passive checkpoint, which waits for no writer and holds none up.
-    /// Left to SQLite, the writer whose commit crosses 1,000 WAL pages runs
-    /// the checkpoint (and its fsyncs) itself, and every writer queued
-    /// behind it waits: under load that was the slowest step of an open.
+    /// SQLite: copies the WAL back into the database in a passive
+    /// checkpoint, which waits for no writer and holds none up, every
+    /// 50 ms, or sooner while the WAL grows fast ([`next_checkpoint`]).
+    /// Left to SQLite, the writer whose commit crosses the autocheckpoint
+    /// size runs the checkpoint (and its fsyncs) itself, and every writer
+    /// queued behind it waits: under load that was the slowest step of an
+    /// open, and at 200 ms apart a writer still did it whenever the WAL
+    /// grew past 10,000 pages in between (docs/benchmarks.md, "Tenth
+    /// pass").
     fn spawn_checkpointer(&self) {
         let pool = self.pool.clone();
+        // Gone with the last clone of this `Db` (the pool's clone here
+        // would keep the pool open).
+        let alive = self.write_gate.as_ref().map(Arc::downgrade);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut wait = CHECKPOINT_EVERY;
             loop {
-                tick.tick().await;
-                if pool.is_closed() {
+                tokio::time::sleep(wait).await;
+                if pool.is_closed() || alive.as_ref().is_some_and(|a| a.strong_count() == 0) {
                     break;
                 }
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
+                // `log`: the WAL's pages when the checkpoint began.
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&pool)
                     .await
+                    .and_then(|row| row.try_get::<i64, _>(1))
                 {
-                    tracing::debug!(error = %e, "background checkpoint skipped");
+                    Ok(log) => wait = next_checkpoint(wait, log),
+                    Err(e) => {
+                        wait = CHECKPOINT_EVERY;
+                        tracing::debug!(error = %e, "background checkpoint skipped");
+                    }
                 }
             }
         });
@@ -449,6 +461,27 @@ impl DerefMut for WriteTx {
 /// it never fails to upgrade a read lock later.
 pub const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
+/// The background checkpointer's pace when the WAL grows slowly. A
+/// checkpoint with nothing to copy costs a query and no `fsync`.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// Its fastest pace.
+const CHECKPOINT_AT_MOST_EVERY: Duration = Duration::from_millis(10);
+/// The WAL pages it aims to find at a checkpoint: well under the 10,000
+/// past which a committing writer checkpoints itself (`PRAGMA
+/// wal_autocheckpoint`).
+const CHECKPOINT_PAGES: i64 = 2_500;
+
+/// The wait before the next background checkpoint, given the last wait
+/// and the WAL's pages the checkpoint after it found (written since the
+/// one before, or longer if that one could not copy them all; -1 when
+/// not in WAL mode): the wait in which, at that pace, the WAL would reach
+/// [`CHECKPOINT_PAGES`], between [`CHECKPOINT_AT_MOST_EVERY`] and
+/// [`CHECKPOINT_EVERY`]. It follows the pace both ways, a step at a time.
+fn next_checkpoint(last: Duration, pages: i64) -> Duration {
+    last.mul_f64(CHECKPOINT_PAGES as f64 / pages.max(1) as f64)
+        .clamp(CHECKPOINT_AT_MOST_EVERY, CHECKPOINT_EVERY)
+}
+
 /// A transaction that will write. It waits for the write turn first (so a
 /// writer never holds a pooled connection while it queues); on SQLite it
 /// then takes the write lock at once (`BEGIN IMMEDIATE`).
@@ -464,6 +497,32 @@ pub async fn begin_write(db: &Db) -> Result<WriteTx, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpointer_speeds_up_while_the_wal_grows_fast() {
+        let slow = CHECKPOINT_EVERY;
+        assert_eq!(next_checkpoint(slow, 0), slow, "a quiet WAL");
+        assert_eq!(next_checkpoint(slow, -1), slow, "not in WAL mode");
+        assert_eq!(next_checkpoint(slow, CHECKPOINT_PAGES), slow);
+        // Twice the aim in 50 ms: next in 25 ms.
+        let fast = next_checkpoint(slow, 2 * CHECKPOINT_PAGES);
+        assert_eq!(fast, Duration::from_millis(25));
+        // Still too many: faster, down to the floor.
+        assert_eq!(
+            next_checkpoint(fast, 2 * CHECKPOINT_PAGES),
+            Duration::from_micros(12_500)
+        );
+        assert_eq!(
+            next_checkpoint(CHECKPOINT_AT_MOST_EVERY, 100_000),
+            CHECKPOINT_AT_MOST_EVERY
+        );
+        // Half the aim: twice the wait, back up to the slow pace.
+        assert_eq!(
+            next_checkpoint(Duration::from_millis(20), CHECKPOINT_PAGES / 2),
+            Duration::from_millis(40)
+        );
+        assert_eq!(next_checkpoint(fast, 1), slow);
+    }
 
     #[tokio::test]
     async fn a_sqlite_url_without_mode_creates_its_file() {

@@ -27,7 +27,8 @@
 //! has not run yet: the runtime must run it), it is handed to the thread,
 //! which waits as long as the busy timeout allows. (A commit that finds
 //! the WAL past 10,000 pages checkpoints it itself, wherever it runs: only
-//! when the background checkpointer, `Db`'s, has fallen that far behind.)
+//! when the background checkpointer, `Db`'s, which speeds up while the WAL
+//! grows fast, has fallen that far behind.)
 
 use std::{
     borrow::Cow,
