@@ -18,11 +18,10 @@
 //! compartments' latest statuses, say) is several parts: each names its
 //! own rows (one per command, compartment, timer or outbox row). They
 //! run in the order listed, which is the order of the statements they
-//! replace: the final
-//! `SELECT` reads each part to its end in turn (one `UNION ALL`, an Append
-//! that PostgreSQL runs child by child; a statement with data-modifying
-//! `WITH` parts is never planned parallel), so locks are taken in the same
-//! order. PostgreSQL's documentation does not promise that order for such
+//! replace: the final `SELECT` reads each part to its end in turn (one
+//! `UNION ALL`, an Append that PostgreSQL runs child by child; a
+//! statement with data-modifying `WITH` parts is never planned parallel),
+//! so locks are taken in the same order. PostgreSQL's documentation does not promise that order for such
 //! parts; should it change, the cost is a deadlock, whose writes run
 //! again alone (`group_commit`), never a wrong row.
 //! The log rows take their seqs from the heads part's new heads, and

@@ -602,7 +602,9 @@ async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
     // Bodies below `bound` are old, and stay so; a body stored from now on
     // takes an id above the largest, so at least `bound`.
     let bound: i64 = sqlx::query(
-        "SELECT COALESCE(          (SELECT id FROM channel_bodies WHERE occurred_at >= $1 ORDER BY id LIMIT 1),          (SELECT COALESCE(MAX(id), 0) + 1 FROM channel_bodies)) AS bound",
+        "SELECT COALESCE( \
+         (SELECT id FROM channel_bodies WHERE occurred_at >= $1 ORDER BY id LIMIT 1), \
+         (SELECT COALESCE(MAX(id), 0) + 1 FROM channel_bodies)) AS bound",
     )
     .bind(cutoff_ms)
     .fetch_one(&db.pool)
@@ -621,7 +623,9 @@ async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
             // The channel's first entry of a body not old, by its key; the
             // ones before it are old. None: all are.
             entries += sqlx::query(
-                "DELETE FROM channel_log WHERE channel = $1 AND seq < COALESCE(                  (SELECT seq FROM channel_log WHERE channel = $1 AND body_id >= $2                  ORDER BY seq LIMIT 1), 9223372036854775807)",
+                "DELETE FROM channel_log WHERE channel = $1 AND seq < COALESCE( \
+                 (SELECT seq FROM channel_log WHERE channel = $1 AND body_id >= $2 \
+                 ORDER BY seq LIMIT 1), 9223372036854775807)",
             )
             .bind(channel.as_str())
             .bind(bound)
@@ -632,12 +636,8 @@ async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
         tx.commit().await?;
     }
     // No entry points at these any more: each channel's went above.
-    let mut tx = crate::db::begin_write(db).await?;
-    sqlx::query("DELETE FROM channel_bodies WHERE id < $1")
-        .bind(bound)
-        .execute(&mut *tx)
+    db.write(sqlx::query("DELETE FROM channel_bodies WHERE id < $1").bind(bound))
         .await?;
-    tx.commit().await?;
     Ok(entries)
 }
 
