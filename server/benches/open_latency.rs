@@ -428,7 +428,7 @@ async fn main() {
         // batch's deferred writes before its end.
         let w = services.writes.stats();
         println!(
-            "        group commit: {} batches of {} writes, {} split at a failing write, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT, {} by SQLite's direct writer), {} mid-batch flushes",
+            "        group commit: {} batches of {} writes, {} split at a failing write, {} alone, {} ended in one statement ({} with no BEGIN/COMMIT, {} by SQLite's direct writer), {} with nothing to end, {} mid-batch flushes",
             w.batches - writes_before.batches,
             w.batched - writes_before.batched,
             w.splits - writes_before.splits,
@@ -436,6 +436,7 @@ async fn main() {
             w.fused - writes_before.fused,
             w.single_statement - writes_before.single_statement,
             w.direct - writes_before.direct,
+            w.empty - writes_before.empty,
             w.flushes - writes_before.flushes
         );
         let unfused = unfused_by_reason();

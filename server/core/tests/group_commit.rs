@@ -821,7 +821,10 @@ async fn a_write_that_panics_loses_its_batch_not_the_writer() {
         .get("n");
     assert_eq!(rows, 0, "nothing of the panicked batch was committed");
     // The writer goes on, on a connection that is not inside the lost
-    // batch's transaction.
+    // batch's transaction. (A write with nothing for the batch's end runs
+    // no statement for it, yet what it wrote itself is committed: the
+    // row is read below.)
+    let before = w.s.writes.stats();
     let (answer, _) =
         w.s.writes
             .write(Uuid::nil(), move |conn| {
@@ -835,6 +838,19 @@ async fn a_write_that_panics_loses_its_batch_not_the_writer() {
             .await
             .expect("the writer goes on");
     assert_eq!(answer, "after");
+    // A write that changed nothing has an end with nothing in it.
+    let (nothing, written) =
+        w.s.writes
+            .write(Uuid::nil(), move |_| {
+                Box::pin(async move { Ok(("nothing", Staged::default())) })
+            })
+            .await
+            .expect("a write that changed nothing");
+    assert_eq!(nothing, "nothing");
+    assert!(written.events.is_empty() && written.appended.is_empty());
+    let after = w.s.writes.stats();
+    assert_eq!(after.empty - before.empty, 2, "{before:?} → {after:?}");
+    assert_eq!(after.fused, before.fused, "no end statement ran");
     // And a write alone whose end is the whole transaction (on SQLite, the
     // direct writer's, on the calling thread when the lock is free).
     let before = w.s.writes.stats();

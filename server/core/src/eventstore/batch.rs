@@ -563,6 +563,16 @@ impl Batch {
         Ok(())
     }
 
+    /// Has the batch nothing deferred left to write?
+    pub fn nothing_deferred(&self) -> bool {
+        let d = self.deferred();
+        d.events.is_empty()
+            && d.inserts.is_empty()
+            && d.grants.is_empty()
+            && d.rows.is_empty()
+            && d.outbox_done.is_empty()
+    }
+
     /// What the batch deferred and has not written yet.
     pub fn deferred(&self) -> Deferred<'_> {
         Deferred {

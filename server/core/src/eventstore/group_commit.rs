@@ -175,6 +175,9 @@ pub struct Stats {
     /// Of the `single_statement`, those SQLite's direct writer ran
     /// (`sqlite_direct`): every one, on a SQLite file.
     pub direct: u64,
+    /// Transactions with nothing to write at their end (writes that
+    /// changed nothing), which ran no statement for it.
+    pub empty: u64,
 }
 
 #[derive(Default)]
@@ -187,6 +190,7 @@ struct Counters {
     flushes: AtomicU64,
     single_statement: AtomicU64,
     direct: AtomicU64,
+    empty: AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -224,6 +228,7 @@ impl GroupCommit {
             flushes: c.flushes.load(Relaxed),
             single_statement: c.single_statement.load(Relaxed),
             direct: c.direct.load(Relaxed),
+            empty: c.empty.load(Relaxed),
         }
     }
 
@@ -535,6 +540,14 @@ async fn finish(
     staged: Vec<Staged>,
 ) -> CoreResult<Vec<Written>> {
     let alone = !b.begun();
+    if b.nothing_deferred() && store::end_is_empty(&staged) {
+        // Nothing to end: no statement, and no empty transaction either
+        // (`Batch::commit` commits what a flush began, if anything).
+        let mut staged = staged;
+        b.ended(Vec::new(), &mut staged)?;
+        stats.empty.fetch_add(1, Relaxed);
+        return Ok(store::written_of(staged, Vec::new()));
+    }
     let ended = match backend {
         Backend::Postgres => batch_end::fused(b, staged).await?,
         Backend::Sqlite => batch_end_sqlite::ended(b, staged).await?,

@@ -141,6 +141,19 @@ pub async fn append_envelopes(
     Ok(written_of(staged, appended))
 }
 
+/// Do `staged` leave nothing for a batch's end (no envelopes, timers,
+/// outbox jobs or latest statuses)? Writes that changed nothing, such as
+/// a repeated request or a heartbeat with no transition.
+pub fn end_is_empty(staged: &[Staged]) -> bool {
+    staged.iter().all(|s| {
+        s.notes.is_empty()
+            && s.latest.is_empty()
+            && s.ended_timers.is_empty()
+            && s.jobs.is_empty()
+            && s.timers.is_empty()
+    })
+}
+
 /// What a batch's staged writes leave for its end, gathered in batch
 /// order (the ended timers sorted: one lock order).
 pub struct EndWrites {
