@@ -92,13 +92,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     realtime::provide_realtime();
-    // Effects run only in the browser: once this one has run, the page is
-    // hydrated and interactive (browser tests wait for this marker).
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    // Each routed page marks itself hydrated (`pages::common::mark_hydrated`).
     view! {
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title text="Lockstep"/>

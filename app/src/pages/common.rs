@@ -1,5 +1,6 @@
 //! Pieces several pages use: the top bar, the sign-out button, the panels
-//! shown for refusals and errors, and in-app submission of GET forms.
+//! shown for refusals and errors, in-app submission of GET forms, and the
+//! hydrated marker.
 
 use leptos::prelude::*;
 
@@ -7,6 +8,19 @@ use crate::{
     auth::{Logout, SignedIn},
     realtime::ConnectionIndicator,
 };
+
+/// Marks the page hydrated: `data-hydrated` on `<body>`, which the browser
+/// tests wait for before they touch a page. Every routed page calls it
+/// (not `App`): a lazy admin page hydrates only once its chunk has come,
+/// after the app around it, and an effect runs only after the view that
+/// made it has hydrated.
+pub fn mark_hydrated() {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+}
 
 /// The `on:submit` of a search or filter form (`method="GET"` with an
 /// `action`): navigates within the app to `action?fields`, as

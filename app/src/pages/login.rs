@@ -8,6 +8,7 @@ use crate::auth::Login;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let login = ServerAction::<Login>::new();
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();

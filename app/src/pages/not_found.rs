@@ -4,6 +4,7 @@ use leptos::prelude::*;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     #[cfg(feature = "ssr")]
     crate::auth::ssr::set_status(404);
     view! {

@@ -118,6 +118,7 @@ fn uuid_of(s: &str) -> Result<lockstep_core::UuidAlias, AppError> {
 
 #[component]
 pub fn UserHome() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let data = Resource::new_blocking(|| (), |_| load_user_home());
     view! {
         <Suspense fallback=|| view! { <p class="p-6 text-sm text-slate-500">"Loading…"</p> }>

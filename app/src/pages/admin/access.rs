@@ -186,6 +186,7 @@ struct EditGrant(RwSignal<Option<String>>);
 
 #[component]
 pub fn Access() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let include_revoked = RwSignal::new(false);
     let data = LiveResource::new(move || include_revoked.get(), access_overview);
     // The lockers channel is busy (heartbeats, doors): its changes refresh

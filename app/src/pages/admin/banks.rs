@@ -157,6 +157,7 @@ fn online_badge(online: Option<bool>, state: &str) -> (&'static str, String) {
 
 #[component]
 pub fn Banks() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let query = use_query_map();
     // The first read renders on the server; a filter or a page reads
     // again through it. Live changes refresh `fresh` instead, so the
@@ -514,6 +515,7 @@ struct EditTarget(RwSignal<Option<String>>);
 
 #[component]
 pub fn BankPage() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let params = use_params_map();
     let bank_id = move || params.get().get("id").unwrap_or_default();
     let data = LiveResource::new(bank_id, bank_page);

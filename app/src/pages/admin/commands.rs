@@ -261,6 +261,7 @@ impl Filters {
 
 #[component]
 pub fn Commands() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let query = use_query_map();
     let filters = Filters::new(&query.get_untracked());
     Effect::new(move |_| filters.reset(&query.get()));
@@ -545,6 +546,7 @@ pub async fn command_timeline(command_id: String) -> Result<Timeline, AppError> 
 
 #[component]
 pub fn CommandTimeline() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let params = use_params_map();
     let data = LiveResource::new(
         move || params.get().get("id").unwrap_or_default(),

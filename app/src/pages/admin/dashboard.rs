@@ -68,6 +68,7 @@ pub async fn admin_dashboard() -> Result<DashboardData, AppError> {
 
 #[component]
 pub fn Dashboard() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let data = LiveResource::new(|| (), |_| admin_dashboard());
     let live = use_live_refetch(move || data.refetch());
     // The chart's minutes move on even when nothing happens.

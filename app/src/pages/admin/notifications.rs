@@ -129,6 +129,7 @@ pub fn UnreadBadge(unread: Unread, base: i64) -> impl IntoView {
 
 #[component]
 pub fn Notifications() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let data = LiveResource::new(|| (), |_| my_notifications());
     let live = use_live_refetch(move || data.refetch());
     let unread = use_context::<Unread>();

@@ -161,6 +161,7 @@ pub async fn preregister_bank(
 
 #[component]
 pub fn Provisioning() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let data = LiveResource::new(|| (), |_| provisioning_overview());
     let live = use_live_refetch(move || data.refetch());
     // Outside the live region: a refetch must not lose the new key's
@@ -448,6 +449,7 @@ const STEPS: [(&str, &str); 5] = [
 
 #[component]
 pub fn ProvisioningProgress() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let params = use_params_map();
     let data = LiveResource::new(
         move || params.get().get("id").unwrap_or_default(),

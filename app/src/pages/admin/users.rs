@@ -164,6 +164,7 @@ mod ssr {
 
 #[component]
 pub fn Users() -> impl IntoView {
+    crate::pages::common::mark_hydrated();
     let overview = Resource::new_blocking(|| (), |_| load_admin_overview());
     // Live changes (and the admin's own) refresh the rows in place: the
     // table is rendered once, so the filter and focus stay.

@@ -195,6 +195,8 @@ fn parts(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Option<V
         parts.extend(envelope_parts(plan)?);
     }
     if parts.is_empty() {
+        // Not reached: `group_commit::finish` ends a batch with nothing
+        // left for its end before it comes here.
         return Ok(unfused("empty"));
     }
     if parts.iter().map(|p| p.stmt.args.len()).sum::<usize>() > MAX_ARGS {

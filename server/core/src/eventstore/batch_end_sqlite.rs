@@ -273,6 +273,8 @@ fn statements(b: &Batch, end: &EndWrites, plan: &EnvelopePlan) -> CoreResult<Opt
         stmts.extend(envelope_stmts(plan)?);
     }
     if stmts.is_empty() {
+        // Not reached: `group_commit::finish` ends a batch with nothing
+        // left for its end before it comes here.
         return Ok(batch_end::unfused("empty"));
     }
     if stmts.iter().map(|s| s.args.len()).sum::<usize>() > MAX_ARGS {

@@ -175,8 +175,9 @@ pub struct Stats {
     /// Of the `single_statement`, those SQLite's direct writer ran
     /// (`sqlite_direct`): every one, on a SQLite file.
     pub direct: u64,
-    /// Transactions with nothing to write at their end (writes that
-    /// changed nothing), which ran no statement for it.
+    /// Transactions with nothing left for their end (writes that changed
+    /// nothing, or wrote all their rows themselves), which ran no end
+    /// statement; those that wrote nothing before it began no transaction.
     pub empty: u64,
 }
 
