@@ -595,9 +595,10 @@ const PRUNED_CHANNELS_PER_TRANSACTION: usize = 256;
 /// a time, so the bodies' ids and each channel's seqs both follow commit
 /// order: the bodies before the first one not old (by id) are old, and a
 /// channel's entries of those bodies are its first ones. So each channel
-/// loses the entries before its first of a later body (its heads name
-/// every channel), then the bodies go. An old entry stored after a newer
-/// one (clocks a few milliseconds apart) goes at a later prune.
+/// whose first entry is of an old body (one read over the heads finds
+/// them) loses the entries before its first of a later body, then the
+/// bodies go. An old entry stored after a newer one (clocks a few
+/// milliseconds apart) goes at a later prune.
 async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
     // Bodies below `bound` are old, and stay so; a body stored from now on
     // takes an id above the largest, so at least `bound`.
@@ -610,12 +611,21 @@ async fn prune_in_commit_order(db: &Db, cutoff_ms: i64) -> CoreResult<u64> {
     .fetch_one(&db.pool)
     .await?
     .try_get("bound")?;
-    let channels: Vec<String> = sqlx::query("SELECT channel FROM channel_heads ORDER BY channel")
-        .fetch_all(&db.pool)
-        .await?
-        .iter()
-        .map(|row| row.try_get("channel"))
-        .collect::<Result<_, _>>()?;
+    // Only channels whose first entry is of an old body have any: a
+    // channel's entries follow its bodies' order. One read, outside the
+    // write lock (a seek per channel inside SQLite); a channel skipped
+    // here cannot gain an old entry later, as new ones take new bodies.
+    let channels: Vec<String> = sqlx::query(
+        "SELECT h.channel FROM channel_heads AS h WHERE \
+         (SELECT l.body_id FROM channel_log AS l WHERE l.channel = h.channel \
+         ORDER BY l.seq LIMIT 1) < $1 ORDER BY h.channel",
+    )
+    .bind(bound)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|row| row.try_get("channel"))
+    .collect::<Result<_, _>>()?;
     let mut entries = 0;
     for chunk in channels.chunks(PRUNED_CHANNELS_PER_TRANSACTION) {
         let mut tx = crate::db::begin_write(db).await?;
