@@ -10,7 +10,7 @@
 #   bash server/benches/pg_floor/run.sh            # 3 rounds of 8 s each
 #   FLOOR_ROUNDS=5 FLOOR_SECONDS=10 bash server/benches/pg_floor/run.sh
 #
-# Needs psql and pgbench (Debian's postgresql-client) and a server at
+# Needs psql and pgbench (Debian's postgresql-15 ships pgbench) and a server at
 # LOCKSTEP_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432).
 # docs/benchmarks.md, "Eleventh pass", says what it showed.
 set -euo pipefail
@@ -22,7 +22,7 @@ rounds="${FLOOR_ROUNDS:-3}"
 seconds="${FLOOR_SECONDS:-8}"
 db="lockstep_pg_floor_$$"
 for tool in psql pgbench; do
-  command -v "$tool" >/dev/null || { echo "pg_floor: $tool not found (Debian: postgresql-client)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "pg_floor: $tool not found (Debian: postgresql-client, postgresql-15)" >&2; exit 1; }
 done
 psql "$server/postgres" -qAtc "CREATE DATABASE $db"
 trap 'psql "$server/postgres" -qAtc "DROP DATABASE IF EXISTS $db" >/dev/null' EXIT

@@ -538,13 +538,12 @@ async fn finish(
     backend: Backend,
     stats: &Counters,
     b: &mut Batch,
-    staged: Vec<Staged>,
+    mut staged: Vec<Staged>,
 ) -> CoreResult<Vec<Written>> {
     let alone = !b.begun();
     if b.nothing_deferred() && store::end_is_empty(&staged) {
         // Nothing to end: no statement, and no empty transaction either
         // (`Batch::commit` commits what a flush began, if anything).
-        let mut staged = staged;
         b.ended(Vec::new(), &mut staged)?;
         stats.empty.fetch_add(1, Relaxed);
         return Ok(store::written_of(staged, Vec::new()));
